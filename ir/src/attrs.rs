@@ -1,0 +1,417 @@
+//! Attributes in the text IR (`[axes=(0,1), reverse=false]`): building a `Prim` from the
+//! attribute list the parser read, and listing a `Prim`'s attributes for the printer.
+
+use crate::prim::{BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
+use crate::types::DType;
+
+/// An attribute value as written in the text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Name(String),
+    Tuple(Vec<AttrValue>),
+}
+
+impl AttrValue {
+    fn ints<T: Copy + Into<i64>>(xs: &[T]) -> AttrValue {
+        AttrValue::Tuple(xs.iter().map(|&x| AttrValue::Int(x.into())).collect())
+    }
+
+    fn usizes(xs: &[usize]) -> AttrValue {
+        AttrValue::Tuple(xs.iter().map(|&x| AttrValue::Int(x as i64)).collect())
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            AttrValue::Int(_) => "an integer",
+            AttrValue::Float(_) => "a float",
+            AttrValue::Bool(_) => "a bool",
+            AttrValue::Name(_) => "a name",
+            AttrValue::Tuple(_) => "a tuple",
+        }
+    }
+}
+
+/// What is wrong with an attribute list; `attr` names the attribute at fault, if one is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttrError {
+    pub attr: Option<String>,
+    pub message: String,
+}
+
+/// The printer's view: the attributes of `prim`, in canonical order. Optional attributes at
+/// their default (unit slice strides) are left out.
+pub fn prim_attrs(prim: &Prim) -> Vec<(&'static str, AttrValue)> {
+    match prim {
+        Prim::Unary(_)
+        | Prim::StopGradient
+        | Prim::Binary(_)
+        | Prim::Compare(_)
+        | Prim::And
+        | Prim::Or
+        | Prim::Not
+        | Prim::SelectN => vec![],
+        Prim::IntegerPow { y } => vec![("y", AttrValue::Int(*y as i64))],
+        Prim::ConvertElementType { dtype } => vec![("dtype", AttrValue::Name(dtype.name().into()))],
+        Prim::Iota { dtype, shape, dim } => vec![
+            ("dtype", AttrValue::Name(dtype.name().into())),
+            ("shape", AttrValue::usizes(shape)),
+            ("dim", AttrValue::Int(*dim as i64)),
+        ],
+        Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
+            vec![("axes", AttrValue::usizes(axes))]
+        }
+        Prim::Argmax { axis } | Prim::Argmin { axis } | Prim::Concatenate { axis } => {
+            vec![("axis", AttrValue::Int(*axis as i64))]
+        }
+        Prim::Cumsum { axis, reverse } => vec![
+            ("axis", AttrValue::Int(*axis as i64)),
+            ("reverse", AttrValue::Bool(*reverse)),
+        ],
+        Prim::BroadcastInDim { shape, dims } => vec![
+            ("shape", AttrValue::usizes(shape)),
+            ("dims", AttrValue::usizes(dims)),
+        ],
+        Prim::Reshape { shape } => vec![("shape", AttrValue::usizes(shape))],
+        Prim::Transpose { perm } => vec![("perm", AttrValue::usizes(perm))],
+        Prim::Squeeze { dims } | Prim::ExpandDims { dims } | Prim::Rev { dims } => {
+            vec![("dims", AttrValue::usizes(dims))]
+        }
+        Prim::Slice {
+            start,
+            limit,
+            strides,
+        } => {
+            let mut attrs = vec![
+                ("start", AttrValue::usizes(start)),
+                ("limit", AttrValue::usizes(limit)),
+            ];
+            if strides.iter().any(|&s| s != 1) {
+                attrs.push(("strides", AttrValue::usizes(strides)));
+            }
+            attrs
+        }
+        Prim::Pad {
+            low,
+            high,
+            interior,
+        } => vec![
+            ("low", AttrValue::ints(low)),
+            ("high", AttrValue::ints(high)),
+            ("interior", AttrValue::usizes(interior)),
+        ],
+        Prim::DotGeneral(d) => vec![
+            (
+                "contract",
+                AttrValue::Tuple(vec![
+                    AttrValue::usizes(&d.contract.0),
+                    AttrValue::usizes(&d.contract.1),
+                ]),
+            ),
+            (
+                "batch",
+                AttrValue::Tuple(vec![
+                    AttrValue::usizes(&d.batch.0),
+                    AttrValue::usizes(&d.batch.1),
+                ]),
+            ),
+        ],
+    }
+}
+
+/// The attributes the parser read, consumed one by one as the primitive asks for them.
+struct AttrSet {
+    prim: &'static str,
+    attrs: Vec<(String, AttrValue)>,
+}
+
+fn err(attr: &str, message: String) -> AttrError {
+    AttrError {
+        attr: Some(attr.to_string()),
+        message,
+    }
+}
+
+impl AttrSet {
+    fn take(&mut self, name: &str) -> Option<AttrValue> {
+        let i = self.attrs.iter().position(|(n, _)| n == name)?;
+        Some(self.attrs.remove(i).1)
+    }
+
+    fn required(&mut self, name: &str) -> Result<AttrValue, AttrError> {
+        self.take(name).ok_or_else(|| AttrError {
+            attr: None,
+            message: format!("`{}` needs the attribute `{name}`", self.prim),
+        })
+    }
+
+    fn as_int(&self, name: &str, v: &AttrValue) -> Result<i64, AttrError> {
+        match v {
+            AttrValue::Int(i) => Ok(*i),
+            other => Err(err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` must be an integer, found {}",
+                    self.prim,
+                    other.describe()
+                ),
+            )),
+        }
+    }
+
+    fn as_usize(&self, name: &str, v: &AttrValue) -> Result<usize, AttrError> {
+        let i = self.as_int(name, v)?;
+        usize::try_from(i).ok().filter(|&u| u <= u32::MAX as usize).ok_or_else(|| {
+            err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` must be a non-negative integer, found {i}",
+                    self.prim
+                ),
+            )
+        })
+    }
+
+    fn as_list(&self, name: &str, v: AttrValue) -> Result<Vec<AttrValue>, AttrError> {
+        match v {
+            AttrValue::Tuple(items) => Ok(items),
+            // A bare integer is accepted as a one-element tuple.
+            AttrValue::Int(i) => Ok(vec![AttrValue::Int(i)]),
+            other => Err(err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` must be a tuple, found {}",
+                    self.prim,
+                    other.describe()
+                ),
+            )),
+        }
+    }
+
+    fn usize_list_of(&self, name: &str, v: AttrValue) -> Result<Vec<usize>, AttrError> {
+        self.as_list(name, v)?
+            .iter()
+            .map(|x| self.as_usize(name, x))
+            .collect()
+    }
+
+    fn usize_list(&mut self, name: &str) -> Result<Vec<usize>, AttrError> {
+        let v = self.required(name)?;
+        self.usize_list_of(name, v)
+    }
+
+    fn int_list(&mut self, name: &str) -> Result<Vec<i64>, AttrError> {
+        let v = self.required(name)?;
+        self.as_list(name, v)?
+            .iter()
+            .map(|x| self.as_int(name, x))
+            .collect()
+    }
+
+    fn usize(&mut self, name: &str) -> Result<usize, AttrError> {
+        let v = self.required(name)?;
+        self.as_usize(name, &v)
+    }
+
+    fn dtype(&mut self, name: &str) -> Result<DType, AttrError> {
+        match self.required(name)? {
+            AttrValue::Name(n) => DType::from_name(&n).ok_or_else(|| {
+                err(
+                    name,
+                    format!("attribute `{name}` must be one of f32, f64, i32, bool, found `{n}`"),
+                )
+            }),
+            other => Err(err(
+                name,
+                format!(
+                    "attribute `{name}` must be a dtype, found {}",
+                    other.describe()
+                ),
+            )),
+        }
+    }
+
+    fn pair_of_lists(&mut self, name: &str) -> Result<(Vec<usize>, Vec<usize>), AttrError> {
+        let v = self.required(name)?;
+        let AttrValue::Tuple(items) = v else {
+            return Err(err(
+                name,
+                format!("attribute `{name}` must be a pair of tuples, like ((1),(0))"),
+            ));
+        };
+        if items.len() != 2 {
+            return Err(err(
+                name,
+                format!(
+                    "attribute `{name}` must be a pair of tuples, found {} items",
+                    items.len()
+                ),
+            ));
+        }
+        let mut it = items.into_iter();
+        let lhs = self.usize_list_of(name, it.next().unwrap_or(AttrValue::Tuple(vec![])))?;
+        let rhs = self.usize_list_of(name, it.next().unwrap_or(AttrValue::Tuple(vec![])))?;
+        Ok((lhs, rhs))
+    }
+
+    fn finish(self, prim: Prim) -> Result<Prim, AttrError> {
+        match self.attrs.first() {
+            None => Ok(prim),
+            Some((name, _)) => Err(err(
+                name,
+                format!("`{}` has no attribute `{name}`", self.prim),
+            )),
+        }
+    }
+}
+
+/// Builds the primitive named `name` from the attributes written after it. Unknown primitives,
+/// missing, unknown or ill-typed attributes are errors.
+pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Prim, AttrError> {
+    let Some(&static_name) = Prim::all_names().iter().find(|n| **n == name) else {
+        return Err(AttrError {
+            attr: None,
+            message: format!("unknown primitive `{name}`"),
+        });
+    };
+    for (i, (n, _)) in attrs.iter().enumerate() {
+        if attrs[..i].iter().any(|(m, _)| m == n) {
+            return Err(err(n, format!("attribute `{n}` is given twice")));
+        }
+    }
+    let mut set = AttrSet {
+        prim: static_name,
+        attrs,
+    };
+    if let Some(op) = UnaryOp::ALL.iter().find(|o| o.name() == name) {
+        return set.finish(Prim::Unary(*op));
+    }
+    if let Some(op) = BinaryOp::ALL.iter().find(|o| o.name() == name) {
+        return set.finish(Prim::Binary(*op));
+    }
+    if let Some(op) = CompareOp::ALL.iter().find(|o| o.name() == name) {
+        return set.finish(Prim::Compare(*op));
+    }
+    let prim = match static_name {
+        "integer_pow" => {
+            let v = set.required("y")?;
+            let y = set.as_int("y", &v)?;
+            let y = i32::try_from(y)
+                .map_err(|_| err("y", format!("attribute `y` of `integer_pow` is too large: {y}")))?;
+            Prim::IntegerPow { y }
+        }
+        "stop_gradient" => Prim::StopGradient,
+        "and" => Prim::And,
+        "or" => Prim::Or,
+        "not" => Prim::Not,
+        "select_n" => Prim::SelectN,
+        "convert_element_type" => Prim::ConvertElementType {
+            dtype: set.dtype("dtype")?,
+        },
+        "iota" => Prim::Iota {
+            dtype: set.dtype("dtype")?,
+            shape: set.usize_list("shape")?,
+            dim: set.usize("dim")?,
+        },
+        "reduce_sum" => Prim::ReduceSum {
+            axes: set.usize_list("axes")?,
+        },
+        "reduce_max" => Prim::ReduceMax {
+            axes: set.usize_list("axes")?,
+        },
+        "reduce_min" => Prim::ReduceMin {
+            axes: set.usize_list("axes")?,
+        },
+        "argmax" => Prim::Argmax {
+            axis: set.usize("axis")?,
+        },
+        "argmin" => Prim::Argmin {
+            axis: set.usize("axis")?,
+        },
+        "cumsum" => {
+            let axis = set.usize("axis")?;
+            let reverse = match set.take("reverse") {
+                None => false,
+                Some(AttrValue::Bool(b)) => b,
+                Some(other) => {
+                    return Err(err(
+                        "reverse",
+                        format!(
+                            "attribute `reverse` of `cumsum` must be true or false, found {}",
+                            other.describe()
+                        ),
+                    ))
+                }
+            };
+            Prim::Cumsum { axis, reverse }
+        }
+        "broadcast_in_dim" => Prim::BroadcastInDim {
+            shape: set.usize_list("shape")?,
+            dims: set.usize_list("dims")?,
+        },
+        "reshape" => Prim::Reshape {
+            shape: set.usize_list("shape")?,
+        },
+        "transpose" => Prim::Transpose {
+            perm: set.usize_list("perm")?,
+        },
+        "squeeze" => Prim::Squeeze {
+            dims: set.usize_list("dims")?,
+        },
+        "expand_dims" => Prim::ExpandDims {
+            dims: set.usize_list("dims")?,
+        },
+        "rev" => Prim::Rev {
+            dims: set.usize_list("dims")?,
+        },
+        "slice" => {
+            let start = set.usize_list("start")?;
+            let limit = set.usize_list("limit")?;
+            let strides = match set.take("strides") {
+                Some(v) => set.usize_list_of("strides", v)?,
+                None => vec![1; start.len()],
+            };
+            Prim::Slice {
+                start,
+                limit,
+                strides,
+            }
+        }
+        "pad" => {
+            let low = set.int_list("low")?;
+            let high = set.int_list("high")?;
+            let interior = match set.take("interior") {
+                Some(v) => set.usize_list_of("interior", v)?,
+                None => vec![0; low.len()],
+            };
+            Prim::Pad {
+                low,
+                high,
+                interior,
+            }
+        }
+        "concatenate" => Prim::Concatenate {
+            axis: set.usize("axis")?,
+        },
+        "dot_general" => {
+            let contract = set.pair_of_lists("contract")?;
+            let batch = match set.take("batch") {
+                Some(v) => {
+                    set.attrs.push(("batch".into(), v));
+                    set.pair_of_lists("batch")?
+                }
+                None => (vec![], vec![]),
+            };
+            Prim::DotGeneral(DotDims { contract, batch })
+        }
+        other => {
+            return Err(AttrError {
+                attr: None,
+                message: format!("unknown primitive `{other}`"),
+            })
+        }
+    };
+    set.finish(prim)
+}

@@ -1,0 +1,717 @@
+//! The parser of the text IR (`shared/spec/ir-text.md`): a line-aware lexer, then one pass
+//! that reads each equation, resolves its names, infers its type and checks the declared one.
+//! Every error carries the line and column where it was found and says what was expected.
+//! The only recursion is into nested attribute tuples, which is capped at a small depth.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use crate::attrs::{prim_from_parts, AttrValue};
+use crate::func::{Atom, Func, FuncBuilder, Literal, Loc, Module, Var};
+use crate::shape::literal_dtype;
+use crate::types::{DType, Type};
+use crate::verify::{verify_module, KEYWORDS};
+
+/// A syntax or type error in the text, at a 1-based line and column.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    pub line: u32,
+    pub col: u32,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.col, self.message)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pos {
+    line: u32,
+    col: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    Ident(String),
+    Number(String),
+    LParen,
+    RParen,
+    LBracket,
+    RBracket,
+    LBrace,
+    RBrace,
+    Comma,
+    Colon,
+    Equals,
+    Arrow,
+    Newline,
+    Eof,
+}
+
+impl Tok {
+    fn describe(&self) -> String {
+        match self {
+            Tok::Ident(s) => format!("`{s}`"),
+            Tok::Number(s) => format!("number `{s}`"),
+            Tok::LParen => "`(`".into(),
+            Tok::RParen => "`)`".into(),
+            Tok::LBracket => "`[`".into(),
+            Tok::RBracket => "`]`".into(),
+            Tok::LBrace => "`{`".into(),
+            Tok::RBrace => "`}`".into(),
+            Tok::Comma => "`,`".into(),
+            Tok::Colon => "`:`".into(),
+            Tok::Equals => "`=`".into(),
+            Tok::Arrow => "`->`".into(),
+            Tok::Newline => "end of line".into(),
+            Tok::Eof => "end of file".into(),
+        }
+    }
+}
+
+fn error<T>(pos: Pos, message: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError {
+        line: pos.line,
+        col: pos.col,
+        message: message.into(),
+    })
+}
+
+/// Splits the text into tokens. Newlines are tokens except inside `(...)` and `[...]`, so an
+/// attribute list or a parameter list may continue over several lines.
+fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut toks = Vec::new();
+    let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
+    let mut depth = 0i32;
+    while i < chars.len() {
+        let c = chars[i];
+        let pos = Pos { line, col };
+        let start = i;
+        let simple = match c {
+            '(' => Some(Tok::LParen),
+            ')' => Some(Tok::RParen),
+            '[' => Some(Tok::LBracket),
+            ']' => Some(Tok::RBracket),
+            '{' => Some(Tok::LBrace),
+            '}' => Some(Tok::RBrace),
+            ',' => Some(Tok::Comma),
+            ':' => Some(Tok::Colon),
+            '=' => Some(Tok::Equals),
+            _ => None,
+        };
+        if let Some(tok) = simple {
+            match tok {
+                Tok::LParen | Tok::LBracket => depth += 1,
+                Tok::RParen | Tok::RBracket => depth = (depth - 1).max(0),
+                _ => {}
+            }
+            toks.push((tok, pos));
+            i += 1;
+            col += 1;
+            continue;
+        }
+        if c == '\n' {
+            if depth == 0 {
+                toks.push((Tok::Newline, pos));
+            }
+            i += 1;
+            line += 1;
+            col = 1;
+            continue;
+        }
+        if c == ' ' || c == '\t' || c == '\r' {
+            i += 1;
+            col += 1;
+            continue;
+        }
+        if c == '#' {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let is_ident_start = |c: char| c.is_ascii_alphabetic() || c == '_';
+        let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        if is_ident_start(c) {
+            while i < chars.len() && is_ident(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            col += (i - start) as u32;
+            let tok = if word == "inf" || word == "nan" {
+                Tok::Number(word)
+            } else {
+                Tok::Ident(word)
+            };
+            toks.push((tok, pos));
+            continue;
+        }
+        if c == '-' && chars.get(i + 1) == Some(&'>') {
+            toks.push((Tok::Arrow, pos));
+            i += 2;
+            col += 2;
+            continue;
+        }
+        let next = chars.get(i + 1).copied().unwrap_or(' ');
+        if c.is_ascii_digit() || c == '.' || ((c == '-' || c == '+') && (next.is_ascii_digit() || next == '.')) {
+            i += 1;
+            while i < chars.len() {
+                let d = chars[i];
+                let prev = chars[i - 1];
+                if d.is_ascii_digit() || d == '.' || d == 'e' || d == 'E' {
+                    i += 1;
+                } else if (d == '-' || d == '+') && (prev == 'e' || prev == 'E') {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            let word: String = chars[start..i].iter().collect();
+            col += (i - start) as u32;
+            toks.push((Tok::Number(word), pos));
+            continue;
+        }
+        if c == '-' && chars[i + 1..].starts_with(&['i', 'n', 'f']) && !chars.get(i + 4).is_some_and(|&d| is_ident(d)) {
+            toks.push((Tok::Number("-inf".into()), pos));
+            i += 4;
+            col += 4;
+            continue;
+        }
+        return error(pos, format!("unexpected character `{}`", c.escape_debug()));
+    }
+    toks.push((Tok::Eof, Pos { line, col }));
+    Ok(toks)
+}
+
+/// A number as written, before its dtype is known.
+#[derive(Clone, Debug)]
+enum RawAtom {
+    Name(String, Pos),
+    Number { text: String, dtype: Option<DType>, pos: Pos },
+    Bool(bool, Pos),
+}
+
+impl RawAtom {
+    fn pos(&self) -> Pos {
+        match self {
+            RawAtom::Name(_, p) | RawAtom::Bool(_, p) => *p,
+            RawAtom::Number { pos, .. } => *pos,
+        }
+    }
+}
+
+const MAX_TUPLE_DEPTH: usize = 8;
+
+struct Parser {
+    toks: Vec<(Tok, Pos)>,
+    at: usize,
+}
+
+/// Names in scope in one function: the value and where it was defined.
+type Scope = HashMap<String, (Var, Pos)>;
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.at].0
+    }
+
+    fn pos(&self) -> Pos {
+        self.toks[self.at].1
+    }
+
+    fn bump(&mut self) -> (Tok, Pos) {
+        let t = self.toks[self.at].clone();
+        if self.at + 1 < self.toks.len() {
+            self.at += 1;
+        }
+        t
+    }
+
+    fn expected<T>(&self, what: &str) -> Result<T, ParseError> {
+        error(
+            self.pos(),
+            format!("expected {what}, found {}", self.peek().describe()),
+        )
+    }
+
+    fn expect(&mut self, tok: Tok) -> Result<Pos, ParseError> {
+        if *self.peek() == tok {
+            Ok(self.bump().1)
+        } else {
+            self.expected(&tok.describe())
+        }
+    }
+
+    fn skip_newlines(&mut self) {
+        while *self.peek() == Tok::Newline {
+            self.bump();
+        }
+    }
+
+    fn end_of_line(&mut self) -> Result<(), ParseError> {
+        match self.peek() {
+            Tok::Newline => {
+                self.bump();
+                Ok(())
+            }
+            Tok::Eof => Ok(()),
+            _ => self.expected("end of line"),
+        }
+    }
+
+    fn name(&mut self, what: &str) -> Result<(String, Pos), ParseError> {
+        match self.peek().clone() {
+            Tok::Ident(s) if !KEYWORDS.contains(&s.as_str()) => Ok((s, self.bump().1)),
+            Tok::Ident(s) => error(self.pos(), format!("expected {what}, found keyword `{s}`")),
+            _ => self.expected(what),
+        }
+    }
+
+    fn integer(&mut self, what: &str) -> Result<i64, ParseError> {
+        let pos = self.pos();
+        match self.peek().clone() {
+            Tok::Number(s) => {
+                self.bump();
+                s.parse::<i64>()
+                    .or_else(|_| error(pos, format!("expected {what}, found `{s}`")))
+            }
+            _ => self.expected(what),
+        }
+    }
+
+    fn parse_type(&mut self) -> Result<Type, ParseError> {
+        let pos = self.pos();
+        let dtype = match self.peek().clone() {
+            Tok::Ident(s) => match DType::from_name(&s) {
+                Some(d) => {
+                    self.bump();
+                    d
+                }
+                None => return error(pos, format!("expected a dtype (f32, f64, i32, bool), found `{s}`")),
+            },
+            _ => return self.expected("a type such as f32[3,4]"),
+        };
+        self.expect(Tok::LBracket)?;
+        let mut shape = Vec::new();
+        if *self.peek() != Tok::RBracket {
+            loop {
+                let p = self.pos();
+                let d = self.integer("a dimension size")?;
+                if !(0..=i64::from(u32::MAX)).contains(&d) {
+                    return error(p, format!("dimension size {d} is out of range"));
+                }
+                shape.push(d as usize);
+                if *self.peek() == Tok::Comma {
+                    self.bump();
+                } else {
+                    break;
+                }
+            }
+        }
+        self.expect(Tok::RBracket)?;
+        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > (1usize << 40)) {
+            return error(pos, "tensor type is too large");
+        }
+        Ok(Type::new(dtype, shape))
+    }
+
+    fn attr_value(&mut self, depth: usize) -> Result<AttrValue, ParseError> {
+        let pos = self.pos();
+        match self.peek().clone() {
+            Tok::Number(s) => {
+                self.bump();
+                if let Ok(i) = s.parse::<i64>() {
+                    Ok(AttrValue::Int(i))
+                } else {
+                    parse_float(&s, pos).map(AttrValue::Float)
+                }
+            }
+            Tok::Ident(s) if s == "true" || s == "false" => {
+                self.bump();
+                Ok(AttrValue::Bool(s == "true"))
+            }
+            Tok::Ident(s) => {
+                self.bump();
+                Ok(AttrValue::Name(s))
+            }
+            Tok::LParen => {
+                if depth >= MAX_TUPLE_DEPTH {
+                    return error(pos, "attribute tuples are nested too deeply");
+                }
+                self.bump();
+                let mut items = Vec::new();
+                while *self.peek() != Tok::RParen {
+                    items.push(self.attr_value(depth + 1)?);
+                    match self.peek() {
+                        Tok::Comma => {
+                            self.bump();
+                        }
+                        Tok::RParen => {}
+                        _ => return self.expected("`,` or `)`"),
+                    }
+                }
+                self.bump();
+                Ok(AttrValue::Tuple(items))
+            }
+            _ => self.expected("an attribute value"),
+        }
+    }
+
+    fn atom(&mut self) -> Result<RawAtom, ParseError> {
+        let pos = self.pos();
+        match self.peek().clone() {
+            Tok::Ident(s) if s == "true" || s == "false" => {
+                self.bump();
+                Ok(RawAtom::Bool(s == "true", pos))
+            }
+            Tok::Ident(_) => {
+                let (s, p) = self.name("an operand")?;
+                Ok(RawAtom::Name(s, p))
+            }
+            Tok::Number(text) => {
+                self.bump();
+                let mut dtype = None;
+                if *self.peek() == Tok::Colon {
+                    self.bump();
+                    let p = self.pos();
+                    match self.peek().clone() {
+                        Tok::Ident(d) if DType::from_name(&d).is_some() => {
+                            self.bump();
+                            dtype = DType::from_name(&d);
+                        }
+                        _ => return error(p, format!("expected a dtype after `{text}:`, found {}", self.peek().describe())),
+                    }
+                }
+                Ok(RawAtom::Number { text, dtype, pos })
+            }
+            _ => self.expected("an operand (a name or a number)"),
+        }
+    }
+
+    fn module(&mut self) -> Result<Module, ParseError> {
+        let mut module = Module::default();
+        let mut names: HashMap<String, Pos> = HashMap::new();
+        self.skip_newlines();
+        loop {
+            match self.peek() {
+                Tok::Eof if !module.funcs.is_empty() => break,
+                Tok::Ident(s) if s == "func" => {}
+                _ => return self.expected("`func`"),
+            }
+            let func_pos = self.pos();
+            let func = self.func()?;
+            if let Some(p) = names.get(&func.name) {
+                return error(func_pos, format!("function `{}` is already defined at {}:{}", func.name, p.line, p.col));
+            }
+            names.insert(func.name.clone(), func_pos);
+            module.funcs.push(func);
+            self.skip_newlines();
+        }
+        Ok(module)
+    }
+
+    fn func(&mut self) -> Result<Func, ParseError> {
+        self.bump(); // `func`
+        let (name, _) = self.name("a function name")?;
+        let mut b = FuncBuilder::new(name);
+        let mut scope = Scope::new();
+        self.expect(Tok::LParen)?;
+        while *self.peek() != Tok::RParen {
+            let (pname, ppos) = self.name("a parameter name")?;
+            self.expect(Tok::Colon)?;
+            let ty = self.parse_type()?;
+            if let Some((_, p)) = scope.get(&pname) {
+                return error(ppos, format!("`{pname}` is already defined at {}:{}", p.line, p.col));
+            }
+            let v = b.param_named(pname.clone(), ty);
+            scope.insert(pname, (v, ppos));
+            match self.peek() {
+                Tok::Comma => {
+                    self.bump();
+                }
+                Tok::RParen => {}
+                _ => return self.expected("`,` or `)`"),
+            }
+        }
+        self.bump();
+        self.expect(Tok::Arrow)?;
+        let mut results = Vec::new();
+        if *self.peek() == Tok::LParen {
+            self.bump();
+            loop {
+                results.push(self.parse_type()?);
+                match self.peek() {
+                    Tok::Comma => {
+                        self.bump();
+                    }
+                    Tok::RParen => break,
+                    _ => return self.expected("`,` or `)`"),
+                }
+            }
+            self.bump();
+        } else {
+            results.push(self.parse_type()?);
+        }
+        self.expect(Tok::LBrace)?;
+        self.end_of_line()?;
+        loop {
+            self.skip_newlines();
+            match self.peek().clone() {
+                Tok::Ident(s) if s == "return" => {
+                    let ret_pos = self.bump().1;
+                    let outputs = self.ret(&b, &scope, &results, ret_pos)?;
+                    self.skip_newlines();
+                    self.expect(Tok::RBrace)?;
+                    self.end_of_line()?;
+                    return Ok(b.finish(outputs));
+                }
+                Tok::Ident(_) => self.eqn(&mut b, &mut scope)?,
+                Tok::RBrace => return self.expected("`return` before `}`"),
+                _ => return self.expected("an equation or `return`"),
+            }
+        }
+    }
+
+    fn resolve(
+        &self,
+        b: &FuncBuilder,
+        scope: &Scope,
+        raw: &RawAtom,
+        dtype_if_untyped: DType,
+    ) -> Result<Atom, ParseError> {
+        match raw {
+            RawAtom::Name(n, pos) => match scope.get(n) {
+                Some((v, _)) => Ok(Atom::Var(*v)),
+                None => error(*pos, format!("undefined name `{n}`")),
+            },
+            RawAtom::Bool(v, _) => Ok(Atom::Lit(Literal::new(f64::from(u8::from(*v)), DType::Bool))),
+            RawAtom::Number { text, dtype, pos } => {
+                let dtype = dtype.unwrap_or(dtype_if_untyped);
+                let value = parse_float(text, *pos)?;
+                match dtype {
+                    DType::I32 if value.fract() != 0.0 || value.abs() > f64::from(i32::MAX) => {
+                        error(*pos, format!("literal `{text}` is not an i32"))
+                    }
+                    DType::Bool => error(*pos, format!("literal `{text}` cannot be a bool (use true or false)")),
+                    _ => {
+                        let _ = b;
+                        Ok(Atom::Lit(Literal::new(value, dtype)))
+                    }
+                }
+            }
+        }
+    }
+
+    fn eqn(&mut self, b: &mut FuncBuilder, scope: &mut Scope) -> Result<(), ParseError> {
+        let (out_name, out_pos) = self.name("a value name")?;
+        let mut declared = None;
+        if *self.peek() == Tok::Colon {
+            self.bump();
+            let p = self.pos();
+            declared = Some((self.parse_type()?, p));
+        }
+        self.expect(Tok::Equals)?;
+        let prim_pos = self.pos();
+        let prim_name = match self.peek().clone() {
+            Tok::Ident(s) => {
+                self.bump();
+                s
+            }
+            _ => return self.expected("a primitive name"),
+        };
+        let mut attrs: Vec<(String, AttrValue)> = Vec::new();
+        let mut attr_pos: Vec<Pos> = Vec::new();
+        if *self.peek() == Tok::LBracket {
+            self.bump();
+            while *self.peek() != Tok::RBracket {
+                let (aname, apos) = self.name("an attribute name")?;
+                self.expect(Tok::Equals)?;
+                let value = self.attr_value(0)?;
+                attrs.push((aname, value));
+                attr_pos.push(apos);
+                match self.peek() {
+                    Tok::Comma => {
+                        self.bump();
+                    }
+                    Tok::RBracket => {}
+                    _ => return self.expected("`,` or `]`"),
+                }
+            }
+            self.bump();
+        }
+        let mut raw_args = Vec::new();
+        while !matches!(self.peek(), Tok::Newline | Tok::Eof) {
+            raw_args.push(self.atom()?);
+        }
+        self.end_of_line()?;
+
+        let names: Vec<String> = attrs.iter().map(|(n, _)| n.clone()).collect();
+        let prim = prim_from_parts(&prim_name, attrs).or_else(|e| {
+            let pos = e
+                .attr
+                .as_ref()
+                .and_then(|a| names.iter().position(|n| n == a))
+                .map_or(prim_pos, |i| attr_pos[i]);
+            error(pos, e.message)
+        })?;
+        let known: Vec<Option<DType>> = raw_args
+            .iter()
+            .map(|r| match r {
+                RawAtom::Name(n, _) => scope.get(n).map(|(v, _)| b.func().var_type(*v).dtype),
+                RawAtom::Number { dtype, .. } => *dtype,
+                RawAtom::Bool(..) => Some(DType::Bool),
+            })
+            .collect();
+        let fallback = match &declared {
+            Some((t, _)) if t.dtype.is_numeric() => t.dtype,
+            _ => DType::F32,
+        };
+        let lit_dtype = literal_dtype(&prim, &known, fallback);
+        let args = raw_args
+            .iter()
+            .map(|r| self.resolve(b, scope, r, lit_dtype))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some((_, p)) = scope.get(&out_name) {
+            return error(out_pos, format!("`{out_name}` is already defined at {}:{}", p.line, p.col));
+        }
+        let loc = Loc::Text {
+            line: prim_pos.line,
+            col: prim_pos.col,
+        };
+        let v = b
+            .eqn_named(out_name.clone(), prim, args, loc)
+            .or_else(|e| error(prim_pos, e.message))?;
+        if let Some((ty, p)) = declared {
+            let inferred = b.func().var_type(v);
+            if &ty != inferred {
+                return error(
+                    p,
+                    format!("`{out_name}` is declared {ty} but `{prim_name}` gives {inferred}"),
+                );
+            }
+        }
+        scope.insert(out_name, (v, out_pos));
+        Ok(())
+    }
+
+    fn ret(
+        &mut self,
+        b: &FuncBuilder,
+        scope: &Scope,
+        results: &[Type],
+        ret_pos: Pos,
+    ) -> Result<Vec<Atom>, ParseError> {
+        let mut raw = vec![self.atom()?];
+        while *self.peek() == Tok::Comma {
+            self.bump();
+            raw.push(self.atom()?);
+        }
+        if !matches!(self.peek(), Tok::Newline | Tok::Eof | Tok::RBrace) {
+            return self.expected("`,` or end of line");
+        }
+        if raw.len() != results.len() {
+            return error(
+                ret_pos,
+                format!(
+                    "the signature declares {} result(s) but `return` gives {}",
+                    results.len(),
+                    raw.len()
+                ),
+            );
+        }
+        let mut outputs = Vec::with_capacity(raw.len());
+        for (r, declared) in raw.iter().zip(results) {
+            let a = self.resolve(b, scope, r, declared.dtype)?;
+            let ty = b.atom_type(&a);
+            if &ty != declared {
+                let p = r.pos();
+                return error(p, format!("returned value has type {ty} but the signature declares {declared}"));
+            }
+            outputs.push(a);
+        }
+        Ok(outputs)
+    }
+}
+
+fn parse_float(text: &str, pos: Pos) -> Result<f64, ParseError> {
+    match text {
+        "inf" => Ok(f64::INFINITY),
+        "-inf" => Ok(f64::NEG_INFINITY),
+        "nan" => Ok(f64::NAN),
+        _ => text
+            .parse::<f64>()
+            .or_else(|_| error(pos, format!("`{text}` is not a number"))),
+    }
+}
+
+/// Parses a module: one or more functions, the first being the entry point. The result is
+/// verified; any error carries its line and column.
+pub fn parse_module(text: &str) -> Result<Module, ParseError> {
+    let toks = lex(text)?;
+    let mut p = Parser { toks, at: 0 };
+    let module = p.module()?;
+    verify_module(&module).map_err(|e| {
+        let (line, col) = match e.loc {
+            Loc::Text { line, col } => (line, col),
+            _ => (1, 1),
+        };
+        ParseError {
+            line,
+            col,
+            message: e.message,
+        }
+    })?;
+    Ok(module)
+}
+
+/// Parses a module and returns its entry function.
+pub fn parse_func(text: &str) -> Result<Func, ParseError> {
+    let mut module = parse_module(text)?;
+    Ok(module.funcs.swap_remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::print::print_func;
+
+    const ROSENBROCK: &str = "# Rosenbrock on five points.
+func rosenbrock(x: f32[5]) -> f32[] {
+  b: f32[4] = slice[start=(1), limit=(5)] x
+  c: f32[4] = slice[start=(0), limit=(4)] x
+  d: f32[4] = integer_pow[y=2] c
+  e: f32[4] = sub b d
+  f: f32[4] = integer_pow[y=2] e
+  g: f32[4] = mul 100.0 f
+  i: f32[4] = sub 1.0 c
+  j: f32[4] = integer_pow[y=2] i
+  k: f32[4] = add g j
+  l: f32[] = reduce_sum[axes=(0)] k
+  return l
+}
+";
+
+    #[test]
+    fn spec_example_round_trips() {
+        let f = parse_func(ROSENBROCK).unwrap();
+        let text = print_func(&f);
+        assert_eq!(parse_func(&text).unwrap(), f);
+        assert!(text.contains("g: f32[4] = mul 100.0:f32 f"), "{text}");
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let e = parse_func("func f(x: f32[3]) -> f32[3] {\n  y: f32[3] = add x q\n  return y\n}\n").unwrap_err();
+        assert_eq!((e.line, e.col, e.message.as_str()), (2, 21, "undefined name `q`"));
+    }
+
+    #[test]
+    fn attributes_may_span_lines_and_types_may_be_omitted() {
+        let text = "func f(x: f32[2,3]) -> f32[3,2] {\n  y = transpose[\n    perm=(1,0,)\n  ] x\n  return y\n}";
+        let f = parse_func(text).unwrap();
+        assert_eq!(f.output_types()[0], Type::new(DType::F32, vec![3, 2]));
+    }
+}

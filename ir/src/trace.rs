@@ -1,0 +1,864 @@
+//! Tracing: build IR by running an ordinary Rust closure over symbolic `Tensor`s.
+//!
+//! A `Tracer` owns the function being built; a `Tensor` is a handle to one of its values (or
+//! to a rank-0 literal). Operators and methods append equations. Binary operations broadcast
+//! numpy-style by inserting explicit `broadcast_in_dim`s, exactly as `jax.numpy` does (first to
+//! equal rank with leading 1s, then to the common shape), so a traced program matches JAX's
+//! jaxpr equation for equation.
+//!
+//! Errors do not panic: the first failing operation records a `TraceError` with the caller's
+//! source location (`#[track_caller]`) and returns a placeholder tensor; `trace` (or
+//! `Tracer::finish`) then returns that error. Later failures, which follow from the first, are
+//! not recorded.
+//!
+//! Transformed functions stay traceable through `Tracer::inline`: a transform traces its
+//! argument into a closed `Func`, rewrites it graph-to-graph, and inlines the result into the
+//! enclosing trace, where it is ordinary equations that an outer transform sees like any other.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::ops;
+use std::panic::Location;
+use std::rc::Rc;
+
+use crate::func::{Atom, Func, FuncBuilder, Literal, Loc};
+use crate::prim::{BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
+use crate::types::{DType, Type};
+use crate::verify::verify_func;
+
+/// A trace-time error: what went wrong, and where in the caller's Rust source.
+#[derive(Clone, Debug)]
+pub struct TraceError {
+    pub message: String,
+    pub location: &'static Location<'static>,
+}
+
+impl fmt::Display for TraceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.location.file(),
+            self.location.line(),
+            self.location.column(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for TraceError {}
+
+struct State {
+    builder: FuncBuilder,
+    error: Option<TraceError>,
+}
+
+/// The function being traced. Cheap to clone (a shared handle).
+#[derive(Clone)]
+pub struct Tracer(Rc<RefCell<State>>);
+
+/// A symbolic tensor: a value of the function being traced, or a rank-0 literal.
+#[derive(Clone)]
+pub struct Tensor {
+    tracer: Tracer,
+    atom: Atom,
+    ty: Type,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tensor({:?}: {})", self.atom, self.ty)
+    }
+}
+
+impl Tracer {
+    pub fn new(name: &str) -> Tracer {
+        Tracer(Rc::new(RefCell::new(State {
+            builder: FuncBuilder::new(name),
+            error: None,
+        })))
+    }
+
+    fn same(&self, other: &Tracer) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// Adds a parameter of type `ty`.
+    pub fn param(&self, ty: Type) -> Tensor {
+        let v = self.0.borrow_mut().builder.param(ty.clone());
+        Tensor {
+            tracer: self.clone(),
+            atom: Atom::Var(v),
+            ty,
+        }
+    }
+
+    /// A rank-0 literal (rounded to `dtype`).
+    pub fn literal(&self, value: f64, dtype: DType) -> Tensor {
+        Tensor {
+            tracer: self.clone(),
+            atom: Atom::Lit(Literal::new(value, dtype)),
+            ty: Type::scalar(dtype),
+        }
+    }
+
+    /// Records `err` unless an earlier error is already recorded; returns a placeholder.
+    fn fail(&self, message: String, location: &'static Location<'static>, ty: Type) -> Tensor {
+        let mut st = self.0.borrow_mut();
+        if st.error.is_none() {
+            st.error = Some(TraceError { message, location });
+        }
+        drop(st);
+        Tensor {
+            tracer: self.clone(),
+            atom: Atom::Lit(Literal::new(0.0, ty.dtype)),
+            ty,
+        }
+    }
+
+    /// True once an operation has failed.
+    pub fn has_error(&self) -> bool {
+        self.0.borrow().error.is_some()
+    }
+
+    /// Appends `prim args` and returns its result. The core of every tensor method.
+    #[track_caller]
+    pub fn emit(&self, prim: Prim, args: &[&Tensor]) -> Tensor {
+        let location = Location::caller();
+        let placeholder = args.first().map_or(Type::scalar(DType::F32), |t| t.ty.clone());
+        if args.iter().any(|t| !t.tracer.same(self)) {
+            return self.fail(
+                format!("`{}`: an operand belongs to another trace", prim.name()),
+                location,
+                placeholder,
+            );
+        }
+        if self.has_error() {
+            return self.fail(String::new(), location, placeholder);
+        }
+        let atoms: Vec<Atom> = args.iter().map(|t| t.atom).collect();
+        let result = self
+            .0
+            .borrow_mut()
+            .builder
+            .eqn(prim, atoms, Loc::Rust(location));
+        match result {
+            Ok(v) => {
+                let ty = self.0.borrow().builder.func().var_type(v).clone();
+                Tensor {
+                    tracer: self.clone(),
+                    atom: Atom::Var(v),
+                    ty,
+                }
+            }
+            Err(e) => self.fail(e.message, location, placeholder),
+        }
+    }
+
+    /// `iota`: counts 0, 1, 2, ... along `dim` of a tensor of `shape`.
+    #[track_caller]
+    pub fn iota(&self, dtype: DType, shape: &[usize], dim: usize) -> Tensor {
+        self.emit(
+            Prim::Iota {
+                dtype,
+                shape: shape.to_vec(),
+                dim,
+            },
+            &[],
+        )
+    }
+
+    /// Emits the equations of `func` into this trace with `args` bound to its parameters, and
+    /// returns its outputs. This is how a transformed function is traced again.
+    #[track_caller]
+    pub fn inline(&self, func: &Func, args: &[Tensor]) -> Vec<Tensor> {
+        let location = Location::caller();
+        let types: Vec<Type> = args.iter().map(|a| a.ty.clone()).collect();
+        if types != func.param_types() {
+            let want: Vec<String> = func.param_types().iter().map(|t| t.to_string()).collect();
+            let got: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+            let t = self.fail(
+                format!(
+                    "`{}` takes ({}) but was given ({})",
+                    func.name,
+                    want.join(", "),
+                    got.join(", ")
+                ),
+                location,
+                Type::scalar(DType::F32),
+            );
+            return func.output_types().iter().map(|_| t.clone()).collect();
+        }
+        let mut env: Vec<Option<Tensor>> = vec![None; func.vars.len()];
+        for (p, a) in func.params.iter().zip(args) {
+            env[p.index()] = Some(a.clone());
+        }
+        let lookup = |env: &[Option<Tensor>], a: &Atom| -> Tensor {
+            match a {
+                Atom::Var(v) => env[v.index()].clone().expect("verified: defined before use"),
+                Atom::Lit(l) => self.literal(l.value, l.dtype),
+            }
+        };
+        for eqn in &func.eqns {
+            let ins: Vec<Tensor> = eqn.args.iter().map(|a| lookup(&env, a)).collect();
+            let refs: Vec<&Tensor> = ins.iter().collect();
+            let out = self.emit(eqn.prim.clone(), &refs);
+            env[eqn.out.index()] = Some(out);
+        }
+        func.outputs.iter().map(|a| lookup(&env, a)).collect()
+    }
+
+    /// Ends the trace: the function returning `outputs`, or the first error recorded.
+    #[track_caller]
+    pub fn finish(self, outputs: &[Tensor]) -> Result<Func, TraceError> {
+        let location = Location::caller();
+        if let Some(e) = self.0.borrow_mut().error.take() {
+            return Err(e);
+        }
+        if outputs.is_empty() {
+            return Err(TraceError {
+                message: "a traced function must return at least one tensor".into(),
+                location,
+            });
+        }
+        if outputs.iter().any(|t| !t.tracer.same(&self)) {
+            return Err(TraceError {
+                message: "a returned tensor belongs to another trace".into(),
+                location,
+            });
+        }
+        let builder = self.0.borrow().builder.clone();
+        let func = builder.finish(outputs.iter().map(|t| t.atom).collect());
+        verify_func(&func).map_err(|e| TraceError {
+            message: format!("internal: traced function does not verify: {e}"),
+            location,
+        })?;
+        Ok(func)
+    }
+}
+
+/// What a traced closure may return: one tensor, or several.
+pub trait TraceOutputs {
+    fn into_tensors(self) -> Vec<Tensor>;
+}
+
+impl TraceOutputs for Tensor {
+    fn into_tensors(self) -> Vec<Tensor> {
+        vec![self]
+    }
+}
+
+impl TraceOutputs for Vec<Tensor> {
+    fn into_tensors(self) -> Vec<Tensor> {
+        self
+    }
+}
+
+impl<const N: usize> TraceOutputs for [Tensor; N] {
+    fn into_tensors(self) -> Vec<Tensor> {
+        self.into()
+    }
+}
+
+impl TraceOutputs for (Tensor, Tensor) {
+    fn into_tensors(self) -> Vec<Tensor> {
+        vec![self.0, self.1]
+    }
+}
+
+impl TraceOutputs for (Tensor, Tensor, Tensor) {
+    fn into_tensors(self) -> Vec<Tensor> {
+        vec![self.0, self.1, self.2]
+    }
+}
+
+/// Traces `f` over parameters of the given types into a function named `name`.
+#[track_caller]
+pub fn trace<O: TraceOutputs>(
+    name: &str,
+    inputs: &[Type],
+    f: impl FnOnce(&[Tensor]) -> O,
+) -> Result<Func, TraceError> {
+    let tracer = Tracer::new(name);
+    let params: Vec<Tensor> = inputs.iter().map(|t| tracer.param(t.clone())).collect();
+    let outputs = f(&params).into_tensors();
+    drop(params);
+    tracer.finish(&outputs)
+}
+
+/// Something that can stand as an operand next to a tensor: another tensor, or a Rust number
+/// (which becomes a rank-0 literal of the tensor's dtype).
+pub trait IntoOperand {
+    fn into_operand(self, like: &Tensor) -> Tensor;
+}
+
+impl IntoOperand for Tensor {
+    fn into_operand(self, _: &Tensor) -> Tensor {
+        self
+    }
+}
+
+impl IntoOperand for &Tensor {
+    fn into_operand(self, _: &Tensor) -> Tensor {
+        self.clone()
+    }
+}
+
+impl IntoOperand for f64 {
+    fn into_operand(self, like: &Tensor) -> Tensor {
+        like.lit(self)
+    }
+}
+
+impl IntoOperand for f32 {
+    fn into_operand(self, like: &Tensor) -> Tensor {
+        like.lit(f64::from(self))
+    }
+}
+
+impl IntoOperand for i32 {
+    fn into_operand(self, like: &Tensor) -> Tensor {
+        like.lit(f64::from(self))
+    }
+}
+
+fn shape_text(shape: &[usize]) -> String {
+    let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", s.join(","))
+}
+
+impl Tensor {
+    pub fn ty(&self) -> &Type {
+        &self.ty
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.ty.shape
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.ty.dtype
+    }
+
+    pub fn rank(&self) -> usize {
+        self.ty.rank()
+    }
+
+    /// The IR operand this tensor stands for.
+    pub fn atom(&self) -> Atom {
+        self.atom
+    }
+
+    /// The trace this tensor belongs to.
+    pub fn tracer(&self) -> Tracer {
+        self.tracer.clone()
+    }
+
+    /// A rank-0 literal of this tensor's dtype.
+    pub fn lit(&self, value: f64) -> Tensor {
+        self.tracer.literal(value, self.ty.dtype)
+    }
+
+    #[track_caller]
+    fn unary(&self, op: UnaryOp) -> Tensor {
+        self.tracer.emit(Prim::Unary(op), &[self])
+    }
+
+    #[track_caller]
+    fn prim1(&self, prim: Prim) -> Tensor {
+        self.tracer.emit(prim, &[self])
+    }
+
+    /// Broadcasts two operands to a common shape numpy-style, inserting `broadcast_in_dim`
+    /// as jax.numpy does. Rank-0 operands are left alone: the IR broadcasts them implicitly.
+    #[track_caller]
+    fn broadcast_pair(&self, other: &Tensor, what: &str) -> Option<(Tensor, Tensor)> {
+        let (a, b) = (self.shape(), other.shape());
+        if a == b || a.is_empty() || b.is_empty() {
+            return Some((self.clone(), other.clone()));
+        }
+        let rank = a.len().max(b.len());
+        let pad = |s: &[usize]| -> Vec<usize> {
+            let mut p = vec![1; rank - s.len()];
+            p.extend_from_slice(s);
+            p
+        };
+        let (pa, pb) = (pad(a), pad(b));
+        let mut result = Vec::with_capacity(rank);
+        for (x, y) in pa.iter().zip(&pb) {
+            if x == y || *y == 1 {
+                result.push(*x);
+            } else if *x == 1 {
+                result.push(*y);
+            } else {
+                self.tracer.fail(
+                    format!(
+                        "`{what}`: cannot broadcast shapes {} and {} together",
+                        shape_text(a),
+                        shape_text(b)
+                    ),
+                    Location::caller(),
+                    self.ty.clone(),
+                );
+                return None;
+            }
+        }
+        let expand = |t: &Tensor, padded: &[usize]| -> Tensor {
+            let mut t = t.clone();
+            if t.rank() < rank {
+                let dims: Vec<usize> = (rank - t.rank()..rank).collect();
+                t = t.broadcast_in_dim(padded, &dims);
+            }
+            if padded != result.as_slice() {
+                let dims: Vec<usize> = (0..rank).collect();
+                t = t.broadcast_in_dim(&result, &dims);
+            }
+            t
+        };
+        Some((expand(self, &pa), expand(other, &pb)))
+    }
+
+    #[track_caller]
+    fn elementwise(&self, prim: Prim, other: impl IntoOperand) -> Tensor {
+        let other = other.into_operand(self);
+        match self.broadcast_pair(&other, prim.name()) {
+            Some((a, b)) => self.tracer.emit(prim, &[&a, &b]),
+            None => self.clone(),
+        }
+    }
+
+    #[track_caller]
+    fn binary(&self, op: BinaryOp, other: impl IntoOperand) -> Tensor {
+        self.elementwise(Prim::Binary(op), other)
+    }
+
+    #[track_caller]
+    fn compare(&self, op: CompareOp, other: impl IntoOperand) -> Tensor {
+        self.elementwise(Prim::Compare(op), other)
+    }
+
+    #[track_caller]
+    pub fn sin(&self) -> Tensor {
+        self.unary(UnaryOp::Sin)
+    }
+    #[track_caller]
+    pub fn cos(&self) -> Tensor {
+        self.unary(UnaryOp::Cos)
+    }
+    #[track_caller]
+    pub fn tan(&self) -> Tensor {
+        self.unary(UnaryOp::Tan)
+    }
+    #[track_caller]
+    pub fn tanh(&self) -> Tensor {
+        self.unary(UnaryOp::Tanh)
+    }
+    #[track_caller]
+    pub fn exp(&self) -> Tensor {
+        self.unary(UnaryOp::Exp)
+    }
+    #[track_caller]
+    pub fn log(&self) -> Tensor {
+        self.unary(UnaryOp::Log)
+    }
+    #[track_caller]
+    pub fn log1p(&self) -> Tensor {
+        self.unary(UnaryOp::Log1p)
+    }
+    #[track_caller]
+    pub fn expm1(&self) -> Tensor {
+        self.unary(UnaryOp::Expm1)
+    }
+    #[track_caller]
+    pub fn sqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Sqrt)
+    }
+    #[track_caller]
+    pub fn rsqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Rsqrt)
+    }
+    #[track_caller]
+    pub fn abs(&self) -> Tensor {
+        self.unary(UnaryOp::Abs)
+    }
+    #[track_caller]
+    pub fn sign(&self) -> Tensor {
+        self.unary(UnaryOp::Sign)
+    }
+    #[track_caller]
+    pub fn logistic(&self) -> Tensor {
+        self.unary(UnaryOp::Logistic)
+    }
+    #[track_caller]
+    pub fn erf(&self) -> Tensor {
+        self.unary(UnaryOp::Erf)
+    }
+    #[track_caller]
+    pub fn floor(&self) -> Tensor {
+        self.unary(UnaryOp::Floor)
+    }
+    #[track_caller]
+    pub fn ceil(&self) -> Tensor {
+        self.unary(UnaryOp::Ceil)
+    }
+    #[track_caller]
+    pub fn round(&self) -> Tensor {
+        self.unary(UnaryOp::Round)
+    }
+    /// `integer_pow[y]`.
+    #[track_caller]
+    pub fn powi(&self, y: i32) -> Tensor {
+        self.prim1(Prim::IntegerPow { y })
+    }
+    #[track_caller]
+    pub fn stop_gradient(&self) -> Tensor {
+        self.prim1(Prim::StopGradient)
+    }
+
+    #[track_caller]
+    pub fn pow(&self, y: impl IntoOperand) -> Tensor {
+        self.binary(BinaryOp::Pow, y)
+    }
+    #[track_caller]
+    pub fn max(&self, y: impl IntoOperand) -> Tensor {
+        self.binary(BinaryOp::Max, y)
+    }
+    #[track_caller]
+    pub fn min(&self, y: impl IntoOperand) -> Tensor {
+        self.binary(BinaryOp::Min, y)
+    }
+    #[track_caller]
+    pub fn atan2(&self, x: impl IntoOperand) -> Tensor {
+        self.binary(BinaryOp::Atan2, x)
+    }
+
+    #[track_caller]
+    pub fn lt(&self, y: impl IntoOperand) -> Tensor {
+        self.compare(CompareOp::Lt, y)
+    }
+    #[track_caller]
+    pub fn le(&self, y: impl IntoOperand) -> Tensor {
+        self.compare(CompareOp::Le, y)
+    }
+    #[track_caller]
+    pub fn gt(&self, y: impl IntoOperand) -> Tensor {
+        self.compare(CompareOp::Gt, y)
+    }
+    #[track_caller]
+    pub fn ge(&self, y: impl IntoOperand) -> Tensor {
+        self.compare(CompareOp::Ge, y)
+    }
+    #[track_caller]
+    pub fn eq(&self, y: impl IntoOperand) -> Tensor {
+        self.compare(CompareOp::Eq, y)
+    }
+    #[track_caller]
+    pub fn ne(&self, y: impl IntoOperand) -> Tensor {
+        self.compare(CompareOp::Ne, y)
+    }
+
+    #[track_caller]
+    pub fn and(&self, y: &Tensor) -> Tensor {
+        self.elementwise(Prim::And, y)
+    }
+    #[track_caller]
+    pub fn or(&self, y: &Tensor) -> Tensor {
+        self.elementwise(Prim::Or, y)
+    }
+    #[track_caller]
+    pub fn not(&self) -> Tensor {
+        self.prim1(Prim::Not)
+    }
+
+    /// `on_true` where `self` (a bool predicate) holds, else `on_false`, like jax.lax.select:
+    /// emits `select_n self on_false on_true`.
+    #[track_caller]
+    pub fn select(&self, on_true: &Tensor, on_false: &Tensor) -> Tensor {
+        self.tracer.emit(Prim::SelectN, &[self, on_false, on_true])
+    }
+
+    /// `convert_element_type`.
+    #[track_caller]
+    pub fn cast(&self, dtype: DType) -> Tensor {
+        self.prim1(Prim::ConvertElementType { dtype })
+    }
+
+    /// `reduce_sum` over `axes`.
+    #[track_caller]
+    pub fn sum(&self, axes: &[usize]) -> Tensor {
+        self.prim1(Prim::ReduceSum {
+            axes: axes.to_vec(),
+        })
+    }
+    /// `reduce_sum` over every axis.
+    #[track_caller]
+    pub fn sum_all(&self) -> Tensor {
+        self.sum(&(0..self.rank()).collect::<Vec<_>>())
+    }
+    #[track_caller]
+    pub fn reduce_max(&self, axes: &[usize]) -> Tensor {
+        self.prim1(Prim::ReduceMax {
+            axes: axes.to_vec(),
+        })
+    }
+    #[track_caller]
+    pub fn reduce_min(&self, axes: &[usize]) -> Tensor {
+        self.prim1(Prim::ReduceMin {
+            axes: axes.to_vec(),
+        })
+    }
+    #[track_caller]
+    pub fn argmax(&self, axis: usize) -> Tensor {
+        self.prim1(Prim::Argmax { axis })
+    }
+    #[track_caller]
+    pub fn argmin(&self, axis: usize) -> Tensor {
+        self.prim1(Prim::Argmin { axis })
+    }
+    #[track_caller]
+    pub fn cumsum(&self, axis: usize, reverse: bool) -> Tensor {
+        self.prim1(Prim::Cumsum { axis, reverse })
+    }
+
+    #[track_caller]
+    pub fn broadcast_in_dim(&self, shape: &[usize], dims: &[usize]) -> Tensor {
+        self.prim1(Prim::BroadcastInDim {
+            shape: shape.to_vec(),
+            dims: dims.to_vec(),
+        })
+    }
+    /// numpy-style broadcast to `shape` (trailing axes aligned).
+    #[track_caller]
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
+        let r = self.rank();
+        if shape.len() < r {
+            return self.tracer.fail(
+                format!(
+                    "`broadcast_in_dim`: cannot broadcast {} to the lower-rank shape {}",
+                    self.ty,
+                    shape_text(shape)
+                ),
+                Location::caller(),
+                self.ty.clone(),
+            );
+        }
+        let dims: Vec<usize> = (shape.len() - r..shape.len()).collect();
+        self.broadcast_in_dim(shape, &dims)
+    }
+    #[track_caller]
+    pub fn reshape(&self, shape: &[usize]) -> Tensor {
+        self.prim1(Prim::Reshape {
+            shape: shape.to_vec(),
+        })
+    }
+    #[track_caller]
+    pub fn transpose(&self, perm: &[usize]) -> Tensor {
+        self.prim1(Prim::Transpose {
+            perm: perm.to_vec(),
+        })
+    }
+    /// Reverses the axis order (the matrix transpose for rank 2).
+    #[track_caller]
+    pub fn t(&self) -> Tensor {
+        self.transpose(&(0..self.rank()).rev().collect::<Vec<_>>())
+    }
+    #[track_caller]
+    pub fn squeeze(&self, dims: &[usize]) -> Tensor {
+        self.prim1(Prim::Squeeze {
+            dims: dims.to_vec(),
+        })
+    }
+    #[track_caller]
+    pub fn expand_dims(&self, dims: &[usize]) -> Tensor {
+        self.prim1(Prim::ExpandDims {
+            dims: dims.to_vec(),
+        })
+    }
+    #[track_caller]
+    pub fn rev(&self, dims: &[usize]) -> Tensor {
+        self.prim1(Prim::Rev {
+            dims: dims.to_vec(),
+        })
+    }
+    #[track_caller]
+    pub fn slice(&self, start: &[usize], limit: &[usize]) -> Tensor {
+        self.slice_strided(start, limit, &vec![1; start.len()])
+    }
+    #[track_caller]
+    pub fn slice_strided(&self, start: &[usize], limit: &[usize], strides: &[usize]) -> Tensor {
+        self.prim1(Prim::Slice {
+            start: start.to_vec(),
+            limit: limit.to_vec(),
+            strides: strides.to_vec(),
+        })
+    }
+    #[track_caller]
+    pub fn pad(&self, value: impl IntoOperand, low: &[i64], high: &[i64], interior: &[usize]) -> Tensor {
+        let v = value.into_operand(self);
+        self.tracer.emit(
+            Prim::Pad {
+                low: low.to_vec(),
+                high: high.to_vec(),
+                interior: interior.to_vec(),
+            },
+            &[self, &v],
+        )
+    }
+    /// `concatenate` of `parts` along `axis`.
+    #[track_caller]
+    pub fn concatenate(parts: &[Tensor], axis: usize) -> Tensor {
+        let first = &parts[0];
+        let refs: Vec<&Tensor> = parts.iter().collect();
+        first.tracer.emit(Prim::Concatenate { axis }, &refs)
+    }
+    #[track_caller]
+    pub fn dot_general(
+        &self,
+        other: &Tensor,
+        contract: (&[usize], &[usize]),
+        batch: (&[usize], &[usize]),
+    ) -> Tensor {
+        self.tracer.emit(
+            Prim::DotGeneral(DotDims {
+                contract: (contract.0.to_vec(), contract.1.to_vec()),
+                batch: (batch.0.to_vec(), batch.1.to_vec()),
+            }),
+            &[self, other],
+        )
+    }
+    /// Matrix (or vector) product, contracting the last axis of `self` with the first axis of
+    /// `other` (for a vector `other`, its only axis), as `x @ w` in numpy for rank <= 2.
+    #[track_caller]
+    pub fn matmul(&self, other: &Tensor) -> Tensor {
+        let lhs = [self.rank().saturating_sub(1)];
+        let rhs = [0];
+        self.dot_general(other, (&lhs, &rhs), (&[], &[]))
+    }
+}
+
+macro_rules! binary_operator {
+    ($trait:ident, $method:ident, $op:expr) => {
+        impl ops::$trait<Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                self.binary($op, rhs)
+            }
+        }
+        impl ops::$trait<&Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                self.binary($op, rhs)
+            }
+        }
+        impl ops::$trait<Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                self.binary($op, rhs)
+            }
+        }
+        impl ops::$trait<&Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                self.binary($op, rhs)
+            }
+        }
+        impl ops::$trait<f64> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: f64) -> Tensor {
+                self.binary($op, rhs)
+            }
+        }
+        impl ops::$trait<f64> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: f64) -> Tensor {
+                self.binary($op, rhs)
+            }
+        }
+        impl ops::$trait<Tensor> for f64 {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                rhs.lit(self).binary($op, &rhs)
+            }
+        }
+        impl ops::$trait<&Tensor> for f64 {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                rhs.lit(self).binary($op, rhs)
+            }
+        }
+    };
+}
+
+binary_operator!(Add, add, BinaryOp::Add);
+binary_operator!(Sub, sub, BinaryOp::Sub);
+binary_operator!(Mul, mul, BinaryOp::Mul);
+binary_operator!(Div, div, BinaryOp::Div);
+
+impl ops::Neg for Tensor {
+    type Output = Tensor;
+    #[track_caller]
+    fn neg(self) -> Tensor {
+        self.unary(UnaryOp::Neg)
+    }
+}
+
+impl ops::Neg for &Tensor {
+    type Output = Tensor;
+    #[track_caller]
+    fn neg(self) -> Tensor {
+        self.unary(UnaryOp::Neg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::print::print_func;
+
+    #[test]
+    fn traces_broadcasting_like_jax() {
+        let f = trace(
+            "f",
+            &[Type::new(DType::F32, vec![2, 3]), Type::new(DType::F32, vec![3])],
+            |xs| (&xs[0] + &xs[1]).sum_all(),
+        )
+        .unwrap();
+        let text = print_func(&f);
+        assert!(text.contains("broadcast_in_dim[shape=(1,3), dims=(1)] x1"), "{text}");
+        assert!(text.contains("broadcast_in_dim[shape=(2,3), dims=(0,1)] v0"), "{text}");
+    }
+
+    #[test]
+    fn shape_errors_are_errs_with_the_callers_location() {
+        let line = line!() + 3;
+        let e = trace("f", &[Type::new(DType::F32, vec![3]), Type::new(DType::F32, vec![4])], |xs| {
+            let y = xs[0].sin();
+            let z = xs[0].dot_general(&xs[1], (&[0], &[0]), (&[], &[]));
+            y.sum_all() + z
+        })
+        .unwrap_err();
+        assert_eq!(e.location.line(), line, "{e}");
+        assert!(e.location.file().ends_with("trace.rs"), "{e}");
+        assert!(e.message.contains("dot_general"), "{e}");
+        assert!(e.message.contains("f32[3]") && e.message.contains("f32[4]"), "{e}");
+    }
+
+    #[test]
+    fn operator_errors_point_at_the_operator() {
+        let line = line!() + 2;
+        let e = trace("f", &[Type::new(DType::F32, vec![3]), Type::new(DType::F32, vec![4])], |xs| {
+            &xs[0] * &xs[1]
+        })
+        .unwrap_err();
+        assert_eq!(e.location.line(), line, "{e}");
+        assert!(e.message.contains("`mul`"), "{e}");
+    }
+}

@@ -1,0 +1,152 @@
+//! The verifier: run after parsing, tracing and every transform (in tests and debug builds).
+//!
+//! Invariants enforced, for every function:
+//! 1. **Indices in range**: every `Var` named anywhere is below `vars.len()`.
+//! 2. **Single assignment**: each value is bound exactly once, by a parameter or an equation.
+//! 3. **Defined before use**: every operand and output is a parameter or the result of an
+//!    earlier equation, so `eqns` is a topological order.
+//! 4. **Arity and attributes**: each equation has its primitive's number of operands, and its
+//!    attributes are in range for its operands (axes, permutations, slice bounds, ...).
+//! 5. **Types**: the recorded type of each result equals the one the shape rule infers.
+//! 6. **Literals**: an i32 literal is an integer within range; a bool literal is 0 or 1.
+//! 7. **Printable names**: names are identifiers, unique in the function, and not keywords,
+//!    so that printing and re-parsing gives back the same function.
+//! 8. **Results**: a function returns at least one atom; module function names are unique.
+//!
+//! It never recurses: one pass over the equations.
+
+use crate::func::{Atom, Func, Loc, Module};
+use crate::shape::infer_type;
+use crate::types::DType;
+
+/// A broken invariant, with the equation at fault when there is one.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct VerifyError {
+    pub loc: Loc,
+    pub message: String,
+}
+
+/// Words the text IR reserves; no value may be named with them.
+pub const KEYWORDS: [&str; 10] = [
+    "inf", "nan", "true", "false", "f32", "f64", "i32", "bool", "func", "return",
+];
+
+/// True for a name that the parser reads back as a name.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !KEYWORDS.contains(&name)
+}
+
+/// Checks every invariant listed in the module doc.
+pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
+    let n = func.vars.len();
+    let fail = |loc: Loc, message: String| Err(VerifyError { loc, message });
+    let mut defined = vec![false; n];
+    let mut names = std::collections::HashSet::with_capacity(n);
+    for info in &func.vars {
+        if !is_valid_name(&info.name) {
+            return fail(Loc::Unknown, format!("`{}` is not a valid value name", info.name));
+        }
+        if !names.insert(info.name.as_str()) {
+            return fail(Loc::Unknown, format!("the name `{}` is used twice", info.name));
+        }
+    }
+    for &p in &func.params {
+        if p.index() >= n {
+            return fail(Loc::Unknown, format!("parameter {} is out of range", p.0));
+        }
+        if defined[p.index()] {
+            return fail(Loc::Unknown, format!("parameter `{}` is bound twice", func.var_name(p)));
+        }
+        defined[p.index()] = true;
+    }
+    let check_atom = |atom: &Atom, defined: &[bool], loc: Loc, what: &str| -> Result<(), VerifyError> {
+        match atom {
+            Atom::Var(v) if v.index() >= n => Err(VerifyError {
+                loc,
+                message: format!("{what} refers to value {} which does not exist", v.0),
+            }),
+            Atom::Var(v) if !defined[v.index()] => Err(VerifyError {
+                loc,
+                message: format!("{what} `{}` is used before it is defined", func.var_name(*v)),
+            }),
+            Atom::Var(_) => Ok(()),
+            Atom::Lit(l) => match l.dtype {
+                DType::I32 if l.value.fract() != 0.0 || l.value.abs() > i32::MAX as f64 => {
+                    Err(VerifyError {
+                        loc,
+                        message: format!("{what}: {} is not an i32", l.value),
+                    })
+                }
+                DType::Bool if l.value != 0.0 && l.value != 1.0 => Err(VerifyError {
+                    loc,
+                    message: format!("{what}: {} is not a bool", l.value),
+                }),
+                _ => Ok(()),
+            },
+        }
+    };
+    for (i, eqn) in func.eqns.iter().enumerate() {
+        let loc = func.loc(i);
+        for (k, a) in eqn.args.iter().enumerate() {
+            check_atom(a, &defined, loc, &format!("operand {} of `{}`", k + 1, eqn.prim.name()))?;
+        }
+        let out = eqn.out.index();
+        if out >= n {
+            return fail(loc, format!("result of `{}` is out of range", eqn.prim.name()));
+        }
+        if defined[out] {
+            return fail(loc, format!("`{}` is bound twice", func.var_name(eqn.out)));
+        }
+        let arg_types: Vec<_> = eqn.args.iter().map(|a| func.atom_type(a)).collect();
+        let inferred = infer_type(&eqn.prim, &arg_types).map_err(|e| VerifyError {
+            loc,
+            message: e.message,
+        })?;
+        let declared = func.var_type(eqn.out);
+        if &inferred != declared {
+            return fail(
+                loc,
+                format!(
+                    "`{}` is declared {declared} but `{}` gives {inferred}",
+                    func.var_name(eqn.out),
+                    eqn.prim.name()
+                ),
+            );
+        }
+        defined[out] = true;
+    }
+    if func.outputs.is_empty() {
+        return fail(Loc::Unknown, format!("function `{}` returns nothing", func.name));
+    }
+    for a in &func.outputs {
+        check_atom(a, &defined, Loc::Unknown, "returned value")?;
+    }
+    Ok(())
+}
+
+/// Verifies every function of a module, and that their names are unique.
+pub fn verify_module(module: &Module) -> Result<(), VerifyError> {
+    if module.funcs.is_empty() {
+        return Err(VerifyError {
+            loc: Loc::Unknown,
+            message: "a module needs at least one function".into(),
+        });
+    }
+    for (i, f) in module.funcs.iter().enumerate() {
+        if module.funcs[..i].iter().any(|g| g.name == f.name) {
+            return Err(VerifyError {
+                loc: Loc::Unknown,
+                message: format!("function `{}` is defined twice", f.name),
+            });
+        }
+        verify_func(f)?;
+    }
+    Ok(())
+}
