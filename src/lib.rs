@@ -1,1 +1,16 @@
+//! traceform: a functional-transform compiler for Rust tensor programs.
+//!
+//! Write an ordinary closure over symbolic tensors; traceform traces it into a typed graph IR
+//! (`traceform_ir`), transforms it, and runs it (`traceform_runtime`, the reference
+//! interpreter). This crate is the facade: the public API and the `traceform` command line.
 
+pub mod cli;
+pub mod npy;
+pub mod transform;
+
+pub use traceform_ir as ir;
+pub use traceform_ir::{
+    parse_func, parse_module, print_func, trace, DType, Func, Tensor, TraceError, Type,
+};
+pub use traceform_runtime as runtime;
+pub use traceform_runtime::{eval, Value};

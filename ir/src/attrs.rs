@@ -163,15 +163,18 @@ impl AttrSet {
 
     fn as_usize(&self, name: &str, v: &AttrValue) -> Result<usize, AttrError> {
         let i = self.as_int(name, v)?;
-        usize::try_from(i).ok().filter(|&u| u <= u32::MAX as usize).ok_or_else(|| {
-            err(
-                name,
-                format!(
-                    "attribute `{name}` of `{}` must be a non-negative integer, found {i}",
-                    self.prim
-                ),
-            )
-        })
+        usize::try_from(i)
+            .ok()
+            .filter(|&u| u <= u32::MAX as usize)
+            .ok_or_else(|| {
+                err(
+                    name,
+                    format!(
+                        "attribute `{name}` of `{}` must be a non-negative integer, found {i}",
+                        self.prim
+                    ),
+                )
+            })
     }
 
     fn as_list(&self, name: &str, v: AttrValue) -> Result<Vec<AttrValue>, AttrError> {
@@ -298,8 +301,12 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Pr
         "integer_pow" => {
             let v = set.required("y")?;
             let y = set.as_int("y", &v)?;
-            let y = i32::try_from(y)
-                .map_err(|_| err("y", format!("attribute `y` of `integer_pow` is too large: {y}")))?;
+            let y = i32::try_from(y).map_err(|_| {
+                err(
+                    "y",
+                    format!("attribute `y` of `integer_pow` is too large: {y}"),
+                )
+            })?;
             Prim::IntegerPow { y }
         }
         "stop_gradient" => Prim::StopGradient,

@@ -142,7 +142,10 @@ impl Func {
     }
 
     pub fn param_types(&self) -> Vec<Type> {
-        self.params.iter().map(|&p| self.var_type(p).clone()).collect()
+        self.params
+            .iter()
+            .map(|&p| self.var_type(p).clone())
+            .collect()
     }
 
     pub fn output_types(&self) -> Vec<Type> {

@@ -168,7 +168,9 @@ mod tests {
 
     #[test]
     fn dot_names_every_equation() {
-        let f = parse_func("func f(x: f32[3]) -> f32[3] {\n  a: f32[3] = mul x 2.0\n  return a\n}\n").unwrap();
+        let f =
+            parse_func("func f(x: f32[3]) -> f32[3] {\n  a: f32[3] = mul x 2.0\n  return a\n}\n")
+                .unwrap();
         let dot = to_dot(&f);
         assert!(dot.contains("a: f32[3] = mul 2.0:f32"), "{dot}");
         assert!(dot.contains("digraph"), "{dot}");

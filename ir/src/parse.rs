@@ -156,7 +156,10 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
             continue;
         }
         let next = chars.get(i + 1).copied().unwrap_or(' ');
-        if c.is_ascii_digit() || c == '.' || ((c == '-' || c == '+') && (next.is_ascii_digit() || next == '.')) {
+        if c.is_ascii_digit()
+            || c == '.'
+            || ((c == '-' || c == '+') && (next.is_ascii_digit() || next == '.'))
+        {
             i += 1;
             while i < chars.len() {
                 let d = chars[i];
@@ -174,7 +177,10 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
             toks.push((Tok::Number(word), pos));
             continue;
         }
-        if c == '-' && chars[i + 1..].starts_with(&['i', 'n', 'f']) && !chars.get(i + 4).is_some_and(|&d| is_ident(d)) {
+        if c == '-'
+            && chars[i + 1..].starts_with(&['i', 'n', 'f'])
+            && !chars.get(i + 4).is_some_and(|&d| is_ident(d))
+        {
             toks.push((Tok::Number("-inf".into()), pos));
             i += 4;
             col += 4;
@@ -190,7 +196,11 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
 #[derive(Clone, Debug)]
 enum RawAtom {
     Name(String, Pos),
-    Number { text: String, dtype: Option<DType>, pos: Pos },
+    Number {
+        text: String,
+        dtype: Option<DType>,
+        pos: Pos,
+    },
     Bool(bool, Pos),
 }
 
@@ -290,7 +300,12 @@ impl Parser {
                     self.bump();
                     d
                 }
-                None => return error(pos, format!("expected a dtype (f32, f64, i32, bool), found `{s}`")),
+                None => {
+                    return error(
+                        pos,
+                        format!("expected a dtype (f32, f64, i32, bool), found `{s}`"),
+                    )
+                }
             },
             _ => return self.expected("a type such as f32[3,4]"),
         };
@@ -312,7 +327,11 @@ impl Parser {
             }
         }
         self.expect(Tok::RBracket)?;
-        if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > (1usize << 40)) {
+        if shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .is_none_or(|n| n > (1usize << 40))
+        {
             return error(pos, "tensor type is too large");
         }
         Ok(Type::new(dtype, shape))
@@ -382,7 +401,15 @@ impl Parser {
                             self.bump();
                             dtype = DType::from_name(&d);
                         }
-                        _ => return error(p, format!("expected a dtype after `{text}:`, found {}", self.peek().describe())),
+                        _ => {
+                            return error(
+                                p,
+                                format!(
+                                    "expected a dtype after `{text}:`, found {}",
+                                    self.peek().describe()
+                                ),
+                            )
+                        }
                     }
                 }
                 Ok(RawAtom::Number { text, dtype, pos })
@@ -404,7 +431,13 @@ impl Parser {
             let func_pos = self.pos();
             let func = self.func()?;
             if let Some(p) = names.get(&func.name) {
-                return error(func_pos, format!("function `{}` is already defined at {}:{}", func.name, p.line, p.col));
+                return error(
+                    func_pos,
+                    format!(
+                        "function `{}` is already defined at {}:{}",
+                        func.name, p.line, p.col
+                    ),
+                );
             }
             names.insert(func.name.clone(), func_pos);
             module.funcs.push(func);
@@ -424,7 +457,10 @@ impl Parser {
             self.expect(Tok::Colon)?;
             let ty = self.parse_type()?;
             if let Some((_, p)) = scope.get(&pname) {
-                return error(ppos, format!("`{pname}` is already defined at {}:{}", p.line, p.col));
+                return error(
+                    ppos,
+                    format!("`{pname}` is already defined at {}:{}", p.line, p.col),
+                );
             }
             let v = b.param_named(pname.clone(), ty);
             scope.insert(pname, (v, ppos));
@@ -487,7 +523,10 @@ impl Parser {
                 Some((v, _)) => Ok(Atom::Var(*v)),
                 None => error(*pos, format!("undefined name `{n}`")),
             },
-            RawAtom::Bool(v, _) => Ok(Atom::Lit(Literal::new(f64::from(u8::from(*v)), DType::Bool))),
+            RawAtom::Bool(v, _) => Ok(Atom::Lit(Literal::new(
+                f64::from(u8::from(*v)),
+                DType::Bool,
+            ))),
             RawAtom::Number { text, dtype, pos } => {
                 let dtype = dtype.unwrap_or(dtype_if_untyped);
                 let value = parse_float(text, *pos)?;
@@ -495,7 +534,10 @@ impl Parser {
                     DType::I32 if value.fract() != 0.0 || value.abs() > f64::from(i32::MAX) => {
                         error(*pos, format!("literal `{text}` is not an i32"))
                     }
-                    DType::Bool => error(*pos, format!("literal `{text}` cannot be a bool (use true or false)")),
+                    DType::Bool => error(
+                        *pos,
+                        format!("literal `{text}` cannot be a bool (use true or false)"),
+                    ),
                     _ => {
                         let _ = b;
                         Ok(Atom::Lit(Literal::new(value, dtype)))
@@ -575,7 +617,10 @@ impl Parser {
             .map(|r| self.resolve(b, scope, r, lit_dtype))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some((_, p)) = scope.get(&out_name) {
-            return error(out_pos, format!("`{out_name}` is already defined at {}:{}", p.line, p.col));
+            return error(
+                out_pos,
+                format!("`{out_name}` is already defined at {}:{}", p.line, p.col),
+            );
         }
         let loc = Loc::Text {
             line: prim_pos.line,
@@ -628,7 +673,10 @@ impl Parser {
             let ty = b.atom_type(&a);
             if &ty != declared {
                 let p = r.pos();
-                return error(p, format!("returned value has type {ty} but the signature declares {declared}"));
+                return error(
+                    p,
+                    format!("returned value has type {ty} but the signature declares {declared}"),
+                );
             }
             outputs.push(a);
         }
@@ -704,8 +752,12 @@ func rosenbrock(x: f32[5]) -> f32[] {
 
     #[test]
     fn errors_carry_line_and_column() {
-        let e = parse_func("func f(x: f32[3]) -> f32[3] {\n  y: f32[3] = add x q\n  return y\n}\n").unwrap_err();
-        assert_eq!((e.line, e.col, e.message.as_str()), (2, 21, "undefined name `q`"));
+        let e = parse_func("func f(x: f32[3]) -> f32[3] {\n  y: f32[3] = add x q\n  return y\n}\n")
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.col, e.message.as_str()),
+            (2, 21, "undefined name `q`")
+        );
     }
 
     #[test]

@@ -171,7 +171,9 @@ pub struct DotDims {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Prim {
     Unary(UnaryOp),
-    IntegerPow { y: i32 },
+    IntegerPow {
+        y: i32,
+    },
     StopGradient,
     Binary(BinaryOp),
     Compare(CompareOp),
@@ -180,25 +182,67 @@ pub enum Prim {
     Not,
     /// `select_n p a b`: `b` where `p`, else `a`.
     SelectN,
-    ConvertElementType { dtype: DType },
-    Iota { dtype: DType, shape: Vec<usize>, dim: usize },
-    ReduceSum { axes: Vec<usize> },
-    ReduceMax { axes: Vec<usize> },
-    ReduceMin { axes: Vec<usize> },
-    Argmax { axis: usize },
-    Argmin { axis: usize },
-    Cumsum { axis: usize, reverse: bool },
-    BroadcastInDim { shape: Vec<usize>, dims: Vec<usize> },
-    Reshape { shape: Vec<usize> },
-    Transpose { perm: Vec<usize> },
-    Squeeze { dims: Vec<usize> },
-    ExpandDims { dims: Vec<usize> },
-    Rev { dims: Vec<usize> },
+    ConvertElementType {
+        dtype: DType,
+    },
+    Iota {
+        dtype: DType,
+        shape: Vec<usize>,
+        dim: usize,
+    },
+    ReduceSum {
+        axes: Vec<usize>,
+    },
+    ReduceMax {
+        axes: Vec<usize>,
+    },
+    ReduceMin {
+        axes: Vec<usize>,
+    },
+    Argmax {
+        axis: usize,
+    },
+    Argmin {
+        axis: usize,
+    },
+    Cumsum {
+        axis: usize,
+        reverse: bool,
+    },
+    BroadcastInDim {
+        shape: Vec<usize>,
+        dims: Vec<usize>,
+    },
+    Reshape {
+        shape: Vec<usize>,
+    },
+    Transpose {
+        perm: Vec<usize>,
+    },
+    Squeeze {
+        dims: Vec<usize>,
+    },
+    ExpandDims {
+        dims: Vec<usize>,
+    },
+    Rev {
+        dims: Vec<usize>,
+    },
     /// `strides` is all ones when the text gives none.
-    Slice { start: Vec<usize>, limit: Vec<usize>, strides: Vec<usize> },
+    Slice {
+        start: Vec<usize>,
+        limit: Vec<usize>,
+        strides: Vec<usize>,
+    },
     /// `interior` is all zeros when the text gives none.
-    Pad { low: Vec<i64>, high: Vec<i64>, interior: Vec<usize> },
-    Concatenate { axis: usize },
+    Pad {
+        low: Vec<i64>,
+        high: Vec<i64>,
+        interior: Vec<usize>,
+    },
+    Concatenate {
+        axis: usize,
+    },
     DotGeneral(DotDims),
 }
 

@@ -70,7 +70,13 @@ pub fn print_func(func: &Func) -> String {
     } else {
         format!("({})", results.join(", "))
     };
-    let _ = writeln!(out, "func {}({}) -> {} {{", func.name, params.join(", "), results);
+    let _ = writeln!(
+        out,
+        "func {}({}) -> {} {{",
+        func.name,
+        params.join(", "),
+        results
+    );
     for eqn in &func.eqns {
         let _ = write!(
             out,

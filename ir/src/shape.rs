@@ -40,10 +40,7 @@ fn check_axes(prim: &Prim, what: &str, axes: &[usize], rank: usize) -> Result<()
             );
         }
         if axes[..i].contains(&a) {
-            return fail(
-                prim,
-                format!("{what} {} repeats axis {a}", tuple_str(axes)),
-            );
+            return fail(prim, format!("{what} {} repeats axis {a}", tuple_str(axes)));
         }
     }
     Ok(())
@@ -64,9 +61,7 @@ fn elementwise_shape(prim: &Prim, a: &Type, b: &Type) -> Result<Vec<usize>, Type
     if a.dtype != b.dtype {
         return fail(
             prim,
-            format!(
-                "operands have different dtypes: {a} and {b} (use convert_element_type)"
-            ),
+            format!("operands have different dtypes: {a} and {b} (use convert_element_type)"),
         );
     }
     if a.shape == b.shape || b.rank() == 0 {
@@ -95,7 +90,10 @@ fn require_float(prim: &Prim, operand: usize, t: &Type) -> Result<(), TypeError>
 
 fn require_numeric(prim: &Prim, operand: usize, t: &Type) -> Result<(), TypeError> {
     if !t.dtype.is_numeric() {
-        return fail(prim, format!("operand {operand} must be numeric, found {t}"));
+        return fail(
+            prim,
+            format!("operand {operand} must be numeric, found {t}"),
+        );
     }
     Ok(())
 }
@@ -104,10 +102,7 @@ fn require_numeric(prim: &Prim, operand: usize, t: &Type) -> Result<(), TypeErro
 pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
     if let Some(n) = prim.arity() {
         if args.len() != n {
-            return fail(
-                prim,
-                format!("takes {n} operand(s), found {}", args.len()),
-            );
+            return fail(prim, format!("takes {n} operand(s), found {}", args.len()));
         }
     } else if args.is_empty() {
         return fail(prim, "takes at least one operand, found none");
@@ -153,7 +148,10 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
         Prim::SelectN => {
             let (p, a, b) = (&args[0], &args[1], &args[2]);
             if p.dtype != DType::Bool {
-                return fail(prim, format!("predicate (operand 1) must be bool, found {p}"));
+                return fail(
+                    prim,
+                    format!("predicate (operand 1) must be bool, found {p}"),
+                );
             }
             if a != b {
                 return fail(
@@ -180,10 +178,7 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             if *dim >= shape.len() {
                 return fail(
                     prim,
-                    format!(
-                        "dim {dim} out of range for shape {}",
-                        tuple_str(shape)
-                    ),
+                    format!("dim {dim} out of range for shape {}", tuple_str(shape)),
                 );
             }
             Ok(Type::new(*dtype, shape.clone()))
@@ -259,7 +254,10 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             let x = &args[0];
             check_len(prim, "perm", perm.len(), x.rank())?;
             check_axes(prim, "perm", perm, x.rank())?;
-            Ok(Type::new(x.dtype, perm.iter().map(|&p| x.shape[p]).collect::<Vec<_>>()))
+            Ok(Type::new(
+                x.dtype,
+                perm.iter().map(|&p| x.shape[p]).collect::<Vec<_>>(),
+            ))
         }
         Prim::Squeeze { dims } => {
             let x = &args[0];
@@ -319,7 +317,10 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                     );
                 }
                 if strides[d] == 0 {
-                    return fail(prim, format!("strides {} must be positive", tuple_str(strides)));
+                    return fail(
+                        prim,
+                        format!("strides {} must be positive", tuple_str(strides)),
+                    );
                 }
                 shape.push((limit[d] - start[d]).div_ceil(strides[d]));
             }
@@ -496,7 +497,10 @@ mod tests {
     #[test]
     fn add_broadcasts_rank_zero_only() {
         let add = Prim::Binary(BinaryOp::Add);
-        assert_eq!(infer_type(&add, &[f32s(&[3]), f32s(&[])]).unwrap(), f32s(&[3]));
+        assert_eq!(
+            infer_type(&add, &[f32s(&[3]), f32s(&[])]).unwrap(),
+            f32s(&[3])
+        );
         let e = infer_type(&add, &[f32s(&[3]), f32s(&[4])]).unwrap_err();
         assert!(e.message.contains("f32[3] and f32[4]"), "{}", e.message);
     }

@@ -125,7 +125,9 @@ impl Tracer {
     #[track_caller]
     pub fn emit(&self, prim: Prim, args: &[&Tensor]) -> Tensor {
         let location = Location::caller();
-        let placeholder = args.first().map_or(Type::scalar(DType::F32), |t| t.ty.clone());
+        let placeholder = args
+            .first()
+            .map_or(Type::scalar(DType::F32), |t| t.ty.clone());
         if args.iter().any(|t| !t.tracer.same(self)) {
             return self.fail(
                 format!("`{}`: an operand belongs to another trace", prim.name()),
@@ -195,7 +197,9 @@ impl Tracer {
         }
         let lookup = |env: &[Option<Tensor>], a: &Atom| -> Tensor {
             match a {
-                Atom::Var(v) => env[v.index()].clone().expect("verified: defined before use"),
+                Atom::Var(v) => env[v.index()]
+                    .clone()
+                    .expect("verified: defined before use"),
                 Atom::Lit(l) => self.literal(l.value, l.dtype),
             }
         };
@@ -693,7 +697,13 @@ impl Tensor {
         })
     }
     #[track_caller]
-    pub fn pad(&self, value: impl IntoOperand, low: &[i64], high: &[i64], interior: &[usize]) -> Tensor {
+    pub fn pad(
+        &self,
+        value: impl IntoOperand,
+        low: &[i64],
+        high: &[i64],
+        interior: &[usize],
+    ) -> Tensor {
         let v = value.into_operand(self);
         self.tracer.emit(
             Prim::Pad {
@@ -827,36 +837,60 @@ mod tests {
     fn traces_broadcasting_like_jax() {
         let f = trace(
             "f",
-            &[Type::new(DType::F32, vec![2, 3]), Type::new(DType::F32, vec![3])],
+            &[
+                Type::new(DType::F32, vec![2, 3]),
+                Type::new(DType::F32, vec![3]),
+            ],
             |xs| (&xs[0] + &xs[1]).sum_all(),
         )
         .unwrap();
         let text = print_func(&f);
-        assert!(text.contains("broadcast_in_dim[shape=(1,3), dims=(1)] x1"), "{text}");
-        assert!(text.contains("broadcast_in_dim[shape=(2,3), dims=(0,1)] v0"), "{text}");
+        assert!(
+            text.contains("broadcast_in_dim[shape=(1,3), dims=(1)] x1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("broadcast_in_dim[shape=(2,3), dims=(0,1)] v0"),
+            "{text}"
+        );
     }
 
     #[test]
     fn shape_errors_are_errs_with_the_callers_location() {
         let line = line!() + 3;
-        let e = trace("f", &[Type::new(DType::F32, vec![3]), Type::new(DType::F32, vec![4])], |xs| {
-            let y = xs[0].sin();
-            let z = xs[0].dot_general(&xs[1], (&[0], &[0]), (&[], &[]));
-            y.sum_all() + z
-        })
+        let e = trace(
+            "f",
+            &[
+                Type::new(DType::F32, vec![3]),
+                Type::new(DType::F32, vec![4]),
+            ],
+            |xs| {
+                let y = xs[0].sin();
+                let z = xs[0].dot_general(&xs[1], (&[0], &[0]), (&[], &[]));
+                y.sum_all() + z
+            },
+        )
         .unwrap_err();
         assert_eq!(e.location.line(), line, "{e}");
         assert!(e.location.file().ends_with("trace.rs"), "{e}");
         assert!(e.message.contains("dot_general"), "{e}");
-        assert!(e.message.contains("f32[3]") && e.message.contains("f32[4]"), "{e}");
+        assert!(
+            e.message.contains("f32[3]") && e.message.contains("f32[4]"),
+            "{e}"
+        );
     }
 
     #[test]
     fn operator_errors_point_at_the_operator() {
         let line = line!() + 2;
-        let e = trace("f", &[Type::new(DType::F32, vec![3]), Type::new(DType::F32, vec![4])], |xs| {
-            &xs[0] * &xs[1]
-        })
+        let e = trace(
+            "f",
+            &[
+                Type::new(DType::F32, vec![3]),
+                Type::new(DType::F32, vec![4]),
+            ],
+            |xs| &xs[0] * &xs[1],
+        )
         .unwrap_err();
         assert_eq!(e.location.line(), line, "{e}");
         assert!(e.message.contains("`mul`"), "{e}");

@@ -51,10 +51,16 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
     let mut names = std::collections::HashSet::with_capacity(n);
     for info in &func.vars {
         if !is_valid_name(&info.name) {
-            return fail(Loc::Unknown, format!("`{}` is not a valid value name", info.name));
+            return fail(
+                Loc::Unknown,
+                format!("`{}` is not a valid value name", info.name),
+            );
         }
         if !names.insert(info.name.as_str()) {
-            return fail(Loc::Unknown, format!("the name `{}` is used twice", info.name));
+            return fail(
+                Loc::Unknown,
+                format!("the name `{}` is used twice", info.name),
+            );
         }
     }
     for &p in &func.params {
@@ -62,44 +68,59 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
             return fail(Loc::Unknown, format!("parameter {} is out of range", p.0));
         }
         if defined[p.index()] {
-            return fail(Loc::Unknown, format!("parameter `{}` is bound twice", func.var_name(p)));
+            return fail(
+                Loc::Unknown,
+                format!("parameter `{}` is bound twice", func.var_name(p)),
+            );
         }
         defined[p.index()] = true;
     }
-    let check_atom = |atom: &Atom, defined: &[bool], loc: Loc, what: &str| -> Result<(), VerifyError> {
-        match atom {
-            Atom::Var(v) if v.index() >= n => Err(VerifyError {
-                loc,
-                message: format!("{what} refers to value {} which does not exist", v.0),
-            }),
-            Atom::Var(v) if !defined[v.index()] => Err(VerifyError {
-                loc,
-                message: format!("{what} `{}` is used before it is defined", func.var_name(*v)),
-            }),
-            Atom::Var(_) => Ok(()),
-            Atom::Lit(l) => match l.dtype {
-                DType::I32 if l.value.fract() != 0.0 || l.value.abs() > i32::MAX as f64 => {
-                    Err(VerifyError {
-                        loc,
-                        message: format!("{what}: {} is not an i32", l.value),
-                    })
-                }
-                DType::Bool if l.value != 0.0 && l.value != 1.0 => Err(VerifyError {
+    let check_atom =
+        |atom: &Atom, defined: &[bool], loc: Loc, what: &str| -> Result<(), VerifyError> {
+            match atom {
+                Atom::Var(v) if v.index() >= n => Err(VerifyError {
                     loc,
-                    message: format!("{what}: {} is not a bool", l.value),
+                    message: format!("{what} refers to value {} which does not exist", v.0),
                 }),
-                _ => Ok(()),
-            },
-        }
-    };
+                Atom::Var(v) if !defined[v.index()] => Err(VerifyError {
+                    loc,
+                    message: format!(
+                        "{what} `{}` is used before it is defined",
+                        func.var_name(*v)
+                    ),
+                }),
+                Atom::Var(_) => Ok(()),
+                Atom::Lit(l) => match l.dtype {
+                    DType::I32 if l.value.fract() != 0.0 || l.value.abs() > i32::MAX as f64 => {
+                        Err(VerifyError {
+                            loc,
+                            message: format!("{what}: {} is not an i32", l.value),
+                        })
+                    }
+                    DType::Bool if l.value != 0.0 && l.value != 1.0 => Err(VerifyError {
+                        loc,
+                        message: format!("{what}: {} is not a bool", l.value),
+                    }),
+                    _ => Ok(()),
+                },
+            }
+        };
     for (i, eqn) in func.eqns.iter().enumerate() {
         let loc = func.loc(i);
         for (k, a) in eqn.args.iter().enumerate() {
-            check_atom(a, &defined, loc, &format!("operand {} of `{}`", k + 1, eqn.prim.name()))?;
+            check_atom(
+                a,
+                &defined,
+                loc,
+                &format!("operand {} of `{}`", k + 1, eqn.prim.name()),
+            )?;
         }
         let out = eqn.out.index();
         if out >= n {
-            return fail(loc, format!("result of `{}` is out of range", eqn.prim.name()));
+            return fail(
+                loc,
+                format!("result of `{}` is out of range", eqn.prim.name()),
+            );
         }
         if defined[out] {
             return fail(loc, format!("`{}` is bound twice", func.var_name(eqn.out)));
@@ -123,7 +144,10 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
         defined[out] = true;
     }
     if func.outputs.is_empty() {
-        return fail(Loc::Unknown, format!("function `{}` returns nothing", func.name));
+        return fail(
+            Loc::Unknown,
+            format!("function `{}` returns nothing", func.name),
+        );
     }
     for a in &func.outputs {
         check_atom(a, &defined, Loc::Unknown, "returned value")?;

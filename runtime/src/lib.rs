@@ -1,1 +1,10 @@
-//! placeholder
+//! traceform's reference interpreter over ndarray. It defines what every primitive means:
+//! the simplifier and the JIT are correct exactly when they agree with it.
+
+mod interp;
+mod kernels;
+mod value;
+
+pub use interp::{check_inputs, eval, eval_with_stats, EvalError, EvalStats};
+pub use kernels::{apply, KernelError, Real};
+pub use value::Value;

@@ -1,0 +1,540 @@
+//! One kernel per primitive, written for clarity over speed: these define what every
+//! primitive means, and the JIT is judged against them.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{concatenate, Array2, ArrayD, ArrayViewD, Axis, IxDyn, LinalgScalar, Slice, Zip};
+use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
+
+use crate::value::Value;
+
+/// The float element operations the kernels need, for f32 and f64.
+pub trait Real: Copy + PartialOrd + LinalgScalar + std::fmt::Debug {
+    fn from_f64(x: f64) -> Self;
+    fn to_f64(self) -> f64;
+    fn unary(self, op: UnaryOp) -> Self;
+    fn powi(self, y: i32) -> Self;
+    fn powf(self, y: Self) -> Self;
+    fn atan2(self, x: Self) -> Self;
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! impl_real {
+    ($t:ty, $erf:path) => {
+        impl Real for $t {
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn unary(self, op: UnaryOp) -> Self {
+                let x = self;
+                match op {
+                    UnaryOp::Neg => -x,
+                    UnaryOp::Sin => x.sin(),
+                    UnaryOp::Cos => x.cos(),
+                    UnaryOp::Tan => x.tan(),
+                    UnaryOp::Tanh => x.tanh(),
+                    UnaryOp::Exp => x.exp(),
+                    UnaryOp::Log => x.ln(),
+                    UnaryOp::Log1p => x.ln_1p(),
+                    UnaryOp::Expm1 => x.exp_m1(),
+                    UnaryOp::Sqrt => x.sqrt(),
+                    UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+                    UnaryOp::Abs => x.abs(),
+                    // -1, 0 or 1; zeros keep their sign and NaN stays NaN, as in XLA.
+                    UnaryOp::Sign => {
+                        if x > 0.0 {
+                            1.0
+                        } else if x < 0.0 {
+                            -1.0
+                        } else {
+                            x
+                        }
+                    }
+                    UnaryOp::Logistic => 1.0 / (1.0 + (-x).exp()),
+                    UnaryOp::Erf => $erf(x),
+                    UnaryOp::Floor => x.floor(),
+                    UnaryOp::Ceil => x.ceil(),
+                    // Rust's round is half away from zero, as the spec says.
+                    UnaryOp::Round => x.round(),
+                }
+            }
+            fn powi(self, y: i32) -> Self {
+                // Binary exponentiation, as jax.lax.integer_pow does.
+                let mut base = if y < 0 { 1.0 / self } else { self };
+                let mut n = y.unsigned_abs();
+                let mut acc: $t = 1.0;
+                while n > 0 {
+                    if n & 1 == 1 {
+                        acc *= base;
+                    }
+                    base *= base;
+                    n >>= 1;
+                }
+                acc
+            }
+            fn powf(self, y: Self) -> Self {
+                self.powf(y)
+            }
+            fn atan2(self, x: Self) -> Self {
+                self.atan2(x)
+            }
+            fn is_nan(self) -> bool {
+                self.is_nan()
+            }
+        }
+    };
+}
+
+impl_real!(f32, libm::erff);
+impl_real!(f64, libm::erf);
+
+/// An internal error: a kernel was handed operands the verifier should have rejected.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("`{prim}`: {message}")]
+pub struct KernelError {
+    pub prim: &'static str,
+    pub message: String,
+}
+
+fn bad<T>(prim: &Prim, args: &[&Value]) -> Result<T, KernelError> {
+    let types: Vec<String> = args.iter().map(|a| a.ty().to_string()).collect();
+    Err(KernelError {
+        prim: prim.name(),
+        message: format!("no kernel for operands ({})", types.join(", ")),
+    })
+}
+
+/// Elementwise map of two arrays of equal shape, or with one of them rank 0.
+fn zip_map<A: Copy, B: Copy, R>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> R) -> ArrayD<R> {
+    if a.shape() == b.shape() {
+        Zip::from(a).and(b).map_collect(|&x, &y| f(x, y))
+    } else if a.ndim() == 0 {
+        let x = a[IxDyn(&[])];
+        b.map(|&y| f(x, y))
+    } else {
+        let y = b[IxDyn(&[])];
+        a.map(|&x| f(x, y))
+    }
+}
+
+fn max_nan<T: PartialOrd + Copy>(a: T, b: T, nan: impl Fn(T) -> bool) -> T {
+    if nan(a) || a > b {
+        a
+    } else if nan(b) || b > a {
+        b
+    } else {
+        a
+    }
+}
+
+fn min_nan<T: PartialOrd + Copy>(a: T, b: T, nan: impl Fn(T) -> bool) -> T {
+    if nan(a) || a < b {
+        a
+    } else if nan(b) || b < a {
+        b
+    } else {
+        a
+    }
+}
+
+fn float_binary<T: Real>(op: BinaryOp, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T> {
+    match op {
+        BinaryOp::Add => zip_map(a, b, |x, y| x + y),
+        BinaryOp::Sub => zip_map(a, b, |x, y| x - y),
+        BinaryOp::Mul => zip_map(a, b, |x, y| x * y),
+        BinaryOp::Div => zip_map(a, b, |x, y| x / y),
+        BinaryOp::Pow => zip_map(a, b, |x, y| x.powf(y)),
+        BinaryOp::Max => zip_map(a, b, |x, y| max_nan(x, y, T::is_nan)),
+        BinaryOp::Min => zip_map(a, b, |x, y| min_nan(x, y, T::is_nan)),
+        BinaryOp::Atan2 => zip_map(a, b, |x, y| x.atan2(y)),
+    }
+}
+
+fn int_binary(op: BinaryOp, a: &ArrayD<i32>, b: &ArrayD<i32>) -> Option<ArrayD<i32>> {
+    Some(match op {
+        BinaryOp::Add => zip_map(a, b, i32::wrapping_add),
+        BinaryOp::Sub => zip_map(a, b, i32::wrapping_sub),
+        BinaryOp::Mul => zip_map(a, b, i32::wrapping_mul),
+        // XLA's integer division: truncating, and x / 0 = -1.
+        BinaryOp::Div => zip_map(a, b, |x, y| if y == 0 { -1 } else { x.wrapping_div(y) }),
+        BinaryOp::Max => zip_map(a, b, |x, y| x.max(y)),
+        BinaryOp::Min => zip_map(a, b, |x, y| x.min(y)),
+        BinaryOp::Pow | BinaryOp::Atan2 => return None,
+    })
+}
+
+fn compare<T: PartialOrd + Copy>(op: CompareOp, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<bool> {
+    match op {
+        CompareOp::Lt => zip_map(a, b, |x, y| x < y),
+        CompareOp::Le => zip_map(a, b, |x, y| x <= y),
+        CompareOp::Gt => zip_map(a, b, |x, y| x > y),
+        CompareOp::Ge => zip_map(a, b, |x, y| x >= y),
+        CompareOp::Eq => zip_map(a, b, |x, y| x == y),
+        CompareOp::Ne => zip_map(a, b, |x, y| x != y),
+    }
+}
+
+fn select<T: Copy>(p: &ArrayD<bool>, on_false: &ArrayD<T>, on_true: &ArrayD<T>) -> ArrayD<T> {
+    let picked = zip_map(on_false, on_true, |f, t| (f, t));
+    zip_map(p, &picked, |p, (f, t)| if p { t } else { f })
+}
+
+fn standard<T: Clone>(v: ArrayViewD<'_, T>) -> ArrayD<T> {
+    v.as_standard_layout().into_owned()
+}
+
+fn reshape<T: Clone>(x: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
+    standard(x.view())
+        .into_shape_with_order(IxDyn(shape))
+        .expect("verified: element counts agree")
+}
+
+fn broadcast_in_dim<T: Clone>(x: &ArrayD<T>, shape: &[usize], dims: &[usize]) -> ArrayD<T> {
+    let mut aligned = vec![1; shape.len()];
+    for (i, &d) in dims.iter().enumerate() {
+        aligned[d] = x.shape()[i];
+    }
+    let x = reshape(x, &aligned);
+    x.broadcast(IxDyn(shape))
+        .expect("verified: broadcastable")
+        .to_owned()
+}
+
+fn transpose<T: Clone>(x: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
+    standard(x.view().permuted_axes(IxDyn(perm)))
+}
+
+fn rev<T: Clone>(x: &ArrayD<T>, dims: &[usize]) -> ArrayD<T> {
+    let mut v = x.view();
+    for &d in dims {
+        v.invert_axis(Axis(d));
+    }
+    standard(v)
+}
+
+fn slice<T: Clone>(
+    x: &ArrayD<T>,
+    start: &[usize],
+    limit: &[usize],
+    strides: &[usize],
+) -> ArrayD<T> {
+    let v = x.slice_each_axis(|ax| {
+        let d = ax.axis.index();
+        Slice::new(
+            start[d] as isize,
+            Some(limit[d] as isize),
+            strides[d] as isize,
+        )
+    });
+    standard(v)
+}
+
+fn pad<T: Clone>(
+    x: &ArrayD<T>,
+    value: &ArrayD<T>,
+    low: &[i64],
+    interior: &[usize],
+    out_shape: &[usize],
+) -> ArrayD<T> {
+    let fill = value[IxDyn(&[])].clone();
+    let mut out = ArrayD::from_elem(IxDyn(out_shape), fill);
+    let rank = x.ndim();
+    let mut at = vec![0usize; rank];
+    'elements: for (idx, v) in x.indexed_iter() {
+        for d in 0..rank {
+            let p = low[d] + idx[d] as i64 * (interior[d] as i64 + 1);
+            if p < 0 || p >= out_shape[d] as i64 {
+                continue 'elements;
+            }
+            at[d] = p as usize;
+        }
+        out[IxDyn(&at)] = v.clone();
+    }
+    out
+}
+
+fn cumsum<T: Copy + std::ops::Add<Output = T>>(
+    x: &ArrayD<T>,
+    axis: usize,
+    reverse: bool,
+) -> ArrayD<T> {
+    let mut out = x.clone();
+    if reverse {
+        out.invert_axis(Axis(axis));
+    }
+    out.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = *cur + prev);
+    if reverse {
+        out.invert_axis(Axis(axis));
+    }
+    standard(out.view())
+}
+
+fn reduce<T: Copy>(x: &ArrayD<T>, axes: &[usize], init: T, f: impl Fn(T, T) -> T) -> ArrayD<T> {
+    let mut sorted = axes.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut acc = x.clone();
+    for &a in &sorted {
+        acc = acc.fold_axis(Axis(a), init, |&s, &v| f(s, v));
+    }
+    acc
+}
+
+fn reduce_sum<T: LinalgScalar>(x: &ArrayD<T>, axes: &[usize]) -> ArrayD<T> {
+    let mut sorted = axes.to_vec();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let mut acc = x.clone();
+    for &a in &sorted {
+        acc = acc.sum_axis(Axis(a));
+    }
+    acc
+}
+
+fn arg_best<T: Copy + PartialOrd>(
+    x: &ArrayD<T>,
+    axis: usize,
+    better: impl Fn(T, T) -> bool,
+    nan: impl Fn(T) -> bool,
+) -> ArrayD<i32> {
+    x.map_axis(Axis(axis), |lane| {
+        let mut best_i = 0usize;
+        let mut best = lane[0];
+        for (i, &v) in lane.iter().enumerate().skip(1) {
+            if nan(best) {
+                break;
+            }
+            if nan(v) || better(v, best) {
+                best = v;
+                best_i = i;
+            }
+        }
+        best_i as i32
+    })
+}
+
+fn dot_general<T: LinalgScalar>(x: &ArrayD<T>, y: &ArrayD<T>, dims: &DotDims) -> ArrayD<T> {
+    let (lc, rc) = &dims.contract;
+    let (lb, rb) = &dims.batch;
+    let lf = dot_free_axes(x.ndim(), lc, lb);
+    let rf = dot_free_axes(y.ndim(), rc, rb);
+    let size =
+        |a: &ArrayD<T>, axes: &[usize]| axes.iter().map(|&d| a.shape()[d]).product::<usize>();
+    let (b, m, k, n) = (size(x, lb), size(x, &lf), size(x, lc), size(y, &rf));
+    let xperm: Vec<usize> = lb.iter().chain(&lf).chain(lc).copied().collect();
+    let yperm: Vec<usize> = rb.iter().chain(rc).chain(&rf).copied().collect();
+    let x3 = reshape(&transpose(x, &xperm), &[b, m, k]);
+    let y3 = reshape(&transpose(y, &yperm), &[b, k, n]);
+    let mut out = ndarray::Array3::<T>::zeros((b, m, n));
+    for i in 0..b {
+        let xi = x3
+            .index_axis(Axis(0), i)
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("rank 2");
+        let yi = y3
+            .index_axis(Axis(0), i)
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("rank 2");
+        let mut oi = out.index_axis_mut(Axis(0), i);
+        let mut tmp = Array2::<T>::zeros((m, n));
+        general_mat_mul(T::one(), &xi, &yi, T::zero(), &mut tmp);
+        oi.assign(&tmp);
+    }
+    let mut shape: Vec<usize> = lb.iter().map(|&d| x.shape()[d]).collect();
+    shape.extend(lf.iter().map(|&d| x.shape()[d]));
+    shape.extend(rf.iter().map(|&d| y.shape()[d]));
+    out.into_dyn()
+        .into_shape_with_order(IxDyn(&shape))
+        .expect("sizes agree")
+}
+
+fn iota<T>(shape: &[usize], dim: usize, from: impl Fn(usize) -> T) -> ArrayD<T> {
+    ArrayD::from_shape_fn(IxDyn(shape), |idx| from(idx[dim]))
+}
+
+fn convert(x: &Value, to: DType) -> Value {
+    macro_rules! conv {
+        ($a:expr, $f:expr) => {
+            match to {
+                DType::F32 => Value::F32($a.mapv(|v| $f(v) as f32)),
+                DType::F64 => Value::F64($a.mapv(|v| $f(v))),
+                // Float to int truncates toward zero (saturating; NaN becomes 0).
+                DType::I32 => Value::I32($a.mapv(|v| $f(v) as i32)),
+                DType::Bool => Value::Bool($a.mapv(|v| $f(v) != 0.0)),
+            }
+        };
+    }
+    match x {
+        Value::F32(a) => conv!(a, f64::from),
+        Value::F64(a) => conv!(a, |v: f64| v),
+        Value::I32(a) => conv!(a, f64::from),
+        Value::Bool(a) => conv!(a, |v: bool| f64::from(u8::from(v))),
+    }
+}
+
+/// Applies `prim` to `args`, producing a value of type `out` (the verified result type).
+pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelError> {
+    use Value::*;
+    macro_rules! any {
+        ($v:expr, $a:ident => $e:expr) => {
+            match $v {
+                F32($a) => F32($e),
+                F64($a) => F64($e),
+                I32($a) => I32($e),
+                Bool($a) => Bool($e),
+            }
+        };
+    }
+    macro_rules! same2 {
+        ($x:expr, $y:expr, $a:ident, $b:ident => $e:expr) => {
+            match ($x, $y) {
+                (F32($a), F32($b)) => F32($e),
+                (F64($a), F64($b)) => F64($e),
+                (I32($a), I32($b)) => I32($e),
+                (Bool($a), Bool($b)) => Bool($e),
+                _ => return bad(prim, args),
+            }
+        };
+    }
+    Ok(match prim {
+        Prim::Unary(op) => match args[0] {
+            F32(a) => F32(a.mapv(|x| x.unary(*op))),
+            F64(a) => F64(a.mapv(|x| x.unary(*op))),
+            I32(a) => match op {
+                UnaryOp::Neg => I32(a.mapv(i32::wrapping_neg)),
+                UnaryOp::Abs => I32(a.mapv(i32::wrapping_abs)),
+                UnaryOp::Sign => I32(a.mapv(i32::signum)),
+                _ => return bad(prim, args),
+            },
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::IntegerPow { y } => match args[0] {
+            F32(a) => F32(a.mapv(|x| x.powi(*y))),
+            F64(a) => F64(a.mapv(|x| x.powi(*y))),
+            _ => return bad(prim, args),
+        },
+        Prim::StopGradient => args[0].clone(),
+        Prim::Binary(op) => match (args[0], args[1]) {
+            (F32(a), F32(b)) => F32(float_binary(*op, a, b)),
+            (F64(a), F64(b)) => F64(float_binary(*op, a, b)),
+            (I32(a), I32(b)) => match int_binary(*op, a, b) {
+                Some(r) => I32(r),
+                None => return bad(prim, args),
+            },
+            _ => return bad(prim, args),
+        },
+        Prim::Compare(op) => match (args[0], args[1]) {
+            (F32(a), F32(b)) => Bool(compare(*op, a, b)),
+            (F64(a), F64(b)) => Bool(compare(*op, a, b)),
+            (I32(a), I32(b)) => Bool(compare(*op, a, b)),
+            (Bool(a), Bool(b)) => Bool(compare(*op, a, b)),
+            _ => return bad(prim, args),
+        },
+        Prim::And | Prim::Or | Prim::Not => match (prim, args) {
+            (Prim::And, [Bool(a), Bool(b)]) => Bool(zip_map(a, b, |x, y| x && y)),
+            (Prim::Or, [Bool(a), Bool(b)]) => Bool(zip_map(a, b, |x, y| x || y)),
+            (Prim::Not, [Bool(a)]) => Bool(a.mapv(|x| !x)),
+            _ => return bad(prim, args),
+        },
+        Prim::SelectN => {
+            let Bool(p) = args[0] else {
+                return bad(prim, args);
+            };
+            same2!(args[1], args[2], f, t => select(p, f, t))
+        }
+        Prim::ConvertElementType { dtype } => convert(args[0], *dtype),
+        Prim::Iota { dtype, shape, dim } => match dtype {
+            DType::F32 => F32(iota(shape, *dim, |i| i as f32)),
+            DType::F64 => F64(iota(shape, *dim, |i| i as f64)),
+            DType::I32 => I32(iota(shape, *dim, |i| i as i32)),
+            DType::Bool => return bad(prim, args),
+        },
+        Prim::ReduceSum { axes } => match args[0] {
+            F32(a) => F32(reduce_sum(a, axes)),
+            F64(a) => F64(reduce_sum(a, axes)),
+            I32(a) => I32(reduce(a, axes, 0, i32::wrapping_add)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::ReduceMax { axes } => match args[0] {
+            F32(a) => F32(reduce(a, axes, f32::NEG_INFINITY, |s, v| {
+                max_nan(s, v, f32::is_nan)
+            })),
+            F64(a) => F64(reduce(a, axes, f64::NEG_INFINITY, |s, v| {
+                max_nan(s, v, f64::is_nan)
+            })),
+            I32(a) => I32(reduce(a, axes, i32::MIN, i32::max)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::ReduceMin { axes } => match args[0] {
+            F32(a) => F32(reduce(a, axes, f32::INFINITY, |s, v| {
+                min_nan(s, v, f32::is_nan)
+            })),
+            F64(a) => F64(reduce(a, axes, f64::INFINITY, |s, v| {
+                min_nan(s, v, f64::is_nan)
+            })),
+            I32(a) => I32(reduce(a, axes, i32::MAX, i32::min)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::Argmax { axis } => match args[0] {
+            F32(a) => I32(arg_best(a, *axis, |v, b| v > b, f32::is_nan)),
+            F64(a) => I32(arg_best(a, *axis, |v, b| v > b, f64::is_nan)),
+            I32(a) => I32(arg_best(a, *axis, |v, b| v > b, |_| false)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::Argmin { axis } => match args[0] {
+            F32(a) => I32(arg_best(a, *axis, |v, b| v < b, f32::is_nan)),
+            F64(a) => I32(arg_best(a, *axis, |v, b| v < b, f64::is_nan)),
+            I32(a) => I32(arg_best(a, *axis, |v, b| v < b, |_| false)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::Cumsum { axis, reverse } => match args[0] {
+            F32(a) => F32(cumsum(a, *axis, *reverse)),
+            F64(a) => F64(cumsum(a, *axis, *reverse)),
+            I32(a) => I32(cumsum(a, *axis, *reverse)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::BroadcastInDim { shape, dims } => {
+            any!(args[0], a => broadcast_in_dim(a, shape, dims))
+        }
+        Prim::Reshape { shape } => any!(args[0], a => reshape(a, shape)),
+        Prim::Transpose { perm } => any!(args[0], a => transpose(a, perm)),
+        Prim::Squeeze { .. } | Prim::ExpandDims { .. } => {
+            any!(args[0], a => reshape(a, &out.shape))
+        }
+        Prim::Rev { dims } => any!(args[0], a => rev(a, dims)),
+        Prim::Slice {
+            start,
+            limit,
+            strides,
+        } => any!(args[0], a => slice(a, start, limit, strides)),
+        Prim::Pad { low, interior, .. } => {
+            same2!(args[0], args[1], a, v => pad(a, v, low, interior, &out.shape))
+        }
+        Prim::Concatenate { axis } => {
+            macro_rules! cat {
+                ($variant:ident) => {{
+                    let mut views = Vec::with_capacity(args.len());
+                    for a in args {
+                        let $variant(a) = a else {
+                            return bad(prim, args);
+                        };
+                        views.push(a.view());
+                    }
+                    $variant(concatenate(Axis(*axis), &views).expect("verified: shapes agree"))
+                }};
+            }
+            match args[0] {
+                F32(_) => cat!(F32),
+                F64(_) => cat!(F64),
+                I32(_) => cat!(I32),
+                Bool(_) => cat!(Bool),
+            }
+        }
+        Prim::DotGeneral(dims) => match (args[0], args[1]) {
+            (F32(a), F32(b)) => F32(dot_general(a, b, dims)),
+            (F64(a), F64(b)) => F64(dot_general(a, b, dims)),
+            (I32(a), I32(b)) => I32(dot_general(a, b, dims)),
+            _ => return bad(prim, args),
+        },
+    })
+}

@@ -1,0 +1,316 @@
+//! The `traceform` command line, exactly as `shared/spec/cli.md` defines it: `dump`, `run` and
+//! `bench`, each over the pipeline parse -> transform -> (simplify -> compile) -> run.
+//!
+//! Every failure is a `CliError`: `User` (exit 2) for anything wrong with what the user gave,
+//! `Internal` (exit 1) for a bug. `main` prints it as one `error: ...` line.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use traceform_ir::{parse_module, print_func, to_dot, Func};
+use traceform_runtime::{eval_with_stats, EvalError, Value};
+
+use crate::npy::{read_npy, write_npy};
+use crate::transform::{apply_transforms, TransformSpec};
+
+/// What went wrong, and whose fault it is.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input: exit status 2.
+    User(String),
+    /// A bug in traceform: exit status 1.
+    Internal(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::User(_) => 2,
+            CliError::Internal(_) => 1,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            CliError::User(m) | CliError::Internal(m) => m,
+        }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "traceform",
+    version,
+    about = "Trace, differentiate, simplify and run tensor programs written in the traceform text IR"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The reference interpreter.
+    Interp,
+    /// The Cranelift JIT.
+    Jit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Stage {
+    /// The program as parsed.
+    Input,
+    /// After the `-t` transforms.
+    Transformed,
+    /// After simplification.
+    Simplified,
+    /// The compiled form.
+    Compiled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Dot,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the IR at a stage of the pipeline.
+    Dump {
+        file: PathBuf,
+        /// A transform (jvp, vjp, grad, hvp, optionally :i,j,... input positions); repeat to compose.
+        #[arg(short = 't', value_name = "T")]
+        transforms: Vec<String>,
+        #[arg(long, value_enum, default_value = "input")]
+        stage: Stage,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Run the (transformed) entry function on .npy inputs.
+    Run {
+        file: PathBuf,
+        #[arg(short = 't', value_name = "T")]
+        transforms: Vec<String>,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+        /// Write outputs as DIR/out0.npy, DIR/out1.npy, ... instead of printing them.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        inputs: Vec<PathBuf>,
+    },
+    /// Time the pipeline and steady-state calls, printing `key: value` lines.
+    Bench {
+        file: PathBuf,
+        #[arg(short = 't', value_name = "T")]
+        transforms: Vec<String>,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: Backend,
+        /// Keep calling for at least this long (milliseconds) before taking the median.
+        #[arg(long, default_value_t = 1000, value_name = "MS")]
+        min_time_ms: u64,
+        inputs: Vec<PathBuf>,
+    },
+}
+
+/// Reads and parses `path`, returning its entry function. Errors carry `path:line:col`.
+pub fn load_entry(path: &Path) -> Result<Func, CliError> {
+    let shown = path.display();
+    let bytes = fs::read(path).map_err(|e| CliError::User(format!("{shown}: cannot read: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CliError::User(format!("{shown}:1:1: not a text file (invalid UTF-8)")))?;
+    let module = parse_module(&text).map_err(|e| CliError::User(format!("{shown}:{e}")))?;
+    Ok(module
+        .funcs
+        .into_iter()
+        .next()
+        .expect("a parsed module has a function"))
+}
+
+fn parse_transforms(words: &[String]) -> Result<Vec<TransformSpec>, CliError> {
+    words
+        .iter()
+        .map(|w| w.parse::<TransformSpec>().map_err(CliError::User))
+        .collect()
+}
+
+/// Parse and transform: the program that `run` and `bench` execute.
+fn build(path: &Path, transforms: &[String]) -> Result<Func, CliError> {
+    let specs = parse_transforms(transforms)?;
+    let func = load_entry(path)?;
+    apply_transforms(&func, &specs).map_err(|e| CliError::User(format!("{}: {e}", path.display())))
+}
+
+fn check_backend(backend: Backend) -> Result<(), CliError> {
+    match backend {
+        Backend::Interp => Ok(()),
+        Backend::Jit => Err(CliError::User(
+            "the `jit` backend is not built yet; use `--backend interp`".into(),
+        )),
+    }
+}
+
+fn load_inputs(func: &Func, paths: &[PathBuf]) -> Result<Vec<Value>, CliError> {
+    let types = func.param_types();
+    if paths.len() != types.len() {
+        let sig: Vec<String> = func
+            .params
+            .iter()
+            .map(|&p| format!("{}: {}", func.var_name(p), func.var_type(p)))
+            .collect();
+        return Err(CliError::User(format!(
+            "`{}` takes {} input(s) ({}), given {} .npy file(s)",
+            func.name,
+            types.len(),
+            sig.join(", "),
+            paths.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(paths.len());
+    for (i, (path, want)) in paths.iter().zip(&types).enumerate() {
+        let v = read_npy(path).map_err(|e| CliError::User(format!("{}: {e}", path.display())))?;
+        if &v.ty() != want {
+            return Err(CliError::User(format!(
+                "{}: input {i} (`{}`) must be {want}, but the file holds {}",
+                path.display(),
+                func.var_name(func.params[i]),
+                v.ty()
+            )));
+        }
+        values.push(v);
+    }
+    Ok(values)
+}
+
+fn eval_error(e: EvalError) -> CliError {
+    match e {
+        EvalError::Input(m) => CliError::User(m),
+        e @ EvalError::Kernel { .. } => CliError::Internal(e.to_string()),
+    }
+}
+
+/// Runs a command, writing its normal output to `out`.
+pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError> {
+    let io = |e: std::io::Error| CliError::Internal(format!("cannot write output: {e}"));
+    match cli.command {
+        Command::Dump {
+            file,
+            transforms,
+            stage,
+            format,
+        } => {
+            let func = match stage {
+                Stage::Input => {
+                    parse_transforms(&transforms)?;
+                    load_entry(&file)?
+                }
+                Stage::Transformed => build(&file, &transforms)?,
+                Stage::Simplified | Stage::Compiled => {
+                    return Err(CliError::User(format!(
+                        "stage `{}` is not built yet; available stages: input, transformed",
+                        stage
+                            .to_possible_value()
+                            .map_or("?".into(), |v| v.get_name().to_string())
+                    )))
+                }
+            };
+            let text = match format {
+                Format::Text => print_func(&func),
+                Format::Dot => to_dot(&func),
+            };
+            out.write_all(text.as_bytes()).map_err(io)
+        }
+        Command::Run {
+            file,
+            transforms,
+            backend,
+            out: out_dir,
+            inputs,
+        } => {
+            check_backend(backend)?;
+            let func = build(&file, &transforms)?;
+            let values = load_inputs(&func, &inputs)?;
+            let (outputs, _) = eval_with_stats(&func, &values).map_err(eval_error)?;
+            match out_dir {
+                Some(dir) => {
+                    fs::create_dir_all(&dir).map_err(|e| {
+                        CliError::User(format!("{}: cannot create directory: {e}", dir.display()))
+                    })?;
+                    for (i, v) in outputs.iter().enumerate() {
+                        let p = dir.join(format!("out{i}.npy"));
+                        write_npy(&p, v)
+                            .map_err(|e| CliError::User(format!("{}: {e}", p.display())))?;
+                    }
+                    Ok(())
+                }
+                None => {
+                    for (i, v) in outputs.iter().enumerate() {
+                        writeln!(out, "out{i}: {}", v.ty()).map_err(io)?;
+                        let body = match v {
+                            Value::F32(a) => format!("{a}"),
+                            Value::F64(a) => format!("{a}"),
+                            Value::I32(a) => format!("{a}"),
+                            Value::Bool(a) => format!("{a}"),
+                        };
+                        writeln!(out, "{body}").map_err(io)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::Bench {
+            file,
+            transforms,
+            backend,
+            min_time_ms,
+            inputs,
+        } => {
+            check_backend(backend)?;
+            let t0 = Instant::now();
+            let func = build(&file, &transforms)?;
+            let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let values = load_inputs(&func, &inputs)?;
+            let report = bench(&func, &values, min_time_ms)?;
+            writeln!(out, "compile_ms: {compile_ms:.3}").map_err(io)?;
+            writeln!(out, "run_us_median: {:.1}", report.median_us).map_err(io)?;
+            writeln!(out, "runs: {}", report.runs).map_err(io)?;
+            writeln!(out, "peak_bytes: {}", report.peak_bytes).map_err(io)?;
+            writeln!(out, "run_us_min: {:.1}", report.min_us).map_err(io)?;
+            writeln!(out, "backend: interp").map_err(io)?;
+            writeln!(out, "eqns: {}", func.eqns.len()).map_err(io)?;
+            Ok(())
+        }
+    }
+}
+
+struct BenchReport {
+    median_us: f64,
+    min_us: f64,
+    runs: usize,
+    peak_bytes: usize,
+}
+
+/// One warm-up call, then calls until `min_time_ms` has passed (at least 5, at most 100,000);
+/// the median of the per-call times.
+fn bench(func: &Func, inputs: &[Value], min_time_ms: u64) -> Result<BenchReport, CliError> {
+    let (_, stats) = eval_with_stats(func, inputs).map_err(eval_error)?;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 5
+        || (start.elapsed().as_millis() < u128::from(min_time_ms) && times.len() < 100_000)
+    {
+        let t = Instant::now();
+        let outs = eval_with_stats(func, inputs).map_err(eval_error)?;
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(outs);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(BenchReport {
+        median_us: times[times.len() / 2],
+        min_us: times[0],
+        runs: times.len(),
+        peak_bytes: stats.peak_bytes,
+    })
+}
