@@ -32,10 +32,10 @@ struct Pos {
     col: u32,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Tok {
-    Ident(String),
-    Number(String),
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Tok<'a> {
+    Ident(&'a str),
+    Number(&'a str),
     LParen,
     RParen,
     LBracket,
@@ -50,7 +50,7 @@ enum Tok {
     Eof,
 }
 
-impl Tok {
+impl Tok<'_> {
     fn describe(&self) -> String {
         match self {
             Tok::Ident(s) => format!("`{s}`"),
@@ -81,25 +81,27 @@ fn error<T>(pos: Pos, message: impl Into<String>) -> Result<T, ParseError> {
 
 /// Splits the text into tokens. Newlines are tokens except inside `(...)` and `[...]`, so an
 /// attribute list or a parameter list may continue over several lines.
-fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut toks = Vec::new();
+fn lex(text: &str) -> Result<Vec<(Tok<'_>, Pos)>, ParseError> {
+    let bytes = text.as_bytes();
+    let mut toks = Vec::with_capacity(text.len() / 4);
     let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
     let mut depth = 0i32;
-    while i < chars.len() {
-        let c = chars[i];
+    let is_ident_start = |c: u8| c.is_ascii_alphabetic() || c == b'_';
+    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    while i < bytes.len() {
+        let c = bytes[i];
         let pos = Pos { line, col };
         let start = i;
         let simple = match c {
-            '(' => Some(Tok::LParen),
-            ')' => Some(Tok::RParen),
-            '[' => Some(Tok::LBracket),
-            ']' => Some(Tok::RBracket),
-            '{' => Some(Tok::LBrace),
-            '}' => Some(Tok::RBrace),
-            ',' => Some(Tok::Comma),
-            ':' => Some(Tok::Colon),
-            '=' => Some(Tok::Equals),
+            b'(' => Some(Tok::LParen),
+            b')' => Some(Tok::RParen),
+            b'[' => Some(Tok::LBracket),
+            b']' => Some(Tok::RBracket),
+            b'{' => Some(Tok::LBrace),
+            b'}' => Some(Tok::RBrace),
+            b',' => Some(Tok::Comma),
+            b':' => Some(Tok::Colon),
+            b'=' => Some(Tok::Equals),
             _ => None,
         };
         if let Some(tok) = simple {
@@ -113,33 +115,34 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
             col += 1;
             continue;
         }
-        if c == '\n' {
-            if depth == 0 {
-                toks.push((Tok::Newline, pos));
-            }
-            i += 1;
-            line += 1;
-            col = 1;
-            continue;
-        }
-        if c == ' ' || c == '\t' || c == '\r' {
-            i += 1;
-            col += 1;
-            continue;
-        }
-        if c == '#' {
-            while i < chars.len() && chars[i] != '\n' {
+        match c {
+            b'\n' => {
+                if depth == 0 {
+                    toks.push((Tok::Newline, pos));
+                }
                 i += 1;
+                line += 1;
+                col = 1;
+                continue;
             }
-            continue;
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                col += 1;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            _ => {}
         }
-        let is_ident_start = |c: char| c.is_ascii_alphabetic() || c == '_';
-        let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
         if is_ident_start(c) {
-            while i < chars.len() && is_ident(chars[i]) {
+            while i < bytes.len() && is_ident(bytes[i]) {
                 i += 1;
             }
-            let word: String = chars[start..i].iter().collect();
+            let word = &text[start..i];
             col += (i - start) as u32;
             let tok = if word == "inf" || word == "nan" {
                 Tok::Number(word)
@@ -149,44 +152,44 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
             toks.push((tok, pos));
             continue;
         }
-        if c == '-' && chars.get(i + 1) == Some(&'>') {
+        let next = bytes.get(i + 1).copied().unwrap_or(b' ');
+        if c == b'-' && next == b'>' {
             toks.push((Tok::Arrow, pos));
             i += 2;
             col += 2;
             continue;
         }
-        let next = chars.get(i + 1).copied().unwrap_or(' ');
         if c.is_ascii_digit()
-            || c == '.'
-            || ((c == '-' || c == '+') && (next.is_ascii_digit() || next == '.'))
+            || c == b'.'
+            || ((c == b'-' || c == b'+') && (next.is_ascii_digit() || next == b'.'))
         {
             i += 1;
-            while i < chars.len() {
-                let d = chars[i];
-                let prev = chars[i - 1];
-                if d.is_ascii_digit() || d == '.' || d == 'e' || d == 'E' {
+            while i < bytes.len() {
+                let d = bytes[i];
+                let prev = bytes[i - 1];
+                if d.is_ascii_digit() || d == b'.' || d == b'e' || d == b'E' {
                     i += 1;
-                } else if (d == '-' || d == '+') && (prev == 'e' || prev == 'E') {
+                } else if (d == b'-' || d == b'+') && (prev == b'e' || prev == b'E') {
                     i += 1;
                 } else {
                     break;
                 }
             }
-            let word: String = chars[start..i].iter().collect();
             col += (i - start) as u32;
-            toks.push((Tok::Number(word), pos));
+            toks.push((Tok::Number(&text[start..i]), pos));
             continue;
         }
-        if c == '-'
-            && chars[i + 1..].starts_with(&['i', 'n', 'f'])
-            && !chars.get(i + 4).is_some_and(|&d| is_ident(d))
+        if c == b'-'
+            && bytes[i + 1..].starts_with(b"inf")
+            && !bytes.get(i + 4).is_some_and(|&d| is_ident(d))
         {
-            toks.push((Tok::Number("-inf".into()), pos));
+            toks.push((Tok::Number("-inf"), pos));
             i += 4;
             col += 4;
             continue;
         }
-        return error(pos, format!("unexpected character `{}`", c.escape_debug()));
+        let ch = text[i..].chars().next().unwrap_or('?');
+        return error(pos, format!("unexpected character `{}`", ch.escape_debug()));
     }
     toks.push((Tok::Eof, Pos { line, col }));
     Ok(toks)
@@ -194,17 +197,17 @@ fn lex(text: &str) -> Result<Vec<(Tok, Pos)>, ParseError> {
 
 /// A number as written, before its dtype is known.
 #[derive(Clone, Debug)]
-enum RawAtom {
-    Name(String, Pos),
+enum RawAtom<'a> {
+    Name(&'a str, Pos),
     Number {
-        text: String,
+        text: &'a str,
         dtype: Option<DType>,
         pos: Pos,
     },
     Bool(bool, Pos),
 }
 
-impl RawAtom {
+impl RawAtom<'_> {
     fn pos(&self) -> Pos {
         match self {
             RawAtom::Name(_, p) | RawAtom::Bool(_, p) => *p,
@@ -215,16 +218,16 @@ impl RawAtom {
 
 const MAX_TUPLE_DEPTH: usize = 8;
 
-struct Parser {
-    toks: Vec<(Tok, Pos)>,
+struct Parser<'a> {
+    toks: Vec<(Tok<'a>, Pos)>,
     at: usize,
 }
 
 /// Names in scope in one function: the value and where it was defined.
-type Scope = HashMap<String, (Var, Pos)>;
+type Scope<'a> = HashMap<&'a str, (Var, Pos)>;
 
-impl Parser {
-    fn peek(&self) -> &Tok {
+impl<'a> Parser<'a> {
+    fn peek(&self) -> &Tok<'a> {
         &self.toks[self.at].0
     }
 
@@ -232,8 +235,8 @@ impl Parser {
         self.toks[self.at].1
     }
 
-    fn bump(&mut self) -> (Tok, Pos) {
-        let t = self.toks[self.at].clone();
+    fn bump(&mut self) -> (Tok<'a>, Pos) {
+        let t = self.toks[self.at];
         if self.at + 1 < self.toks.len() {
             self.at += 1;
         }
@@ -247,7 +250,7 @@ impl Parser {
         )
     }
 
-    fn expect(&mut self, tok: Tok) -> Result<Pos, ParseError> {
+    fn expect(&mut self, tok: Tok<'a>) -> Result<Pos, ParseError> {
         if *self.peek() == tok {
             Ok(self.bump().1)
         } else {
@@ -272,9 +275,9 @@ impl Parser {
         }
     }
 
-    fn name(&mut self, what: &str) -> Result<(String, Pos), ParseError> {
-        match self.peek().clone() {
-            Tok::Ident(s) if !KEYWORDS.contains(&s.as_str()) => Ok((s, self.bump().1)),
+    fn name(&mut self, what: &str) -> Result<(&'a str, Pos), ParseError> {
+        match *self.peek() {
+            Tok::Ident(s) if !KEYWORDS.contains(&s) => Ok((s, self.bump().1)),
             Tok::Ident(s) => error(self.pos(), format!("expected {what}, found keyword `{s}`")),
             _ => self.expected(what),
         }
@@ -282,7 +285,7 @@ impl Parser {
 
     fn integer(&mut self, what: &str) -> Result<i64, ParseError> {
         let pos = self.pos();
-        match self.peek().clone() {
+        match *self.peek() {
             Tok::Number(s) => {
                 self.bump();
                 s.parse::<i64>()
@@ -294,7 +297,7 @@ impl Parser {
 
     fn parse_type(&mut self) -> Result<Type, ParseError> {
         let pos = self.pos();
-        let dtype = match self.peek().clone() {
+        let dtype = match *self.peek() {
             Tok::Ident(s) => match DType::from_name(&s) {
                 Some(d) => {
                     self.bump();
@@ -339,7 +342,7 @@ impl Parser {
 
     fn attr_value(&mut self, depth: usize) -> Result<AttrValue, ParseError> {
         let pos = self.pos();
-        match self.peek().clone() {
+        match *self.peek() {
             Tok::Number(s) => {
                 self.bump();
                 if let Ok(i) = s.parse::<i64>() {
@@ -354,7 +357,7 @@ impl Parser {
             }
             Tok::Ident(s) => {
                 self.bump();
-                Ok(AttrValue::Name(s))
+                Ok(AttrValue::Name(s.to_string()))
             }
             Tok::LParen => {
                 if depth >= MAX_TUPLE_DEPTH {
@@ -379,9 +382,9 @@ impl Parser {
         }
     }
 
-    fn atom(&mut self) -> Result<RawAtom, ParseError> {
+    fn atom(&mut self) -> Result<RawAtom<'a>, ParseError> {
         let pos = self.pos();
-        match self.peek().clone() {
+        match *self.peek() {
             Tok::Ident(s) if s == "true" || s == "false" => {
                 self.bump();
                 Ok(RawAtom::Bool(s == "true", pos))
@@ -396,7 +399,7 @@ impl Parser {
                 if *self.peek() == Tok::Colon {
                     self.bump();
                     let p = self.pos();
-                    match self.peek().clone() {
+                    match *self.peek() {
                         Tok::Ident(d) if DType::from_name(&d).is_some() => {
                             self.bump();
                             dtype = DType::from_name(&d);
@@ -425,7 +428,7 @@ impl Parser {
         loop {
             match self.peek() {
                 Tok::Eof if !module.funcs.is_empty() => break,
-                Tok::Ident(s) if s == "func" => {}
+                Tok::Ident(s) if *s == "func" => {}
                 _ => return self.expected("`func`"),
             }
             let func_pos = self.pos();
@@ -450,7 +453,7 @@ impl Parser {
         self.bump(); // `func`
         let (name, _) = self.name("a function name")?;
         let mut b = FuncBuilder::new(name);
-        let mut scope = Scope::new();
+        let mut scope: Scope<'a> = Scope::new();
         self.expect(Tok::LParen)?;
         while *self.peek() != Tok::RParen {
             let (pname, ppos) = self.name("a parameter name")?;
@@ -462,7 +465,7 @@ impl Parser {
                     format!("`{pname}` is already defined at {}:{}", p.line, p.col),
                 );
             }
-            let v = b.param_named(pname.clone(), ty);
+            let v = b.param_named(pname.to_string(), ty);
             scope.insert(pname, (v, ppos));
             match self.peek() {
                 Tok::Comma => {
@@ -495,7 +498,7 @@ impl Parser {
         self.end_of_line()?;
         loop {
             self.skip_newlines();
-            match self.peek().clone() {
+            match *self.peek() {
                 Tok::Ident(s) if s == "return" => {
                     let ret_pos = self.bump().1;
                     let outputs = self.ret(&b, &scope, &results, ret_pos)?;
@@ -514,7 +517,7 @@ impl Parser {
     fn resolve(
         &self,
         b: &FuncBuilder,
-        scope: &Scope,
+        scope: &Scope<'a>,
         raw: &RawAtom,
         dtype_if_untyped: DType,
     ) -> Result<Atom, ParseError> {
@@ -547,7 +550,7 @@ impl Parser {
         }
     }
 
-    fn eqn(&mut self, b: &mut FuncBuilder, scope: &mut Scope) -> Result<(), ParseError> {
+    fn eqn(&mut self, b: &mut FuncBuilder, scope: &mut Scope<'a>) -> Result<(), ParseError> {
         let (out_name, out_pos) = self.name("a value name")?;
         let mut declared = None;
         if *self.peek() == Tok::Colon {
@@ -557,7 +560,7 @@ impl Parser {
         }
         self.expect(Tok::Equals)?;
         let prim_pos = self.pos();
-        let prim_name = match self.peek().clone() {
+        let prim_name = match *self.peek() {
             Tok::Ident(s) => {
                 self.bump();
                 s
@@ -572,7 +575,7 @@ impl Parser {
                 let (aname, apos) = self.name("an attribute name")?;
                 self.expect(Tok::Equals)?;
                 let value = self.attr_value(0)?;
-                attrs.push((aname, value));
+                attrs.push((aname.to_string(), value));
                 attr_pos.push(apos);
                 match self.peek() {
                     Tok::Comma => {
@@ -627,7 +630,7 @@ impl Parser {
             col: prim_pos.col,
         };
         let v = b
-            .eqn_named(out_name.clone(), prim, args, loc)
+            .eqn_named(out_name.to_string(), prim, args, loc)
             .or_else(|e| error(prim_pos, e.message))?;
         if let Some((ty, p)) = declared {
             let inferred = b.func().var_type(v);
@@ -645,7 +648,7 @@ impl Parser {
     fn ret(
         &mut self,
         b: &FuncBuilder,
-        scope: &Scope,
+        scope: &Scope<'a>,
         results: &[Type],
         ret_pos: Pos,
     ) -> Result<Vec<Atom>, ParseError> {

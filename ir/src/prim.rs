@@ -281,36 +281,8 @@ impl Prim {
     }
 
     /// Every primitive name of the text IR, in the spec's order.
-    pub fn all_names() -> Vec<&'static str> {
-        let mut names: Vec<&'static str> = UnaryOp::ALL.iter().map(|o| o.name()).collect();
-        names.extend(["integer_pow", "stop_gradient"]);
-        names.extend(BinaryOp::ALL.iter().map(|o| o.name()));
-        names.extend(CompareOp::ALL.iter().map(|o| o.name()));
-        names.extend([
-            "and",
-            "or",
-            "not",
-            "select_n",
-            "convert_element_type",
-            "iota",
-            "reduce_sum",
-            "reduce_max",
-            "reduce_min",
-            "argmax",
-            "argmin",
-            "cumsum",
-            "broadcast_in_dim",
-            "reshape",
-            "transpose",
-            "squeeze",
-            "expand_dims",
-            "rev",
-            "slice",
-            "pad",
-            "concatenate",
-            "dot_general",
-        ]);
-        names
+    pub fn all_names() -> &'static [&'static str] {
+        &ALL_NAMES
     }
 
     /// How many operands the primitive takes; `None` for `concatenate` (one or more).
@@ -344,5 +316,84 @@ impl Prim {
             Prim::Iota { .. } => Some(0),
             Prim::Concatenate { .. } => None,
         }
+    }
+}
+
+/// Every primitive name, in the order of `shared/spec/ir-text.md`.
+const ALL_NAMES: [&str; 56] = [
+    "neg",
+    "sin",
+    "cos",
+    "tan",
+    "tanh",
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "sqrt",
+    "rsqrt",
+    "abs",
+    "sign",
+    "logistic",
+    "erf",
+    "floor",
+    "ceil",
+    "round",
+    "integer_pow",
+    "stop_gradient",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "max",
+    "min",
+    "atan2",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "eq",
+    "ne",
+    "and",
+    "or",
+    "not",
+    "select_n",
+    "convert_element_type",
+    "iota",
+    "reduce_sum",
+    "reduce_max",
+    "reduce_min",
+    "argmax",
+    "argmin",
+    "cumsum",
+    "broadcast_in_dim",
+    "reshape",
+    "transpose",
+    "squeeze",
+    "expand_dims",
+    "rev",
+    "slice",
+    "pad",
+    "concatenate",
+    "dot_general",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_list_matches_the_enums() {
+        let mut from_enums: Vec<&str> = UnaryOp::ALL.iter().map(|o| o.name()).collect();
+        from_enums.extend(BinaryOp::ALL.iter().map(|o| o.name()));
+        from_enums.extend(CompareOp::ALL.iter().map(|o| o.name()));
+        for n in from_enums {
+            assert!(ALL_NAMES.contains(&n), "{n}");
+        }
+        let mut sorted = ALL_NAMES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ALL_NAMES.len());
     }
 }

@@ -75,45 +75,46 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
         }
         defined[p.index()] = true;
     }
-    let check_atom =
-        |atom: &Atom, defined: &[bool], loc: Loc, what: &str| -> Result<(), VerifyError> {
-            match atom {
-                Atom::Var(v) if v.index() >= n => Err(VerifyError {
-                    loc,
-                    message: format!("{what} refers to value {} which does not exist", v.0),
-                }),
-                Atom::Var(v) if !defined[v.index()] => Err(VerifyError {
-                    loc,
-                    message: format!(
-                        "{what} `{}` is used before it is defined",
-                        func.var_name(*v)
-                    ),
-                }),
-                Atom::Var(_) => Ok(()),
-                Atom::Lit(l) => match l.dtype {
-                    DType::I32 if l.value.fract() != 0.0 || l.value.abs() > i32::MAX as f64 => {
-                        Err(VerifyError {
-                            loc,
-                            message: format!("{what}: {} is not an i32", l.value),
-                        })
-                    }
-                    DType::Bool if l.value != 0.0 && l.value != 1.0 => Err(VerifyError {
+    let check_atom = |atom: &Atom,
+                      defined: &[bool],
+                      loc: Loc,
+                      what: &dyn Fn() -> String|
+     -> Result<(), VerifyError> {
+        match atom {
+            Atom::Var(v) if v.index() >= n => Err(VerifyError {
+                loc,
+                message: format!("{} refers to value {} which does not exist", what(), v.0),
+            }),
+            Atom::Var(v) if !defined[v.index()] => Err(VerifyError {
+                loc,
+                message: format!(
+                    "{} `{}` is used before it is defined",
+                    what(),
+                    func.var_name(*v)
+                ),
+            }),
+            Atom::Var(_) => Ok(()),
+            Atom::Lit(l) => match l.dtype {
+                DType::I32 if l.value.fract() != 0.0 || l.value.abs() > i32::MAX as f64 => {
+                    Err(VerifyError {
                         loc,
-                        message: format!("{what}: {} is not a bool", l.value),
-                    }),
-                    _ => Ok(()),
-                },
-            }
-        };
+                        message: format!("{}: {} is not an i32", what(), l.value),
+                    })
+                }
+                DType::Bool if l.value != 0.0 && l.value != 1.0 => Err(VerifyError {
+                    loc,
+                    message: format!("{}: {} is not a bool", what(), l.value),
+                }),
+                _ => Ok(()),
+            },
+        }
+    };
     for (i, eqn) in func.eqns.iter().enumerate() {
         let loc = func.loc(i);
         for (k, a) in eqn.args.iter().enumerate() {
-            check_atom(
-                a,
-                &defined,
-                loc,
-                &format!("operand {} of `{}`", k + 1, eqn.prim.name()),
-            )?;
+            check_atom(a, &defined, loc, &|| {
+                format!("operand {} of `{}`", k + 1, eqn.prim.name())
+            })?;
         }
         let out = eqn.out.index();
         if out >= n {
@@ -150,7 +151,7 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
         );
     }
     for a in &func.outputs {
-        check_atom(a, &defined, Loc::Unknown, "returned value")?;
+        check_atom(a, &defined, Loc::Unknown, &|| "returned value".to_string())?;
     }
     Ok(())
 }

@@ -37,7 +37,7 @@ impl Value {
 
     /// Bytes of the dense buffer.
     pub fn size_bytes(&self) -> usize {
-        self.ty().size_bytes()
+        self.shape().iter().product::<usize>() * self.dtype().size_bytes()
     }
 
     /// A rank-0 value holding a literal.
