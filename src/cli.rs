@@ -13,7 +13,7 @@ use traceform_ir::{parse_module, print_func, to_dot, Func};
 use traceform_runtime::{eval_with_stats, EvalError, Value};
 
 use crate::npy::{read_npy, write_npy};
-use crate::transform::{apply_transforms, TransformSpec};
+use crate::transform::{apply_all, TransformSpec};
 
 /// What went wrong, and whose fault it is.
 #[derive(Debug)]
@@ -140,7 +140,14 @@ fn parse_transforms(words: &[String]) -> Result<Vec<TransformSpec>, CliError> {
 fn build(path: &Path, transforms: &[String]) -> Result<Func, CliError> {
     let specs = parse_transforms(transforms)?;
     let func = load_entry(path)?;
-    apply_transforms(&func, &specs).map_err(|e| CliError::User(format!("{}: {e}", path.display())))
+    apply_all(&func, &specs).map_err(|e| {
+        let message = format!("{}: {e}", path.display());
+        if e.is_user_error() {
+            CliError::User(message)
+        } else {
+            CliError::Internal(message)
+        }
+    })
 }
 
 fn check_backend(backend: Backend) -> Result<(), CliError> {

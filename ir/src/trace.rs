@@ -102,8 +102,9 @@ impl Tracer {
         }
     }
 
-    /// Records `err` unless an earlier error is already recorded; returns a placeholder.
-    fn fail(&self, message: String, location: &'static Location<'static>, ty: Type) -> Tensor {
+    /// Records an error at `location` unless an earlier one is already recorded, and returns a
+    /// placeholder tensor of type `ty` so that tracing can go on.
+    pub fn fail(&self, message: String, location: &'static Location<'static>, ty: Type) -> Tensor {
         let mut st = self.0.borrow_mut();
         if st.error.is_none() {
             st.error = Some(TraceError { message, location });

@@ -1,0 +1,286 @@
+//! traceform's derivative transforms. Each maps a `Func` to a `Func`, so they compose to any
+//! depth: `hvp` is `jvp` of `grad`, and `jvp(jvp(f))`, `vjp(jvp(f))` need nothing special.
+//!
+//! - `jvp`: forward mode with symbolic zeros (`jvp.rs`).
+//! - `linearize_jvp`: partial evaluation of a jvp program into primal and linear parts
+//!   (`linearize.rs`).
+//! - `transpose`: transposition of a linear function, with transpose rules for the linear
+//!   primitives only (`transpose.rs`).
+//! - `vjp` = transpose(linearize(jvp)); `grad`, `value_and_grad` for scalar outputs;
+//!   `hvp` = jvp(grad) (forward-over-reverse).
+//!
+//! The transformed signatures are the table of `shared/spec/ir-text.md`.
+
+mod jvp;
+mod linearize;
+mod transpose;
+mod util;
+
+use std::str::FromStr;
+
+pub use jvp::{jvp, jvp_rule};
+pub use linearize::{classify, linearize_jvp, Kind, Linearized};
+pub use transpose::transpose;
+
+use traceform_ir::{eliminate_dead_code, Func, Loc, Tensor, TraceError, Tracer};
+
+/// Why a transform does not apply.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum TransformError {
+    /// The `wrt` positions do not fit the function.
+    #[error("{0}")]
+    Wrt(String),
+    /// `grad`/`hvp` of a function that does not return one float scalar.
+    #[error("{0}")]
+    NotScalar(String),
+    /// `transpose` of a function that is not linear.
+    #[error("cannot transpose: {eqn}{}: {why}", if matches!(loc, Loc::Unknown) { String::new() } else { format!(" (at {loc})") })]
+    NotLinear { eqn: String, loc: Loc, why: String },
+    /// A bug in traceform.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl TransformError {
+    fn internal(e: TraceError) -> TransformError {
+        TransformError::Internal(e.to_string())
+    }
+
+    /// True for errors in what the user asked for (as opposed to bugs).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, TransformError::Internal(_))
+    }
+}
+
+/// The input positions to differentiate: `wrt` checked against `func`, or every float input.
+pub fn check_wrt(func: &Func, wrt: Option<&[usize]>) -> Result<Vec<usize>, TransformError> {
+    let n = func.params.len();
+    let positions: Vec<usize> = match wrt {
+        None => (0..n)
+            .filter(|&i| func.var_type(func.params[i]).dtype.is_float())
+            .collect(),
+        Some(w) => w.to_vec(),
+    };
+    for (k, &i) in positions.iter().enumerate() {
+        if i >= n {
+            return Err(TransformError::Wrt(format!(
+                "input position {i} is out of range: `{}` has {n} input(s)",
+                func.name
+            )));
+        }
+        if positions[..k].contains(&i) {
+            return Err(TransformError::Wrt(format!(
+                "input position {i} is given twice"
+            )));
+        }
+        let ty = func.var_type(func.params[i]);
+        if !ty.dtype.is_float() {
+            return Err(TransformError::Wrt(format!(
+                "input {i} (`{}`) is {ty}: only f32 and f64 inputs can be differentiated",
+                func.var_name(func.params[i])
+            )));
+        }
+    }
+    if positions.is_empty() {
+        return Err(TransformError::Wrt(format!(
+            "`{}` has no float input to differentiate with respect to",
+            func.name
+        )));
+    }
+    Ok(positions)
+}
+
+fn check_scalar(func: &Func, what: &str) -> Result<(), TransformError> {
+    let types = func.output_types();
+    if types.len() != 1 || types[0].rank() != 0 || !types[0].dtype.is_float() {
+        let shown: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        return Err(TransformError::NotScalar(format!(
+            "`{what}` needs a function with one float scalar output, but `{}` returns ({})",
+            func.name,
+            shown.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The reverse-mode pieces of `func`: its linearization and the transpose of the linear part.
+struct Reverse {
+    lin: Linearized,
+    transposed: Func,
+}
+
+fn reverse(func: &Func, wrt: &[usize]) -> Result<Reverse, TransformError> {
+    let j = jvp(func, Some(wrt))?;
+    let lin = linearize_jvp(&j, func.params.len(), func.outputs.len())?;
+    let transposed = transpose(&lin.linear, lin.n_residuals())?;
+    Ok(Reverse { lin, transposed })
+}
+
+/// Builds `name(x1..xn, extra params...)` whose body runs the primal part, then the transposed
+/// part on the residuals and `seeds(tracer, extra params)`; `pick` chooses the outputs from
+/// `(primal outputs, input cotangents)`.
+fn compose_reverse(
+    func: &Func,
+    rev: &Reverse,
+    name: String,
+    extra: &[traceform_ir::Type],
+    seeds: impl FnOnce(&Tracer, &[Tensor]) -> Vec<Tensor>,
+    pick: impl FnOnce(Vec<Tensor>, Vec<Tensor>) -> Vec<Tensor>,
+) -> Result<Func, TransformError> {
+    let tracer = Tracer::new(&name);
+    let xs: Vec<Tensor> = func
+        .param_types()
+        .into_iter()
+        .map(|t| tracer.param(t))
+        .collect();
+    let extras: Vec<Tensor> = extra.iter().map(|t| tracer.param(t.clone())).collect();
+    let mut primal_out = tracer.inline(&rev.lin.primal, &xs);
+    let residuals = primal_out.split_off(rev.lin.n_outputs);
+    let mut args = residuals;
+    args.extend(seeds(&tracer, &extras));
+    let cts = tracer.inline(&rev.transposed, &args);
+    let outputs = pick(primal_out, cts);
+    let f = tracer.finish(&outputs).map_err(TransformError::internal)?;
+    Ok(eliminate_dead_code(&f))
+}
+
+/// Reverse mode: `(x1..xn, one cotangent per float output) -> (y1..ym, one cotangent per
+/// input in wrt)`.
+pub fn vjp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    let wrt = check_wrt(func, wrt)?;
+    let rev = reverse(func, &wrt)?;
+    let cotangent_types: Vec<_> = func
+        .output_types()
+        .into_iter()
+        .filter(|t| t.dtype.is_float())
+        .collect();
+    compose_reverse(
+        func,
+        &rev,
+        format!("vjp_{}", func.name),
+        &cotangent_types,
+        |_, cts| cts.to_vec(),
+        |mut ys, cts| {
+            ys.extend(cts);
+            ys
+        },
+    )
+}
+
+/// The gradient of a function with one float scalar output: `(x1..xn) -> one gradient per
+/// input in wrt`.
+pub fn grad(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    check_scalar(func, "grad")?;
+    let wrt = check_wrt(func, wrt)?;
+    let rev = reverse(func, &wrt)?;
+    let dtype = func.output_types()[0].dtype;
+    compose_reverse(
+        func,
+        &rev,
+        format!("grad_{}", func.name),
+        &[],
+        |tracer, _| vec![tracer.literal(1.0, dtype)],
+        |_, cts| cts,
+    )
+}
+
+/// `(x1..xn) -> (y, one gradient per input in wrt)`.
+pub fn value_and_grad(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    check_scalar(func, "value_and_grad")?;
+    let wrt = check_wrt(func, wrt)?;
+    let rev = reverse(func, &wrt)?;
+    let dtype = func.output_types()[0].dtype;
+    compose_reverse(
+        func,
+        &rev,
+        format!("value_and_grad_{}", func.name),
+        &[],
+        |tracer, _| vec![tracer.literal(1.0, dtype)],
+        |mut ys, cts| {
+            ys.extend(cts);
+            ys
+        },
+    )
+}
+
+/// Hessian-vector products by forward-over-reverse, `jvp(grad(f))`:
+/// `(x1..xn, one vector per input in wrt) -> one H·v per input in wrt`.
+pub fn hvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    check_scalar(func, "hvp")?;
+    let wrt = check_wrt(func, wrt)?;
+    let g = grad(func, Some(&wrt))?;
+    let mut jg = jvp(&g, Some(&wrt))?;
+    jg.outputs.drain(..wrt.len());
+    jg.name = format!("hvp_{}", func.name);
+    Ok(eliminate_dead_code(&jg))
+}
+
+/// The transforms the CLI's `-t` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransformKind {
+    Jvp,
+    Vjp,
+    Grad,
+    Hvp,
+}
+
+/// One `-t` word: a transform and, optionally, the input positions to differentiate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransformSpec {
+    pub kind: TransformKind,
+    pub wrt: Option<Vec<usize>>,
+}
+
+impl FromStr for TransformSpec {
+    type Err = String;
+
+    fn from_str(word: &str) -> Result<TransformSpec, String> {
+        let (name, positions) = match word.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (word, None),
+        };
+        let kind = match name {
+            "jvp" => TransformKind::Jvp,
+            "vjp" => TransformKind::Vjp,
+            "grad" => TransformKind::Grad,
+            "hvp" => TransformKind::Hvp,
+            other => {
+                return Err(format!(
+                    "unknown transform `{other}` in `-t {word}` (expected jvp, vjp, grad or hvp)"
+                ))
+            }
+        };
+        let wrt = positions
+            .map(|p| {
+                p.split(',')
+                    .map(|s| {
+                        s.trim().parse::<usize>().map_err(|_| {
+                            format!("`-t {word}`: `{s}` is not an input position (expected e.g. grad:0,2)")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        Ok(TransformSpec { kind, wrt })
+    }
+}
+
+/// Applies one transform.
+pub fn apply(func: &Func, spec: &TransformSpec) -> Result<Func, TransformError> {
+    let wrt = spec.wrt.as_deref();
+    match spec.kind {
+        TransformKind::Jvp => jvp(func, wrt),
+        TransformKind::Vjp => vjp(func, wrt),
+        TransformKind::Grad => grad(func, wrt),
+        TransformKind::Hvp => hvp(func, wrt),
+    }
+}
+
+/// Applies the transforms in order, each to the result of the one before.
+pub fn apply_all(func: &Func, specs: &[TransformSpec]) -> Result<Func, TransformError> {
+    let mut f = func.clone();
+    for spec in specs {
+        f = apply(&f, spec)?;
+    }
+    Ok(f)
+}
