@@ -1,12 +1,25 @@
 //! The conformance corpus (`tests/data/conformance`, a copy of `shared/conformance`): every
 //! case parses, verifies, prints and re-parses to the same function, and the interpreter
-//! reproduces JAX's reference values for `eval` within the corpus tolerances.
+//! reproduces JAX's reference values for `eval` and for every transform the corpus lists
+//! (`jvp`, `vjp`, `grad`, `hvp`, `grad_jvp`, `jvp_jvp`) within the corpus tolerances.
 
 mod common;
 
 use common::*;
 use traceform::ir::{parse_func, print_func, verify_func};
 use traceform::runtime::eval;
+use traceform::transform::{apply_all, TransformSpec};
+
+/// The corpus transforms: name, `-t` words, and the input groups they take, in order.
+const TRANSFORMS: &[(&str, &[&str], &[&str])] = &[
+    ("eval", &[], &["x"]),
+    ("jvp", &["jvp"], &["x", "t"]),
+    ("vjp", &["vjp"], &["x", "c"]),
+    ("grad", &["grad"], &["x"]),
+    ("hvp", &["hvp"], &["x", "t"]),
+    ("grad_jvp", &["grad", "jvp"], &["x", "t"]),
+    ("jvp_jvp", &["jvp", "jvp"], &["x", "t", "u", "w"]),
+];
 
 #[test]
 fn every_case_round_trips_through_the_printer() {
@@ -39,4 +52,46 @@ fn eval_matches_jax_reference_values() {
         }
     }
     assert!(checked >= 52, "checked {checked} outputs");
+}
+
+#[test]
+fn every_transform_matches_jax_reference_values() {
+    let mut passed = std::collections::BTreeMap::new();
+    let mut failures = Vec::new();
+    for case in corpus_cases() {
+        let f = parse_func(&std::fs::read_to_string(case.join("f.ir")).unwrap()).unwrap();
+        for (name, words, groups) in TRANSFORMS {
+            let refs = numbered(&case, &format!("ref_{name}_"));
+            if refs.is_empty() {
+                continue;
+            }
+            let specs: Vec<TransformSpec> = words.iter().map(|w| w.parse().unwrap()).collect();
+            let g =
+                apply_all(&f, &specs).unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            verify_func(&g).unwrap();
+            let inputs: Vec<_> = groups
+                .iter()
+                .flat_map(|g| numbered(&case, g))
+                .map(|p| load(&p))
+                .collect();
+            let outs =
+                eval(&g, &inputs).unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            assert_eq!(outs.len(), refs.len(), "{} {name}", case.display());
+            let bad = outs
+                .iter()
+                .zip(&refs)
+                .enumerate()
+                .find_map(|(k, (got, r))| {
+                    mismatch(got, &load(r), tolerance(&case)).map(|m| format!("out{k}: {m}"))
+                });
+            match bad {
+                None => *passed.entry(*name).or_insert(0) += 1,
+                Some(m) => failures.push(format!("{} {name}: {m}", case.display())),
+            }
+        }
+    }
+    eprintln!("corpus cases passed per transform: {passed:?}");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let total: usize = passed.values().sum();
+    assert_eq!(total, 347, "the corpus has 347 (case, transform) pairs");
 }
