@@ -4,6 +4,7 @@
 //! (`traceform_ir`), transforms it, and runs it (`traceform_runtime`, the reference
 //! interpreter). This crate is the facade: the public API and the `traceform` command line.
 
+pub mod api;
 pub mod cli;
 pub mod npy;
 pub mod transform;
@@ -14,3 +15,9 @@ pub use traceform_ir::{
 };
 pub use traceform_runtime as runtime;
 pub use traceform_runtime::{eval, Value};
+pub use traceform_transforms as transforms;
+
+pub use api::{
+    grad, grad_wrt, hessian, hvp, hvp_wrt, jacfwd, jacrev, jvp, jvp_wrt, linearize, value_and_grad,
+    vjp, vjp_flat, Arg, Concrete, Error, LinearFn, Pullback,
+};

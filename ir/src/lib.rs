@@ -22,6 +22,6 @@ pub use parse::{parse_func, parse_module, ParseError};
 pub use prim::{BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
 pub use print::{format_float, format_literal, print_func, print_module};
 pub use shape::{dot_free_axes, infer_type, is_elementwise, literal_dtype, TypeError};
-pub use trace::{trace, IntoOperand, Tensor, TraceError, TraceOutputs, Tracer};
+pub use trace::{trace, trace_nested, IntoOperand, Tensor, TraceError, TraceOutputs, Tracer};
 pub use types::{DType, Type};
 pub use verify::{is_valid_name, verify_func, verify_module, VerifyError, KEYWORDS};

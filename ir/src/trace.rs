@@ -51,6 +51,10 @@ impl std::error::Error for TraceError {}
 struct State {
     builder: FuncBuilder,
     error: Option<TraceError>,
+    /// The enclosing trace, whose tensors this one may capture.
+    parent: Option<Tracer>,
+    /// Captured tensors of the enclosing trace, each with the parameter standing for it here.
+    captured: Vec<(Tensor, Tensor)>,
 }
 
 /// The function being traced. Cheap to clone (a shared handle).
@@ -76,7 +80,65 @@ impl Tracer {
         Tracer(Rc::new(RefCell::new(State {
             builder: FuncBuilder::new(name),
             error: None,
+            parent: None,
+            captured: Vec::new(),
         })))
+    }
+
+    /// A trace nested in `parent`: tensors of `parent` (or of its own ancestors) used here are
+    /// captured as extra parameters, after the ordinary ones (closure conversion). The caller
+    /// passes the captured tensors back in when it inlines the result into `parent`.
+    pub fn nested(name: &str, parent: &Tracer) -> Tracer {
+        let t = Tracer::new(name);
+        t.0.borrow_mut().parent = Some(parent.clone());
+        t
+    }
+
+    /// True if `other` is nested (at any depth) in this trace.
+    fn is_ancestor_of(&self, other: &Tracer) -> bool {
+        let mut cur = other.0.borrow().parent.clone();
+        while let Some(p) = cur {
+            if p.same(self) {
+                return true;
+            }
+            cur = p.0.borrow().parent.clone();
+        }
+        false
+    }
+
+    /// The tensors of the enclosing trace captured so far, in parameter order.
+    pub fn captured(&self) -> Vec<Tensor> {
+        self.0
+            .borrow()
+            .captured
+            .iter()
+            .map(|(outer, _)| outer.clone())
+            .collect()
+    }
+
+    /// `t` as a tensor of this trace: itself, or the parameter capturing it from an ancestor.
+    fn lift(&self, t: &Tensor) -> Option<Tensor> {
+        if t.tracer.same(self) {
+            return Some(t.clone());
+        }
+        if let Atom::Lit(l) = t.atom {
+            return Some(self.literal(l.value, l.dtype));
+        }
+        let parent = self.0.borrow().parent.clone()?;
+        let outer = parent.lift(t)?;
+        let existing = self
+            .0
+            .borrow()
+            .captured
+            .iter()
+            .find(|(o, _)| o.atom == outer.atom)
+            .map(|(_, inner)| inner.clone());
+        if existing.is_some() {
+            return existing;
+        }
+        let inner = self.param(outer.ty.clone());
+        self.0.borrow_mut().captured.push((outer, inner.clone()));
+        Some(inner)
     }
 
     fn same(&self, other: &Tracer) -> bool {
@@ -129,17 +191,23 @@ impl Tracer {
         let placeholder = args
             .first()
             .map_or(Type::scalar(DType::F32), |t| t.ty.clone());
-        if args.iter().any(|t| !t.tracer.same(self)) {
-            return self.fail(
-                format!("`{}`: an operand belongs to another trace", prim.name()),
-                location,
-                placeholder,
-            );
+        let mut atoms: Vec<Atom> = Vec::with_capacity(args.len());
+        for t in args {
+            match self.lift(t) {
+                Some(t) => atoms.push(t.atom),
+                None => return self.fail(
+                    format!(
+                        "`{}`: an operand belongs to another trace that does not enclose this one",
+                        prim.name()
+                    ),
+                    location,
+                    placeholder,
+                ),
+            }
         }
         if self.has_error() {
             return self.fail(String::new(), location, placeholder);
         }
-        let atoms: Vec<Atom> = args.iter().map(|t| t.atom).collect();
         let result = self
             .0
             .borrow_mut()
@@ -226,14 +294,20 @@ impl Tracer {
                 location,
             });
         }
-        if outputs.iter().any(|t| !t.tracer.same(&self)) {
-            return Err(TraceError {
-                message: "a returned tensor belongs to another trace".into(),
-                location,
-            });
+        let mut atoms = Vec::with_capacity(outputs.len());
+        for t in outputs {
+            match self.lift(t) {
+                Some(t) => atoms.push(t.atom),
+                None => {
+                    return Err(TraceError {
+                        message: "a returned tensor belongs to another trace".into(),
+                        location,
+                    })
+                }
+            }
         }
         let builder = self.0.borrow().builder.clone();
-        let func = builder.finish(outputs.iter().map(|t| t.atom).collect());
+        let func = builder.finish(atoms);
         verify_func(&func).map_err(|e| TraceError {
             message: format!("internal: traced function does not verify: {e}"),
             location,
@@ -291,6 +365,28 @@ pub fn trace<O: TraceOutputs>(
     tracer.finish(&outputs)
 }
 
+/// Traces `f` in a trace nested in `parent` (when given): tensors of `parent` that `f` uses
+/// become extra parameters after `inputs`. Returns the function and the captured tensors of
+/// `parent`, in parameter order.
+#[track_caller]
+pub fn trace_nested<O: TraceOutputs>(
+    name: &str,
+    parent: Option<&Tracer>,
+    inputs: &[Type],
+    f: impl FnOnce(&[Tensor]) -> O,
+) -> Result<(Func, Vec<Tensor>), TraceError> {
+    let tracer = match parent {
+        Some(p) => Tracer::nested(name, p),
+        None => Tracer::new(name),
+    };
+    let params: Vec<Tensor> = inputs.iter().map(|t| tracer.param(t.clone())).collect();
+    let outputs = f(&params).into_tensors();
+    drop(params);
+    let handle = tracer.clone();
+    let func = tracer.finish(&outputs)?;
+    Ok((func, handle.captured()))
+}
+
 /// Something that can stand as an operand next to a tensor: another tensor, or a Rust number
 /// (which becomes a rank-0 literal of the tensor's dtype).
 pub trait IntoOperand {
@@ -325,6 +421,18 @@ impl IntoOperand for i32 {
     fn into_operand(self, like: &Tensor) -> Tensor {
         like.lit(f64::from(self))
     }
+}
+
+/// The trace an operation on `operands` belongs in: the most deeply nested of theirs (a
+/// nested trace can capture its ancestors' tensors, not the other way round).
+fn innermost(operands: &[&Tensor]) -> Tracer {
+    let mut best = operands[0].tracer.clone();
+    for t in &operands[1..] {
+        if best.is_ancestor_of(&t.tracer) {
+            best = t.tracer.clone();
+        }
+    }
+    best
 }
 
 fn shape_text(shape: &[usize]) -> String {
@@ -427,7 +535,7 @@ impl Tensor {
     fn elementwise(&self, prim: Prim, other: impl IntoOperand) -> Tensor {
         let other = other.into_operand(self);
         match self.broadcast_pair(&other, prim.name()) {
-            Some((a, b)) => self.tracer.emit(prim, &[&a, &b]),
+            Some((a, b)) => innermost(&[&a, &b]).emit(prim, &[&a, &b]),
             None => self.clone(),
         }
     }
@@ -579,7 +687,7 @@ impl Tensor {
     /// emits `select_n self on_false on_true`.
     #[track_caller]
     pub fn select(&self, on_true: &Tensor, on_false: &Tensor) -> Tensor {
-        self.tracer.emit(Prim::SelectN, &[self, on_false, on_true])
+        innermost(&[self, on_false, on_true]).emit(Prim::SelectN, &[self, on_false, on_true])
     }
 
     /// `convert_element_type`.
@@ -706,7 +814,7 @@ impl Tensor {
         interior: &[usize],
     ) -> Tensor {
         let v = value.into_operand(self);
-        self.tracer.emit(
+        innermost(&[self, &v]).emit(
             Prim::Pad {
                 low: low.to_vec(),
                 high: high.to_vec(),
@@ -715,12 +823,12 @@ impl Tensor {
             &[self, &v],
         )
     }
-    /// `concatenate` of `parts` along `axis`.
+    /// `concatenate` of `self` followed by `rest`, along `axis`.
     #[track_caller]
-    pub fn concatenate(parts: &[Tensor], axis: usize) -> Tensor {
-        let first = &parts[0];
-        let refs: Vec<&Tensor> = parts.iter().collect();
-        first.tracer.emit(Prim::Concatenate { axis }, &refs)
+    pub fn concatenate(&self, rest: &[Tensor], axis: usize) -> Tensor {
+        let mut refs: Vec<&Tensor> = vec![self];
+        refs.extend(rest);
+        innermost(&refs).emit(Prim::Concatenate { axis }, &refs)
     }
     #[track_caller]
     pub fn dot_general(
@@ -729,7 +837,7 @@ impl Tensor {
         contract: (&[usize], &[usize]),
         batch: (&[usize], &[usize]),
     ) -> Tensor {
-        self.tracer.emit(
+        innermost(&[self, other]).emit(
             Prim::DotGeneral(DotDims {
                 contract: (contract.0.to_vec(), contract.1.to_vec()),
                 batch: (batch.0.to_vec(), batch.1.to_vec()),

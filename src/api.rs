@@ -1,0 +1,716 @@
+//! The Rust API of the transforms: `jvp(f)(&xs, &ts)`, `grad(f)(&xs)`, `hvp(f)(&xs, &vs)`,
+//! `vjp(f)(&xs)` with a pullback, `value_and_grad`, `jacfwd`, `jacrev`, `hessian`, `linearize`.
+//!
+//! `f` is an ordinary closure over traced tensors, `Fn(&[Tensor]) -> O` with `O` one tensor or
+//! several. A transformed function is a closure generic in its argument type `A: Arg`:
+//!
+//! - called on concrete arrays (`ArrayD<f64>`, `ArrayD<f32>`, `Value`), it traces `f` at their
+//!   types, transforms the graph and evaluates it, returning `Result<Vec<A>, Error>`;
+//! - called on `Tensor`s inside another trace, it traces `f` into a closed graph of its own,
+//!   transforms it, and inlines the result into the enclosing trace, returning `Vec<Tensor>`
+//!   (errors are recorded in that trace and returned by its `finish`).
+//!
+//! So `jvp(grad(f))` and `grad(|xs| hvp(f)(&xs[..1], &xs[1..])[0].sum_all())` just work, and
+//! since each level differentiates its own closed graph there is no perturbation confusion.
+//! Results are flat vectors in the order of the signature table of `shared/spec/ir-text.md`.
+
+use std::panic::Location;
+
+use ndarray::ArrayD;
+use traceform_ir::{
+    trace, trace_nested, DType, Func, Tensor, TraceError, TraceOutputs, Tracer, Type,
+};
+use traceform_runtime::{eval, EvalError, Value};
+use traceform_transforms::{self as tf, TransformError};
+
+/// Everything that can go wrong calling a transformed function.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Trace(#[from] TraceError),
+    #[error("{0}")]
+    Transform(#[from] TransformError),
+    #[error("{0}")]
+    Eval(#[from] EvalError),
+    /// The arguments do not fit: wrong count, shapes or dtypes.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// A concrete value a transformed function can be called on.
+pub trait Concrete: Clone {
+    fn to_value(&self) -> Value;
+    fn from_value(v: Value) -> Result<Self, Error>;
+}
+
+impl Concrete for Value {
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+    fn from_value(v: Value) -> Result<Value, Error> {
+        Ok(v)
+    }
+}
+
+macro_rules! concrete_array {
+    ($t:ty, $variant:ident) => {
+        impl Concrete for ArrayD<$t> {
+            fn to_value(&self) -> Value {
+                Value::$variant(self.as_standard_layout().into_owned())
+            }
+            fn from_value(v: Value) -> Result<Self, Error> {
+                match v {
+                    Value::$variant(a) => Ok(a),
+                    other => Err(Error::Input(format!(
+                        "an output of type {} cannot be returned as ArrayD<{}>; call with `Value`s instead",
+                        other.ty(),
+                        stringify!($t)
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+concrete_array!(f32, F32);
+concrete_array!(f64, F64);
+
+/// An argument of a transformed function: a concrete value, or a traced `Tensor`.
+pub trait Arg: Clone {
+    /// What a transformed function returns for these arguments.
+    type Out;
+    fn arg_type(&self) -> Type;
+    /// The trace these arguments belong to, if they are traced.
+    fn parent(args: &[Self]) -> Option<Tracer>;
+    /// Tensors of the enclosing trace that the traced function captured, as arguments.
+    fn captured(captured: Vec<Tensor>) -> Result<Vec<Self>, Error>;
+    /// Runs `func` on `args`: evaluation for concrete values, inlining for tensors.
+    fn run(func: &Func, args: &[Self]) -> Self::Out;
+    /// The result of a failed call with `args`.
+    fn fail(error: Error, args: &[Self], location: &'static Location<'static>) -> Self::Out;
+}
+
+macro_rules! arg_for_concrete {
+    ($t:ty) => {
+        impl Arg for $t {
+            type Out = Result<Vec<$t>, Error>;
+            fn arg_type(&self) -> Type {
+                self.to_value().ty()
+            }
+            fn parent(_: &[Self]) -> Option<Tracer> {
+                None
+            }
+            fn captured(captured: Vec<Tensor>) -> Result<Vec<Self>, Error> {
+                if captured.is_empty() {
+                    Ok(vec![])
+                } else {
+                    Err(Error::Input(
+                        "a function called on concrete values cannot use tensors of another trace"
+                            .into(),
+                    ))
+                }
+            }
+            fn run(func: &Func, args: &[Self]) -> Self::Out {
+                let values: Vec<Value> = args.iter().map(Concrete::to_value).collect();
+                eval(func, &values)?
+                    .into_iter()
+                    .map(<$t as Concrete>::from_value)
+                    .collect()
+            }
+            fn fail(error: Error, _: &[Self], _: &'static Location<'static>) -> Self::Out {
+                Err(error)
+            }
+        }
+    };
+}
+
+arg_for_concrete!(Value);
+arg_for_concrete!(ArrayD<f32>);
+arg_for_concrete!(ArrayD<f64>);
+
+impl Arg for Tensor {
+    type Out = Vec<Tensor>;
+    fn arg_type(&self) -> Type {
+        self.ty().clone()
+    }
+    fn parent(args: &[Tensor]) -> Option<Tracer> {
+        args.first().map(Tensor::tracer)
+    }
+    fn captured(captured: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
+        Ok(captured)
+    }
+    fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
+        args[0].tracer().inline(func, args)
+    }
+    fn fail(error: Error, args: &[Tensor], location: &'static Location<'static>) -> Vec<Tensor> {
+        match args.first() {
+            Some(t) => vec![t.tracer().fail(error.to_string(), location, t.ty().clone())],
+            None => vec![],
+        }
+    }
+}
+
+fn types_of<A: Arg>(args: &[A]) -> Vec<Type> {
+    args.iter().map(Arg::arg_type).collect()
+}
+
+/// `f` traced at `types`, nested in `parent` when the arguments are traced.
+struct Traced {
+    func: Func,
+    /// The positions of the float inputs among `types` (captured values are never
+    /// differentiated).
+    float_inputs: Vec<usize>,
+    captured: Vec<Tensor>,
+}
+
+fn trace_at<F, O>(f: &F, types: &[Type], parent: Option<&Tracer>) -> Result<Traced, Error>
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+{
+    let (func, captured) = trace_nested("f", parent, types, |xs| f(xs))?;
+    let float_inputs = (0..types.len())
+        .filter(|&i| types[i].dtype.is_float())
+        .collect();
+    Ok(Traced {
+        func,
+        float_inputs,
+        captured,
+    })
+}
+
+/// Checks that `vs` have the types of the inputs at positions `wrt` of `xs`.
+fn check_tangents(
+    what: &str,
+    x_types: &[Type],
+    wrt: &[usize],
+    v_types: &[Type],
+) -> Result<(), Error> {
+    if v_types.len() != wrt.len() {
+        return Err(Error::Input(format!(
+            "{what}: expected {} vector(s), one per differentiated input, given {}",
+            wrt.len(),
+            v_types.len()
+        )));
+    }
+    for (k, (&i, v)) in wrt.iter().zip(v_types).enumerate() {
+        if &x_types[i] != v {
+            return Err(Error::Input(format!(
+                "{what}: vector {k} has type {v} but input {i} has type {}",
+                x_types[i]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Traces `f` at the types of `xs`, lets `build` transform it, and runs the result on
+/// `xs ++ captured ++ extra`, or fails.
+fn call<A, F, O>(
+    f: &F,
+    xs: &[A],
+    extra: &[A],
+    location: &'static Location<'static>,
+    build: impl FnOnce(&Traced) -> Result<Func, Error>,
+) -> A::Out
+where
+    A: Arg,
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+{
+    let prepared = (|| {
+        let parent = A::parent(xs);
+        let traced = trace_at(f, &types_of(xs), parent.as_ref())?;
+        let func = build(&traced)?;
+        let mut args = xs.to_vec();
+        args.extend(A::captured(traced.captured)?);
+        args.extend_from_slice(extra);
+        Ok((func, args))
+    })();
+    match prepared {
+        Ok((func, args)) => A::run(&func, &args),
+        Err(e) => A::fail(e, xs, location),
+    }
+}
+
+/// The positions to differentiate: `wrt` if given (checked), else every float input.
+fn positions(traced: &Traced, wrt: Option<&[usize]>) -> Result<Vec<usize>, Error> {
+    Ok(tf::check_wrt(
+        &traced.func,
+        Some(wrt.unwrap_or(&traced.float_inputs)),
+    )?)
+}
+
+/// Forward mode: `jvp(f)(&xs, &ts)` is `(f(xs)..., tangent of each float output...)`, with
+/// one tangent per float input of `f`.
+#[track_caller]
+pub fn jvp<F, O, A>(f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    jvp_impl(f, None)
+}
+
+/// `jvp` with respect to the inputs at positions `wrt` only.
+#[track_caller]
+pub fn jvp_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    jvp_impl(f, Some(wrt.to_vec()))
+}
+
+#[track_caller]
+fn jvp_impl<F, O, A>(f: F, wrt: Option<Vec<usize>>) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    let location = Location::caller();
+    move |xs: &[A], ts: &[A]| {
+        call(&f, xs, ts, location, |traced| {
+            let w = positions(traced, wrt.as_deref())?;
+            check_tangents("jvp", &types_of(xs), &w, &types_of(ts))?;
+            Ok(tf::jvp(&traced.func, Some(&w))?)
+        })
+    }
+}
+
+/// Reverse mode as one function of the spec's signature: `vjp_flat(f)(&xs, &cts)` is
+/// `(f(xs)..., cotangent of each float input...)`, with one cotangent per float output.
+#[track_caller]
+pub fn vjp_flat<F, O, A>(f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    let location = Location::caller();
+    move |xs: &[A], cts: &[A]| {
+        call(&f, xs, cts, location, |traced| {
+            let float_outs: Vec<Type> = traced
+                .func
+                .output_types()
+                .into_iter()
+                .filter(|t| t.dtype.is_float())
+                .collect();
+            let ct_types = types_of(cts);
+            if ct_types != float_outs {
+                return Err(Error::Input(format!(
+                    "vjp: the cotangents must have the types of the float outputs ({}), given ({})",
+                    list(&float_outs),
+                    list(&ct_types)
+                )));
+            }
+            let w = positions(traced, None)?;
+            Ok(tf::vjp(&traced.func, Some(&w))?)
+        })
+    }
+}
+
+fn list(types: &[Type]) -> String {
+    types
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The gradient of a function with one float scalar output: one gradient per float input.
+#[track_caller]
+pub fn grad<F, O, A>(f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    reverse_impl(f, None, false)
+}
+
+/// `grad` with respect to the inputs at positions `wrt` only.
+#[track_caller]
+pub fn grad_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    reverse_impl(f, Some(wrt.to_vec()), false)
+}
+
+/// `(f(xs), gradients...)` in one pass.
+#[track_caller]
+pub fn value_and_grad<F, O, A>(f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    reverse_impl(f, None, true)
+}
+
+#[track_caller]
+fn reverse_impl<F, O, A>(f: F, wrt: Option<Vec<usize>>, with_value: bool) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    let location = Location::caller();
+    move |xs: &[A]| {
+        call(&f, xs, &[], location, |traced| {
+            let w = positions(traced, wrt.as_deref())?;
+            Ok(if with_value {
+                tf::value_and_grad(&traced.func, Some(&w))?
+            } else {
+                tf::grad(&traced.func, Some(&w))?
+            })
+        })
+    }
+}
+
+/// Hessian-vector products, forward-over-reverse: `hvp(f)(&xs, &vs)` is one H·v per float
+/// input.
+#[track_caller]
+pub fn hvp<F, O, A>(f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    hvp_impl(f, None)
+}
+
+/// `hvp` with respect to the inputs at positions `wrt` only.
+#[track_caller]
+pub fn hvp_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    hvp_impl(f, Some(wrt.to_vec()))
+}
+
+#[track_caller]
+fn hvp_impl<F, O, A>(f: F, wrt: Option<Vec<usize>>) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    let location = Location::caller();
+    move |xs: &[A], vs: &[A]| {
+        call(&f, xs, vs, location, |traced| {
+            let w = positions(traced, wrt.as_deref())?;
+            check_tangents("hvp", &types_of(xs), &w, &types_of(vs))?;
+            Ok(tf::hvp(&traced.func, Some(&w))?)
+        })
+    }
+}
+
+/// A one-hot tensor of type `ty` with a 1 at flat position `k`.
+fn one_hot(tracer: &Tracer, ty: &Type, k: usize) -> Tensor {
+    let n = ty.num_elements();
+    let hot = tracer
+        .iota(DType::I32, &[n], 0)
+        .eq(tracer.literal(k as f64, DType::I32))
+        .cast(ty.dtype);
+    hot.reshape(&ty.shape)
+}
+
+/// Stacks equally shaped tensors (at least one) along a new axis at `position`.
+fn stack(parts: &[Tensor], position: usize) -> Tensor {
+    let expanded: Vec<Tensor> = parts.iter().map(|p| p.expand_dims(&[position])).collect();
+    expanded[0].concatenate(&expanded[1..], position)
+}
+
+/// The Jacobian by forward mode, one jvp per input element: `jacfwd(f)(&xs)` gives, for each
+/// float output `i` and each float input `j` (output-major), an array of shape
+/// `out_i.shape ++ x_j.shape`.
+#[track_caller]
+pub fn jacfwd<F, O, A>(f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    let location = Location::caller();
+    move |xs: &[A]| {
+        call(&f, xs, &[], location, |traced| {
+            jacobian(traced, Mode::Forward)
+        })
+    }
+}
+
+/// The Jacobian by reverse mode, one vjp per output element; same layout as `jacfwd`.
+#[track_caller]
+pub fn jacrev<F, O, A>(f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    let location = Location::caller();
+    move |xs: &[A]| {
+        call(&f, xs, &[], location, |traced| {
+            jacobian(traced, Mode::Reverse)
+        })
+    }
+}
+
+/// The Hessian of a scalar function, `jacfwd(jacrev(f))`: for inputs `j, k` (row-major), an
+/// array of shape `x_j.shape ++ x_k.shape`.
+#[track_caller]
+pub fn hessian<F, O, A>(f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    jacfwd(jacrev::<_, _, Tensor>(f))
+}
+
+enum Mode {
+    Forward,
+    Reverse,
+}
+
+fn zeros(tracer: &Tracer, ty: &Type) -> Tensor {
+    let z = tracer.literal(0.0, ty.dtype);
+    if ty.rank() == 0 {
+        z
+    } else {
+        z.broadcast_in_dim(&ty.shape, &[])
+    }
+}
+
+/// A function with the parameters of `traced.func` returning its Jacobian blocks, built from
+/// one jvp per input element (forward) or one vjp per output element (reverse), unrolled.
+fn jacobian(traced: &Traced, mode: Mode) -> Result<Func, Error> {
+    let func = &traced.func;
+    let wrt = positions(traced, None)?;
+    let param_types = func.param_types();
+    let outs = func.output_types();
+    let float_outs: Vec<Type> = outs
+        .iter()
+        .filter(|t| t.dtype.is_float())
+        .cloned()
+        .collect();
+    let derivative = match mode {
+        Mode::Forward => tf::jvp(func, Some(&wrt))?,
+        Mode::Reverse => tf::vjp(func, Some(&wrt))?,
+    };
+    let built = trace("jacobian_f", &param_types, |p| {
+        let tracer = p[0].tracer();
+        // blocks[i][j]: the slices of d out_i / d x_j, one per element of x_j (forward) or
+        // of out_i (reverse).
+        let mut blocks: Vec<Vec<Vec<Tensor>>> = vec![vec![Vec::new(); wrt.len()]; float_outs.len()];
+        match mode {
+            Mode::Forward => {
+                for (jj, &jx) in wrt.iter().enumerate() {
+                    for k in 0..param_types[jx].num_elements() {
+                        let mut args = p.to_vec();
+                        for &m in &wrt {
+                            let ty = &param_types[m];
+                            args.push(if m == jx {
+                                one_hot(&tracer, ty, k)
+                            } else {
+                                zeros(&tracer, ty)
+                            });
+                        }
+                        let r = tracer.inline(&derivative, &args);
+                        for (i, t) in r[outs.len()..].iter().enumerate() {
+                            blocks[i][jj].push(t.clone());
+                        }
+                    }
+                }
+            }
+            Mode::Reverse => {
+                for (i, out_ty) in float_outs.iter().enumerate() {
+                    for k in 0..out_ty.num_elements() {
+                        let mut args = p.to_vec();
+                        for (m, ty) in float_outs.iter().enumerate() {
+                            args.push(if m == i {
+                                one_hot(&tracer, ty, k)
+                            } else {
+                                zeros(&tracer, ty)
+                            });
+                        }
+                        let r = tracer.inline(&derivative, &args);
+                        for (jj, c) in r[outs.len()..].iter().enumerate() {
+                            blocks[i][jj].push(c.clone());
+                        }
+                    }
+                }
+            }
+        }
+        let mut result = Vec::new();
+        for (i, out_ty) in float_outs.iter().enumerate() {
+            for (jj, &jx) in wrt.iter().enumerate() {
+                let shape: Vec<usize> = out_ty
+                    .shape
+                    .iter()
+                    .chain(&param_types[jx].shape)
+                    .copied()
+                    .collect();
+                let block = &blocks[i][jj];
+                result.push(if block.is_empty() {
+                    // An empty input or output: an empty Jacobian block.
+                    zeros(&tracer, &Type::new(out_ty.dtype, shape))
+                } else {
+                    let axis = match mode {
+                        Mode::Forward => out_ty.rank(),
+                        Mode::Reverse => 0,
+                    };
+                    stack(block, axis).reshape(&shape)
+                });
+            }
+        }
+        result
+    })?;
+    Ok(built)
+}
+
+/// A linear map evaluated at a fixed point: the tangent part of `jvp`, with the primal
+/// residuals computed once and reused on every call.
+pub struct LinearFn<V: Concrete> {
+    linear: Func,
+    residuals: Vec<Value>,
+    tangent_types: Vec<Type>,
+    _marker: std::marker::PhantomData<V>,
+}
+
+impl<V: Concrete> LinearFn<V> {
+    /// The tangents of the float outputs for input tangents `ts` (one per float input).
+    pub fn call(&self, ts: &[V]) -> Result<Vec<V>, Error> {
+        let t_values: Vec<Value> = ts.iter().map(Concrete::to_value).collect();
+        let given: Vec<Type> = t_values.iter().map(Value::ty).collect();
+        if given != self.tangent_types {
+            return Err(Error::Input(format!(
+                "linearized function takes tangents ({}), given ({})",
+                list(&self.tangent_types),
+                list(&given)
+            )));
+        }
+        let mut args = self.residuals.clone();
+        args.extend(t_values);
+        eval(&self.linear, &args)?
+            .into_iter()
+            .map(V::from_value)
+            .collect()
+    }
+
+    /// The linear function as IR: `(residuals..., tangents...) -> output tangents`.
+    pub fn func(&self) -> &Func {
+        &self.linear
+    }
+}
+
+/// `linearize(f)(&xs)` is `(f(xs), the linear map t -> J t)`; the map reuses the residuals.
+pub fn linearize<F, O, V>(f: F) -> impl Fn(&[V]) -> Result<(Vec<V>, LinearFn<V>), Error>
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    V: Concrete,
+{
+    move |xs: &[V]| {
+        let values: Vec<Value> = xs.iter().map(Concrete::to_value).collect();
+        let types: Vec<Type> = values.iter().map(Value::ty).collect();
+        let traced = trace_at(&f, &types, None)?;
+        let func = traced.func;
+        let wrt = tf::check_wrt(&func, Some(&traced.float_inputs))?;
+        let j = tf::jvp(&func, Some(&wrt))?;
+        let lin = tf::linearize_jvp(&j, func.params.len(), func.outputs.len())?;
+        let mut outs = eval(&lin.primal, &values)?;
+        let residuals = outs.split_off(lin.n_outputs);
+        let ys = outs
+            .into_iter()
+            .map(V::from_value)
+            .collect::<Result<_, _>>()?;
+        let tangent_types = wrt.iter().map(|&i| types[i].clone()).collect();
+        Ok((
+            ys,
+            LinearFn {
+                linear: lin.linear,
+                residuals,
+                tangent_types,
+                _marker: std::marker::PhantomData,
+            },
+        ))
+    }
+}
+
+/// A pullback: the transposed linear map at a fixed point, with its residuals.
+pub struct Pullback<V: Concrete> {
+    transposed: Func,
+    residuals: Vec<Value>,
+    cotangent_types: Vec<Type>,
+    _marker: std::marker::PhantomData<V>,
+}
+
+impl<V: Concrete> Pullback<V> {
+    /// The cotangents of the float inputs for output cotangents `cts` (one per float output).
+    pub fn call(&self, cts: &[V]) -> Result<Vec<V>, Error> {
+        let c_values: Vec<Value> = cts.iter().map(Concrete::to_value).collect();
+        let given: Vec<Type> = c_values.iter().map(Value::ty).collect();
+        if given != self.cotangent_types {
+            return Err(Error::Input(format!(
+                "pullback takes cotangents ({}), given ({})",
+                list(&self.cotangent_types),
+                list(&given)
+            )));
+        }
+        let mut args = self.residuals.clone();
+        args.extend(c_values);
+        eval(&self.transposed, &args)?
+            .into_iter()
+            .map(V::from_value)
+            .collect()
+    }
+}
+
+/// Reverse mode: `vjp(f)(&xs)` is `(f(xs), pullback)`; `pullback.call(&cts)` gives one
+/// cotangent per float input, reusing the residuals of the forward pass.
+pub fn vjp<F, O, V>(f: F) -> impl Fn(&[V]) -> Result<(Vec<V>, Pullback<V>), Error>
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    V: Concrete,
+{
+    move |xs: &[V]| {
+        let values: Vec<Value> = xs.iter().map(Concrete::to_value).collect();
+        let types: Vec<Type> = values.iter().map(Value::ty).collect();
+        let traced = trace_at(&f, &types, None)?;
+        let func = traced.func;
+        let wrt = tf::check_wrt(&func, Some(&traced.float_inputs))?;
+        let j = tf::jvp(&func, Some(&wrt))?;
+        let lin = tf::linearize_jvp(&j, func.params.len(), func.outputs.len())?;
+        let transposed = tf::transpose(&lin.linear, lin.n_residuals())?;
+        let mut outs = eval(&lin.primal, &values)?;
+        let residuals = outs.split_off(lin.n_outputs);
+        let cotangent_types = func
+            .output_types()
+            .into_iter()
+            .filter(|t| t.dtype.is_float())
+            .collect();
+        let ys = outs
+            .into_iter()
+            .map(V::from_value)
+            .collect::<Result<_, _>>()?;
+        Ok((
+            ys,
+            Pullback {
+                transposed,
+                residuals,
+                cotangent_types,
+                _marker: std::marker::PhantomData,
+            },
+        ))
+    }
+}

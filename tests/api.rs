@@ -1,0 +1,238 @@
+//! The Rust API: transforms of ordinary closures, their composition to any depth, and their
+//! errors. Values are checked against closed forms in f64 (tolerance 1e-12 relative).
+
+use ndarray::{arr0, array, ArrayD, Ix1};
+use traceform::{
+    grad, grad_wrt, hessian, hvp, jacfwd, jacrev, jvp, jvp_wrt, linearize, value_and_grad, vjp,
+    vjp_flat, Tensor,
+};
+
+type A = ArrayD<f64>;
+
+fn v(xs: &[f64]) -> A {
+    ArrayD::from_shape_vec(vec![xs.len()], xs.to_vec()).unwrap()
+}
+
+/// f(x) = sum(x sin x); grad = sin x + x cos x; H = diag(2 cos x - x sin x).
+fn f(xs: &[Tensor]) -> Tensor {
+    (&xs[0] * xs[0].sin()).sum_all()
+}
+
+fn grad_f(x: &A) -> A {
+    x.mapv(|x| x.sin() + x * x.cos())
+}
+
+fn hess_diag(x: &A) -> A {
+    x.mapv(|x| 2.0 * x.cos() - x * x.sin())
+}
+
+#[track_caller]
+fn close(got: &A, want: &A) {
+    assert_eq!(got.shape(), want.shape(), "shapes");
+    for (a, b) in got.iter().zip(want) {
+        assert!(
+            (a - b).abs() <= 1e-12 * (1.0 + b.abs()),
+            "got {got}, want {want}"
+        );
+    }
+}
+
+fn dot(a: &A, b: &A) -> f64 {
+    (a * b).sum()
+}
+
+fn x0() -> A {
+    v(&[0.3, -1.2, 2.0])
+}
+
+#[test]
+fn jvp_of_a_closure() {
+    let (x, t) = (x0(), v(&[1.0, 0.5, -2.0]));
+    let out = jvp(f)(&[x.clone()], &[t.clone()]).unwrap();
+    close(&out[1], &arr0(dot(&grad_f(&x), &t)).into_dyn());
+}
+
+#[test]
+fn jvp_of_jvp() {
+    let (x, t, u, w) = (
+        x0(),
+        v(&[1.0, 0.5, -2.0]),
+        v(&[0.2, 0.1, 0.7]),
+        v(&[-1.0, 0.3, 0.4]),
+    );
+    let jf = |xs: &[Tensor]| jvp(f)(&xs[..1], &xs[1..]);
+    let out = jvp(jf)(&[x.clone(), t.clone()], &[u.clone(), w.clone()]).unwrap();
+    assert_eq!(out.len(), 4);
+    let second = (&t * &hess_diag(&x) * &u).sum() + dot(&grad_f(&x), &w);
+    close(&out[2], &arr0(dot(&grad_f(&x), &u)).into_dyn());
+    close(&out[3], &arr0(second).into_dyn());
+}
+
+#[test]
+fn jvp_of_grad_is_forward_over_reverse_hvp() {
+    let (x, t) = (x0(), v(&[1.0, 0.5, -2.0]));
+    let out = jvp(grad(f))(&[x.clone()], &[t.clone()]).unwrap();
+    close(&out[0], &grad_f(&x));
+    close(&out[1], &(hess_diag(&x) * &t));
+    let hv = hvp(f)(&[x.clone()], &[t.clone()]).unwrap();
+    close(&hv[0], &out[1]);
+}
+
+#[test]
+fn vjp_of_jvp() {
+    let (x, t) = (x0(), v(&[1.0, 0.5, -2.0]));
+    let jf = |xs: &[Tensor]| jvp(f)(&xs[..1], &xs[1..]);
+    let (outs, pullback) = vjp(jf)(&[x.clone(), t.clone()]).unwrap();
+    close(&outs[1], &arr0(dot(&grad_f(&x), &t)).into_dyn());
+    let (c1, c2) = (0.7, -1.3);
+    let cts = pullback
+        .call(&[arr0(c1).into_dyn(), arr0(c2).into_dyn()])
+        .unwrap();
+    close(&cts[0], &(grad_f(&x) * c1 + hess_diag(&x) * &t * c2));
+    close(&cts[1], &(grad_f(&x) * c2));
+    // The same through the flat form, traced.
+    let flat = vjp_flat(jf)(
+        &[x.clone(), t.clone()],
+        &[arr0(c1).into_dyn(), arr0(c2).into_dyn()],
+    )
+    .unwrap();
+    close(&flat[2], &cts[0]);
+    close(&flat[3], &cts[1]);
+}
+
+#[test]
+fn grad_inside_grad_has_no_perturbation_confusion() {
+    // d/dx [x * d/dy (x + y) at y = 1] at x = 1 is 1 (perturbation confusion would give 2).
+    let outer = |xs: &[Tensor]| {
+        let x = &xs[0];
+        let inner = grad(|ys: &[Tensor]| x + &ys[0]);
+        let dy: Tensor = inner(&[x.lit(1.0)]).remove(0);
+        x * dy
+    };
+    let d = grad(outer)(&[arr0(1.0f64).into_dyn()]).unwrap();
+    close(&d[0], &arr0(1.0f64).into_dyn());
+}
+
+#[test]
+fn grad_of_a_function_of_hvp_is_a_third_derivative() {
+    // sum(H(x) v) = sum((2 cos x - x sin x) v); its gradient is (-3 sin x - x cos x) v.
+    let (x, dir) = (x0(), v(&[1.0, 0.5, -2.0]));
+    let g = grad_wrt(&[0], |p: &[Tensor]| {
+        hvp(f)(&p[..1], &p[1..]).remove(0).sum_all()
+    });
+    let out = g(&[x.clone(), dir.clone()]).unwrap();
+    close(&out[0], &(x.mapv(|x| -3.0 * x.sin() - x * x.cos()) * &dir));
+}
+
+/// f2(x) = sum(x sin x) * sum(x^2): a Hessian with off-diagonal terms.
+fn f2(xs: &[Tensor]) -> Tensor {
+    let x = &xs[0];
+    (x * x.sin()).sum_all() * x.powi(2).sum_all()
+}
+
+#[test]
+fn hessian_is_jacfwd_of_jacrev_and_matches_hvps() {
+    let x = x0();
+    let h = hessian(f2)(&[x.clone()]).unwrap().remove(0);
+    assert_eq!(h.shape(), &[3, 3]);
+    for k in 0..3 {
+        let mut e = v(&[0.0, 0.0, 0.0]);
+        e[k] = 1.0;
+        let hv = hvp(f2)(&[x.clone()], &[e]).unwrap().remove(0);
+        let column = h.index_axis(ndarray::Axis(1), k).to_owned().into_dyn();
+        close(&column, &hv);
+    }
+    // Symmetric, and jacrev(grad) agrees with jacfwd(grad).
+    let hr = jacrev(grad(f2))(&[x.clone()]).unwrap().remove(0);
+    close(&hr, &h);
+    close(&h.t().to_owned().into_dyn(), &h);
+}
+
+#[test]
+fn jacobians_of_a_vector_function() {
+    // g(x, y) = (x * y, sum(x)): blocks d(xy)/dx = diag(y), d(xy)/dy = diag(x),
+    // d(sum x)/dx = ones, d(sum x)/dy = zeros.
+    let g = |p: &[Tensor]| vec![&p[0] * &p[1], p[0].sum_all()];
+    let (x, y) = (v(&[1.0, 2.0]), v(&[3.0, -4.0]));
+    for jac in [
+        jacfwd(g)(&[x.clone(), y.clone()]).unwrap(),
+        jacrev(g)(&[x.clone(), y.clone()]).unwrap(),
+    ] {
+        assert_eq!(jac.len(), 4);
+        close(&jac[0], &array![[3.0, 0.0], [0.0, -4.0]].into_dyn());
+        close(&jac[1], &array![[1.0, 0.0], [0.0, 2.0]].into_dyn());
+        close(&jac[2], &v(&[1.0, 1.0]));
+        close(&jac[3], &v(&[0.0, 0.0]));
+    }
+}
+
+#[test]
+fn value_and_grad_linearize_and_f32() {
+    let x = x0();
+    let vg = value_and_grad(f)(&[x.clone()]).unwrap();
+    close(&vg[1], &grad_f(&x));
+    let (ys, lin) = linearize(f)(&[x.clone()]).unwrap();
+    close(&ys[0], &vg[0]);
+    for t in [v(&[1.0, 0.0, 0.0]), v(&[0.5, -1.0, 2.0])] {
+        let jt = lin.call(&[t.clone()]).unwrap().remove(0);
+        close(&jt, &arr0(dot(&grad_f(&x), &t)).into_dyn());
+    }
+    let x32: ArrayD<f32> = x.mapv(|x| x as f32);
+    let g32 = grad(f)(&[x32]).unwrap().remove(0);
+    for (a, b) in g32.iter().zip(grad_f(&x).iter()) {
+        assert!((f64::from(*a) - b).abs() < 1e-5, "{g32}");
+    }
+}
+
+#[test]
+fn jvp_with_respect_to_a_subset() {
+    let g = |p: &[Tensor]| (&p[0] * &p[1]).sum_all();
+    let (x, y, t) = (v(&[1.0, 2.0]), v(&[3.0, -4.0]), v(&[1.0, 1.0]));
+    let out = jvp_wrt(&[1], g)(&[x.clone(), y.clone()], &[t]).unwrap();
+    close(&out[1], &arr0(3.0).into_dyn());
+}
+
+#[test]
+fn errors_are_results_that_say_what_is_wrong() {
+    let x = x0();
+    let not_scalar = |p: &[Tensor]| p[0].sin();
+    let e = grad(not_scalar)(&[x.clone()]).unwrap_err().to_string();
+    assert!(
+        e.contains("one float scalar output") && e.contains("f64[3]"),
+        "{e}"
+    );
+    let e = hvp(not_scalar)(&[x.clone()], &[x.clone()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`hvp` needs a function with one float scalar output"),
+        "{e}"
+    );
+    let e = grad_wrt(&[3], f)(&[x.clone()]).unwrap_err().to_string();
+    assert!(e.contains("input position 3 is out of range"), "{e}");
+    let e = jvp(f)(&[x.clone()], &[v(&[1.0, 2.0])])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("vector 0 has type f64[2] but input 0 has type f64[3]"),
+        "{e}"
+    );
+    let e = jvp(f)(&[x.clone()], &[]).unwrap_err().to_string();
+    assert!(e.contains("expected 1 vector(s)"), "{e}");
+    let bad_shapes = |p: &[Tensor]| (&p[0] + &p[0].slice(&[0], &[2])).sum_all();
+    let e = grad(bad_shapes)(&[x.clone()]).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot broadcast shapes [3] and [2]") && e.contains("tests/api.rs"),
+        "{e}"
+    );
+    let _: &ArrayD<f64> = &x.into_dimensionality::<Ix1>().unwrap().into_dyn();
+}
+
+#[test]
+fn errors_inside_a_trace_surface_at_its_end() {
+    let x = x0();
+    // An inner grad of a vector function fails; the outer call reports it.
+    let outer = |p: &[Tensor]| grad(|q: &[Tensor]| q[0].sin())(p).remove(0).sum_all();
+    let e = grad(outer)(&[x]).unwrap_err().to_string();
+    assert!(e.contains("one float scalar output"), "{e}");
+}
