@@ -141,7 +141,10 @@ fn build(path: &Path, transforms: &[String]) -> Result<Func, CliError> {
     let specs = parse_transforms(transforms)?;
     let func = load_entry(path)?;
     apply_all(&func, &specs).map_err(|e| {
-        let message = format!("{}: {e}", path.display());
+        let message = match e.text_location() {
+            Some((line, col)) => format!("{}:{line}:{col}: {e}", path.display()),
+            None => format!("{}: {e}", path.display()),
+        };
         if e.is_user_error() {
             CliError::User(message)
         } else {

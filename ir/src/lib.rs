@@ -7,6 +7,7 @@
 mod attrs;
 mod func;
 mod graph;
+mod liveness;
 mod parse;
 mod prim;
 mod print;
@@ -18,6 +19,7 @@ mod verify;
 pub use attrs::{prim_attrs, prim_from_parts, AttrError, AttrValue};
 pub use func::{Atom, Eqn, Func, FuncBuilder, Literal, Loc, Module, Var, VarInfo};
 pub use graph::{dataflow_graph, eliminate_dead_code, to_dot, Node};
+pub use liveness::peak_live_bytes;
 pub use parse::{parse_func, parse_module, ParseError};
 pub use prim::{BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
 pub use print::{format_float, format_literal, print_func, print_module};

@@ -34,7 +34,7 @@ pub enum TransformError {
     #[error("{0}")]
     NotScalar(String),
     /// `transpose` of a function that is not linear.
-    #[error("cannot transpose: {eqn}{}: {why}", if matches!(loc, Loc::Unknown) { String::new() } else { format!(" (at {loc})") })]
+    #[error("cannot transpose: {eqn}{}: {why}", match loc { Loc::Rust(_) => format!(" (traced at {loc})"), _ => String::new() })]
     NotLinear { eqn: String, loc: Loc, why: String },
     /// A bug in traceform.
     #[error("internal error: {0}")]
@@ -44,6 +44,17 @@ pub enum TransformError {
 impl TransformError {
     fn internal(e: TraceError) -> TransformError {
         TransformError::Internal(e.to_string())
+    }
+
+    /// The line and column in the text IR of the equation at fault, if there is one.
+    pub fn text_location(&self) -> Option<(u32, u32)> {
+        match self {
+            TransformError::NotLinear {
+                loc: Loc::Text { line, col },
+                ..
+            } => Some((*line, *col)),
+            _ => None,
+        }
     }
 
     /// True for errors in what the user asked for (as opposed to bugs).
@@ -215,6 +226,26 @@ pub fn hvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
     Ok(eliminate_dead_code(&jg))
 }
 
+/// Transposes `func` with respect to the inputs at positions `linear` (default: every float
+/// input), which it must be linear in: `(the other inputs..., one cotangent per output) ->
+/// one cotangent per input in linear`.
+pub fn transpose_wrt(func: &Func, linear: Option<&[usize]>) -> Result<Func, TransformError> {
+    let linear = check_wrt(func, linear)?;
+    let others: Vec<usize> = (0..func.params.len())
+        .filter(|i| !linear.contains(i))
+        .collect();
+    // The same function with the linear inputs moved last (parameter order is only a list).
+    let mut reordered = func.clone();
+    reordered.params = others
+        .iter()
+        .chain(&linear)
+        .map(|&i| func.params[i])
+        .collect();
+    let mut t = transpose(&reordered, others.len())?;
+    t.name = format!("transpose_{}", func.name);
+    Ok(t)
+}
+
 /// The transforms the CLI's `-t` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransformKind {
@@ -222,6 +253,8 @@ pub enum TransformKind {
     Vjp,
     Grad,
     Hvp,
+    /// An extension of the spec's list: transposition of a linear function.
+    Transpose,
 }
 
 /// One `-t` word: a transform and, optionally, the input positions to differentiate.
@@ -244,9 +277,10 @@ impl FromStr for TransformSpec {
             "vjp" => TransformKind::Vjp,
             "grad" => TransformKind::Grad,
             "hvp" => TransformKind::Hvp,
+            "transpose" => TransformKind::Transpose,
             other => {
                 return Err(format!(
-                    "unknown transform `{other}` in `-t {word}` (expected jvp, vjp, grad or hvp)"
+                    "unknown transform `{other}` in `-t {word}` (expected jvp, vjp, grad, hvp or transpose)"
                 ))
             }
         };
@@ -273,6 +307,7 @@ pub fn apply(func: &Func, spec: &TransformSpec) -> Result<Func, TransformError> 
         TransformKind::Vjp => vjp(func, wrt),
         TransformKind::Grad => grad(func, wrt),
         TransformKind::Hvp => hvp(func, wrt),
+        TransformKind::Transpose => transpose_wrt(func, wrt),
     }
 }
 
