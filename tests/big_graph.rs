@@ -1,11 +1,12 @@
-//! A program of 100,000 chained equations parses, verifies, evaluates, prints and exports to
-//! Graphviz on a test thread's default stack: no pass may recurse in the depth of the graph.
-//! The parse + verify time is printed (run with `--nocapture` to see it).
+//! A program of 100,000 chained equations parses, verifies, evaluates, prints, exports to
+//! Graphviz and is differentiated (`grad`, `hvp`) on a test thread's default stack: no pass may
+//! recurse in the depth of the graph. Timings are printed (run with `--nocapture`).
 
 use std::time::Instant;
 
 use traceform::ir::{eliminate_dead_code, parse_func, print_func, to_dot, verify_func};
 use traceform::runtime::eval;
+use traceform::transforms::{grad, hvp};
 use traceform::Value;
 
 const N: usize = 100_000;
@@ -52,4 +53,29 @@ fn hundred_thousand_equations() {
     assert_eq!(parse_func(&printed).unwrap(), f);
     assert!(to_dot(&f).len() > printed.len());
     assert_eq!(eliminate_dead_code(&f).eqns.len(), N);
+}
+
+#[test]
+fn hundred_thousand_equations_differentiate() {
+    let f = parse_func(&chain_program(N)).unwrap();
+    let t = Instant::now();
+    let g = grad(&f, None).expect("grad");
+    eprintln!(
+        "grad of {N} equations: {:.1} ms, {} equations",
+        t.elapsed().as_secs_f64() * 1e3,
+        g.eqns.len()
+    );
+    verify_func(&g).unwrap();
+    let x = Value::F64(ndarray::ArrayD::from_shape_vec(vec![4], vec![0.1, 0.2, 0.3, 0.4]).unwrap());
+    let out = eval(&g, &[x.clone()]).expect("evaluates");
+    assert!(out[0].to_f64_vec().iter().all(|v| v.is_finite()));
+    let t = Instant::now();
+    let h = hvp(&f, None).expect("hvp");
+    eprintln!(
+        "hvp of {N} equations: {:.1} ms, {} equations",
+        t.elapsed().as_secs_f64() * 1e3,
+        h.eqns.len()
+    );
+    let out = eval(&h, &[x.clone(), x]).expect("evaluates");
+    assert!(out[0].to_f64_vec().iter().all(|v| v.is_finite()));
 }

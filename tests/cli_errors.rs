@@ -417,3 +417,75 @@ fn good_input_still_works() {
     assert_eq!(dot.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&dot.stdout).contains("digraph"));
 }
+
+#[test]
+fn transforms_that_do_not_apply() {
+    let multi = corpus("multi_output", "f.ir");
+    assert_user_error(
+        &traceform(&["dump", &multi, "-t", "grad", "--stage", "transformed"]),
+        "`grad` needs a function with one float scalar output",
+    );
+    assert_user_error(
+        &traceform(&["dump", &multi, "-t", "hvp", "--stage", "transformed"]),
+        "`hvp` needs a function with one float scalar output",
+    );
+    let sin = corpus("sin", "f.ir");
+    assert_user_error(
+        &traceform(&["dump", &sin, "-t", "grad:3", "--stage", "transformed"]),
+        "input position 3 is out of range: `sin` has 1 input(s)",
+    );
+    assert_user_error(
+        &traceform(&["dump", &sin, "-t", "jvp:0,0", "--stage", "transformed"]),
+        "input position 0 is given twice",
+    );
+    // A tangent whose shape differs from its input's.
+    let x = corpus("sin", "x0.npy");
+    let wrong = corpus("add", "x0.npy");
+    assert_user_error(
+        &traceform(&["run", &sin, "-t", "jvp", &x, &wrong]),
+        "input 1 (`x1`) must be f64[2,3], but the file holds f64[4]",
+    );
+    // Transposing a function that is not linear names the equation and its place.
+    let p = write("nonlinear.ir", b"func f(a: f32[3], t: f32[3]) -> f32[3] {\n  u: f32[3] = mul t a\n  v: f32[3] = sin u\n  return v\n}\n");
+    let out = traceform(&[
+        "dump",
+        p.to_str().unwrap(),
+        "-t",
+        "transpose:1",
+        "--stage",
+        "transformed",
+    ]);
+    assert_user_error(
+        &out,
+        &format!(
+            "{}:3:15: cannot transpose: `v = sin u`: `sin` is not linear in operand 1",
+            p.display()
+        ),
+    );
+    let p = write(
+        "affine.ir",
+        b"func f(t: f32[3]) -> f32[3] {\n  u: f32[3] = add t 1.0\n  return u\n}\n",
+    );
+    let out = traceform(&[
+        "dump",
+        p.to_str().unwrap(),
+        "-t",
+        "transpose",
+        "--stage",
+        "transformed",
+    ]);
+    assert_user_error(&out, "affine, not linear");
+    let p = write(
+        "bilinear.ir",
+        b"func f(t: f32[3]) -> f32[3] {\n  u: f32[3] = mul t t\n  return u\n}\n",
+    );
+    let out = traceform(&[
+        "dump",
+        p.to_str().unwrap(),
+        "-t",
+        "transpose",
+        "--stage",
+        "transformed",
+    ]);
+    assert_user_error(&out, ":2:15: cannot transpose: `u = mul t t`: `mul` multiplies two values that both depend on the linear inputs");
+}

@@ -1,10 +1,8 @@
-//! The dataflow graph view of a function, through petgraph: Graphviz export and dead-code
-//! removal by reachability from the outputs. Both are iterative (petgraph's walkers keep an
-//! explicit stack), so graphs of any depth are fine.
+//! The dataflow graph view of a function, through petgraph (Graphviz export), and dead-code
+//! removal. Both are iterative, so graphs of any depth are fine.
 
 use petgraph::dot::{Config, Dot};
 use petgraph::graph::{DiGraph, NodeIndex};
-use petgraph::visit::{Dfs, Reversed};
 
 use crate::func::{Atom, Eqn, Func, Var};
 use crate::print::format_literal;
@@ -92,31 +90,48 @@ pub fn to_dot(func: &Func) -> String {
 }
 
 /// Removes equations whose results no output depends on. Parameters are kept.
+///
+/// Equations are already in topological order, so liveness is one backward sweep (the same
+/// reachability `dataflow_graph` would give, without building the graph).
 pub fn eliminate_dead_code(func: &Func) -> Func {
-    let g = dataflow_graph(func);
-    let ret = NodeIndex::new(g.node_count() - 1);
-    let mut live = vec![false; g.node_count()];
-    let reversed = Reversed(&g);
-    let mut dfs = Dfs::new(reversed, ret);
-    while let Some(n) = dfs.next(reversed) {
-        live[n.index()] = true;
+    let mut live = vec![false; func.vars.len()];
+    for a in &func.outputs {
+        if let Atom::Var(v) = a {
+            live[v.index()] = true;
+        }
     }
-    let first_eqn = func.params.len();
-    let mut out = func.clone();
-    out.eqns.clear();
-    out.locs.clear();
+    let mut keep = vec![false; func.eqns.len()];
+    for (i, eqn) in func.eqns.iter().enumerate().rev() {
+        if live[eqn.out.index()] {
+            keep[i] = true;
+            for a in &eqn.args {
+                if let Atom::Var(v) = a {
+                    live[v.index()] = true;
+                }
+            }
+        }
+    }
+    let mut out = Func {
+        name: func.name.clone(),
+        vars: Vec::new(),
+        params: func.params.clone(),
+        eqns: Vec::with_capacity(func.eqns.len()),
+        outputs: func.outputs.clone(),
+        locs: Vec::with_capacity(func.eqns.len()),
+    };
     for (i, eqn) in func.eqns.iter().enumerate() {
-        if live[first_eqn + i] {
+        if keep[i] {
             out.eqns.push(eqn.clone());
             out.locs.push(func.loc(i));
         }
     }
-    compact_vars(&out)
+    compact_vars(&out, &func.vars)
 }
 
-/// Drops values that are no longer bound, renumbering the rest in binding order.
-fn compact_vars(func: &Func) -> Func {
-    let mut map: Vec<Option<Var>> = vec![None; func.vars.len()];
+/// Keeps only the values `func` binds (their infos read from `vars`), renumbered in binding
+/// order.
+fn compact_vars(func: &Func, vars: &[crate::func::VarInfo]) -> Func {
+    let mut map: Vec<Option<Var>> = vec![None; vars.len()];
     let mut out = Func {
         name: func.name.clone(),
         locs: func.locs.clone(),
@@ -124,7 +139,7 @@ fn compact_vars(func: &Func) -> Func {
     };
     let bind = |v: Var, out: &mut Func, map: &mut Vec<Option<Var>>| {
         let nv = Var(out.vars.len() as u32);
-        out.vars.push(func.vars[v.index()].clone());
+        out.vars.push(vars[v.index()].clone());
         map[v.index()] = Some(nv);
         nv
     };

@@ -107,7 +107,9 @@ impl Copier {
 
     fn finish(self, outputs: Vec<Atom>) -> Result<Func, TransformError> {
         let f = eliminate_dead_code(&self.builder.finish(outputs));
-        verify_func(&f).map_err(|e| TransformError::Internal(e.message))?;
+        if cfg!(debug_assertions) {
+            verify_func(&f).map_err(|e| TransformError::Internal(e.message))?;
+        }
         Ok(f)
     }
 }

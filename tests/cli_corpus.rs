@@ -1,0 +1,70 @@
+//! The conformance corpus driven through the `traceform` binary exactly as
+//! `shared/conformance/README.md` describes (`run FILE [-t T]... --out DIR INPUTS...`), with
+//! the interpreter backend, compared with JAX's reference values at the corpus tolerances.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+const TRANSFORMS: &[(&str, &[&str], &[&str])] = &[
+    ("eval", &[], &["x"]),
+    ("jvp", &["jvp"], &["x", "t"]),
+    ("vjp", &["vjp"], &["x", "c"]),
+    ("grad", &["grad"], &["x"]),
+    ("hvp", &["hvp"], &["x", "t"]),
+    ("grad_jvp", &["grad", "jvp"], &["x", "t"]),
+    ("jvp_jvp", &["jvp", "jvp"], &["x", "t", "u", "w"]),
+];
+
+#[test]
+fn the_cli_reproduces_every_reference_value() {
+    let out_root =
+        std::env::temp_dir().join(format!("traceform-cli-corpus-{}", std::process::id()));
+    let (mut passed, mut failures) = (0, Vec::new());
+    for case in corpus_cases() {
+        for (name, words, groups) in TRANSFORMS {
+            let refs = numbered(&case, &format!("ref_{name}_"));
+            if refs.is_empty() {
+                continue;
+            }
+            let out_dir = out_root.join(format!(
+                "{}-{name}",
+                case.file_name().unwrap().to_string_lossy()
+            ));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_traceform"));
+            cmd.arg("run").arg(case.join("f.ir"));
+            for w in *words {
+                cmd.args(["-t", w]);
+            }
+            cmd.args(["--backend", "interp", "--out"]).arg(&out_dir);
+            for g in *groups {
+                cmd.args(numbered(&case, g));
+            }
+            let result = cmd.output().unwrap();
+            if !result.status.success() {
+                failures.push(format!(
+                    "{} {name}: {}",
+                    case.display(),
+                    String::from_utf8_lossy(&result.stderr)
+                ));
+                continue;
+            }
+            let bad = refs.iter().enumerate().find_map(|(k, r)| {
+                let got = out_dir.join(format!("out{k}.npy"));
+                if !got.exists() {
+                    return Some(format!("missing out{k}.npy"));
+                }
+                mismatch(&load(&got), &load(r), tolerance(&case)).map(|m| format!("out{k}: {m}"))
+            });
+            match bad {
+                None => passed += 1,
+                Some(m) => failures.push(format!("{} {name}: {m}", case.display())),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out_root);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(passed, 347);
+}
