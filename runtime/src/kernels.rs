@@ -240,18 +240,38 @@ fn pad<T: Clone>(
 ) -> ArrayD<T> {
     let fill = value[IxDyn(&[])].clone();
     let mut out = ArrayD::from_elem(IxDyn(out_shape), fill);
-    let rank = x.ndim();
-    let mut at = vec![0usize; rank];
-    'elements: for (idx, v) in x.indexed_iter() {
-        for d in 0..rank {
-            let p = low[d] + idx[d] as i64 * (interior[d] as i64 + 1);
-            if p < 0 || p >= out_shape[d] as i64 {
-                continue 'elements;
-            }
-            at[d] = p as usize;
+    // Along each axis, operand element i lands at low + i * (interior + 1); keep the elements
+    // that land inside the result (negative padding crops) and copy them in one strided
+    // assignment.
+    let mut src = Vec::with_capacity(x.ndim());
+    let mut dst = Vec::with_capacity(x.ndim());
+    for d in 0..x.ndim() {
+        let step = interior[d] as i64 + 1;
+        let (n, size) = (x.shape()[d] as i64, out_shape[d] as i64);
+        let first = if low[d] < 0 {
+            (-low[d] + step - 1) / step
+        } else {
+            0
+        };
+        let last = if n == 0 {
+            -1
+        } else {
+            (n - 1).min((size - 1 - low[d]).div_euclid(step))
+        };
+        if last < first {
+            return out;
         }
-        out[IxDyn(&at)] = v.clone();
+        src.push(Slice::new(first as isize, Some(last as isize + 1), 1));
+        let start = low[d] + first * step;
+        dst.push(Slice::new(
+            start as isize,
+            Some((start + (last - first) * step + 1) as isize),
+            step as isize,
+        ));
     }
+    let part = x.slice_each_axis(|ax| src[ax.axis.index()]);
+    out.slice_each_axis_mut(|ax| dst[ax.axis.index()])
+        .assign(&part);
     out
 }
 
