@@ -414,6 +414,49 @@ where
     }
 }
 
+/// The transpose of a function linear in its float inputs: `linear_transpose(f)(&xs, &cts)`
+/// gives one cotangent per float input of `f`, for one cotangent per output (`xs` supplies the
+/// types, and the values of any non-float inputs). A function that is not linear is an `Err`
+/// naming the equation that breaks linearity.
+#[track_caller]
+pub fn linear_transpose<F, O, A>(f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    let location = Location::caller();
+    move |xs: &[A], cts: &[A]| {
+        call(&f, xs, cts, location, |traced| {
+            let func = &traced.func;
+            let linear = positions(traced, None)?;
+            let transposed = tf::transpose_wrt(func, Some(&linear))?;
+            let out_types = func.output_types();
+            let ct_types = types_of(cts);
+            if ct_types != out_types {
+                return Err(Error::Input(format!(
+                    "linear_transpose: the cotangents must have the output types ({}), given ({})",
+                    list(&out_types),
+                    list(&ct_types)
+                )));
+            }
+            // Called as (xs..., captured..., cts...): pass the transposed function the inputs it
+            // is not linear in, then the cotangents.
+            let mut types = func.param_types();
+            types.extend(ct_types);
+            let n = func.params.len();
+            Ok(trace("linear_transpose_f", &types, |p| {
+                let mut args: Vec<Tensor> = (0..n)
+                    .filter(|i| !linear.contains(i))
+                    .map(|i| p[i].clone())
+                    .collect();
+                args.extend(p[n..].iter().cloned());
+                p[0].tracer().inline(&transposed, &args)
+            })?)
+        })
+    }
+}
+
 /// A one-hot tensor of type `ty` with a 1 at flat position `k`.
 fn one_hot(tracer: &Tracer, ty: &Type, k: usize) -> Tensor {
     let n = ty.num_elements();

@@ -3,8 +3,8 @@
 
 use ndarray::{arr0, array, ArrayD, Ix1};
 use traceform::{
-    grad, grad_wrt, hessian, hvp, jacfwd, jacrev, jvp, jvp_wrt, linearize, value_and_grad, vjp,
-    vjp_flat, Tensor,
+    grad, grad_wrt, hessian, hvp, jacfwd, jacrev, jvp, jvp_wrt, linear_transpose, linearize,
+    value_and_grad, vjp, vjp_flat, Tensor,
 };
 
 type A = ArrayD<f64>;
@@ -235,4 +235,24 @@ fn errors_inside_a_trace_surface_at_its_end() {
     let outer = |p: &[Tensor]| grad(|q: &[Tensor]| q[0].sin())(p).remove(0).sum_all();
     let e = grad(outer)(&[x]).unwrap_err().to_string();
     assert!(e.contains("one float scalar output"), "{e}");
+}
+
+#[test]
+fn linear_transpose_of_a_linear_and_a_non_linear_function() {
+    // l(t) = 2 * cumsum(t); its transpose is c -> 2 * reverse cumsum(c).
+    let l = |p: &[Tensor]| p[0].cumsum(0, false) * 2.0;
+    let c = v(&[1.0, 2.0, 3.0]);
+    let lt = linear_transpose(l)(&[x0()], &[c]).unwrap();
+    close(&lt[0], &v(&[12.0, 10.0, 6.0]));
+    let e = linear_transpose(f)(&[x0()], &[arr0(1.0f64).into_dyn()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot transpose") && e.contains("`sin` is not linear"),
+        "{e}"
+    );
+    assert!(
+        e.contains("tests/api.rs"),
+        "the traced location is named: {e}"
+    );
 }
