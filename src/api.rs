@@ -250,7 +250,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    jvp_impl(f, None)
+    with_vectors_impl(f, None, WithVectors::Jvp)
 }
 
 /// `jvp` with respect to the inputs at positions `wrt` only.
@@ -261,22 +261,40 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    jvp_impl(f, Some(wrt.to_vec()))
+    with_vectors_impl(f, Some(wrt.to_vec()), WithVectors::Jvp)
+}
+
+/// The two transforms that take one vector per differentiated input.
+#[derive(Clone, Copy)]
+enum WithVectors {
+    Jvp,
+    Hvp,
 }
 
 #[track_caller]
-fn jvp_impl<F, O, A>(f: F, wrt: Option<Vec<usize>>) -> impl Fn(&[A], &[A]) -> A::Out
+fn with_vectors_impl<F, O, A>(
+    f: F,
+    wrt: Option<Vec<usize>>,
+    kind: WithVectors,
+) -> impl Fn(&[A], &[A]) -> A::Out
 where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,
     A: Arg,
 {
     let location = Location::caller();
-    move |xs: &[A], ts: &[A]| {
-        call(&f, xs, ts, location, |traced| {
+    move |xs: &[A], vs: &[A]| {
+        call(&f, xs, vs, location, |traced| {
             let w = positions(traced, wrt.as_deref())?;
-            check_tangents("jvp", &types_of(xs), &w, &types_of(ts))?;
-            Ok(tf::jvp(&traced.func, Some(&w))?)
+            let (name, transform): (
+                &str,
+                fn(&Func, Option<&[usize]>) -> Result<Func, TransformError>,
+            ) = match kind {
+                WithVectors::Jvp => ("jvp", tf::jvp),
+                WithVectors::Hvp => ("hvp", tf::hvp),
+            };
+            check_tangents(name, &types_of(xs), &w, &types_of(vs))?;
+            Ok(transform(&traced.func, Some(&w))?)
         })
     }
 }
@@ -383,7 +401,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    hvp_impl(f, None)
+    with_vectors_impl(f, None, WithVectors::Hvp)
 }
 
 /// `hvp` with respect to the inputs at positions `wrt` only.
@@ -394,24 +412,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    hvp_impl(f, Some(wrt.to_vec()))
-}
-
-#[track_caller]
-fn hvp_impl<F, O, A>(f: F, wrt: Option<Vec<usize>>) -> impl Fn(&[A], &[A]) -> A::Out
-where
-    F: Fn(&[Tensor]) -> O,
-    O: TraceOutputs,
-    A: Arg,
-{
-    let location = Location::caller();
-    move |xs: &[A], vs: &[A]| {
-        call(&f, xs, vs, location, |traced| {
-            let w = positions(traced, wrt.as_deref())?;
-            check_tangents("hvp", &types_of(xs), &w, &types_of(vs))?;
-            Ok(tf::hvp(&traced.func, Some(&w))?)
-        })
-    }
+    with_vectors_impl(f, Some(wrt.to_vec()), WithVectors::Hvp)
 }
 
 /// The transpose of a function linear in its float inputs: `linear_transpose(f)(&xs, &cts)`

@@ -8,16 +8,6 @@ use std::process::Command;
 
 use common::*;
 
-const TRANSFORMS: &[(&str, &[&str], &[&str])] = &[
-    ("eval", &[], &["x"]),
-    ("jvp", &["jvp"], &["x", "t"]),
-    ("vjp", &["vjp"], &["x", "c"]),
-    ("grad", &["grad"], &["x"]),
-    ("hvp", &["hvp"], &["x", "t"]),
-    ("grad_jvp", &["grad", "jvp"], &["x", "t"]),
-    ("jvp_jvp", &["jvp", "jvp"], &["x", "t", "u", "w"]),
-];
-
 #[test]
 fn the_cli_reproduces_every_reference_value() {
     let out_root =

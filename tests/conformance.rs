@@ -10,17 +10,6 @@ use traceform::ir::{parse_func, print_func, verify_func};
 use traceform::runtime::eval;
 use traceform::transform::{apply_all, TransformSpec};
 
-/// The corpus transforms: name, `-t` words, and the input groups they take, in order.
-const TRANSFORMS: &[(&str, &[&str], &[&str])] = &[
-    ("eval", &[], &["x"]),
-    ("jvp", &["jvp"], &["x", "t"]),
-    ("vjp", &["vjp"], &["x", "c"]),
-    ("grad", &["grad"], &["x"]),
-    ("hvp", &["hvp"], &["x", "t"]),
-    ("grad_jvp", &["grad", "jvp"], &["x", "t"]),
-    ("jvp_jvp", &["jvp", "jvp"], &["x", "t", "u", "w"]),
-];
-
 #[test]
 fn every_case_round_trips_through_the_printer() {
     for case in corpus_cases() {

@@ -7,6 +7,18 @@ use std::path::{Path, PathBuf};
 use traceform::npy::read_npy;
 use traceform::Value;
 
+/// The corpus transforms (`shared/conformance/README.md`): name, `-t` words, and the input
+/// groups they take, in order.
+pub const TRANSFORMS: &[(&str, &[&str], &[&str])] = &[
+    ("eval", &[], &["x"]),
+    ("jvp", &["jvp"], &["x", "t"]),
+    ("vjp", &["vjp"], &["x", "c"]),
+    ("grad", &["grad"], &["x"]),
+    ("hvp", &["hvp"], &["x", "t"]),
+    ("grad_jvp", &["grad", "jvp"], &["x", "t"]),
+    ("jvp_jvp", &["jvp", "jvp"], &["x", "t", "u", "w"]),
+];
+
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }

@@ -181,33 +181,36 @@ pub fn vjp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
 /// The gradient of a function with one float scalar output: `(x1..xn) -> one gradient per
 /// input in wrt`.
 pub fn grad(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
-    check_scalar(func, "grad")?;
-    let wrt = check_wrt(func, wrt)?;
-    let rev = reverse(func, &wrt)?;
-    let dtype = func.output_types()[0].dtype;
-    compose_reverse(
-        func,
-        &rev,
-        format!("grad_{}", func.name),
-        &[],
-        |tracer, _| vec![tracer.literal(1.0, dtype)],
-        |_, cts| cts,
-    )
+    scalar_reverse(func, wrt, "grad", false)
 }
 
 /// `(x1..xn) -> (y, one gradient per input in wrt)`.
 pub fn value_and_grad(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
-    check_scalar(func, "value_and_grad")?;
+    scalar_reverse(func, wrt, "value_and_grad", true)
+}
+
+/// Reverse mode of a scalar function seeded with the cotangent 1, returning the gradients,
+/// preceded by the value when `with_value`.
+fn scalar_reverse(
+    func: &Func,
+    wrt: Option<&[usize]>,
+    what: &str,
+    with_value: bool,
+) -> Result<Func, TransformError> {
+    check_scalar(func, what)?;
     let wrt = check_wrt(func, wrt)?;
     let rev = reverse(func, &wrt)?;
     let dtype = func.output_types()[0].dtype;
     compose_reverse(
         func,
         &rev,
-        format!("value_and_grad_{}", func.name),
+        format!("{what}_{}", func.name),
         &[],
         |tracer, _| vec![tracer.literal(1.0, dtype)],
         |mut ys, cts| {
+            if !with_value {
+                ys.clear();
+            }
             ys.extend(cts);
             ys
         },
