@@ -145,3 +145,61 @@ pub fn eval_with_stats(
         .collect();
     Ok((outputs, EvalStats { peak_bytes: peak }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+    use traceform_ir::parse_func;
+
+    fn f32s(shape: &[usize], data: Vec<f32>) -> Value {
+        Value::F32(ArrayD::from_shape_vec(shape.to_vec(), data).unwrap())
+    }
+
+    #[test]
+    fn peak_counts_live_intermediates_only() {
+        // a and b are live together (2 x 40 bytes); c replaces them; outputs are not counted.
+        let f = parse_func(
+            "func f(x: f32[10]) -> f32[] {\n  a: f32[10] = sin x\n  b: f32[10] = cos x\n  c: f32[10] = mul a b\n  d: f32[] = reduce_sum[axes=(0)] c\n  return d\n}\n",
+        )
+        .unwrap();
+        let (_, stats) = eval_with_stats(&f, &[f32s(&[10], vec![0.5; 10])]).unwrap();
+        assert_eq!(stats.peak_bytes, 120);
+    }
+
+    #[test]
+    fn wrong_inputs_are_errors() {
+        let f = parse_func("func f(x: f32[2]) -> f32[2] {\n  return x\n}\n").unwrap();
+        let e = eval(&f, &[f32s(&[3], vec![0.0; 3])])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "input 0 (`x`) must be f32[2], given f32[3]");
+        let e = eval(&f, &[]).unwrap_err().to_string();
+        assert_eq!(e, "`f` takes 1 input(s), given 0");
+    }
+
+    #[test]
+    fn pad_crops_strides_and_fills() {
+        let f = parse_func(
+            "func f(x: f32[4]) -> (f32[6], f32[2], f32[0]) {\n  a: f32[6] = pad[low=(-1), high=(0), interior=(1)] x 9.0\n  b: f32[2] = pad[low=(-5), high=(0), interior=(1)] x 9.0\n  c: f32[0] = pad[low=(-4), high=(0)] x 9.0\n  return a, b, c\n}\n",
+        )
+        .unwrap();
+        let outs = eval(&f, &[f32s(&[4], vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
+        // Interior padding gives 1 9 2 9 3 9 4; low = -1 crops the first element.
+        assert_eq!(outs[0].to_f64_vec(), vec![9.0, 2.0, 9.0, 3.0, 9.0, 4.0]);
+        assert_eq!(outs[1].to_f64_vec(), vec![9.0, 4.0]);
+        assert!(outs[2].to_f64_vec().is_empty());
+    }
+
+    #[test]
+    fn integer_arithmetic_follows_xla() {
+        let f = parse_func(
+            "func f(x: i32[3]) -> (i32[3], i32[3]) {\n  a: i32[3] = div x 0\n  b: i32[3] = div x -2\n  return a, b\n}\n",
+        )
+        .unwrap();
+        let x = Value::I32(ArrayD::from_shape_vec(vec![3], vec![7, -7, 0]).unwrap());
+        let outs = eval(&f, &[x]).unwrap();
+        assert_eq!(outs[0].to_f64_vec(), vec![-1.0, -1.0, -1.0]);
+        assert_eq!(outs[1].to_f64_vec(), vec![-3.0, 3.0, 0.0]);
+    }
+}
