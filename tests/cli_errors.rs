@@ -489,3 +489,31 @@ fn transforms_that_do_not_apply() {
     ]);
     assert_user_error(&out, ":2:15: cannot transpose: `u = mul t t`: `mul` multiplies two values that both depend on the linear inputs");
 }
+
+#[test]
+fn programs_that_ask_for_too_much_memory() {
+    let p = write(
+        "huge.ir",
+        b"func f(x: f32[]) -> f32[] {\n  a: f32[100000,100000,100] = broadcast_in_dim[shape=(100000,100000,100), dims=()] x\n  b: f32[] = reduce_sum[axes=(0,1,2)] a\n  return b\n}\n",
+    );
+    let x = write_scalar_f32("scalar.npy");
+    let out = traceform(&["run", p.to_str().unwrap(), x.to_str().unwrap()]);
+    assert_user_error(
+        &out,
+        "`a` (`broadcast_in_dim`) has type f32[100000,100000,100], which needs 4000000000000 bytes",
+    );
+    let p = write(
+        "overflow.ir",
+        b"func f(x: f32[]) -> f32[] {\n  a: f32[4294967295,4294967295,4294967295] = broadcast_in_dim[shape=(4294967295,4294967295,4294967295), dims=()] x\n  b: f32[] = reduce_sum[axes=(0,1,2)] a\n  return b\n}\n",
+    );
+    let out = traceform(&["dump", p.to_str().unwrap()]);
+    assert_user_error(&out, "tensor type is too large");
+}
+
+/// A rank-0 f32 `.npy` file holding 1.0.
+fn write_scalar_f32(name: &str) -> PathBuf {
+    let p = scratch(name);
+    traceform::npy::write_npy(&p, &traceform::Value::F32(ndarray::arr0(1.0f32).into_dyn()))
+        .unwrap();
+    p
+}

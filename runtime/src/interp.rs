@@ -58,12 +58,26 @@ pub fn eval(func: &Func, inputs: &[Value]) -> Result<Vec<Value>, EvalError> {
     eval_with_stats(func, inputs).map(|(outs, _)| outs)
 }
 
+/// The largest single value the interpreter will allocate (16 GiB): a program asking for more
+/// is refused before anything runs, instead of aborting on allocation failure.
+pub const MAX_VALUE_BYTES: usize = 1 << 34;
+
 /// Evaluates `func` on `inputs`, also reporting the peak of live intermediate memory.
 pub fn eval_with_stats(
     func: &Func,
     inputs: &[Value],
 ) -> Result<(Vec<Value>, EvalStats), EvalError> {
     check_inputs(func, inputs)?;
+    let too_large = |e: &&traceform_ir::Eqn| func.var_type(e.out).size_bytes() > MAX_VALUE_BYTES;
+    if let Some(eqn) = func.eqns.iter().find(too_large) {
+        let ty = func.var_type(eqn.out);
+        return Err(EvalError::Input(format!(
+            "`{}` (`{}`) has type {ty}, which needs {} bytes; the interpreter allocates at most {MAX_VALUE_BYTES} bytes per value",
+            func.var_name(eqn.out),
+            eqn.prim.name(),
+            ty.size_bytes()
+        )));
+    }
     let n = func.vars.len();
     let last_use = func.last_uses();
     let mut is_output = vec![false; n];

@@ -5,6 +5,6 @@ mod interp;
 mod kernels;
 mod value;
 
-pub use interp::{check_inputs, eval, eval_with_stats, EvalError, EvalStats};
+pub use interp::{check_inputs, eval, eval_with_stats, EvalError, EvalStats, MAX_VALUE_BYTES};
 pub use kernels::{apply, KernelError, Real};
 pub use value::Value;
