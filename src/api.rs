@@ -555,42 +555,28 @@ fn jacobian(traced: &Traced, mode: Mode) -> Result<Func, Error> {
         // blocks[i][j]: the slices of d out_i / d x_j, one per element of x_j (forward) or
         // of out_i (reverse).
         let mut blocks: Vec<Vec<Vec<Tensor>>> = vec![vec![Vec::new(); wrt.len()]; float_outs.len()];
-        match mode {
-            Mode::Forward => {
-                for (jj, &jx) in wrt.iter().enumerate() {
-                    for k in 0..param_types[jx].num_elements() {
-                        let mut args = p.to_vec();
-                        for &m in &wrt {
-                            let ty = &param_types[m];
-                            args.push(if m == jx {
-                                one_hot(&tracer, ty, k)
-                            } else {
-                                zeros(&tracer, ty)
-                            });
-                        }
-                        let r = tracer.inline(&derivative, &args);
-                        for (i, t) in r[outs.len()..].iter().enumerate() {
-                            blocks[i][jj].push(t.clone());
-                        }
-                    }
+        // Seed each element of each input (forward) or output (reverse) in turn.
+        let seed_types: Vec<Type> = match mode {
+            Mode::Forward => wrt.iter().map(|&j| param_types[j].clone()).collect(),
+            Mode::Reverse => float_outs.clone(),
+        };
+        for (s, seed_ty) in seed_types.iter().enumerate() {
+            for k in 0..seed_ty.num_elements() {
+                let mut args = p.to_vec();
+                for (m, ty) in seed_types.iter().enumerate() {
+                    args.push(if m == s {
+                        one_hot(&tracer, ty, k)
+                    } else {
+                        zeros(&tracer, ty)
+                    });
                 }
-            }
-            Mode::Reverse => {
-                for (i, out_ty) in float_outs.iter().enumerate() {
-                    for k in 0..out_ty.num_elements() {
-                        let mut args = p.to_vec();
-                        for (m, ty) in float_outs.iter().enumerate() {
-                            args.push(if m == i {
-                                one_hot(&tracer, ty, k)
-                            } else {
-                                zeros(&tracer, ty)
-                            });
-                        }
-                        let r = tracer.inline(&derivative, &args);
-                        for (jj, c) in r[outs.len()..].iter().enumerate() {
-                            blocks[i][jj].push(c.clone());
-                        }
-                    }
+                let r = tracer.inline(&derivative, &args);
+                for (q, t) in r[outs.len()..].iter().enumerate() {
+                    let (i, jj) = match mode {
+                        Mode::Forward => (q, s),
+                        Mode::Reverse => (s, q),
+                    };
+                    blocks[i][jj].push(t.clone());
                 }
             }
         }
@@ -621,39 +607,86 @@ fn jacobian(traced: &Traced, mode: Mode) -> Result<Func, Error> {
     Ok(built)
 }
 
-/// A linear map evaluated at a fixed point: the tangent part of `jvp`, with the primal
-/// residuals computed once and reused on every call.
-pub struct LinearFn<V: Concrete> {
-    linear: Func,
+/// A linear map at a fixed point, with the residuals of the forward pass computed once and
+/// reused on every call: the tangent map of `linearize`, or the pullback of `vjp`.
+pub struct LinearMap<V: Concrete> {
+    func: Func,
     residuals: Vec<Value>,
-    tangent_types: Vec<Type>,
+    arg_types: Vec<Type>,
+    what: &'static str,
     _marker: std::marker::PhantomData<V>,
 }
 
-impl<V: Concrete> LinearFn<V> {
-    /// The tangents of the float outputs for input tangents `ts` (one per float input).
-    pub fn call(&self, ts: &[V]) -> Result<Vec<V>, Error> {
-        let t_values: Vec<Value> = ts.iter().map(Concrete::to_value).collect();
-        let given: Vec<Type> = t_values.iter().map(Value::ty).collect();
-        if given != self.tangent_types {
+/// The tangent map of `linearize`: input tangents (one per float input) to output tangents.
+pub type LinearFn<V> = LinearMap<V>;
+
+/// The pullback of `vjp`: output cotangents (one per float output) to input cotangents.
+pub type Pullback<V> = LinearMap<V>;
+
+impl<V: Concrete> LinearMap<V> {
+    /// Applies the map.
+    pub fn call(&self, args: &[V]) -> Result<Vec<V>, Error> {
+        let values: Vec<Value> = args.iter().map(Concrete::to_value).collect();
+        let given: Vec<Type> = values.iter().map(Value::ty).collect();
+        if given != self.arg_types {
             return Err(Error::Input(format!(
-                "linearized function takes tangents ({}), given ({})",
-                list(&self.tangent_types),
+                "{} takes ({}), given ({})",
+                self.what,
+                list(&self.arg_types),
                 list(&given)
             )));
         }
-        let mut args = self.residuals.clone();
-        args.extend(t_values);
-        eval(&self.linear, &args)?
+        let mut all = self.residuals.clone();
+        all.extend(values);
+        eval(&self.func, &all)?
             .into_iter()
             .map(V::from_value)
             .collect()
     }
 
-    /// The linear function as IR: `(residuals..., tangents...) -> output tangents`.
+    /// The map as IR: `(residuals..., arguments...) -> results`.
     pub fn func(&self) -> &Func {
-        &self.linear
+        &self.func
     }
+}
+
+/// `f` traced at `xs`, linearized with respect to its float inputs, and its primal part run:
+/// the outputs and a linear map whose IR `make` chooses from the linearization.
+fn at_point<F, O, V>(
+    f: &F,
+    xs: &[V],
+    what: &'static str,
+    make: impl FnOnce(&Func, &[usize], tf::Linearized) -> Result<(Func, Vec<Type>), Error>,
+) -> Result<(Vec<V>, LinearMap<V>), Error>
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    V: Concrete,
+{
+    let values: Vec<Value> = xs.iter().map(Concrete::to_value).collect();
+    let types: Vec<Type> = values.iter().map(Value::ty).collect();
+    let traced = trace_at(f, &types, None)?;
+    let func = traced.func;
+    let wrt = tf::check_wrt(&func, Some(&traced.float_inputs))?;
+    let j = tf::jvp(&func, Some(&wrt))?;
+    let lin = tf::linearize_jvp(&j, func.params.len(), func.outputs.len())?;
+    let mut outs = eval(&lin.primal, &values)?;
+    let residuals = outs.split_off(lin.n_outputs);
+    let ys = outs
+        .into_iter()
+        .map(V::from_value)
+        .collect::<Result<_, _>>()?;
+    let (map, arg_types) = make(&func, &wrt, lin)?;
+    Ok((
+        ys,
+        LinearMap {
+            func: map,
+            residuals,
+            arg_types,
+            what,
+            _marker: std::marker::PhantomData,
+        },
+    ))
 }
 
 /// `linearize(f)(&xs)` is `(f(xs), the linear map t -> J t)`; the map reuses the residuals.
@@ -664,58 +697,10 @@ where
     V: Concrete,
 {
     move |xs: &[V]| {
-        let values: Vec<Value> = xs.iter().map(Concrete::to_value).collect();
-        let types: Vec<Type> = values.iter().map(Value::ty).collect();
-        let traced = trace_at(&f, &types, None)?;
-        let func = traced.func;
-        let wrt = tf::check_wrt(&func, Some(&traced.float_inputs))?;
-        let j = tf::jvp(&func, Some(&wrt))?;
-        let lin = tf::linearize_jvp(&j, func.params.len(), func.outputs.len())?;
-        let mut outs = eval(&lin.primal, &values)?;
-        let residuals = outs.split_off(lin.n_outputs);
-        let ys = outs
-            .into_iter()
-            .map(V::from_value)
-            .collect::<Result<_, _>>()?;
-        let tangent_types = wrt.iter().map(|&i| types[i].clone()).collect();
-        Ok((
-            ys,
-            LinearFn {
-                linear: lin.linear,
-                residuals,
-                tangent_types,
-                _marker: std::marker::PhantomData,
-            },
-        ))
-    }
-}
-
-/// A pullback: the transposed linear map at a fixed point, with its residuals.
-pub struct Pullback<V: Concrete> {
-    transposed: Func,
-    residuals: Vec<Value>,
-    cotangent_types: Vec<Type>,
-    _marker: std::marker::PhantomData<V>,
-}
-
-impl<V: Concrete> Pullback<V> {
-    /// The cotangents of the float inputs for output cotangents `cts` (one per float output).
-    pub fn call(&self, cts: &[V]) -> Result<Vec<V>, Error> {
-        let c_values: Vec<Value> = cts.iter().map(Concrete::to_value).collect();
-        let given: Vec<Type> = c_values.iter().map(Value::ty).collect();
-        if given != self.cotangent_types {
-            return Err(Error::Input(format!(
-                "pullback takes cotangents ({}), given ({})",
-                list(&self.cotangent_types),
-                list(&given)
-            )));
-        }
-        let mut args = self.residuals.clone();
-        args.extend(c_values);
-        eval(&self.transposed, &args)?
-            .into_iter()
-            .map(V::from_value)
-            .collect()
+        at_point(&f, xs, "the linearized function", |func, wrt, lin| {
+            let types = func.param_types();
+            Ok((lin.linear, wrt.iter().map(|&i| types[i].clone()).collect()))
+        })
     }
 }
 
@@ -728,33 +713,14 @@ where
     V: Concrete,
 {
     move |xs: &[V]| {
-        let values: Vec<Value> = xs.iter().map(Concrete::to_value).collect();
-        let types: Vec<Type> = values.iter().map(Value::ty).collect();
-        let traced = trace_at(&f, &types, None)?;
-        let func = traced.func;
-        let wrt = tf::check_wrt(&func, Some(&traced.float_inputs))?;
-        let j = tf::jvp(&func, Some(&wrt))?;
-        let lin = tf::linearize_jvp(&j, func.params.len(), func.outputs.len())?;
-        let transposed = tf::transpose(&lin.linear, lin.n_residuals())?;
-        let mut outs = eval(&lin.primal, &values)?;
-        let residuals = outs.split_off(lin.n_outputs);
-        let cotangent_types = func
-            .output_types()
-            .into_iter()
-            .filter(|t| t.dtype.is_float())
-            .collect();
-        let ys = outs
-            .into_iter()
-            .map(V::from_value)
-            .collect::<Result<_, _>>()?;
-        Ok((
-            ys,
-            Pullback {
-                transposed,
-                residuals,
-                cotangent_types,
-                _marker: std::marker::PhantomData,
-            },
-        ))
+        at_point(&f, xs, "the pullback", |func, _, lin| {
+            let transposed = tf::transpose(&lin.linear, lin.n_residuals())?;
+            let cotangents = func
+                .output_types()
+                .into_iter()
+                .filter(|t| t.dtype.is_float())
+                .collect();
+            Ok((transposed, cotangents))
+        })
     }
 }

@@ -19,5 +19,5 @@ pub use traceform_transforms as transforms;
 
 pub use api::{
     grad, grad_wrt, hessian, hvp, hvp_wrt, jacfwd, jacrev, jvp, jvp_wrt, linear_transpose,
-    linearize, value_and_grad, vjp, vjp_flat, Arg, Concrete, Error, LinearFn, Pullback,
+    linearize, value_and_grad, vjp, vjp_flat, Arg, Concrete, Error, LinearFn, LinearMap, Pullback,
 };
