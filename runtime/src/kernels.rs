@@ -11,8 +11,11 @@ use crate::value::Value;
 pub trait Real: Copy + PartialOrd + LinalgScalar + std::fmt::Debug {
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
-    fn unary(self, op: UnaryOp) -> Self;
-    fn powi(self, y: i32) -> Self;
+    /// `op` applied to every element (the match is outside the element loop).
+    fn map_unary(a: &ArrayD<Self>, op: UnaryOp) -> ArrayD<Self>;
+    /// `integer_pow`: square-and-multiply, then the reciprocal for a negative power, exactly
+    /// as jax.lax lowers it.
+    fn integer_pow(self, y: i32) -> Self;
     fn powf(self, y: Self) -> Self;
     fn atan2(self, x: Self) -> Self;
     fn is_nan(self) -> bool;
@@ -27,23 +30,22 @@ macro_rules! impl_real {
             fn to_f64(self) -> f64 {
                 self as f64
             }
-            fn unary(self, op: UnaryOp) -> Self {
-                let x = self;
+            fn map_unary(a: &ArrayD<Self>, op: UnaryOp) -> ArrayD<Self> {
                 match op {
-                    UnaryOp::Neg => -x,
-                    UnaryOp::Sin => x.sin(),
-                    UnaryOp::Cos => x.cos(),
-                    UnaryOp::Tan => x.tan(),
-                    UnaryOp::Tanh => x.tanh(),
-                    UnaryOp::Exp => x.exp(),
-                    UnaryOp::Log => x.ln(),
-                    UnaryOp::Log1p => x.ln_1p(),
-                    UnaryOp::Expm1 => x.exp_m1(),
-                    UnaryOp::Sqrt => x.sqrt(),
-                    UnaryOp::Rsqrt => 1.0 / x.sqrt(),
-                    UnaryOp::Abs => x.abs(),
+                    UnaryOp::Neg => a.mapv(|x| -x),
+                    UnaryOp::Sin => a.mapv(<$t>::sin),
+                    UnaryOp::Cos => a.mapv(<$t>::cos),
+                    UnaryOp::Tan => a.mapv(<$t>::tan),
+                    UnaryOp::Tanh => a.mapv(<$t>::tanh),
+                    UnaryOp::Exp => a.mapv(<$t>::exp),
+                    UnaryOp::Log => a.mapv(<$t>::ln),
+                    UnaryOp::Log1p => a.mapv(<$t>::ln_1p),
+                    UnaryOp::Expm1 => a.mapv(<$t>::exp_m1),
+                    UnaryOp::Sqrt => a.mapv(<$t>::sqrt),
+                    UnaryOp::Rsqrt => a.mapv(|x| 1.0 / x.sqrt()),
+                    UnaryOp::Abs => a.mapv(<$t>::abs),
                     // -1, 0 or 1; zeros keep their sign and NaN stays NaN, as in XLA.
-                    UnaryOp::Sign => {
+                    UnaryOp::Sign => a.mapv(|x| {
                         if x > 0.0 {
                             1.0
                         } else if x < 0.0 {
@@ -51,28 +53,33 @@ macro_rules! impl_real {
                         } else {
                             x
                         }
-                    }
-                    UnaryOp::Logistic => 1.0 / (1.0 + (-x).exp()),
-                    UnaryOp::Erf => $erf(x),
-                    UnaryOp::Floor => x.floor(),
-                    UnaryOp::Ceil => x.ceil(),
+                    }),
+                    UnaryOp::Logistic => a.mapv(|x| 1.0 / (1.0 + (-x).exp())),
+                    UnaryOp::Erf => a.mapv($erf),
+                    UnaryOp::Floor => a.mapv(<$t>::floor),
+                    UnaryOp::Ceil => a.mapv(<$t>::ceil),
                     // Rust's round is half away from zero, as the spec says.
-                    UnaryOp::Round => x.round(),
+                    UnaryOp::Round => a.mapv(<$t>::round),
                 }
             }
-            fn powi(self, y: i32) -> Self {
-                // Binary exponentiation, as jax.lax.integer_pow does.
-                let mut base = if y < 0 { 1.0 / self } else { self };
-                let mut n = y.unsigned_abs();
-                let mut acc: $t = 1.0;
+            fn integer_pow(self, y: i32) -> Self {
+                let (mut base, mut n) = (self, y.unsigned_abs());
+                let mut acc: Option<$t> = None;
                 while n > 0 {
                     if n & 1 == 1 {
-                        acc *= base;
+                        acc = Some(acc.map_or(base, |a| a * base));
                     }
-                    base *= base;
                     n >>= 1;
+                    if n > 0 {
+                        base *= base;
+                    }
                 }
-                acc
+                let acc = acc.unwrap_or(1.0);
+                if y < 0 {
+                    1.0 / acc
+                } else {
+                    acc
+                }
             }
             fn powf(self, y: Self) -> Self {
                 self.powf(y)
@@ -89,6 +96,19 @@ macro_rules! impl_real {
 
 impl_real!(f32, libm::erff);
 impl_real!(f64, libm::erf);
+
+/// `integer_pow` of every element; the common small powers get loops of their own (with the
+/// same association order as the general square-and-multiply).
+fn map_integer_pow<T: Real>(a: &ArrayD<T>, y: i32) -> ArrayD<T> {
+    match y {
+        1 => a.clone(),
+        2 => a.mapv(|x| x * x),
+        3 => a.mapv(|x| x * (x * x)),
+        -1 => a.mapv(|x| T::one() / x),
+        -2 => a.mapv(|x| T::one() / (x * x)),
+        _ => a.mapv(|x| x.integer_pow(y)),
+    }
+}
 
 /// An internal error: a kernel was handed operands the verifier should have rejected.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -418,8 +438,8 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
     }
     Ok(match prim {
         Prim::Unary(op) => match args[0] {
-            F32(a) => F32(a.mapv(|x| x.unary(*op))),
-            F64(a) => F64(a.mapv(|x| x.unary(*op))),
+            F32(a) => F32(Real::map_unary(a, *op)),
+            F64(a) => F64(Real::map_unary(a, *op)),
             I32(a) => match op {
                 UnaryOp::Neg => I32(a.mapv(i32::wrapping_neg)),
                 UnaryOp::Abs => I32(a.mapv(i32::wrapping_abs)),
@@ -429,8 +449,8 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             Bool(_) => return bad(prim, args),
         },
         Prim::IntegerPow { y } => match args[0] {
-            F32(a) => F32(a.mapv(|x| x.powi(*y))),
-            F64(a) => F64(a.mapv(|x| x.powi(*y))),
+            F32(a) => F32(map_integer_pow(a, *y)),
+            F64(a) => F64(map_integer_pow(a, *y)),
             _ => return bad(prim, args),
         },
         Prim::StopGradient => args[0].clone(),
