@@ -6,7 +6,9 @@
 //! the piecewise-constant primitives cost nothing. No tape is kept: the jvp program holds the
 //! values of `f` plus one tangent per live value.
 
-use traceform_ir::{Atom, BinaryOp, Func, Prim, Tensor, Tracer, Type, UnaryOp};
+use traceform_ir::{
+    eliminate_dead_code, Atom, BinaryOp, Func, Prim, Tensor, Tracer, Type, UnaryOp,
+};
 
 use crate::util::{add, fit, instantiate, Tan};
 use crate::{check_wrt, TransformError};
@@ -58,7 +60,8 @@ pub fn jvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
             outputs.push(instantiate(&tracer, &t, &ty));
         }
     }
-    tracer.finish(&outputs).map_err(TransformError::internal)
+    let jvp = tracer.finish(&outputs).map_err(TransformError::internal)?;
+    Ok(eliminate_dead_code(&jvp))
 }
 
 fn lookup(tracer: &Tracer, env: &[Option<Tensor>], a: &Atom) -> Tensor {
