@@ -256,3 +256,21 @@ fn linear_transpose_of_a_linear_and_a_non_linear_function() {
         "the traced location is named: {e}"
     );
 }
+
+/// The snippet of README.md's tour, kept compiling and correct.
+#[test]
+fn readme_tour() -> Result<(), traceform::Error> {
+    let f = |xs: &[Tensor]| (&xs[0] * xs[0].sin()).sum_all();
+    let x: ArrayD<f64> = array![0.3, -1.2, 2.0].into_dyn();
+    let t: ArrayD<f64> = array![1.0, 0.5, -2.0].into_dyn();
+
+    let g = grad(f)(&[x.clone()])?;
+    let y_and_dy = jvp(f)(&[x.clone()], &[t.clone()])?;
+    let hv = hvp(f)(&[x.clone()], &[t.clone()])?;
+    let same = jvp(grad(f))(&[x.clone()], &[t.clone()])?;
+
+    close(&g[0], &grad_f(&x));
+    close(&y_and_dy[1], &arr0(dot(&grad_f(&x), &t)).into_dyn());
+    close(&hv[0], &same[1]);
+    Ok(())
+}
