@@ -516,7 +516,6 @@ impl<'a> Parser<'a> {
 
     fn resolve(
         &self,
-        b: &FuncBuilder,
         scope: &Scope<'a>,
         raw: &RawAtom,
         dtype_if_untyped: DType,
@@ -541,10 +540,7 @@ impl<'a> Parser<'a> {
                         *pos,
                         format!("literal `{text}` cannot be a bool (use true or false)"),
                     ),
-                    _ => {
-                        let _ = b;
-                        Ok(Atom::Lit(Literal::new(value, dtype)))
-                    }
+                    _ => Ok(Atom::Lit(Literal::new(value, dtype))),
                 }
             }
         }
@@ -617,7 +613,7 @@ impl<'a> Parser<'a> {
         let lit_dtype = literal_dtype(&prim, &known, fallback);
         let args = raw_args
             .iter()
-            .map(|r| self.resolve(b, scope, r, lit_dtype))
+            .map(|r| self.resolve(scope, r, lit_dtype))
             .collect::<Result<Vec<_>, _>>()?;
         if let Some((_, p)) = scope.get(&out_name) {
             return error(
@@ -672,7 +668,7 @@ impl<'a> Parser<'a> {
         }
         let mut outputs = Vec::with_capacity(raw.len());
         for (r, declared) in raw.iter().zip(results) {
-            let a = self.resolve(b, scope, r, declared.dtype)?;
+            let a = self.resolve(scope, r, declared.dtype)?;
             let ty = b.atom_type(&a);
             if &ty != declared {
                 let p = r.pos();
