@@ -420,18 +420,21 @@ impl IntoOperand for &Tensor {
 }
 
 impl IntoOperand for f64 {
+    #[track_caller]
     fn into_operand(self, like: &Tensor) -> Tensor {
         like.lit(self)
     }
 }
 
 impl IntoOperand for f32 {
+    #[track_caller]
     fn into_operand(self, like: &Tensor) -> Tensor {
         like.lit(f64::from(self))
     }
 }
 
 impl IntoOperand for i32 {
+    #[track_caller]
     fn into_operand(self, like: &Tensor) -> Tensor {
         like.lit(f64::from(self))
     }
@@ -481,9 +484,28 @@ impl Tensor {
         self.tracer.clone()
     }
 
-    /// A rank-0 literal of this tensor's dtype.
+    /// A rank-0 literal of this tensor's dtype. A value the dtype cannot hold exactly (2.5 for
+    /// an i32 tensor, 2 for a bool one) is an error, not a silent rounding.
+    #[track_caller]
     pub fn lit(&self, value: f64) -> Tensor {
-        self.tracer.literal(value, self.ty.dtype)
+        let dtype = self.ty.dtype;
+        let fits = match dtype {
+            DType::I32 => value.fract() == 0.0 && value.abs() <= f64::from(i32::MAX),
+            DType::Bool => value == 0.0 || value == 1.0,
+            DType::F32 | DType::F64 => true,
+        };
+        if fits {
+            self.tracer.literal(value, dtype)
+        } else {
+            self.tracer.fail(
+                format!(
+                    "the literal {value} cannot be a {dtype} operand of {}",
+                    self.ty
+                ),
+                Location::caller(),
+                Type::scalar(dtype),
+            )
+        }
     }
 
     #[track_caller]
@@ -1000,6 +1022,21 @@ mod tests {
         assert!(e.message.contains("dot_general"), "{e}");
         assert!(
             e.message.contains("f32[3]") && e.message.contains("f32[4]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fractional_literals_for_integer_tensors_are_errors() {
+        let line = std::cell::Cell::new(0);
+        let e = trace("f", &[Type::new(DType::I32, vec![3])], |xs| {
+            line.set(line!() + 1);
+            &xs[0] * 2.5
+        })
+        .unwrap_err();
+        assert_eq!(e.location.line(), line.get(), "{e}");
+        assert!(
+            e.message.contains("2.5 cannot be a i32 operand of i32[3]"),
             "{e}"
         );
     }
