@@ -264,6 +264,9 @@ where
     with_vectors_impl(f, Some(wrt.to_vec()), WithVectors::Jvp)
 }
 
+/// A transform of `traceform_transforms` with a `wrt` argument.
+type Transform = fn(&Func, Option<&[usize]>) -> Result<Func, TransformError>;
+
 /// The two transforms that take one vector per differentiated input.
 #[derive(Clone, Copy)]
 enum WithVectors {
@@ -286,10 +289,7 @@ where
     move |xs: &[A], vs: &[A]| {
         call(&f, xs, vs, location, |traced| {
             let w = positions(traced, wrt.as_deref())?;
-            let (name, transform): (
-                &str,
-                fn(&Func, Option<&[usize]>) -> Result<Func, TransformError>,
-            ) = match kind {
+            let (name, transform): (&str, Transform) = match kind {
                 WithVectors::Jvp => ("jvp", tf::jvp),
                 WithVectors::Hvp => ("hvp", tf::hvp),
             };
@@ -650,6 +650,9 @@ impl<V: Concrete> LinearMap<V> {
     }
 }
 
+/// The outputs of `f` at a point, and a linear map there.
+pub type AtPoint<V> = Result<(Vec<V>, LinearMap<V>), Error>;
+
 /// `f` traced at `xs`, linearized with respect to its float inputs, and its primal part run:
 /// the outputs and a linear map whose IR `make` chooses from the linearization.
 fn at_point<F, O, V>(
@@ -657,7 +660,7 @@ fn at_point<F, O, V>(
     xs: &[V],
     what: &'static str,
     make: impl FnOnce(&Func, &[usize], tf::Linearized) -> Result<(Func, Vec<Type>), Error>,
-) -> Result<(Vec<V>, LinearMap<V>), Error>
+) -> AtPoint<V>
 where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,
@@ -690,7 +693,7 @@ where
 }
 
 /// `linearize(f)(&xs)` is `(f(xs), the linear map t -> J t)`; the map reuses the residuals.
-pub fn linearize<F, O, V>(f: F) -> impl Fn(&[V]) -> Result<(Vec<V>, LinearFn<V>), Error>
+pub fn linearize<F, O, V>(f: F) -> impl Fn(&[V]) -> AtPoint<V>
 where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,
@@ -706,7 +709,7 @@ where
 
 /// Reverse mode: `vjp(f)(&xs)` is `(f(xs), pullback)`; `pullback.call(&cts)` gives one
 /// cotangent per float input, reusing the residuals of the forward pass.
-pub fn vjp<F, O, V>(f: F) -> impl Fn(&[V]) -> Result<(Vec<V>, Pullback<V>), Error>
+pub fn vjp<F, O, V>(f: F) -> impl Fn(&[V]) -> AtPoint<V>
 where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,

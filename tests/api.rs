@@ -1,6 +1,9 @@
 //! The Rust API: transforms of ordinary closures, their composition to any depth, and their
 //! errors. Values are checked against closed forms in f64 (tolerance 1e-12 relative).
 
+// Arguments are written `&[x.clone()]` like the other calls, for readability.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use ndarray::{arr0, array, ArrayD, Ix1};
 use traceform::{
     grad, grad_wrt, hessian, hvp, jacfwd, jacrev, jvp, jvp_wrt, linear_transpose, linearize,

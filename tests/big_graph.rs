@@ -2,6 +2,9 @@
 //! Graphviz and is differentiated (`grad`, `hvp`) on a test thread's default stack: no pass may
 //! recurse in the depth of the graph. Timings are printed (run with `--nocapture`).
 
+// Arguments are written `&[x.clone()]` like the other calls, for readability.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use std::time::Instant;
 
 use traceform::ir::{eliminate_dead_code, parse_func, print_func, to_dot, verify_func};

@@ -167,9 +167,8 @@ fn lex(text: &str) -> Result<Vec<(Tok<'_>, Pos)>, ParseError> {
             while i < bytes.len() {
                 let d = bytes[i];
                 let prev = bytes[i - 1];
-                if d.is_ascii_digit() || d == b'.' || d == b'e' || d == b'E' {
-                    i += 1;
-                } else if (d == b'-' || d == b'+') && (prev == b'e' || prev == b'E') {
+                let exponent_sign = (d == b'-' || d == b'+') && (prev == b'e' || prev == b'E');
+                if d.is_ascii_digit() || d == b'.' || d == b'e' || d == b'E' || exponent_sign {
                     i += 1;
                 } else {
                     break;
@@ -298,7 +297,7 @@ impl<'a> Parser<'a> {
     fn parse_type(&mut self) -> Result<Type, ParseError> {
         let pos = self.pos();
         let dtype = match *self.peek() {
-            Tok::Ident(s) => match DType::from_name(&s) {
+            Tok::Ident(s) => match DType::from_name(s) {
                 Some(d) => {
                     self.bump();
                     d
@@ -348,7 +347,7 @@ impl<'a> Parser<'a> {
                 if let Ok(i) = s.parse::<i64>() {
                     Ok(AttrValue::Int(i))
                 } else {
-                    parse_float(&s, pos).map(AttrValue::Float)
+                    parse_float(s, pos).map(AttrValue::Float)
                 }
             }
             Tok::Ident(s) if s == "true" || s == "false" => {
@@ -400,9 +399,9 @@ impl<'a> Parser<'a> {
                     self.bump();
                     let p = self.pos();
                     match *self.peek() {
-                        Tok::Ident(d) if DType::from_name(&d).is_some() => {
+                        Tok::Ident(d) if DType::from_name(d).is_some() => {
                             self.bump();
-                            dtype = DType::from_name(&d);
+                            dtype = DType::from_name(d);
                         }
                         _ => {
                             return error(
@@ -499,7 +498,7 @@ impl<'a> Parser<'a> {
         loop {
             self.skip_newlines();
             match *self.peek() {
-                Tok::Ident(s) if s == "return" => {
+                Tok::Ident("return") => {
                     let ret_pos = self.bump().1;
                     let outputs = self.ret(&b, &scope, &results, ret_pos)?;
                     self.skip_newlines();
@@ -590,7 +589,7 @@ impl<'a> Parser<'a> {
         self.end_of_line()?;
 
         let names: Vec<String> = attrs.iter().map(|(n, _)| n.clone()).collect();
-        let prim = prim_from_parts(&prim_name, attrs).or_else(|e| {
+        let prim = prim_from_parts(prim_name, attrs).or_else(|e| {
             let pos = e
                 .attr
                 .as_ref()
