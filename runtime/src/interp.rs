@@ -146,17 +146,25 @@ pub fn eval_with_stats(
             }
         }
     }
-    let outputs = func
-        .outputs
-        .iter()
-        .map(|a| match a {
-            Atom::Var(v) => env[v.index()]
-                .as_deref()
-                .cloned()
-                .expect("verified: outputs are defined"),
+    // Move each output out of the environment at its last mention (earlier mentions of the
+    // same value, and inputs returned as they are, are copies).
+    let mut outputs = Vec::with_capacity(func.outputs.len());
+    for (k, a) in func.outputs.iter().enumerate() {
+        outputs.push(match a {
+            Atom::Var(v) => {
+                let slot = &mut env[v.index()];
+                let mentioned_later = func.outputs[k + 1..].contains(a);
+                match if mentioned_later { None } else { slot.take() } {
+                    Some(value) => value.into_owned(),
+                    None => slot
+                        .as_deref()
+                        .cloned()
+                        .expect("verified: outputs are defined"),
+                }
+            }
             Atom::Lit(l) => Value::from_literal(l),
-        })
-        .collect();
+        });
+    }
     Ok((outputs, EvalStats { peak_bytes: peak }))
 }
 
@@ -179,6 +187,19 @@ mod tests {
         .unwrap();
         let (_, stats) = eval_with_stats(&f, &[f32s(&[10], vec![0.5; 10])]).unwrap();
         assert_eq!(stats.peak_bytes, 120);
+    }
+
+    #[test]
+    fn repeated_outputs_and_returned_inputs() {
+        let f = parse_func(
+            "func f(x: f32[2]) -> (f32[2], f32[2], f32[2], f32[]) {\n  a: f32[2] = neg x\n  return a, x, a, 1.5\n}\n",
+        )
+        .unwrap();
+        let outs = eval(&f, &[f32s(&[2], vec![1.0, 2.0])]).unwrap();
+        assert_eq!(outs[0].to_f64_vec(), vec![-1.0, -2.0]);
+        assert_eq!(outs[1].to_f64_vec(), vec![1.0, 2.0]);
+        assert_eq!(outs[2], outs[0]);
+        assert_eq!(outs[3].to_f64_vec(), vec![1.5]);
     }
 
     #[test]
