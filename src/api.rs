@@ -525,15 +525,6 @@ enum Mode {
     Reverse,
 }
 
-fn zeros(tracer: &Tracer, ty: &Type) -> Tensor {
-    let z = tracer.literal(0.0, ty.dtype);
-    if ty.rank() == 0 {
-        z
-    } else {
-        z.broadcast_in_dim(&ty.shape, &[])
-    }
-}
-
 /// A function with the parameters of `traced.func` returning its Jacobian blocks, built from
 /// one jvp per input element (forward) or one vjp per output element (reverse), unrolled.
 fn jacobian(traced: &Traced, mode: Mode) -> Result<Func, Error> {
@@ -567,7 +558,7 @@ fn jacobian(traced: &Traced, mode: Mode) -> Result<Func, Error> {
                     args.push(if m == s {
                         one_hot(&tracer, ty, k)
                     } else {
-                        zeros(&tracer, ty)
+                        tracer.zeros(ty)
                     });
                 }
                 let r = tracer.inline(&derivative, &args);
@@ -592,7 +583,7 @@ fn jacobian(traced: &Traced, mode: Mode) -> Result<Func, Error> {
                 let block = &blocks[i][jj];
                 result.push(if block.is_empty() {
                     // An empty input or output: an empty Jacobian block.
-                    zeros(&tracer, &Type::new(out_ty.dtype, shape))
+                    tracer.zeros(&Type::new(out_ty.dtype, shape))
                 } else {
                     let axis = match mode {
                         Mode::Forward => out_ty.rank(),

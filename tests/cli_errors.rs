@@ -446,48 +446,35 @@ fn transforms_that_do_not_apply() {
         "input 1 (`x1`) must be f64[2,3], but the file holds f64[4]",
     );
     // Transposing a function that is not linear names the equation and its place.
-    let p = write("nonlinear.ir", b"func f(a: f32[3], t: f32[3]) -> f32[3] {\n  u: f32[3] = mul t a\n  v: f32[3] = sin u\n  return v\n}\n");
-    let out = traceform(&[
-        "dump",
-        p.to_str().unwrap(),
-        "-t",
+    transpose_error(
+        "nonlinear.ir",
+        "func f(a: f32[3], t: f32[3]) -> f32[3] {\n  u: f32[3] = mul t a\n  v: f32[3] = sin u\n  return v\n}\n",
         "transpose:1",
-        "--stage",
-        "transformed",
-    ]);
-    assert_user_error(
-        &out,
-        &format!(
-            "{}:3:15: cannot transpose: `v = sin u`: `sin` is not linear in operand 1",
-            p.display()
-        ),
+        ":3:15: cannot transpose: `v = sin u`: `sin` is not linear in operand 1",
     );
-    let p = write(
+    transpose_error(
         "affine.ir",
-        b"func f(t: f32[3]) -> f32[3] {\n  u: f32[3] = add t 1.0\n  return u\n}\n",
-    );
-    let out = traceform(&[
-        "dump",
-        p.to_str().unwrap(),
-        "-t",
+        "func f(t: f32[3]) -> f32[3] {\n  u: f32[3] = add t 1.0\n  return u\n}\n",
         "transpose",
-        "--stage",
-        "transformed",
-    ]);
-    assert_user_error(&out, "affine, not linear");
-    let p = write(
+        "affine, not linear",
+    );
+    transpose_error(
         "bilinear.ir",
-        b"func f(t: f32[3]) -> f32[3] {\n  u: f32[3] = mul t t\n  return u\n}\n",
-    );
-    let out = traceform(&[
-        "dump",
-        p.to_str().unwrap(),
-        "-t",
+        "func f(t: f32[3]) -> f32[3] {\n  u: f32[3] = mul t t\n  return u\n}\n",
         "transpose",
-        "--stage",
-        "transformed",
-    ]);
-    assert_user_error(&out, ":2:15: cannot transpose: `u = mul t t`: `mul` multiplies two values that both depend on the linear inputs");
+        ":2:15: cannot transpose: `u = mul t t`: `mul` multiplies two values that both depend on the linear inputs",
+    );
+}
+
+/// Writes `program`, dumps it with `-t transform`, and expects a user error containing `expect`
+/// (after the file's path).
+#[track_caller]
+fn transpose_error(name: &str, program: &str, transform: &str, expect: &str) {
+    let p = write(name, program.as_bytes());
+    let path = p.to_str().unwrap();
+    let out = traceform(&["dump", path, "-t", transform, "--stage", "transformed"]);
+    assert_user_error(&out, &format!("error: {path}"));
+    assert_user_error(&out, expect);
 }
 
 #[test]

@@ -164,6 +164,17 @@ impl Tracer {
         }
     }
 
+    /// A zero tensor of type `ty`: a literal for a scalar, else a broadcast literal.
+    #[track_caller]
+    pub fn zeros(&self, ty: &Type) -> Tensor {
+        let zero = self.literal(0.0, ty.dtype);
+        if ty.rank() == 0 {
+            zero
+        } else {
+            zero.broadcast_in_dim(&ty.shape, &[])
+        }
+    }
+
     /// Records an error at `location` unless an earlier one is already recorded, and returns a
     /// placeholder tensor of type `ty` so that tracing can go on.
     pub fn fail(&self, message: String, location: &'static Location<'static>, ty: Type) -> Tensor {

@@ -12,7 +12,7 @@ use traceform_ir::{
 };
 
 use crate::linearize::{classify, Kind};
-use crate::util::{add, describe_eqn, unbroadcast, zeros, Tan};
+use crate::util::{add, describe_eqn, unbroadcast, Tan};
 use crate::TransformError;
 
 /// Which operands of an equation are linear, and whether each non-linear one is known to be
@@ -140,7 +140,7 @@ fn transpose_rule(
         Prim::Binary(BinaryOp::Div) => out.push((0, unbroadcast(ct / known(1), &types[0]))),
         Prim::SelectN => {
             let p = known(0);
-            let z = zeros(&tracer, ct.ty());
+            let z = tracer.zeros(ct.ty());
             out.push((1, p.select(&z, ct)));
             out.push((2, p.select(ct, &z)));
         }
@@ -182,7 +182,7 @@ fn transpose_rule(
         Prim::Slice { start, strides, .. } => {
             let operand = &types[0];
             if ct.ty().num_elements() == 0 {
-                out.push((0, zeros(&tracer, operand)));
+                out.push((0, tracer.zeros(operand)));
             } else {
                 let low: Vec<i64> = start.iter().map(|&s| s as i64).collect();
                 let high: Vec<i64> = (0..operand.rank())
@@ -393,7 +393,7 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
         .iter()
         .map(|&p| match ct[p.index()].take() {
             Some(c) => c,
-            None => zeros(&tracer, func.var_type(p)),
+            None => tracer.zeros(func.var_type(p)),
         })
         .collect();
     tracer.finish(&outputs).map_err(TransformError::internal)

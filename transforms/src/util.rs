@@ -1,4 +1,4 @@
-//! Small tensor helpers the derivative rules share: symbolic zeros, zero instantiation,
+//! Small tensor helpers the derivative rules share: symbolic zeros and their instantiation,
 //! broadcasting a rank-0 tangent to a result shape, and summing a cotangent back down to a
 //! rank-0 operand.
 
@@ -7,21 +7,11 @@ use traceform_ir::{Atom, Eqn, Func, Tensor, Tracer, Type};
 /// A tangent or cotangent: `None` is a symbolic zero, which never becomes IR.
 pub type Tan = Option<Tensor>;
 
-/// A zero tensor of type `ty`: a literal for a scalar, else a broadcast literal.
-pub fn zeros(tracer: &Tracer, ty: &Type) -> Tensor {
-    let zero = tracer.literal(0.0, ty.dtype);
-    if ty.rank() == 0 {
-        zero
-    } else {
-        zero.broadcast_in_dim(&ty.shape, &[])
-    }
-}
-
 /// The tangent, or real zeros where it is symbolic.
 pub fn instantiate(tracer: &Tracer, t: &Tan, ty: &Type) -> Tensor {
     match t {
         Some(t) => fit(t.clone(), &ty.shape),
-        None => zeros(tracer, ty),
+        None => tracer.zeros(ty),
     }
 }
 
