@@ -578,3 +578,232 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
         },
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ShapeBuilder;
+    use traceform_ir::parse_func;
+
+    /// Evaluates the single function in `src` on `inputs`.
+    fn run(src: &str, inputs: &[Value]) -> Vec<Value> {
+        let f = parse_func(src).unwrap();
+        crate::eval(&f, inputs).unwrap()
+    }
+
+    fn f32s(shape: &[usize], data: Vec<f32>) -> Value {
+        Value::F32(ArrayD::from_shape_vec(shape.to_vec(), data).unwrap())
+    }
+
+    fn i32s(shape: &[usize], data: Vec<i32>) -> Value {
+        Value::I32(ArrayD::from_shape_vec(shape.to_vec(), data).unwrap())
+    }
+
+    fn ints(v: &Value) -> Vec<i32> {
+        match v {
+            Value::I32(a) => a.iter().copied().collect(),
+            _ => panic!("not i32: {}", v.ty()),
+        }
+    }
+
+    fn bits(v: &Value) -> Vec<u32> {
+        match v {
+            Value::F32(a) => a.iter().map(|x| x.to_bits()).collect(),
+            _ => panic!("not f32: {}", v.ty()),
+        }
+    }
+
+    /// `x` reduced over `axes` by the obvious loop: every element, in row-major order, folded
+    /// into the output element its kept indices name.
+    fn naive(x: &ArrayD<f32>, axes: &[usize], init: f32, f: fn(f32, f32) -> f32) -> Vec<f32> {
+        let kept: Vec<usize> = (0..x.ndim()).filter(|d| !axes.contains(d)).collect();
+        let shape: Vec<usize> = kept.iter().map(|&d| x.shape()[d]).collect();
+        let mut out = ArrayD::from_elem(IxDyn(&shape), init);
+        for (idx, &v) in x.indexed_iter() {
+            let o: Vec<usize> = kept.iter().map(|&d| idx[d]).collect();
+            out[IxDyn(&o)] = f(out[IxDyn(&o)], v);
+        }
+        out.iter().copied().collect()
+    }
+
+    fn reduce_prims(axes: &[usize]) -> [(Prim, f32, fn(f32, f32) -> f32); 3] {
+        let axes = axes.to_vec();
+        [
+            (Prim::ReduceSum { axes: axes.clone() }, 0.0, |a, b| a + b),
+            (
+                Prim::ReduceMax { axes: axes.clone() },
+                f32::NEG_INFINITY,
+                f32::max,
+            ),
+            (Prim::ReduceMin { axes }, f32::INFINITY, f32::min),
+        ]
+    }
+
+    /// Every subset of the axes of `x`, reduced by each of the three reductions, against the
+    /// naive loop (small integers, so every summation order is exact).
+    fn check_all_subsets(x: &ArrayD<f32>) {
+        let v = Value::F32(x.clone());
+        for mask in 0u32..1 << x.ndim() {
+            let axes: Vec<usize> = (0..x.ndim()).filter(|d| mask >> d & 1 == 1).collect();
+            for (prim, init, f) in reduce_prims(&axes) {
+                let shape: Vec<usize> = (0..x.ndim())
+                    .filter(|d| !axes.contains(d))
+                    .map(|d| x.shape()[d])
+                    .collect();
+                let out = apply(&prim, &[&v], &Type::new(DType::F32, shape.clone())).unwrap();
+                assert_eq!(out.shape(), &shape[..], "{} over {axes:?}", prim.name());
+                let want: Vec<f64> = naive(x, &axes, init, f)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect();
+                assert_eq!(
+                    out.to_f64_vec(),
+                    want,
+                    "{} over {axes:?} of {:?}",
+                    prim.name(),
+                    x.shape()
+                );
+            }
+        }
+    }
+
+    fn small_ints(shape: &[usize]) -> ArrayD<f32> {
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|i| ((i * 7 + 3) % 11) as f32 - 5.0).collect();
+        ArrayD::from_shape_vec(shape.to_vec(), data).unwrap()
+    }
+
+    #[test]
+    fn reductions_over_every_axis_subset_match_the_naive_loop() {
+        for shape in [
+            &[5][..],
+            &[2, 3, 4],
+            &[2, 1, 3, 1],
+            &[3, 1, 1, 2, 2],
+            &[2, 0, 3],
+            &[],
+        ] {
+            check_all_subsets(&small_ints(shape));
+        }
+    }
+
+    #[test]
+    fn reductions_of_non_standard_layouts_match_the_naive_loop() {
+        // Callers may pass any layout: column-major, and an axis-swapped view made owned.
+        let x = small_ints(&[3, 4, 2]);
+        let fortran =
+            ArrayD::from_shape_vec(IxDyn(&[3, 4, 2]).f(), x.iter().copied().collect()).unwrap();
+        check_all_subsets(&fortran);
+        let mut swapped = x.clone();
+        swapped.swap_axes(0, 2);
+        check_all_subsets(&swapped);
+    }
+
+    #[test]
+    fn reduce_max_and_min_propagate_the_first_nan_and_keep_the_first_of_equal_zeros() {
+        let nan_a = f32::from_bits(0x7fc0_0001);
+        let nan_b = f32::from_bits(0x7fc0_0002);
+        let x = f32s(&[2, 4], vec![1.0, nan_a, 3.0, nan_b, -0.0, 0.0, 0.0, -0.0]);
+        let outs = run(
+            "func f(x: f32[2,4]) -> (f32[2], f32[2], f32[4], f32[]) {\n  a: f32[2] = reduce_max[axes=(1)] x\n  b: f32[2] = reduce_min[axes=(1)] x\n  c: f32[4] = reduce_max[axes=(0)] x\n  d: f32[] = reduce_min[axes=(0,1)] x\n  return a, b, c, d\n}\n",
+            &[x],
+        );
+        assert_eq!(bits(&outs[0]), vec![nan_a.to_bits(), (-0.0f32).to_bits()]);
+        assert_eq!(bits(&outs[1]), vec![nan_a.to_bits(), (-0.0f32).to_bits()]);
+        let c = vec![
+            1.0f32.to_bits(),
+            nan_a.to_bits(),
+            3.0f32.to_bits(),
+            nan_b.to_bits(),
+        ];
+        assert_eq!(bits(&outs[2]), c);
+        assert_eq!(bits(&outs[3]), vec![nan_a.to_bits()]);
+    }
+
+    #[test]
+    fn empty_reductions_give_the_identity() {
+        let outs = run(
+            "func f(x: f32[2,0], y: i32[0,3]) -> (f32[2], f32[2], f32[2], i32[3], i32[3], i32[3]) {\n  a: f32[2] = reduce_sum[axes=(1)] x\n  b: f32[2] = reduce_max[axes=(1)] x\n  c: f32[2] = reduce_min[axes=(1)] x\n  d: i32[3] = reduce_sum[axes=(0)] y\n  e: i32[3] = reduce_max[axes=(0)] y\n  g: i32[3] = reduce_min[axes=(0)] y\n  return a, b, c, d, e, g\n}\n",
+            &[f32s(&[2, 0], vec![]), i32s(&[0, 3], vec![])],
+        );
+        assert_eq!(outs[0].to_f64_vec(), vec![0.0; 2]);
+        assert_eq!(outs[1].to_f64_vec(), vec![f64::NEG_INFINITY; 2]);
+        assert_eq!(outs[2].to_f64_vec(), vec![f64::INFINITY; 2]);
+        assert_eq!(ints(&outs[3]), vec![0; 3]);
+        assert_eq!(ints(&outs[4]), vec![i32::MIN; 3]);
+        assert_eq!(ints(&outs[5]), vec![i32::MAX; 3]);
+    }
+
+    #[test]
+    fn reducing_no_axes_is_the_identity() {
+        let x = f32s(&[3], vec![-0.0, f32::NAN, f32::NEG_INFINITY]);
+        let outs = run(
+            "func f(x: f32[3]) -> (f32[3], f32[3], f32[3]) {\n  a: f32[3] = reduce_sum[axes=()] x\n  b: f32[3] = reduce_max[axes=()] x\n  c: f32[3] = reduce_min[axes=()] x\n  return a, b, c\n}\n",
+            &[x.clone()],
+        );
+        for out in &outs {
+            assert_eq!(bits(out), bits(&x));
+        }
+    }
+
+    #[test]
+    fn i32_elementwise_arithmetic_wraps() {
+        let (max, min) = (i32::MAX, i32::MIN);
+        let outs = run(
+            "func f(x: i32[3], y: i32[3]) -> (i32[3], i32[3], i32[3], i32[3], i32[3], i32[3]) {\n  a: i32[3] = add x y\n  b: i32[3] = sub x y\n  c: i32[3] = mul x y\n  d: i32[3] = neg x\n  e: i32[3] = abs x\n  g: i32[3] = div x y\n  return a, b, c, d, e, g\n}\n",
+            &[i32s(&[3], vec![max, min, min]), i32s(&[3], vec![1, 1, -1])],
+        );
+        assert_eq!(ints(&outs[0]), vec![min, min + 1, max]);
+        assert_eq!(ints(&outs[1]), vec![max - 1, max, min + 1]);
+        assert_eq!(ints(&outs[2]), vec![max, min, min]);
+        assert_eq!(ints(&outs[3]), vec![min + 1, min, min]);
+        assert_eq!(ints(&outs[4]), vec![max, min, min]);
+        assert_eq!(ints(&outs[5]), vec![max, min, min]);
+    }
+
+    #[test]
+    fn i32_reduce_sum_wraps() {
+        let x = i32s(&[2, 3], vec![i32::MAX, 1, i32::MAX, i32::MIN, -1, 5]);
+        let outs = run(
+            "func f(x: i32[2,3]) -> (i32[2], i32[3], i32[]) {\n  a: i32[2] = reduce_sum[axes=(1)] x\n  b: i32[3] = reduce_sum[axes=(0)] x\n  c: i32[] = reduce_sum[axes=(0,1)] x\n  return a, b, c\n}\n",
+            &[x],
+        );
+        assert_eq!(ints(&outs[0]), vec![-1, i32::MIN + 4]);
+        assert_eq!(ints(&outs[1]), vec![-1, 0, i32::MIN + 4]);
+        assert_eq!(ints(&outs[2]), vec![i32::MIN + 3]);
+    }
+
+    #[test]
+    fn float_to_i32_saturates_and_nan_becomes_zero() {
+        let x = f32s(
+            &[7],
+            vec![
+                3e9,
+                -3e9,
+                f32::NAN,
+                2.7,
+                -2.7,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+            ],
+        );
+        let outs = run(
+            "func f(x: f32[7]) -> i32[7] {\n  a: i32[7] = convert_element_type[dtype=i32] x\n  return a\n}\n",
+            &[x],
+        );
+        let (max, min) = (i32::MAX, i32::MIN);
+        assert_eq!(ints(&outs[0]), vec![max, min, 0, 2, -2, max, min]);
+    }
+
+    #[test]
+    fn integer_pow_of_i32_min_does_not_overflow() {
+        let x = f32s(&[5], vec![1.0, 2.0, -1.0, 0.5, 0.0]);
+        let outs = run(
+            "func f(x: f32[5]) -> (f32[5], f32[5]) {\n  a: f32[5] = integer_pow[y=-2147483648] x\n  b: f32[5] = integer_pow[y=2147483647] x\n  return a, b\n}\n",
+            &[x],
+        );
+        let inf = f64::INFINITY;
+        assert_eq!(outs[0].to_f64_vec(), vec![1.0, 0.0, 1.0, inf, inf]);
+        assert_eq!(outs[1].to_f64_vec(), vec![1.0, inf, -1.0, 0.0, 0.0]);
+    }
+}
