@@ -295,16 +295,19 @@ fn pad<T: Clone>(
     out
 }
 
-fn cumsum<T: Copy + std::ops::Add<Output = T>>(
+/// Running sums along `axis` with `add` (i32 passes `wrapping_add`: overflow wraps in every
+/// build profile, as in XLA).
+fn cumsum<T: Copy>(
     x: &ArrayD<T>,
     axis: usize,
     reverse: bool,
+    add: impl Fn(T, T) -> T,
 ) -> ArrayD<T> {
     let mut out = x.clone();
     if reverse {
         out.invert_axis(Axis(axis));
     }
-    out.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = *cur + prev);
+    out.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = add(*cur, prev));
     if reverse {
         out.invert_axis(Axis(axis));
     }
@@ -528,9 +531,9 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             Bool(_) => return bad(prim, args),
         },
         Prim::Cumsum { axis, reverse } => match args[0] {
-            F32(a) => F32(cumsum(a, *axis, *reverse)),
-            F64(a) => F64(cumsum(a, *axis, *reverse)),
-            I32(a) => I32(cumsum(a, *axis, *reverse)),
+            F32(a) => F32(cumsum(a, *axis, *reverse, |x, y| x + y)),
+            F64(a) => F64(cumsum(a, *axis, *reverse, |x, y| x + y)),
+            I32(a) => I32(cumsum(a, *axis, *reverse, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
         Prim::BroadcastInDim { shape, dims } => {
@@ -805,5 +808,16 @@ mod tests {
         let inf = f64::INFINITY;
         assert_eq!(outs[0].to_f64_vec(), vec![1.0, 0.0, 1.0, inf, inf]);
         assert_eq!(outs[1].to_f64_vec(), vec![1.0, inf, -1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn i32_cumsum_wraps() {
+        let x = i32s(&[3], vec![i32::MAX, 1, 1]);
+        let outs = run(
+            "func f(x: i32[3]) -> (i32[3], i32[3]) {\n  a: i32[3] = cumsum[axis=0, reverse=false] x\n  b: i32[3] = cumsum[axis=0, reverse=true] x\n  return a, b\n}\n",
+            &[x],
+        );
+        assert_eq!(ints(&outs[0]), vec![i32::MAX, i32::MIN, i32::MIN + 1]);
+        assert_eq!(ints(&outs[1]), vec![i32::MIN + 1, 2, 1]);
     }
 }
