@@ -2,7 +2,10 @@
 //! primitive means, and the JIT is judged against them.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{concatenate, Array2, ArrayD, ArrayViewD, Axis, IxDyn, LinalgScalar, Slice, Zip};
+use ndarray::{
+    concatenate, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn, LinalgScalar, Slice,
+    Zip,
+};
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
 use crate::value::Value;
@@ -356,7 +359,36 @@ fn arg_best<T: Copy + PartialOrd>(
     })
 }
 
-fn dot_general<T: LinalgScalar>(x: &ArrayD<T>, y: &ArrayD<T>, dims: &DotDims) -> ArrayD<T> {
+/// `out = x · y` by ndarray's GEMM (`out` starts at zero).
+fn float_mat_mul<T: LinalgScalar>(
+    x: ArrayView2<'_, T>,
+    y: ArrayView2<'_, T>,
+    mut out: ArrayViewMut2<'_, T>,
+) {
+    general_mat_mul(T::one(), &x, &y, T::zero(), &mut out);
+}
+
+/// `out = x · y` for i32 with every product and sum wrapping, as XLA's integer dot does
+/// (ndarray's generic product uses `+` and `*`, which panic on overflow in debug builds).
+fn wrapping_mat_mul(
+    x: ArrayView2<'_, i32>,
+    y: ArrayView2<'_, i32>,
+    mut out: ArrayViewMut2<'_, i32>,
+) {
+    for (xi, mut oi) in x.rows().into_iter().zip(out.rows_mut()) {
+        for (&a, yk) in xi.iter().zip(y.rows()) {
+            oi.zip_mut_with(&yk, |o, &b| *o = o.wrapping_add(a.wrapping_mul(b)));
+        }
+    }
+}
+
+/// `dot_general` as batched matrix products, each computed by `mat_mul`.
+fn dot_general<T: LinalgScalar>(
+    x: &ArrayD<T>,
+    y: &ArrayD<T>,
+    dims: &DotDims,
+    mat_mul: impl Fn(ArrayView2<'_, T>, ArrayView2<'_, T>, ArrayViewMut2<'_, T>),
+) -> ArrayD<T> {
     let (lc, rc) = &dims.contract;
     let (lb, rb) = &dims.batch;
     let lf = dot_free_axes(x.ndim(), lc, lb);
@@ -378,10 +410,11 @@ fn dot_general<T: LinalgScalar>(x: &ArrayD<T>, y: &ArrayD<T>, dims: &DotDims) ->
             .index_axis(Axis(0), i)
             .into_dimensionality::<ndarray::Ix2>()
             .expect("rank 2");
-        let mut oi = out.index_axis_mut(Axis(0), i);
-        let mut tmp = Array2::<T>::zeros((m, n));
-        general_mat_mul(T::one(), &xi, &yi, T::zero(), &mut tmp);
-        oi.assign(&tmp);
+        let oi = out
+            .index_axis_mut(Axis(0), i)
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("rank 2");
+        mat_mul(xi, yi, oi);
     }
     let mut shape: Vec<usize> = lb.iter().map(|&d| x.shape()[d]).collect();
     shape.extend(lf.iter().map(|&d| x.shape()[d]));
@@ -574,9 +607,9 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             }
         }
         Prim::DotGeneral(dims) => match (args[0], args[1]) {
-            (F32(a), F32(b)) => F32(dot_general(a, b, dims)),
-            (F64(a), F64(b)) => F64(dot_general(a, b, dims)),
-            (I32(a), I32(b)) => I32(dot_general(a, b, dims)),
+            (F32(a), F32(b)) => F32(dot_general(a, b, dims, float_mat_mul)),
+            (F64(a), F64(b)) => F64(dot_general(a, b, dims, float_mat_mul)),
+            (I32(a), I32(b)) => I32(dot_general(a, b, dims, wrapping_mat_mul)),
             _ => return bad(prim, args),
         },
     })
@@ -819,5 +852,47 @@ mod tests {
         );
         assert_eq!(ints(&outs[0]), vec![i32::MAX, i32::MIN, i32::MIN + 1]);
         assert_eq!(ints(&outs[1]), vec![i32::MIN + 1, 2, 1]);
+    }
+
+    #[test]
+    fn i32_dot_general_wraps() {
+        let (max, min) = (i32::MAX, i32::MIN);
+        let x = i32s(&[2, 2], vec![max, max, min, 1]);
+        let y = i32s(&[2, 2], vec![1, 2, 1, 0]);
+        let outs = run(
+            "func f(x: i32[2,2], y: i32[2,2]) -> i32[2,2] {\n  a: i32[2,2] = dot_general[contract=((1),(0)), batch=((),())] x y\n  return a\n}\n",
+            &[x, y],
+        );
+        // Row 0: max + max and 2 * max, both -2; row 1: min + 1 and 2 * min = 0.
+        assert_eq!(ints(&outs[0]), vec![-2, -2, min + 1, 0]);
+    }
+
+    #[test]
+    fn i32_dot_general_agrees_with_f64_on_batched_permuted_operands() {
+        let src = |t: &str| {
+            format!(
+                "func f(x: {t}[2,3,4,5], y: {t}[4,2,3,6]) -> {t}[2,5,6] {{\n  a: {t}[2,5,6] = dot_general[contract=((1,2),(2,0)), batch=((0),(1))] x y\n  return a\n}}\n"
+            )
+        };
+        let xs: Vec<i32> = (0..120).map(|i| (i * 5 % 13) - 6).collect();
+        let ys: Vec<i32> = (0..144).map(|i| (i * 3 % 7) - 3).collect();
+        let as_f64 = |v: &[i32], s: &[usize]| {
+            Value::F64(
+                ArrayD::from_shape_vec(s.to_vec(), v.iter().map(|&i| f64::from(i)).collect())
+                    .unwrap(),
+            )
+        };
+        let ints_out = run(
+            &src("i32"),
+            &[
+                i32s(&[2, 3, 4, 5], xs.clone()),
+                i32s(&[4, 2, 3, 6], ys.clone()),
+            ],
+        );
+        let floats_out = run(
+            &src("f64"),
+            &[as_f64(&xs, &[2, 3, 4, 5]), as_f64(&ys, &[4, 2, 3, 6])],
+        );
+        assert_eq!(ints_out[0].to_f64_vec(), floats_out[0].to_f64_vec());
     }
 }
