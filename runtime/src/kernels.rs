@@ -3,8 +3,8 @@
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{
-    concatenate, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn, LinalgScalar, Slice,
-    Zip,
+    concatenate, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn,
+    LinalgScalar, Slice, Zip,
 };
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
@@ -317,24 +317,136 @@ fn cumsum<T: Copy>(
     standard(out.view())
 }
 
+/// Reduces `x` over `axes`: every output element starts at `init` and takes in its input
+/// elements with `f(acc, element)`, in one pass over the input in row-major order and without
+/// copying it (so each output element is a sequential left fold in memory order).
 fn reduce<T: Copy>(x: &ArrayD<T>, axes: &[usize], init: T, f: impl Fn(T, T) -> T) -> ArrayD<T> {
-    let mut sorted = axes.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    let mut acc = x.clone();
-    for &a in &sorted {
-        acc = acc.fold_axis(Axis(a), init, |&s, &v| f(s, v));
+    if axes.is_empty() {
+        return standard(x.view());
     }
-    acc
+    let kept = (0..x.ndim()).filter(|d| !axes.contains(d));
+    let shape: Vec<usize> = kept.map(|d| x.shape()[d]).collect();
+    let mut out = ArrayD::from_elem(IxDyn(&shape), init);
+    if !x.is_empty() {
+        let (view, reduced) = merged_axes(x, axes);
+        let slots = out
+            .as_slice_mut()
+            .expect("a new array is in standard layout");
+        fold_lanes(view, &reduced, slots, &f);
+    }
+    out
 }
 
-fn reduce_sum<T: LinalgScalar>(x: &ArrayD<T>, axes: &[usize]) -> ArrayD<T> {
-    let mut sorted = axes.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    let mut acc = x.clone();
-    for &a in &sorted {
-        acc = acc.sum_axis(Axis(a));
+/// `x` viewed with its size-1 axes dropped and each run of adjacent reduced (or kept) axes
+/// merged into one, and which axes of that view are reduced (at least one axis). Neither
+/// changes the row-major order of the elements or the output element each lands in; it only
+/// lengthens the lanes `fold_lanes` works on. Merging needs standard layout; other layouts
+/// keep their axes.
+fn merged_axes<'a, T>(x: &'a ArrayD<T>, axes: &[usize]) -> (ArrayViewD<'a, T>, Vec<bool>) {
+    let unmerged = || (x.view(), (0..x.ndim()).map(|d| axes.contains(&d)).collect());
+    if !x.is_standard_layout() {
+        return unmerged();
     }
-    acc
+    let (mut shape, mut reduced) = (Vec::new(), Vec::new());
+    for (d, &n) in x.shape().iter().enumerate().filter(|&(_, &n)| n != 1) {
+        let r = axes.contains(&d);
+        match (shape.last_mut(), reduced.last()) {
+            (Some(len), Some(&last)) if last == r => *len *= n,
+            _ => {
+                shape.push(n);
+                reduced.push(r);
+            }
+        }
+    }
+    if shape.is_empty() {
+        (shape, reduced) = (vec![1], vec![true]);
+    }
+    match x.view().into_shape_with_order(IxDyn(&shape)) {
+        Ok(view) => (view, reduced),
+        Err(_) => unmerged(),
+    }
+}
+
+/// Folds every element of `x` (rank at least 1, not empty) into `out`, the row-major array of
+/// its kept axes, lane by lane along the last axis in row-major order: a reduced last axis
+/// folds each lane into one output element, a kept one combines each lane with a row of
+/// outputs. A standard-layout `x` is cut into lanes straight from its slice.
+fn fold_lanes<T: Copy>(
+    x: ArrayViewD<'_, T>,
+    reduced: &[bool],
+    out: &mut [T],
+    f: &impl Fn(T, T) -> T,
+) {
+    let lane_len = x.shape()[x.ndim() - 1];
+    match x.as_slice() {
+        Some(xs) => {
+            let lanes = xs.chunks_exact(lane_len).map(ArrayView1::from);
+            fold_each_lane(lanes, x.shape(), reduced, out, f)
+        }
+        None => fold_each_lane(x.rows().into_iter(), x.shape(), reduced, out, f),
+    }
+}
+
+/// `fold_lanes` over `lanes`, the lanes of an array of `shape` in row-major order.
+fn fold_each_lane<'a, T: Copy + 'a>(
+    lanes: impl Iterator<Item = ArrayView1<'a, T>>,
+    shape: &[usize],
+    reduced: &[bool],
+    out: &mut [T],
+    f: &impl Fn(T, T) -> T,
+) {
+    let (&last_reduced, outer) = reduced.split_last().expect("rank at least 1");
+    let outer_shape = &shape[..outer.len()];
+    let strides = out_strides(shape, reduced);
+    let mut index = vec![0; outer.len()];
+    for lane in lanes {
+        let at: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        if last_reduced {
+            out[at] = fold_lane(out[at], lane, f);
+        } else {
+            combine_lane(&mut out[at..at + lane.len()], lane, f);
+        }
+        advance(&mut index, outer_shape);
+    }
+}
+
+/// The stride in the output of each input axis: 0 for a reduced axis, row-major over the
+/// kept ones.
+fn out_strides(shape: &[usize], reduced: &[bool]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut step = 1;
+    for d in (0..shape.len()).rev().filter(|&d| !reduced[d]) {
+        strides[d] = step;
+        step *= shape[d];
+    }
+    strides
+}
+
+/// Steps the row-major multi-index `index` within `shape` to the next position.
+fn advance(index: &mut [usize], shape: &[usize]) {
+    for d in (0..index.len()).rev() {
+        index[d] += 1;
+        if index[d] < shape[d] {
+            return;
+        }
+        index[d] = 0;
+    }
+}
+
+/// `acc` folded with the lane's elements in order.
+fn fold_lane<T: Copy>(acc: T, lane: ArrayView1<'_, T>, f: &impl Fn(T, T) -> T) -> T {
+    match lane.as_slice() {
+        Some(xs) => xs.iter().fold(acc, |a, &v| f(a, v)),
+        None => lane.iter().fold(acc, |a, &v| f(a, v)),
+    }
+}
+
+/// Each output element combined with the lane element at its position.
+fn combine_lane<T: Copy>(out: &mut [T], lane: ArrayView1<'_, T>, f: &impl Fn(T, T) -> T) {
+    match lane.as_slice() {
+        Some(xs) => out.iter_mut().zip(xs).for_each(|(o, &v)| *o = f(*o, v)),
+        None => out.iter_mut().zip(&lane).for_each(|(o, &v)| *o = f(*o, v)),
+    }
 }
 
 fn arg_best<T: Copy + PartialOrd>(
@@ -526,8 +638,8 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             DType::Bool => return bad(prim, args),
         },
         Prim::ReduceSum { axes } => match args[0] {
-            F32(a) => F32(reduce_sum(a, axes)),
-            F64(a) => F64(reduce_sum(a, axes)),
+            F32(a) => F32(reduce(a, axes, 0.0, |s, v| s + v)),
+            F64(a) => F64(reduce(a, axes, 0.0, |s, v| s + v)),
             I32(a) => I32(reduce(a, axes, 0, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
