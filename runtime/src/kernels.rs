@@ -774,7 +774,10 @@ mod tests {
         out.iter().copied().collect()
     }
 
-    fn reduce_prims(axes: &[usize]) -> [(Prim, f32, fn(f32, f32) -> f32); 3] {
+    /// A reduction, its identity and its element operation.
+    type Reduction = (Prim, f32, fn(f32, f32) -> f32);
+
+    fn reduce_prims(axes: &[usize]) -> [Reduction; 3] {
         let axes = axes.to_vec();
         [
             (Prim::ReduceSum { axes: axes.clone() }, 0.0, |a, b| a + b),
@@ -887,7 +890,7 @@ mod tests {
         let x = f32s(&[3], vec![-0.0, f32::NAN, f32::NEG_INFINITY]);
         let outs = run(
             "func f(x: f32[3]) -> (f32[3], f32[3], f32[3]) {\n  a: f32[3] = reduce_sum[axes=()] x\n  b: f32[3] = reduce_max[axes=()] x\n  c: f32[3] = reduce_min[axes=()] x\n  return a, b, c\n}\n",
-            &[x.clone()],
+            std::slice::from_ref(&x),
         );
         for out in &outs {
             assert_eq!(bits(out), bits(&x));
