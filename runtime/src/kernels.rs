@@ -634,6 +634,7 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
         Prim::Iota { dtype, shape, dim } => match dtype {
             DType::F32 => F32(iota(shape, *dim, |i| i as f32)),
             DType::F64 => F64(iota(shape, *dim, |i| i as f64)),
+            // Integer `as` truncates: positions past i32::MAX wrap in every profile.
             DType::I32 => I32(iota(shape, *dim, |i| i as i32)),
             DType::Bool => return bad(prim, args),
         },
