@@ -2,7 +2,10 @@
 //! primitive means, and the JIT is judged against them.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{concatenate, Array2, ArrayD, ArrayViewD, Axis, IxDyn, LinalgScalar, Slice, Zip};
+use ndarray::{
+    concatenate, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn,
+    LinalgScalar, Slice, Zip,
+};
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
 use crate::value::Value;
@@ -295,40 +298,155 @@ fn pad<T: Clone>(
     out
 }
 
-fn cumsum<T: Copy + std::ops::Add<Output = T>>(
+/// Running sums along `axis` with `add` (i32 passes `wrapping_add`: overflow wraps in every
+/// build profile, as in XLA).
+fn cumsum<T: Copy>(
     x: &ArrayD<T>,
     axis: usize,
     reverse: bool,
+    add: impl Fn(T, T) -> T,
 ) -> ArrayD<T> {
     let mut out = x.clone();
     if reverse {
         out.invert_axis(Axis(axis));
     }
-    out.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = *cur + prev);
+    out.accumulate_axis_inplace(Axis(axis), |&prev, cur| *cur = add(*cur, prev));
     if reverse {
         out.invert_axis(Axis(axis));
     }
     standard(out.view())
 }
 
+/// Reduces `x` over `axes`: every output element starts at `init` and takes in its input
+/// elements with `f(acc, element)`, in one pass over the input in row-major order and without
+/// copying it (so each output element is a sequential left fold in memory order).
 fn reduce<T: Copy>(x: &ArrayD<T>, axes: &[usize], init: T, f: impl Fn(T, T) -> T) -> ArrayD<T> {
-    let mut sorted = axes.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    let mut acc = x.clone();
-    for &a in &sorted {
-        acc = acc.fold_axis(Axis(a), init, |&s, &v| f(s, v));
+    if axes.is_empty() {
+        return standard(x.view());
     }
-    acc
+    let kept = (0..x.ndim()).filter(|d| !axes.contains(d));
+    let shape: Vec<usize> = kept.map(|d| x.shape()[d]).collect();
+    let mut out = ArrayD::from_elem(IxDyn(&shape), init);
+    if !x.is_empty() {
+        let (view, reduced) = merged_axes(x, axes);
+        let slots = out
+            .as_slice_mut()
+            .expect("a new array is in standard layout");
+        fold_lanes(view, &reduced, slots, &f);
+    }
+    out
 }
 
-fn reduce_sum<T: LinalgScalar>(x: &ArrayD<T>, axes: &[usize]) -> ArrayD<T> {
-    let mut sorted = axes.to_vec();
-    sorted.sort_unstable_by(|a, b| b.cmp(a));
-    let mut acc = x.clone();
-    for &a in &sorted {
-        acc = acc.sum_axis(Axis(a));
+/// `x` viewed with its size-1 axes dropped and each run of adjacent reduced (or kept) axes
+/// merged into one, and which axes of that view are reduced (at least one axis). Neither
+/// changes the row-major order of the elements or the output element each lands in; it only
+/// lengthens the lanes `fold_lanes` works on. Merging needs standard layout; other layouts
+/// keep their axes.
+fn merged_axes<'a, T>(x: &'a ArrayD<T>, axes: &[usize]) -> (ArrayViewD<'a, T>, Vec<bool>) {
+    let unmerged = || (x.view(), (0..x.ndim()).map(|d| axes.contains(&d)).collect());
+    if !x.is_standard_layout() {
+        return unmerged();
     }
-    acc
+    let (mut shape, mut reduced) = (Vec::new(), Vec::new());
+    for (d, &n) in x.shape().iter().enumerate().filter(|&(_, &n)| n != 1) {
+        let r = axes.contains(&d);
+        match (shape.last_mut(), reduced.last()) {
+            (Some(len), Some(&last)) if last == r => *len *= n,
+            _ => {
+                shape.push(n);
+                reduced.push(r);
+            }
+        }
+    }
+    if shape.is_empty() {
+        (shape, reduced) = (vec![1], vec![true]);
+    }
+    match x.view().into_shape_with_order(IxDyn(&shape)) {
+        Ok(view) => (view, reduced),
+        Err(_) => unmerged(),
+    }
+}
+
+/// Folds every element of `x` (rank at least 1, not empty) into `out`, the row-major array of
+/// its kept axes, lane by lane along the last axis in row-major order: a reduced last axis
+/// folds each lane into one output element, a kept one combines each lane with a row of
+/// outputs. A standard-layout `x` is cut into lanes straight from its slice.
+fn fold_lanes<T: Copy>(
+    x: ArrayViewD<'_, T>,
+    reduced: &[bool],
+    out: &mut [T],
+    f: &impl Fn(T, T) -> T,
+) {
+    let lane_len = x.shape()[x.ndim() - 1];
+    match x.as_slice() {
+        Some(xs) => {
+            let lanes = xs.chunks_exact(lane_len).map(ArrayView1::from);
+            fold_each_lane(lanes, x.shape(), reduced, out, f)
+        }
+        None => fold_each_lane(x.rows().into_iter(), x.shape(), reduced, out, f),
+    }
+}
+
+/// `fold_lanes` over `lanes`, the lanes of an array of `shape` in row-major order.
+fn fold_each_lane<'a, T: Copy + 'a>(
+    lanes: impl Iterator<Item = ArrayView1<'a, T>>,
+    shape: &[usize],
+    reduced: &[bool],
+    out: &mut [T],
+    f: &impl Fn(T, T) -> T,
+) {
+    let (&last_reduced, outer) = reduced.split_last().expect("rank at least 1");
+    let outer_shape = &shape[..outer.len()];
+    let strides = out_strides(shape, reduced);
+    let mut index = vec![0; outer.len()];
+    for lane in lanes {
+        let at: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        if last_reduced {
+            out[at] = fold_lane(out[at], lane, f);
+        } else {
+            combine_lane(&mut out[at..at + lane.len()], lane, f);
+        }
+        advance(&mut index, outer_shape);
+    }
+}
+
+/// The stride in the output of each input axis: 0 for a reduced axis, row-major over the
+/// kept ones.
+fn out_strides(shape: &[usize], reduced: &[bool]) -> Vec<usize> {
+    let mut strides = vec![0; shape.len()];
+    let mut step = 1;
+    for d in (0..shape.len()).rev().filter(|&d| !reduced[d]) {
+        strides[d] = step;
+        step *= shape[d];
+    }
+    strides
+}
+
+/// Steps the row-major multi-index `index` within `shape` to the next position.
+fn advance(index: &mut [usize], shape: &[usize]) {
+    for d in (0..index.len()).rev() {
+        index[d] += 1;
+        if index[d] < shape[d] {
+            return;
+        }
+        index[d] = 0;
+    }
+}
+
+/// `acc` folded with the lane's elements in order.
+fn fold_lane<T: Copy>(acc: T, lane: ArrayView1<'_, T>, f: &impl Fn(T, T) -> T) -> T {
+    match lane.as_slice() {
+        Some(xs) => xs.iter().fold(acc, |a, &v| f(a, v)),
+        None => lane.iter().fold(acc, |a, &v| f(a, v)),
+    }
+}
+
+/// Each output element combined with the lane element at its position.
+fn combine_lane<T: Copy>(out: &mut [T], lane: ArrayView1<'_, T>, f: &impl Fn(T, T) -> T) {
+    match lane.as_slice() {
+        Some(xs) => out.iter_mut().zip(xs).for_each(|(o, &v)| *o = f(*o, v)),
+        None => out.iter_mut().zip(&lane).for_each(|(o, &v)| *o = f(*o, v)),
+    }
 }
 
 fn arg_best<T: Copy + PartialOrd>(
@@ -353,7 +471,36 @@ fn arg_best<T: Copy + PartialOrd>(
     })
 }
 
-fn dot_general<T: LinalgScalar>(x: &ArrayD<T>, y: &ArrayD<T>, dims: &DotDims) -> ArrayD<T> {
+/// `out = x · y` by ndarray's GEMM (`out` starts at zero).
+fn float_mat_mul<T: LinalgScalar>(
+    x: ArrayView2<'_, T>,
+    y: ArrayView2<'_, T>,
+    mut out: ArrayViewMut2<'_, T>,
+) {
+    general_mat_mul(T::one(), &x, &y, T::zero(), &mut out);
+}
+
+/// `out = x · y` for i32 with every product and sum wrapping, as XLA's integer dot does
+/// (ndarray's generic product uses `+` and `*`, which panic on overflow in debug builds).
+fn wrapping_mat_mul(
+    x: ArrayView2<'_, i32>,
+    y: ArrayView2<'_, i32>,
+    mut out: ArrayViewMut2<'_, i32>,
+) {
+    for (xi, mut oi) in x.rows().into_iter().zip(out.rows_mut()) {
+        for (&a, yk) in xi.iter().zip(y.rows()) {
+            oi.zip_mut_with(&yk, |o, &b| *o = o.wrapping_add(a.wrapping_mul(b)));
+        }
+    }
+}
+
+/// `dot_general` as batched matrix products, each computed by `mat_mul`.
+fn dot_general<T: LinalgScalar>(
+    x: &ArrayD<T>,
+    y: &ArrayD<T>,
+    dims: &DotDims,
+    mat_mul: impl Fn(ArrayView2<'_, T>, ArrayView2<'_, T>, ArrayViewMut2<'_, T>),
+) -> ArrayD<T> {
     let (lc, rc) = &dims.contract;
     let (lb, rb) = &dims.batch;
     let lf = dot_free_axes(x.ndim(), lc, lb);
@@ -375,10 +522,11 @@ fn dot_general<T: LinalgScalar>(x: &ArrayD<T>, y: &ArrayD<T>, dims: &DotDims) ->
             .index_axis(Axis(0), i)
             .into_dimensionality::<ndarray::Ix2>()
             .expect("rank 2");
-        let mut oi = out.index_axis_mut(Axis(0), i);
-        let mut tmp = Array2::<T>::zeros((m, n));
-        general_mat_mul(T::one(), &xi, &yi, T::zero(), &mut tmp);
-        oi.assign(&tmp);
+        let oi = out
+            .index_axis_mut(Axis(0), i)
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("rank 2");
+        mat_mul(xi, yi, oi);
     }
     let mut shape: Vec<usize> = lb.iter().map(|&d| x.shape()[d]).collect();
     shape.extend(lf.iter().map(|&d| x.shape()[d]));
@@ -486,12 +634,13 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
         Prim::Iota { dtype, shape, dim } => match dtype {
             DType::F32 => F32(iota(shape, *dim, |i| i as f32)),
             DType::F64 => F64(iota(shape, *dim, |i| i as f64)),
+            // Integer `as` truncates: positions past i32::MAX wrap in every profile.
             DType::I32 => I32(iota(shape, *dim, |i| i as i32)),
             DType::Bool => return bad(prim, args),
         },
         Prim::ReduceSum { axes } => match args[0] {
-            F32(a) => F32(reduce_sum(a, axes)),
-            F64(a) => F64(reduce_sum(a, axes)),
+            F32(a) => F32(reduce(a, axes, 0.0, |s, v| s + v)),
+            F64(a) => F64(reduce(a, axes, 0.0, |s, v| s + v)),
             I32(a) => I32(reduce(a, axes, 0, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
@@ -528,9 +677,9 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             Bool(_) => return bad(prim, args),
         },
         Prim::Cumsum { axis, reverse } => match args[0] {
-            F32(a) => F32(cumsum(a, *axis, *reverse)),
-            F64(a) => F64(cumsum(a, *axis, *reverse)),
-            I32(a) => I32(cumsum(a, *axis, *reverse)),
+            F32(a) => F32(cumsum(a, *axis, *reverse, |x, y| x + y)),
+            F64(a) => F64(cumsum(a, *axis, *reverse, |x, y| x + y)),
+            I32(a) => I32(cumsum(a, *axis, *reverse, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
         Prim::BroadcastInDim { shape, dims } => {
@@ -571,10 +720,295 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             }
         }
         Prim::DotGeneral(dims) => match (args[0], args[1]) {
-            (F32(a), F32(b)) => F32(dot_general(a, b, dims)),
-            (F64(a), F64(b)) => F64(dot_general(a, b, dims)),
-            (I32(a), I32(b)) => I32(dot_general(a, b, dims)),
+            (F32(a), F32(b)) => F32(dot_general(a, b, dims, float_mat_mul)),
+            (F64(a), F64(b)) => F64(dot_general(a, b, dims, float_mat_mul)),
+            (I32(a), I32(b)) => I32(dot_general(a, b, dims, wrapping_mat_mul)),
             _ => return bad(prim, args),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ShapeBuilder;
+    use traceform_ir::parse_func;
+
+    /// Evaluates the single function in `src` on `inputs`.
+    fn run(src: &str, inputs: &[Value]) -> Vec<Value> {
+        let f = parse_func(src).unwrap();
+        crate::eval(&f, inputs).unwrap()
+    }
+
+    fn f32s(shape: &[usize], data: Vec<f32>) -> Value {
+        Value::F32(ArrayD::from_shape_vec(shape.to_vec(), data).unwrap())
+    }
+
+    fn i32s(shape: &[usize], data: Vec<i32>) -> Value {
+        Value::I32(ArrayD::from_shape_vec(shape.to_vec(), data).unwrap())
+    }
+
+    fn ints(v: &Value) -> Vec<i32> {
+        match v {
+            Value::I32(a) => a.iter().copied().collect(),
+            _ => panic!("not i32: {}", v.ty()),
+        }
+    }
+
+    fn bits(v: &Value) -> Vec<u32> {
+        match v {
+            Value::F32(a) => a.iter().map(|x| x.to_bits()).collect(),
+            _ => panic!("not f32: {}", v.ty()),
+        }
+    }
+
+    /// `x` reduced over `axes` by the obvious loop: every element, in row-major order, folded
+    /// into the output element its kept indices name.
+    fn naive(x: &ArrayD<f32>, axes: &[usize], init: f32, f: fn(f32, f32) -> f32) -> Vec<f32> {
+        let kept: Vec<usize> = (0..x.ndim()).filter(|d| !axes.contains(d)).collect();
+        let shape: Vec<usize> = kept.iter().map(|&d| x.shape()[d]).collect();
+        let mut out = ArrayD::from_elem(IxDyn(&shape), init);
+        for (idx, &v) in x.indexed_iter() {
+            let o: Vec<usize> = kept.iter().map(|&d| idx[d]).collect();
+            out[IxDyn(&o)] = f(out[IxDyn(&o)], v);
+        }
+        out.iter().copied().collect()
+    }
+
+    /// A reduction, its identity and its element operation.
+    type Reduction = (Prim, f32, fn(f32, f32) -> f32);
+
+    fn reduce_prims(axes: &[usize]) -> [Reduction; 3] {
+        let axes = axes.to_vec();
+        [
+            (Prim::ReduceSum { axes: axes.clone() }, 0.0, |a, b| a + b),
+            (
+                Prim::ReduceMax { axes: axes.clone() },
+                f32::NEG_INFINITY,
+                f32::max,
+            ),
+            (Prim::ReduceMin { axes }, f32::INFINITY, f32::min),
+        ]
+    }
+
+    /// Every subset of the axes of `x`, reduced by each of the three reductions, against the
+    /// naive loop (small integers, so every summation order is exact).
+    fn check_all_subsets(x: &ArrayD<f32>) {
+        let v = Value::F32(x.clone());
+        for mask in 0u32..1 << x.ndim() {
+            let axes: Vec<usize> = (0..x.ndim()).filter(|d| mask >> d & 1 == 1).collect();
+            for (prim, init, f) in reduce_prims(&axes) {
+                let shape: Vec<usize> = (0..x.ndim())
+                    .filter(|d| !axes.contains(d))
+                    .map(|d| x.shape()[d])
+                    .collect();
+                let out = apply(&prim, &[&v], &Type::new(DType::F32, shape.clone())).unwrap();
+                assert_eq!(out.shape(), &shape[..], "{} over {axes:?}", prim.name());
+                let want: Vec<f64> = naive(x, &axes, init, f)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect();
+                assert_eq!(
+                    out.to_f64_vec(),
+                    want,
+                    "{} over {axes:?} of {:?}",
+                    prim.name(),
+                    x.shape()
+                );
+            }
+        }
+    }
+
+    fn small_ints(shape: &[usize]) -> ArrayD<f32> {
+        let n: usize = shape.iter().product();
+        let data = (0..n).map(|i| ((i * 7 + 3) % 11) as f32 - 5.0).collect();
+        ArrayD::from_shape_vec(shape.to_vec(), data).unwrap()
+    }
+
+    #[test]
+    fn reductions_over_every_axis_subset_match_the_naive_loop() {
+        for shape in [
+            &[5][..],
+            &[2, 3, 4],
+            &[2, 1, 3, 1],
+            &[3, 1, 1, 2, 2],
+            &[2, 0, 3],
+            &[],
+        ] {
+            check_all_subsets(&small_ints(shape));
+        }
+    }
+
+    #[test]
+    fn reductions_of_non_standard_layouts_match_the_naive_loop() {
+        // Callers may pass any layout: column-major, and an axis-swapped view made owned.
+        let x = small_ints(&[3, 4, 2]);
+        let fortran =
+            ArrayD::from_shape_vec(IxDyn(&[3, 4, 2]).f(), x.iter().copied().collect()).unwrap();
+        check_all_subsets(&fortran);
+        let mut swapped = x.clone();
+        swapped.swap_axes(0, 2);
+        check_all_subsets(&swapped);
+    }
+
+    #[test]
+    fn reduce_max_and_min_propagate_the_first_nan_and_keep_the_first_of_equal_zeros() {
+        let nan_a = f32::from_bits(0x7fc0_0001);
+        let nan_b = f32::from_bits(0x7fc0_0002);
+        let x = f32s(&[2, 4], vec![1.0, nan_a, 3.0, nan_b, -0.0, 0.0, 0.0, -0.0]);
+        let outs = run(
+            "func f(x: f32[2,4]) -> (f32[2], f32[2], f32[4], f32[]) {\n  a: f32[2] = reduce_max[axes=(1)] x\n  b: f32[2] = reduce_min[axes=(1)] x\n  c: f32[4] = reduce_max[axes=(0)] x\n  d: f32[] = reduce_min[axes=(0,1)] x\n  return a, b, c, d\n}\n",
+            &[x],
+        );
+        assert_eq!(bits(&outs[0]), vec![nan_a.to_bits(), (-0.0f32).to_bits()]);
+        assert_eq!(bits(&outs[1]), vec![nan_a.to_bits(), (-0.0f32).to_bits()]);
+        let c = vec![
+            1.0f32.to_bits(),
+            nan_a.to_bits(),
+            3.0f32.to_bits(),
+            nan_b.to_bits(),
+        ];
+        assert_eq!(bits(&outs[2]), c);
+        assert_eq!(bits(&outs[3]), vec![nan_a.to_bits()]);
+    }
+
+    #[test]
+    fn empty_reductions_give_the_identity() {
+        let outs = run(
+            "func f(x: f32[2,0], y: i32[0,3]) -> (f32[2], f32[2], f32[2], i32[3], i32[3], i32[3]) {\n  a: f32[2] = reduce_sum[axes=(1)] x\n  b: f32[2] = reduce_max[axes=(1)] x\n  c: f32[2] = reduce_min[axes=(1)] x\n  d: i32[3] = reduce_sum[axes=(0)] y\n  e: i32[3] = reduce_max[axes=(0)] y\n  g: i32[3] = reduce_min[axes=(0)] y\n  return a, b, c, d, e, g\n}\n",
+            &[f32s(&[2, 0], vec![]), i32s(&[0, 3], vec![])],
+        );
+        assert_eq!(outs[0].to_f64_vec(), vec![0.0; 2]);
+        assert_eq!(outs[1].to_f64_vec(), vec![f64::NEG_INFINITY; 2]);
+        assert_eq!(outs[2].to_f64_vec(), vec![f64::INFINITY; 2]);
+        assert_eq!(ints(&outs[3]), vec![0; 3]);
+        assert_eq!(ints(&outs[4]), vec![i32::MIN; 3]);
+        assert_eq!(ints(&outs[5]), vec![i32::MAX; 3]);
+    }
+
+    #[test]
+    fn reducing_no_axes_is_the_identity() {
+        let x = f32s(&[3], vec![-0.0, f32::NAN, f32::NEG_INFINITY]);
+        let outs = run(
+            "func f(x: f32[3]) -> (f32[3], f32[3], f32[3]) {\n  a: f32[3] = reduce_sum[axes=()] x\n  b: f32[3] = reduce_max[axes=()] x\n  c: f32[3] = reduce_min[axes=()] x\n  return a, b, c\n}\n",
+            std::slice::from_ref(&x),
+        );
+        for out in &outs {
+            assert_eq!(bits(out), bits(&x));
+        }
+    }
+
+    #[test]
+    fn i32_elementwise_arithmetic_wraps() {
+        let (max, min) = (i32::MAX, i32::MIN);
+        let outs = run(
+            "func f(x: i32[3], y: i32[3]) -> (i32[3], i32[3], i32[3], i32[3], i32[3], i32[3]) {\n  a: i32[3] = add x y\n  b: i32[3] = sub x y\n  c: i32[3] = mul x y\n  d: i32[3] = neg x\n  e: i32[3] = abs x\n  g: i32[3] = div x y\n  return a, b, c, d, e, g\n}\n",
+            &[i32s(&[3], vec![max, min, min]), i32s(&[3], vec![1, 1, -1])],
+        );
+        assert_eq!(ints(&outs[0]), vec![min, min + 1, max]);
+        assert_eq!(ints(&outs[1]), vec![max - 1, max, min + 1]);
+        assert_eq!(ints(&outs[2]), vec![max, min, min]);
+        assert_eq!(ints(&outs[3]), vec![min + 1, min, min]);
+        assert_eq!(ints(&outs[4]), vec![max, min, min]);
+        assert_eq!(ints(&outs[5]), vec![max, min, min]);
+    }
+
+    #[test]
+    fn i32_reduce_sum_wraps() {
+        let x = i32s(&[2, 3], vec![i32::MAX, 1, i32::MAX, i32::MIN, -1, 5]);
+        let outs = run(
+            "func f(x: i32[2,3]) -> (i32[2], i32[3], i32[]) {\n  a: i32[2] = reduce_sum[axes=(1)] x\n  b: i32[3] = reduce_sum[axes=(0)] x\n  c: i32[] = reduce_sum[axes=(0,1)] x\n  return a, b, c\n}\n",
+            &[x],
+        );
+        assert_eq!(ints(&outs[0]), vec![-1, i32::MIN + 4]);
+        assert_eq!(ints(&outs[1]), vec![-1, 0, i32::MIN + 4]);
+        assert_eq!(ints(&outs[2]), vec![i32::MIN + 3]);
+    }
+
+    #[test]
+    fn float_to_i32_saturates_and_nan_becomes_zero() {
+        let x = f32s(
+            &[7],
+            vec![
+                3e9,
+                -3e9,
+                f32::NAN,
+                2.7,
+                -2.7,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+            ],
+        );
+        let outs = run(
+            "func f(x: f32[7]) -> i32[7] {\n  a: i32[7] = convert_element_type[dtype=i32] x\n  return a\n}\n",
+            &[x],
+        );
+        let (max, min) = (i32::MAX, i32::MIN);
+        assert_eq!(ints(&outs[0]), vec![max, min, 0, 2, -2, max, min]);
+    }
+
+    #[test]
+    fn integer_pow_of_i32_min_does_not_overflow() {
+        let x = f32s(&[5], vec![1.0, 2.0, -1.0, 0.5, 0.0]);
+        let outs = run(
+            "func f(x: f32[5]) -> (f32[5], f32[5]) {\n  a: f32[5] = integer_pow[y=-2147483648] x\n  b: f32[5] = integer_pow[y=2147483647] x\n  return a, b\n}\n",
+            &[x],
+        );
+        let inf = f64::INFINITY;
+        assert_eq!(outs[0].to_f64_vec(), vec![1.0, 0.0, 1.0, inf, inf]);
+        assert_eq!(outs[1].to_f64_vec(), vec![1.0, inf, -1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn i32_cumsum_wraps() {
+        let x = i32s(&[3], vec![i32::MAX, 1, 1]);
+        let outs = run(
+            "func f(x: i32[3]) -> (i32[3], i32[3]) {\n  a: i32[3] = cumsum[axis=0, reverse=false] x\n  b: i32[3] = cumsum[axis=0, reverse=true] x\n  return a, b\n}\n",
+            &[x],
+        );
+        assert_eq!(ints(&outs[0]), vec![i32::MAX, i32::MIN, i32::MIN + 1]);
+        assert_eq!(ints(&outs[1]), vec![i32::MIN + 1, 2, 1]);
+    }
+
+    #[test]
+    fn i32_dot_general_wraps() {
+        let (max, min) = (i32::MAX, i32::MIN);
+        let x = i32s(&[2, 2], vec![max, max, min, 1]);
+        let y = i32s(&[2, 2], vec![1, 2, 1, 0]);
+        let outs = run(
+            "func f(x: i32[2,2], y: i32[2,2]) -> i32[2,2] {\n  a: i32[2,2] = dot_general[contract=((1),(0)), batch=((),())] x y\n  return a\n}\n",
+            &[x, y],
+        );
+        // Row 0: max + max and 2 * max, both -2; row 1: min + 1 and 2 * min = 0.
+        assert_eq!(ints(&outs[0]), vec![-2, -2, min + 1, 0]);
+    }
+
+    #[test]
+    fn i32_dot_general_agrees_with_f64_on_batched_permuted_operands() {
+        let src = |t: &str| {
+            format!(
+                "func f(x: {t}[2,3,4,5], y: {t}[4,2,3,6]) -> {t}[2,5,6] {{\n  a: {t}[2,5,6] = dot_general[contract=((1,2),(2,0)), batch=((0),(1))] x y\n  return a\n}}\n"
+            )
+        };
+        let xs: Vec<i32> = (0..120).map(|i| (i * 5 % 13) - 6).collect();
+        let ys: Vec<i32> = (0..144).map(|i| (i * 3 % 7) - 3).collect();
+        let as_f64 = |v: &[i32], s: &[usize]| {
+            Value::F64(
+                ArrayD::from_shape_vec(s.to_vec(), v.iter().map(|&i| f64::from(i)).collect())
+                    .unwrap(),
+            )
+        };
+        let ints_out = run(
+            &src("i32"),
+            &[
+                i32s(&[2, 3, 4, 5], xs.clone()),
+                i32s(&[4, 2, 3, 6], ys.clone()),
+            ],
+        );
+        let floats_out = run(
+            &src("f64"),
+            &[as_f64(&xs, &[2, 3, 4, 5]), as_f64(&ys, &[4, 2, 3, 6])],
+        );
+        assert_eq!(ints_out[0].to_f64_vec(), floats_out[0].to_f64_vec());
+    }
 }
