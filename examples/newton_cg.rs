@@ -116,7 +116,7 @@ fn mlp_loss(xs: &[Tensor]) -> Tensor {
 }
 
 fn main() {
-    let f64s = |shape: &[usize]| Type::new(DType::F64, shape.to_vec());
+    let f64s = |shape: &[usize]| Type::new(DType::F64, shape);
     let n = 100;
     let traced = trace("rosenbrock", &[f64s(&[n])], rosenbrock).expect("traces");
     let g = traceform::transforms::grad(&traced, None).expect("differentiates");

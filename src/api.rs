@@ -17,9 +17,7 @@
 use std::panic::Location;
 
 use ndarray::ArrayD;
-use traceform_ir::{
-    trace, trace_nested, DType, Func, Tensor, TraceError, TraceOutputs, Tracer, Type,
-};
+use traceform_ir::{trace, trace_nested, Func, Tensor, TraceError, TraceOutputs, Tracer, Type};
 use traceform_runtime::{eval, EvalError, Value};
 use traceform_transforms::{self as tf, TransformError};
 
@@ -112,7 +110,8 @@ macro_rules! arg_for_concrete {
             }
             fn run(func: &Func, args: &[Self]) -> Self::Out {
                 let values: Vec<Value> = args.iter().map(Concrete::to_value).collect();
-                eval(func, &values)?
+                let refs: Vec<&Value> = values.iter().collect();
+                eval(func, &refs)?
                     .into_iter()
                     .map(<$t as Concrete>::from_value)
                     .collect()
@@ -458,22 +457,6 @@ where
     }
 }
 
-/// A one-hot tensor of type `ty` with a 1 at flat position `k`.
-fn one_hot(tracer: &Tracer, ty: &Type, k: usize) -> Tensor {
-    let n = ty.num_elements();
-    let hot = tracer
-        .iota(DType::I32, &[n], 0)
-        .eq(tracer.literal(k as f64, DType::I32))
-        .cast(ty.dtype);
-    hot.reshape(&ty.shape)
-}
-
-/// Stacks equally shaped tensors (at least one) along a new axis at `position`.
-fn stack(parts: &[Tensor], position: usize) -> Tensor {
-    let expanded: Vec<Tensor> = parts.iter().map(|p| p.expand_dims(&[position])).collect();
-    expanded[0].concatenate(&expanded[1..], position)
-}
-
 /// The Jacobian by forward mode, one jvp per input element: `jacfwd(f)(&xs)` gives, for each
 /// float output `i` and each float input `j` (output-major), an array of shape
 /// `out_i.shape ++ x_j.shape`.
@@ -487,7 +470,7 @@ where
     let location = Location::caller();
     move |xs: &[A]| {
         call(&f, xs, &[], location, |traced| {
-            jacobian(traced, Mode::Forward)
+            Ok(tf::jacfwd(&traced.func, Some(&positions(traced, None)?))?)
         })
     }
 }
@@ -503,7 +486,7 @@ where
     let location = Location::caller();
     move |xs: &[A]| {
         call(&f, xs, &[], location, |traced| {
-            jacobian(traced, Mode::Reverse)
+            Ok(tf::jacrev(&traced.func, Some(&positions(traced, None)?))?)
         })
     }
 }
@@ -518,84 +501,6 @@ where
     A: Arg,
 {
     jacfwd(jacrev::<_, _, Tensor>(f))
-}
-
-enum Mode {
-    Forward,
-    Reverse,
-}
-
-/// A function with the parameters of `traced.func` returning its Jacobian blocks, built from
-/// one jvp per input element (forward) or one vjp per output element (reverse), unrolled.
-fn jacobian(traced: &Traced, mode: Mode) -> Result<Func, Error> {
-    let func = &traced.func;
-    let wrt = positions(traced, None)?;
-    let param_types = func.param_types();
-    let outs = func.output_types();
-    let float_outs: Vec<Type> = outs
-        .iter()
-        .filter(|t| t.dtype.is_float())
-        .cloned()
-        .collect();
-    let derivative = match mode {
-        Mode::Forward => tf::jvp(func, Some(&wrt))?,
-        Mode::Reverse => tf::vjp(func, Some(&wrt))?,
-    };
-    let built = trace("jacobian_f", &param_types, |p| {
-        let tracer = p[0].tracer();
-        // blocks[i][j]: the slices of d out_i / d x_j, one per element of x_j (forward) or
-        // of out_i (reverse).
-        let mut blocks: Vec<Vec<Vec<Tensor>>> = vec![vec![Vec::new(); wrt.len()]; float_outs.len()];
-        // Seed each element of each input (forward) or output (reverse) in turn.
-        let seed_types: Vec<Type> = match mode {
-            Mode::Forward => wrt.iter().map(|&j| param_types[j].clone()).collect(),
-            Mode::Reverse => float_outs.clone(),
-        };
-        for (s, seed_ty) in seed_types.iter().enumerate() {
-            for k in 0..seed_ty.num_elements() {
-                let mut args = p.to_vec();
-                for (m, ty) in seed_types.iter().enumerate() {
-                    args.push(if m == s {
-                        one_hot(&tracer, ty, k)
-                    } else {
-                        tracer.zeros(ty)
-                    });
-                }
-                let r = tracer.inline(&derivative, &args);
-                for (q, t) in r[outs.len()..].iter().enumerate() {
-                    let (i, jj) = match mode {
-                        Mode::Forward => (q, s),
-                        Mode::Reverse => (s, q),
-                    };
-                    blocks[i][jj].push(t.clone());
-                }
-            }
-        }
-        let mut result = Vec::new();
-        for (i, out_ty) in float_outs.iter().enumerate() {
-            for (jj, &jx) in wrt.iter().enumerate() {
-                let shape: Vec<usize> = out_ty
-                    .shape
-                    .iter()
-                    .chain(&param_types[jx].shape)
-                    .copied()
-                    .collect();
-                let block = &blocks[i][jj];
-                result.push(if block.is_empty() {
-                    // An empty input or output: an empty Jacobian block.
-                    tracer.zeros(&Type::new(out_ty.dtype, shape))
-                } else {
-                    let axis = match mode {
-                        Mode::Forward => out_ty.rank(),
-                        Mode::Reverse => 0,
-                    };
-                    stack(block, axis).reshape(&shape)
-                });
-            }
-        }
-        result
-    })?;
-    Ok(built)
 }
 
 /// A linear map at a fixed point, with the residuals of the forward pass computed once and
@@ -627,8 +532,8 @@ impl<V: Concrete> LinearMap<V> {
                 list(&given)
             )));
         }
-        let mut all = self.residuals.clone();
-        all.extend(values);
+        let mut all: Vec<&Value> = self.residuals.iter().collect();
+        all.extend(values.iter());
         eval(&self.func, &all)?
             .into_iter()
             .map(V::from_value)
@@ -664,7 +569,8 @@ where
     let wrt = tf::check_wrt(&func, Some(&traced.float_inputs))?;
     let j = tf::jvp(&func, Some(&wrt))?;
     let lin = tf::linearize_jvp(&j, func.params.len(), func.outputs.len())?;
-    let mut outs = eval(&lin.primal, &values)?;
+    let refs: Vec<&Value> = values.iter().collect();
+    let mut outs = eval(&lin.primal, &refs)?;
     let residuals = outs.split_off(lin.n_outputs);
     let ys = outs
         .into_iter()

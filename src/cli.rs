@@ -5,11 +5,12 @@
 //! `Internal` (exit 1) for a bug. `main` prints it as one `error: ...` line.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use traceform_ir::{parse_module, print_func, to_dot, Func};
+use traceform_ir::{parse_module, to_dot, write_func, Func};
 use traceform_runtime::{eval_with_stats, EvalError, Value};
 
 use crate::npy::{read_npy, write_npy};
@@ -80,18 +81,30 @@ pub enum Format {
 pub enum Command {
     /// Print the IR at a stage of the pipeline.
     Dump {
+        /// A program in the text IR; its first `func` is the entry.
         file: PathBuf,
-        /// A transform (jvp, vjp, grad, hvp, optionally :i,j,... input positions); repeat to compose.
+        /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
+        /// hessian (extensions; see docs/transforms.md for their signatures), optionally
+        /// followed by `:i,j,...`, the input positions to differentiate (default: every float
+        /// input). Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
         #[arg(short = 't', value_name = "T")]
         transforms: Vec<String>,
-        #[arg(long, value_enum, default_value = "input")]
-        stage: Stage,
+        /// The stage to print. Default: the last stage the pipeline has for the transforms
+        /// given (`transformed` with -t, `input` without).
+        #[arg(long, value_enum)]
+        stage: Option<Stage>,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
     /// Run the (transformed) entry function on .npy inputs.
     Run {
+        /// A program in the text IR (shared/spec/ir-text.md); its first `func` is the entry.
+        /// Sample programs: tests/data/conformance/*/f.ir and tests/data/workloads/*/f.ir.
         file: PathBuf,
+        /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
+        /// hessian (extensions; see docs/transforms.md for their signatures), optionally
+        /// followed by `:i,j,...`, the input positions to differentiate (default: every float
+        /// input). Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
         #[arg(short = 't', value_name = "T")]
         transforms: Vec<String>,
         #[arg(long, value_enum, default_value = "interp")]
@@ -99,11 +112,17 @@ pub enum Command {
         /// Write outputs as DIR/out0.npy, DIR/out1.npy, ... instead of printing them.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// One .npy file per input of the (transformed) entry function, in signature order.
         inputs: Vec<PathBuf>,
     },
     /// Time the pipeline and steady-state calls, printing `key: value` lines.
     Bench {
+        /// A program in the text IR; its first `func` is the entry.
         file: PathBuf,
+        /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
+        /// hessian (extensions; see docs/transforms.md for their signatures), optionally
+        /// followed by `:i,j,...`, the input positions to differentiate (default: every float
+        /// input). Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
         #[arg(short = 't', value_name = "T")]
         transforms: Vec<String>,
         #[arg(long, value_enum, default_value = "interp")]
@@ -111,6 +130,7 @@ pub enum Command {
         /// Keep calling for at least this long (milliseconds) before taking the median.
         #[arg(long, default_value_t = 1000, value_name = "MS")]
         min_time_ms: u64,
+        /// One .npy file per input of the (transformed) entry function, in signature order.
         inputs: Vec<PathBuf>,
     },
 }
@@ -140,7 +160,7 @@ fn parse_transforms(words: &[String]) -> Result<Vec<TransformSpec>, CliError> {
 fn build(path: &Path, transforms: &[String]) -> Result<Func, CliError> {
     let specs = parse_transforms(transforms)?;
     let func = load_entry(path)?;
-    apply_all(&func, &specs).map_err(|e| {
+    apply_all(func, &specs).map_err(|e| {
         let message = match e.text_location() {
             Some((line, col)) => format!("{}:{line}:{col}: {e}", path.display()),
             None => format!("{}: {e}", path.display()),
@@ -211,6 +231,11 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             stage,
             format,
         } => {
+            let stage = stage.unwrap_or(if transforms.is_empty() {
+                Stage::Input
+            } else {
+                Stage::Transformed
+            });
             let func = match stage {
                 Stage::Input => {
                     parse_transforms(&transforms)?;
@@ -226,11 +251,14 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
                     )))
                 }
             };
-            let text = match format {
-                Format::Text => print_func(&func),
-                Format::Dot => to_dot(&func),
-            };
-            out.write_all(text.as_bytes()).map_err(io)
+            match format {
+                Format::Text => {
+                    let mut buffered = std::io::BufWriter::with_capacity(1 << 16, out);
+                    write_func(&func, &mut buffered).map_err(io)?;
+                    buffered.flush().map_err(io)
+                }
+                Format::Dot => out.write_all(to_dot(&func).as_bytes()).map_err(io),
+            }
         }
         Command::Run {
             file,
@@ -242,7 +270,8 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             check_backend(backend)?;
             let func = build(&file, &transforms)?;
             let values = load_inputs(&func, &inputs)?;
-            let (outputs, _) = eval_with_stats(&func, &values).map_err(eval_error)?;
+            let refs: Vec<&Value> = values.iter().collect();
+            let (outputs, _) = eval_with_stats(&func, &refs).map_err(eval_error)?;
             match out_dir {
                 Some(dir) => {
                     fs::create_dir_all(&dir).map_err(|e| {
@@ -305,6 +334,8 @@ struct BenchReport {
 /// One warm-up call, then calls until `min_time_ms` has passed (at least 5, at most 100,000);
 /// the median of the per-call times.
 fn bench(func: &Func, inputs: &[Value], min_time_ms: u64) -> Result<BenchReport, CliError> {
+    let inputs: Vec<&Value> = inputs.iter().collect();
+    let inputs = &inputs[..];
     let (_, stats) = eval_with_stats(func, inputs).map_err(eval_error)?;
     let mut times = Vec::new();
     let start = Instant::now();

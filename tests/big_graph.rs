@@ -55,7 +55,7 @@ fn hundred_thousand_equations() {
     assert_eq!(printed.lines().count(), N + 3);
     assert_eq!(parse_func(&printed).unwrap(), f);
     assert!(to_dot(&f).len() > printed.len());
-    assert_eq!(eliminate_dead_code(&f).eqns.len(), N);
+    assert_eq!(eliminate_dead_code(f.clone()).eqns.len(), N);
 }
 
 #[test]

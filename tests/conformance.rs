@@ -55,8 +55,8 @@ fn every_transform_matches_jax_reference_values() {
                 continue;
             }
             let specs: Vec<TransformSpec> = words.iter().map(|w| w.parse().unwrap()).collect();
-            let g =
-                apply_all(&f, &specs).unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            let g = apply_all(f.clone(), &specs)
+                .unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
             verify_func(&g).unwrap();
             let inputs: Vec<_> = groups
                 .iter()

@@ -18,7 +18,7 @@ fn assert_same(traced: &Func, text: &Func) {
 }
 
 fn f32s(shape: &[usize]) -> Type {
-    Type::new(DType::F32, shape.to_vec())
+    Type::new(DType::F32, shape)
 }
 
 #[test]

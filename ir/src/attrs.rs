@@ -1,7 +1,10 @@
 //! Attributes in the text IR (`[axes=(0,1), reverse=false]`): building a `Prim` from the
-//! attribute list the parser read, and listing a `Prim`'s attributes for the printer.
+//! attribute list the parser read (dispatching on `PrimKind`, exhaustively), and listing a
+//! `Prim`'s attributes for the printer.
 
-use crate::prim::{BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
+use smallvec::SmallVec;
+
+use crate::prim::{Axes, BinaryOp, CompareOp, DotDims, Prim, PrimKind, UnaryOp};
 use crate::types::DType;
 
 /// An attribute value as written in the text.
@@ -59,6 +62,10 @@ pub fn prim_attrs(prim: &Prim) -> Vec<(&'static str, AttrValue)> {
             ("dtype", AttrValue::Name(dtype.name().into())),
             ("shape", AttrValue::usizes(shape)),
             ("dim", AttrValue::Int(*dim as i64)),
+        ],
+        Prim::Zeros { dtype, shape } => vec![
+            ("dtype", AttrValue::Name(dtype.name().into())),
+            ("shape", AttrValue::usizes(shape)),
         ],
         Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             vec![("axes", AttrValue::usizes(axes))]
@@ -122,9 +129,9 @@ pub fn prim_attrs(prim: &Prim) -> Vec<(&'static str, AttrValue)> {
 }
 
 /// The attributes the parser read, consumed one by one as the primitive asks for them.
-struct AttrSet {
+struct AttrSet<'t> {
     prim: &'static str,
-    attrs: Vec<(String, AttrValue)>,
+    attrs: Vec<(&'t str, AttrValue)>,
 }
 
 fn err(attr: &str, message: String) -> AttrError {
@@ -134,9 +141,9 @@ fn err(attr: &str, message: String) -> AttrError {
     }
 }
 
-impl AttrSet {
+impl AttrSet<'_> {
     fn take(&mut self, name: &str) -> Option<AttrValue> {
-        let i = self.attrs.iter().position(|(n, _)| n == name)?;
+        let i = self.attrs.iter().position(|(n, _)| *n == name)?;
         Some(self.attrs.remove(i).1)
     }
 
@@ -163,18 +170,26 @@ impl AttrSet {
 
     fn as_usize(&self, name: &str, v: &AttrValue) -> Result<usize, AttrError> {
         let i = self.as_int(name, v)?;
-        usize::try_from(i)
-            .ok()
-            .filter(|&u| u <= u32::MAX as usize)
-            .ok_or_else(|| {
-                err(
-                    name,
-                    format!(
-                        "attribute `{name}` of `{}` must be a non-negative integer, found {i}",
-                        self.prim
-                    ),
-                )
-            })
+        if i < 0 {
+            return Err(err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` must be a non-negative integer, found {i}",
+                    self.prim
+                ),
+            ));
+        }
+        if i > i64::from(u32::MAX) {
+            return Err(err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` is too large: {i} (at most {})",
+                    self.prim,
+                    u32::MAX
+                ),
+            ));
+        }
+        Ok(i as usize)
     }
 
     fn as_list(&self, name: &str, v: AttrValue) -> Result<Vec<AttrValue>, AttrError> {
@@ -193,23 +208,37 @@ impl AttrSet {
         }
     }
 
-    fn usize_list_of(&self, name: &str, v: AttrValue) -> Result<Vec<usize>, AttrError> {
+    fn usize_list_of(&self, name: &str, v: AttrValue) -> Result<Axes, AttrError> {
         self.as_list(name, v)?
             .iter()
             .map(|x| self.as_usize(name, x))
             .collect()
     }
 
-    fn usize_list(&mut self, name: &str) -> Result<Vec<usize>, AttrError> {
+    fn usize_list(&mut self, name: &str) -> Result<Axes, AttrError> {
         let v = self.required(name)?;
         self.usize_list_of(name, v)
     }
 
-    fn int_list(&mut self, name: &str) -> Result<Vec<i64>, AttrError> {
+    /// Signed integers of magnitude at most `u32::MAX` (paddings).
+    fn int_list(&mut self, name: &str) -> Result<SmallVec<[i64; 4]>, AttrError> {
         let v = self.required(name)?;
         self.as_list(name, v)?
             .iter()
-            .map(|x| self.as_int(name, x))
+            .map(|x| {
+                let i = self.as_int(name, x)?;
+                if i.unsigned_abs() > u64::from(u32::MAX) {
+                    return Err(err(
+                        name,
+                        format!(
+                            "attribute `{name}` of `{}` is too large: {i} (magnitude at most {})",
+                            self.prim,
+                            u32::MAX
+                        ),
+                    ));
+                }
+                Ok(i)
+            })
             .collect()
     }
 
@@ -236,7 +265,7 @@ impl AttrSet {
         }
     }
 
-    fn pair_of_lists(&mut self, name: &str) -> Result<(Vec<usize>, Vec<usize>), AttrError> {
+    fn pair_of_lists(&mut self, name: &str) -> Result<(Axes, Axes), AttrError> {
         let v = self.required(name)?;
         let AttrValue::Tuple(items) = v else {
             return Err(err(
@@ -272,8 +301,8 @@ impl AttrSet {
 
 /// Builds the primitive named `name` from the attributes written after it. Unknown primitives,
 /// missing, unknown or ill-typed attributes are errors.
-pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Prim, AttrError> {
-    let Some(&static_name) = Prim::all_names().iter().find(|n| **n == name) else {
+pub fn prim_from_parts(name: &str, attrs: Vec<(&str, AttrValue)>) -> Result<Prim, AttrError> {
+    let Some(kind) = PrimKind::from_name(name) else {
         return Err(AttrError {
             attr: None,
             message: format!("unknown primitive `{name}`"),
@@ -285,20 +314,29 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Pr
         }
     }
     let mut set = AttrSet {
-        prim: static_name,
+        prim: kind.name(),
         attrs,
     };
-    if let Some(op) = UnaryOp::ALL.iter().find(|o| o.name() == name) {
-        return set.finish(Prim::Unary(*op));
-    }
-    if let Some(op) = BinaryOp::ALL.iter().find(|o| o.name() == name) {
-        return set.finish(Prim::Binary(*op));
-    }
-    if let Some(op) = CompareOp::ALL.iter().find(|o| o.name() == name) {
-        return set.finish(Prim::Compare(*op));
-    }
-    let prim = match static_name {
-        "integer_pow" => {
+    let prim = match kind {
+        PrimKind::Neg => Prim::Unary(UnaryOp::Neg),
+        PrimKind::Sin => Prim::Unary(UnaryOp::Sin),
+        PrimKind::Cos => Prim::Unary(UnaryOp::Cos),
+        PrimKind::Tan => Prim::Unary(UnaryOp::Tan),
+        PrimKind::Tanh => Prim::Unary(UnaryOp::Tanh),
+        PrimKind::Exp => Prim::Unary(UnaryOp::Exp),
+        PrimKind::Log => Prim::Unary(UnaryOp::Log),
+        PrimKind::Log1p => Prim::Unary(UnaryOp::Log1p),
+        PrimKind::Expm1 => Prim::Unary(UnaryOp::Expm1),
+        PrimKind::Sqrt => Prim::Unary(UnaryOp::Sqrt),
+        PrimKind::Rsqrt => Prim::Unary(UnaryOp::Rsqrt),
+        PrimKind::Abs => Prim::Unary(UnaryOp::Abs),
+        PrimKind::Sign => Prim::Unary(UnaryOp::Sign),
+        PrimKind::Logistic => Prim::Unary(UnaryOp::Logistic),
+        PrimKind::Erf => Prim::Unary(UnaryOp::Erf),
+        PrimKind::Floor => Prim::Unary(UnaryOp::Floor),
+        PrimKind::Ceil => Prim::Unary(UnaryOp::Ceil),
+        PrimKind::Round => Prim::Unary(UnaryOp::Round),
+        PrimKind::IntegerPow => {
             let v = set.required("y")?;
             let y = set.as_int("y", &v)?;
             let y = i32::try_from(y).map_err(|_| {
@@ -309,35 +347,53 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Pr
             })?;
             Prim::IntegerPow { y }
         }
-        "stop_gradient" => Prim::StopGradient,
-        "and" => Prim::And,
-        "or" => Prim::Or,
-        "not" => Prim::Not,
-        "select_n" => Prim::SelectN,
-        "convert_element_type" => Prim::ConvertElementType {
+        PrimKind::StopGradient => Prim::StopGradient,
+        PrimKind::Add => Prim::Binary(BinaryOp::Add),
+        PrimKind::Sub => Prim::Binary(BinaryOp::Sub),
+        PrimKind::Mul => Prim::Binary(BinaryOp::Mul),
+        PrimKind::Div => Prim::Binary(BinaryOp::Div),
+        PrimKind::Pow => Prim::Binary(BinaryOp::Pow),
+        PrimKind::Max => Prim::Binary(BinaryOp::Max),
+        PrimKind::Min => Prim::Binary(BinaryOp::Min),
+        PrimKind::Atan2 => Prim::Binary(BinaryOp::Atan2),
+        PrimKind::Lt => Prim::Compare(CompareOp::Lt),
+        PrimKind::Le => Prim::Compare(CompareOp::Le),
+        PrimKind::Gt => Prim::Compare(CompareOp::Gt),
+        PrimKind::Ge => Prim::Compare(CompareOp::Ge),
+        PrimKind::Eq => Prim::Compare(CompareOp::Eq),
+        PrimKind::Ne => Prim::Compare(CompareOp::Ne),
+        PrimKind::And => Prim::And,
+        PrimKind::Or => Prim::Or,
+        PrimKind::Not => Prim::Not,
+        PrimKind::SelectN => Prim::SelectN,
+        PrimKind::ConvertElementType => Prim::ConvertElementType {
             dtype: set.dtype("dtype")?,
         },
-        "iota" => Prim::Iota {
+        PrimKind::Iota => Prim::Iota {
             dtype: set.dtype("dtype")?,
             shape: set.usize_list("shape")?,
             dim: set.usize("dim")?,
         },
-        "reduce_sum" => Prim::ReduceSum {
+        PrimKind::Zeros => Prim::Zeros {
+            dtype: set.dtype("dtype")?,
+            shape: set.usize_list("shape")?,
+        },
+        PrimKind::ReduceSum => Prim::ReduceSum {
             axes: set.usize_list("axes")?,
         },
-        "reduce_max" => Prim::ReduceMax {
+        PrimKind::ReduceMax => Prim::ReduceMax {
             axes: set.usize_list("axes")?,
         },
-        "reduce_min" => Prim::ReduceMin {
+        PrimKind::ReduceMin => Prim::ReduceMin {
             axes: set.usize_list("axes")?,
         },
-        "argmax" => Prim::Argmax {
+        PrimKind::Argmax => Prim::Argmax {
             axis: set.usize("axis")?,
         },
-        "argmin" => Prim::Argmin {
+        PrimKind::Argmin => Prim::Argmin {
             axis: set.usize("axis")?,
         },
-        "cumsum" => {
+        PrimKind::Cumsum => {
             let axis = set.usize("axis")?;
             let reverse = match set.take("reverse") {
                 None => false,
@@ -354,31 +410,31 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Pr
             };
             Prim::Cumsum { axis, reverse }
         }
-        "broadcast_in_dim" => Prim::BroadcastInDim {
+        PrimKind::BroadcastInDim => Prim::BroadcastInDim {
             shape: set.usize_list("shape")?,
             dims: set.usize_list("dims")?,
         },
-        "reshape" => Prim::Reshape {
+        PrimKind::Reshape => Prim::Reshape {
             shape: set.usize_list("shape")?,
         },
-        "transpose" => Prim::Transpose {
+        PrimKind::Transpose => Prim::Transpose {
             perm: set.usize_list("perm")?,
         },
-        "squeeze" => Prim::Squeeze {
+        PrimKind::Squeeze => Prim::Squeeze {
             dims: set.usize_list("dims")?,
         },
-        "expand_dims" => Prim::ExpandDims {
+        PrimKind::ExpandDims => Prim::ExpandDims {
             dims: set.usize_list("dims")?,
         },
-        "rev" => Prim::Rev {
+        PrimKind::Rev => Prim::Rev {
             dims: set.usize_list("dims")?,
         },
-        "slice" => {
+        PrimKind::Slice => {
             let start = set.usize_list("start")?;
             let limit = set.usize_list("limit")?;
             let strides = match set.take("strides") {
                 Some(v) => set.usize_list_of("strides", v)?,
-                None => vec![1; start.len()],
+                None => Axes::from_elem(1, start.len()),
             };
             Prim::Slice {
                 start,
@@ -386,12 +442,12 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Pr
                 strides,
             }
         }
-        "pad" => {
+        PrimKind::Pad => {
             let low = set.int_list("low")?;
             let high = set.int_list("high")?;
             let interior = match set.take("interior") {
                 Some(v) => set.usize_list_of("interior", v)?,
-                None => vec![0; low.len()],
+                None => Axes::from_elem(0, low.len()),
             };
             Prim::Pad {
                 low,
@@ -399,25 +455,19 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(String, AttrValue)>) -> Result<Pr
                 interior,
             }
         }
-        "concatenate" => Prim::Concatenate {
+        PrimKind::Concatenate => Prim::Concatenate {
             axis: set.usize("axis")?,
         },
-        "dot_general" => {
+        PrimKind::DotGeneral => {
             let contract = set.pair_of_lists("contract")?;
             let batch = match set.take("batch") {
                 Some(v) => {
-                    set.attrs.push(("batch".into(), v));
+                    set.attrs.push(("batch", v));
                     set.pair_of_lists("batch")?
                 }
-                None => (vec![], vec![]),
+                None => (Axes::new(), Axes::new()),
             };
             Prim::DotGeneral(DotDims { contract, batch })
-        }
-        other => {
-            return Err(AttrError {
-                attr: None,
-                message: format!("unknown primitive `{other}`"),
-            })
         }
     };
     set.finish(prim)

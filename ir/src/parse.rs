@@ -1,16 +1,23 @@
-//! The parser of the text IR (`shared/spec/ir-text.md`): a line-aware lexer, then one pass
-//! that reads each equation, resolves its names, infers its type and checks the declared one.
-//! Every error carries the line and column where it was found and says what was expected.
+//! The parser of the text IR (`shared/spec/ir-text.md`): a line-aware lexer that produces
+//! tokens on demand (no token array: a 10^6-equation file is read in one pass), and a parser
+//! that reads each equation, resolves its names, infers its type through the strict builder
+//! and checks the declared one. Names are kept in the function's side table, so printing a
+//! parsed function gives the user's names back. Every error carries the line and column where
+//! it was found and says what was expected; quoted tokens are cut to a readable length.
 //! The only recursion is into nested attribute tuples, which is capped at a small depth.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
 use crate::attrs::{prim_from_parts, AttrValue};
-use crate::func::{Atom, Func, FuncBuilder, Literal, Loc, Module, Var};
+use crate::builder::Builder;
+use crate::func::{Atom, Func, Literal, Loc, Module, Var};
 use crate::shape::literal_dtype;
-use crate::types::{DType, Type};
-use crate::verify::{verify_module, KEYWORDS};
+use crate::types::{DType, Shape, Type};
+use crate::verify::{is_keyword, verify_module};
 
 /// A syntax or type error in the text, at a 1-based line and column.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,11 +57,22 @@ enum Tok<'a> {
     Eof,
 }
 
+/// At most this many characters of a token are quoted in a message.
+const MAX_QUOTED: usize = 40;
+
+/// `s` for a message: cut to `MAX_QUOTED` characters, with `...` when cut.
+fn quoted(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 impl Tok<'_> {
     fn describe(&self) -> String {
         match self {
-            Tok::Ident(s) => format!("`{s}`"),
-            Tok::Number(s) => format!("number `{s}`"),
+            Tok::Ident(s) => format!("`{}`", quoted(s)),
+            Tok::Number(s) => format!("number `{}`", quoted(s)),
             Tok::LParen => "`(`".into(),
             Tok::RParen => "`)`".into(),
             Tok::LBracket => "`[`".into(),
@@ -79,119 +97,144 @@ fn error<T>(pos: Pos, message: impl Into<String>) -> Result<T, ParseError> {
     })
 }
 
-/// Splits the text into tokens. Newlines are tokens except inside `(...)` and `[...]`, so an
-/// attribute list or a parameter list may continue over several lines.
-fn lex(text: &str) -> Result<Vec<(Tok<'_>, Pos)>, ParseError> {
-    let bytes = text.as_bytes();
-    let mut toks = Vec::with_capacity(text.len() / 4);
-    let (mut i, mut line, mut col) = (0usize, 1u32, 1u32);
-    let mut depth = 0i32;
-    let is_ident_start = |c: u8| c.is_ascii_alphabetic() || c == b'_';
-    let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    while i < bytes.len() {
-        let c = bytes[i];
-        let pos = Pos { line, col };
-        let start = i;
-        let simple = match c {
-            b'(' => Some(Tok::LParen),
-            b')' => Some(Tok::RParen),
-            b'[' => Some(Tok::LBracket),
-            b']' => Some(Tok::RBracket),
-            b'{' => Some(Tok::LBrace),
-            b'}' => Some(Tok::RBrace),
-            b',' => Some(Tok::Comma),
-            b':' => Some(Tok::Colon),
-            b'=' => Some(Tok::Equals),
-            _ => None,
-        };
-        if let Some(tok) = simple {
-            match tok {
-                Tok::LParen | Tok::LBracket => depth += 1,
-                Tok::RParen | Tok::RBracket => depth = (depth - 1).max(0),
+/// Splits the text into tokens, one at a time. Newlines are tokens except inside `(...)` and
+/// `[...]`, so an attribute list or a parameter list may continue over several lines.
+struct Lexer<'a> {
+    text: &'a str,
+    i: usize,
+    line: u32,
+    col: u32,
+    depth: u32,
+}
+
+impl<'a> Lexer<'a> {
+    fn new(text: &'a str) -> Lexer<'a> {
+        Lexer {
+            text,
+            i: 0,
+            line: 1,
+            col: 1,
+            depth: 0,
+        }
+    }
+
+    /// Moves over `n` bytes of the current line.
+    fn advance(&mut self, n: usize) {
+        self.i += n;
+        self.col += n as u32;
+    }
+
+    fn next_tok(&mut self) -> Result<(Tok<'a>, Pos), ParseError> {
+        let bytes = self.text.as_bytes();
+        let is_ident_start = |c: u8| c.is_ascii_alphabetic() || c == b'_';
+        let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        while self.i < bytes.len() {
+            let c = bytes[self.i];
+            let pos = Pos {
+                line: self.line,
+                col: self.col,
+            };
+            let start = self.i;
+            let simple = match c {
+                b'(' => Some(Tok::LParen),
+                b')' => Some(Tok::RParen),
+                b'[' => Some(Tok::LBracket),
+                b']' => Some(Tok::RBracket),
+                b'{' => Some(Tok::LBrace),
+                b'}' => Some(Tok::RBrace),
+                b',' => Some(Tok::Comma),
+                b':' => Some(Tok::Colon),
+                b'=' => Some(Tok::Equals),
+                _ => None,
+            };
+            if let Some(tok) = simple {
+                match tok {
+                    Tok::LParen | Tok::LBracket => self.depth += 1,
+                    Tok::RParen | Tok::RBracket => self.depth = self.depth.saturating_sub(1),
+                    _ => {}
+                }
+                self.advance(1);
+                return Ok((tok, pos));
+            }
+            match c {
+                b'\n' => {
+                    self.i += 1;
+                    self.line += 1;
+                    self.col = 1;
+                    if self.depth == 0 {
+                        return Ok((Tok::Newline, pos));
+                    }
+                    continue;
+                }
+                b' ' | b'\t' | b'\r' => {
+                    self.advance(1);
+                    continue;
+                }
+                b'#' => {
+                    let len = bytes[self.i..]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .unwrap_or(bytes.len() - self.i);
+                    self.advance(len);
+                    continue;
+                }
                 _ => {}
             }
-            toks.push((tok, pos));
-            i += 1;
-            col += 1;
-            continue;
-        }
-        match c {
-            b'\n' => {
-                if depth == 0 {
-                    toks.push((Tok::Newline, pos));
-                }
-                i += 1;
-                line += 1;
-                col = 1;
-                continue;
-            }
-            b' ' | b'\t' | b'\r' => {
-                i += 1;
-                col += 1;
-                continue;
-            }
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-                continue;
-            }
-            _ => {}
-        }
-        if is_ident_start(c) {
-            while i < bytes.len() && is_ident(bytes[i]) {
-                i += 1;
-            }
-            let word = &text[start..i];
-            col += (i - start) as u32;
-            let tok = if word == "inf" || word == "nan" {
-                Tok::Number(word)
-            } else {
-                Tok::Ident(word)
-            };
-            toks.push((tok, pos));
-            continue;
-        }
-        let next = bytes.get(i + 1).copied().unwrap_or(b' ');
-        if c == b'-' && next == b'>' {
-            toks.push((Tok::Arrow, pos));
-            i += 2;
-            col += 2;
-            continue;
-        }
-        if c.is_ascii_digit()
-            || c == b'.'
-            || ((c == b'-' || c == b'+') && (next.is_ascii_digit() || next == b'.'))
-        {
-            i += 1;
-            while i < bytes.len() {
-                let d = bytes[i];
-                let prev = bytes[i - 1];
-                let exponent_sign = (d == b'-' || d == b'+') && (prev == b'e' || prev == b'E');
-                if d.is_ascii_digit() || d == b'.' || d == b'e' || d == b'E' || exponent_sign {
-                    i += 1;
+            if is_ident_start(c) {
+                let len = bytes[self.i..]
+                    .iter()
+                    .position(|&b| !is_ident(b))
+                    .unwrap_or(bytes.len() - self.i);
+                self.advance(len);
+                let word = &self.text[start..self.i];
+                let tok = if word == "inf" || word == "nan" {
+                    Tok::Number(word)
                 } else {
-                    break;
-                }
+                    Tok::Ident(word)
+                };
+                return Ok((tok, pos));
             }
-            col += (i - start) as u32;
-            toks.push((Tok::Number(&text[start..i]), pos));
-            continue;
+            let next = bytes.get(self.i + 1).copied().unwrap_or(b' ');
+            if c == b'-' && next == b'>' {
+                self.advance(2);
+                return Ok((Tok::Arrow, pos));
+            }
+            if c.is_ascii_digit()
+                || c == b'.'
+                || ((c == b'-' || c == b'+') && (next.is_ascii_digit() || next == b'.'))
+            {
+                let mut j = self.i + 1;
+                while j < bytes.len() {
+                    let d = bytes[j];
+                    let prev = bytes[j - 1];
+                    let exponent_sign = (d == b'-' || d == b'+') && (prev == b'e' || prev == b'E');
+                    if d.is_ascii_digit() || d == b'.' || d == b'e' || d == b'E' || exponent_sign {
+                        j += 1;
+                    } else {
+                        break;
+                    }
+                }
+                self.advance(j - self.i);
+                return Ok((Tok::Number(&self.text[start..self.i]), pos));
+            }
+            if c == b'-'
+                && bytes[self.i + 1..].starts_with(b"inf")
+                && !bytes.get(self.i + 4).is_some_and(|&d| is_ident(d))
+            {
+                self.advance(4);
+                return Ok((Tok::Number("-inf"), pos));
+            }
+            let ch = self.text[self.i..].chars().next().unwrap_or('?');
+            return error(pos, format!("unexpected character `{}`", ch.escape_debug()));
         }
-        if c == b'-'
-            && bytes[i + 1..].starts_with(b"inf")
-            && !bytes.get(i + 4).is_some_and(|&d| is_ident(d))
-        {
-            toks.push((Tok::Number("-inf"), pos));
-            i += 4;
-            col += 4;
-            continue;
-        }
-        let ch = text[i..].chars().next().unwrap_or('?');
-        return error(pos, format!("unexpected character `{}`", ch.escape_debug()));
+        Ok((
+            Tok::Eof,
+            Pos {
+                line: self.line,
+                col: self.col,
+            },
+        ))
     }
-    toks.push((Tok::Eof, Pos { line, col }));
-    Ok(toks)
 }
 
 /// A number as written, before its dtype is known.
@@ -218,28 +261,65 @@ impl RawAtom<'_> {
 const MAX_TUPLE_DEPTH: usize = 8;
 
 struct Parser<'a> {
-    toks: Vec<(Tok<'a>, Pos)>,
-    at: usize,
+    lexer: Lexer<'a>,
+    cur: (Tok<'a>, Pos),
 }
 
-/// Names in scope in one function: the value and where it was defined.
-type Scope<'a> = HashMap<&'a str, (Var, Pos)>;
+/// Names in scope in one function, and where each value was defined (by value index).
+#[derive(Default)]
+struct Scope<'a> {
+    names: FxHashMap<&'a str, Var>,
+    defined_at: Vec<Pos>,
+}
+
+impl<'a> Scope<'a> {
+    fn get(&self, name: &str) -> Option<Var> {
+        self.names.get(name).copied()
+    }
+
+    /// Reserves `name` for a value about to be defined (one hash lookup), or says where it
+    /// is already defined. The caller stores the value in the returned slot.
+    fn claim(&mut self, name: &'a str, pos: Pos) -> Result<&mut Var, ParseError> {
+        match self.names.entry(name) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let p = self.defined_at[e.get().index()];
+                error(
+                    pos,
+                    format!(
+                        "`{}` is already defined at {}:{}",
+                        quoted(name),
+                        p.line,
+                        p.col
+                    ),
+                )
+            }
+            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(Var(u32::MAX))),
+        }
+    }
+
+    fn set_pos(&mut self, v: Var, pos: Pos) {
+        if self.defined_at.len() <= v.index() {
+            self.defined_at.resize(v.index() + 1, pos);
+        }
+        self.defined_at[v.index()] = pos;
+    }
+}
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> &Tok<'a> {
-        &self.toks[self.at].0
+        &self.cur.0
     }
 
     fn pos(&self) -> Pos {
-        self.toks[self.at].1
+        self.cur.1
     }
 
-    fn bump(&mut self) -> (Tok<'a>, Pos) {
-        let t = self.toks[self.at];
-        if self.at + 1 < self.toks.len() {
-            self.at += 1;
+    fn bump(&mut self) -> Result<(Tok<'a>, Pos), ParseError> {
+        let t = self.cur;
+        if t.0 != Tok::Eof {
+            self.cur = self.lexer.next_tok()?;
         }
-        t
+        Ok(t)
     }
 
     fn expected<T>(&self, what: &str) -> Result<T, ParseError> {
@@ -251,22 +331,23 @@ impl<'a> Parser<'a> {
 
     fn expect(&mut self, tok: Tok<'a>) -> Result<Pos, ParseError> {
         if *self.peek() == tok {
-            Ok(self.bump().1)
+            Ok(self.bump()?.1)
         } else {
             self.expected(&tok.describe())
         }
     }
 
-    fn skip_newlines(&mut self) {
+    fn skip_newlines(&mut self) -> Result<(), ParseError> {
         while *self.peek() == Tok::Newline {
-            self.bump();
+            self.bump()?;
         }
+        Ok(())
     }
 
     fn end_of_line(&mut self) -> Result<(), ParseError> {
         match self.peek() {
             Tok::Newline => {
-                self.bump();
+                self.bump()?;
                 Ok(())
             }
             Tok::Eof => Ok(()),
@@ -276,7 +357,7 @@ impl<'a> Parser<'a> {
 
     fn name(&mut self, what: &str) -> Result<(&'a str, Pos), ParseError> {
         match *self.peek() {
-            Tok::Ident(s) if !KEYWORDS.contains(&s) => Ok((s, self.bump().1)),
+            Tok::Ident(s) if !is_keyword(s) => Ok((s, self.bump()?.1)),
             Tok::Ident(s) => error(self.pos(), format!("expected {what}, found keyword `{s}`")),
             _ => self.expected(what),
         }
@@ -286,7 +367,7 @@ impl<'a> Parser<'a> {
         let pos = self.pos();
         match *self.peek() {
             Tok::Number(s) => {
-                self.bump();
+                self.bump()?;
                 s.parse::<i64>()
                     .or_else(|_| error(pos, format!("expected {what}, found `{s}`")))
             }
@@ -299,7 +380,7 @@ impl<'a> Parser<'a> {
         let dtype = match *self.peek() {
             Tok::Ident(s) => match DType::from_name(s) {
                 Some(d) => {
-                    self.bump();
+                    self.bump()?;
                     d
                 }
                 None => {
@@ -312,7 +393,7 @@ impl<'a> Parser<'a> {
             _ => return self.expected("a type such as f32[3,4]"),
         };
         self.expect(Tok::LBracket)?;
-        let mut shape = Vec::new();
+        let mut shape = Shape::new();
         if *self.peek() != Tok::RBracket {
             loop {
                 let p = self.pos();
@@ -322,7 +403,7 @@ impl<'a> Parser<'a> {
                 }
                 shape.push(d as usize);
                 if *self.peek() == Tok::Comma {
-                    self.bump();
+                    self.bump()?;
                 } else {
                     break;
                 }
@@ -343,7 +424,7 @@ impl<'a> Parser<'a> {
         let pos = self.pos();
         match *self.peek() {
             Tok::Number(s) => {
-                self.bump();
+                self.bump()?;
                 if let Ok(i) = s.parse::<i64>() {
                     Ok(AttrValue::Int(i))
                 } else {
@@ -351,30 +432,30 @@ impl<'a> Parser<'a> {
                 }
             }
             Tok::Ident(s) if s == "true" || s == "false" => {
-                self.bump();
+                self.bump()?;
                 Ok(AttrValue::Bool(s == "true"))
             }
             Tok::Ident(s) => {
-                self.bump();
+                self.bump()?;
                 Ok(AttrValue::Name(s.to_string()))
             }
             Tok::LParen => {
                 if depth >= MAX_TUPLE_DEPTH {
                     return error(pos, "attribute tuples are nested too deeply");
                 }
-                self.bump();
+                self.bump()?;
                 let mut items = Vec::new();
                 while *self.peek() != Tok::RParen {
                     items.push(self.attr_value(depth + 1)?);
                     match self.peek() {
                         Tok::Comma => {
-                            self.bump();
+                            self.bump()?;
                         }
                         Tok::RParen => {}
                         _ => return self.expected("`,` or `)`"),
                     }
                 }
-                self.bump();
+                self.bump()?;
                 Ok(AttrValue::Tuple(items))
             }
             _ => self.expected("an attribute value"),
@@ -385,7 +466,7 @@ impl<'a> Parser<'a> {
         let pos = self.pos();
         match *self.peek() {
             Tok::Ident(s) if s == "true" || s == "false" => {
-                self.bump();
+                self.bump()?;
                 Ok(RawAtom::Bool(s == "true", pos))
             }
             Tok::Ident(_) => {
@@ -393,14 +474,14 @@ impl<'a> Parser<'a> {
                 Ok(RawAtom::Name(s, p))
             }
             Tok::Number(text) => {
-                self.bump();
+                self.bump()?;
                 let mut dtype = None;
                 if *self.peek() == Tok::Colon {
-                    self.bump();
+                    self.bump()?;
                     let p = self.pos();
                     match *self.peek() {
                         Tok::Ident(d) if DType::from_name(d).is_some() => {
-                            self.bump();
+                            self.bump()?;
                             dtype = DType::from_name(d);
                         }
                         _ => {
@@ -423,7 +504,7 @@ impl<'a> Parser<'a> {
     fn module(&mut self) -> Result<Module, ParseError> {
         let mut module = Module::default();
         let mut names: HashMap<String, Pos> = HashMap::new();
-        self.skip_newlines();
+        self.skip_newlines()?;
         loop {
             match self.peek() {
                 Tok::Eof if !module.funcs.is_empty() => break,
@@ -443,68 +524,70 @@ impl<'a> Parser<'a> {
             }
             names.insert(func.name.clone(), func_pos);
             module.funcs.push(func);
-            self.skip_newlines();
+            self.skip_newlines()?;
         }
         Ok(module)
     }
 
     fn func(&mut self) -> Result<Func, ParseError> {
-        self.bump(); // `func`
+        self.bump()?; // `func`
         let (name, _) = self.name("a function name")?;
-        let mut b = FuncBuilder::new(name);
-        let mut scope: Scope<'a> = Scope::new();
+        let mut b = Builder::new(name);
+        let mut scope = Scope::default();
+        // About one equation per 40 bytes of text: reserve once instead of growing.
+        let estimate = (self.lexer.text.len() - self.lexer.i) / 40;
+        b.reserve(estimate);
+        scope.names.reserve(estimate);
+        scope.defined_at.reserve(estimate);
         self.expect(Tok::LParen)?;
         while *self.peek() != Tok::RParen {
             let (pname, ppos) = self.name("a parameter name")?;
             self.expect(Tok::Colon)?;
             let ty = self.parse_type()?;
-            if let Some((_, p)) = scope.get(&pname) {
-                return error(
-                    ppos,
-                    format!("`{pname}` is already defined at {}:{}", p.line, p.col),
-                );
-            }
-            let v = b.param_named(pname.to_string(), ty);
-            scope.insert(pname, (v, ppos));
+            let slot = scope.claim(pname, ppos)?;
+            let v = b.param(&ty);
+            *slot = v;
+            b.set_name(v, pname);
+            scope.set_pos(v, ppos);
             match self.peek() {
                 Tok::Comma => {
-                    self.bump();
+                    self.bump()?;
                 }
                 Tok::RParen => {}
                 _ => return self.expected("`,` or `)`"),
             }
         }
-        self.bump();
+        self.bump()?;
         self.expect(Tok::Arrow)?;
         let mut results = Vec::new();
         if *self.peek() == Tok::LParen {
-            self.bump();
+            self.bump()?;
             loop {
                 results.push(self.parse_type()?);
                 match self.peek() {
                     Tok::Comma => {
-                        self.bump();
+                        self.bump()?;
                     }
                     Tok::RParen => break,
                     _ => return self.expected("`,` or `)`"),
                 }
             }
-            self.bump();
+            self.bump()?;
         } else {
             results.push(self.parse_type()?);
         }
         self.expect(Tok::LBrace)?;
         self.end_of_line()?;
         loop {
-            self.skip_newlines();
+            self.skip_newlines()?;
             match *self.peek() {
                 Tok::Ident("return") => {
-                    let ret_pos = self.bump().1;
+                    let ret_pos = self.bump()?.1;
                     let outputs = self.ret(&b, &scope, &results, ret_pos)?;
-                    self.skip_newlines();
+                    self.skip_newlines()?;
                     self.expect(Tok::RBrace)?;
                     self.end_of_line()?;
-                    return Ok(b.finish(outputs));
+                    return b.finish(&outputs).or_else(|e| error(ret_pos, e.message));
                 }
                 Tok::Ident(_) => self.eqn(&mut b, &mut scope)?,
                 Tok::RBrace => return self.expected("`return` before `}`"),
@@ -521,8 +604,8 @@ impl<'a> Parser<'a> {
     ) -> Result<Atom, ParseError> {
         match raw {
             RawAtom::Name(n, pos) => match scope.get(n) {
-                Some((v, _)) => Ok(Atom::Var(*v)),
-                None => error(*pos, format!("undefined name `{n}`")),
+                Some(v) => Ok(Atom::Var(v)),
+                None => error(*pos, format!("undefined name `{}`", quoted(n))),
             },
             RawAtom::Bool(v, _) => Ok(Atom::Lit(Literal::new(
                 f64::from(u8::from(*v)),
@@ -533,11 +616,14 @@ impl<'a> Parser<'a> {
                 let value = parse_float(text, *pos)?;
                 match dtype {
                     DType::I32 if value.fract() != 0.0 || value.abs() > f64::from(i32::MAX) => {
-                        error(*pos, format!("literal `{text}` is not an i32"))
+                        error(*pos, format!("literal `{}` is not an i32", quoted(text)))
                     }
                     DType::Bool => error(
                         *pos,
-                        format!("literal `{text}` cannot be a bool (use true or false)"),
+                        format!(
+                            "literal `{}` cannot be a bool (use true or false)",
+                            quoted(text)
+                        ),
                     ),
                     _ => Ok(Atom::Lit(Literal::new(value, dtype))),
                 }
@@ -545,11 +631,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn eqn(&mut self, b: &mut FuncBuilder, scope: &mut Scope<'a>) -> Result<(), ParseError> {
+    fn eqn(&mut self, b: &mut Builder, scope: &mut Scope<'a>) -> Result<(), ParseError> {
         let (out_name, out_pos) = self.name("a value name")?;
         let mut declared = None;
         if *self.peek() == Tok::Colon {
-            self.bump();
+            self.bump()?;
             let p = self.pos();
             declared = Some((self.parse_type()?, p));
         }
@@ -557,50 +643,51 @@ impl<'a> Parser<'a> {
         let prim_pos = self.pos();
         let prim_name = match *self.peek() {
             Tok::Ident(s) => {
-                self.bump();
+                self.bump()?;
                 s
             }
             _ => return self.expected("a primitive name"),
         };
-        let mut attrs: Vec<(String, AttrValue)> = Vec::new();
-        let mut attr_pos: Vec<Pos> = Vec::new();
+        let mut attrs: Vec<(&str, AttrValue)> = Vec::new();
+        let mut attr_names: SmallVec<[&str; 4]> = SmallVec::new();
+        let mut attr_pos: SmallVec<[Pos; 4]> = SmallVec::new();
         if *self.peek() == Tok::LBracket {
-            self.bump();
+            self.bump()?;
             while *self.peek() != Tok::RBracket {
                 let (aname, apos) = self.name("an attribute name")?;
                 self.expect(Tok::Equals)?;
                 let value = self.attr_value(0)?;
-                attrs.push((aname.to_string(), value));
+                attrs.push((aname, value));
+                attr_names.push(aname);
                 attr_pos.push(apos);
                 match self.peek() {
                     Tok::Comma => {
-                        self.bump();
+                        self.bump()?;
                     }
                     Tok::RBracket => {}
                     _ => return self.expected("`,` or `]`"),
                 }
             }
-            self.bump();
+            self.bump()?;
         }
-        let mut raw_args = Vec::new();
+        let mut raw_args: SmallVec<[RawAtom<'a>; 4]> = SmallVec::new();
         while !matches!(self.peek(), Tok::Newline | Tok::Eof) {
             raw_args.push(self.atom()?);
         }
         self.end_of_line()?;
 
-        let names: Vec<String> = attrs.iter().map(|(n, _)| n.clone()).collect();
         let prim = prim_from_parts(prim_name, attrs).or_else(|e| {
             let pos = e
                 .attr
                 .as_ref()
-                .and_then(|a| names.iter().position(|n| n == a))
+                .and_then(|a| attr_names.iter().position(|n| n == a))
                 .map_or(prim_pos, |i| attr_pos[i]);
             error(pos, e.message)
         })?;
-        let known: Vec<Option<DType>> = raw_args
+        let known: SmallVec<[Option<DType>; 4]> = raw_args
             .iter()
             .map(|r| match r {
-                RawAtom::Name(n, _) => scope.get(n).map(|(v, _)| b.func().var_type(*v).dtype),
+                RawAtom::Name(n, _) => scope.get(n).map(|v| b.func().var_type(v).dtype),
                 RawAtom::Number { dtype, .. } => *dtype,
                 RawAtom::Bool(..) => Some(DType::Bool),
             })
@@ -613,43 +700,43 @@ impl<'a> Parser<'a> {
         let args = raw_args
             .iter()
             .map(|r| self.resolve(scope, r, lit_dtype))
-            .collect::<Result<Vec<_>, _>>()?;
-        if let Some((_, p)) = scope.get(&out_name) {
-            return error(
-                out_pos,
-                format!("`{out_name}` is already defined at {}:{}", p.line, p.col),
-            );
-        }
-        let loc = Loc::Text {
+            .collect::<Result<SmallVec<[Atom; 4]>, _>>()?;
+        let slot = scope.claim(out_name, out_pos)?;
+        b.set_loc(Loc::Text {
             line: prim_pos.line,
             col: prim_pos.col,
-        };
+        });
         let v = b
-            .eqn_named(out_name.to_string(), prim, args, loc)
+            .try_eqn(prim, &args)
             .or_else(|e| error(prim_pos, e.message))?;
         if let Some((ty, p)) = declared {
             let inferred = b.func().var_type(v);
             if &ty != inferred {
                 return error(
                     p,
-                    format!("`{out_name}` is declared {ty} but `{prim_name}` gives {inferred}"),
+                    format!(
+                        "`{}` is declared {ty} but `{prim_name}` gives {inferred}",
+                        quoted(out_name)
+                    ),
                 );
             }
         }
-        scope.insert(out_name, (v, out_pos));
+        *slot = v;
+        b.set_name(v, out_name);
+        scope.set_pos(v, out_pos);
         Ok(())
     }
 
     fn ret(
         &mut self,
-        b: &FuncBuilder,
+        b: &Builder,
         scope: &Scope<'a>,
         results: &[Type],
         ret_pos: Pos,
     ) -> Result<Vec<Atom>, ParseError> {
         let mut raw = vec![self.atom()?];
         while *self.peek() == Tok::Comma {
-            self.bump();
+            self.bump()?;
             raw.push(self.atom()?);
         }
         if !matches!(self.peek(), Tok::Newline | Tok::Eof | Tok::RBrace) {
@@ -668,8 +755,8 @@ impl<'a> Parser<'a> {
         let mut outputs = Vec::with_capacity(raw.len());
         for (r, declared) in raw.iter().zip(results) {
             let a = self.resolve(scope, r, declared.dtype)?;
-            let ty = b.atom_type(&a);
-            if &ty != declared {
+            let ty = b.ty(&a);
+            if ty != declared {
                 let p = r.pos();
                 return error(
                     p,
@@ -696,9 +783,15 @@ fn parse_float(text: &str, pos: Pos) -> Result<f64, ParseError> {
 /// Parses a module: one or more functions, the first being the entry point. The result is
 /// verified; any error carries its line and column.
 pub fn parse_module(text: &str) -> Result<Module, ParseError> {
-    let toks = lex(text)?;
-    let mut p = Parser { toks, at: 0 };
+    let mut lexer = Lexer::new(text);
+    let cur = lexer.next_tok()?;
+    let mut p = Parser { lexer, cur };
     let module = p.module()?;
+    // The parser enforces the verifier's invariants as it builds (every equation through the
+    // shape rules, names resolved in scope); the verifier double-checks in debug builds.
+    if !cfg!(debug_assertions) {
+        return Ok(module);
+    }
     verify_module(&module).map_err(|e| {
         let (line, col) = match e.loc {
             Loc::Text { line, col } => (line, col),

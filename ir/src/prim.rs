@@ -1,11 +1,25 @@
 //! The closed list of primitives, with their attributes.
 //!
-//! `Prim` is the single list of operations the IR knows. Every per-primitive concern (shape
-//! rule, printer, kernel, derivative rules) is an exhaustive `match` on it, so adding a variant
+//! `Prim` is the single list of operations the IR knows, and `PrimKind` its field-less
+//! discriminant: one variant per name of the text IR, with `PrimKind::ALL` listing them.
+//! Every per-primitive concern (name, shape rule, attributes, kernel, jvp rule, transpose
+//! rule, classification) is an exhaustive `match` on one of the two, so adding a variant
 //! breaks the build exactly where a rule is missing (see `docs/adding-a-primitive.md`).
 //! Names and attribute names are those of `shared/spec/ir-text.md` (jax.lax's).
+//!
+//! Attributes are small inline vectors: building or cloning a `Prim` does not allocate for
+//! ranks up to 4. Everything derives `Eq, Ord, Hash`, so a `Prim` can be interned and can be
+//! an e-graph operator.
 
-use crate::types::DType;
+use std::sync::LazyLock;
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
+use crate::types::{DType, Shape};
+
+/// A list of axes (or axis sizes) of an attribute.
+pub type Axes = SmallVec<[usize; 4]>;
 
 /// Elementwise unary float functions (`neg` and `abs`/`sign` also take i32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,48 +45,31 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
-    pub const ALL: [UnaryOp; 18] = [
-        UnaryOp::Neg,
-        UnaryOp::Sin,
-        UnaryOp::Cos,
-        UnaryOp::Tan,
-        UnaryOp::Tanh,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Log1p,
-        UnaryOp::Expm1,
-        UnaryOp::Sqrt,
-        UnaryOp::Rsqrt,
-        UnaryOp::Abs,
-        UnaryOp::Sign,
-        UnaryOp::Logistic,
-        UnaryOp::Erf,
-        UnaryOp::Floor,
-        UnaryOp::Ceil,
-        UnaryOp::Round,
-    ];
+    pub fn kind(self) -> PrimKind {
+        match self {
+            UnaryOp::Neg => PrimKind::Neg,
+            UnaryOp::Sin => PrimKind::Sin,
+            UnaryOp::Cos => PrimKind::Cos,
+            UnaryOp::Tan => PrimKind::Tan,
+            UnaryOp::Tanh => PrimKind::Tanh,
+            UnaryOp::Exp => PrimKind::Exp,
+            UnaryOp::Log => PrimKind::Log,
+            UnaryOp::Log1p => PrimKind::Log1p,
+            UnaryOp::Expm1 => PrimKind::Expm1,
+            UnaryOp::Sqrt => PrimKind::Sqrt,
+            UnaryOp::Rsqrt => PrimKind::Rsqrt,
+            UnaryOp::Abs => PrimKind::Abs,
+            UnaryOp::Sign => PrimKind::Sign,
+            UnaryOp::Logistic => PrimKind::Logistic,
+            UnaryOp::Erf => PrimKind::Erf,
+            UnaryOp::Floor => PrimKind::Floor,
+            UnaryOp::Ceil => PrimKind::Ceil,
+            UnaryOp::Round => PrimKind::Round,
+        }
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Sin => "sin",
-            UnaryOp::Cos => "cos",
-            UnaryOp::Tan => "tan",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Log1p => "log1p",
-            UnaryOp::Expm1 => "expm1",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Rsqrt => "rsqrt",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Sign => "sign",
-            UnaryOp::Logistic => "logistic",
-            UnaryOp::Erf => "erf",
-            UnaryOp::Floor => "floor",
-            UnaryOp::Ceil => "ceil",
-            UnaryOp::Round => "round",
-        }
+        self.kind().name()
     }
 
     /// True where the op is also defined on i32 (`neg`, `abs`, `sign`).
@@ -95,28 +92,21 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
-    pub const ALL: [BinaryOp; 8] = [
-        BinaryOp::Add,
-        BinaryOp::Sub,
-        BinaryOp::Mul,
-        BinaryOp::Div,
-        BinaryOp::Pow,
-        BinaryOp::Max,
-        BinaryOp::Min,
-        BinaryOp::Atan2,
-    ];
+    pub fn kind(self) -> PrimKind {
+        match self {
+            BinaryOp::Add => PrimKind::Add,
+            BinaryOp::Sub => PrimKind::Sub,
+            BinaryOp::Mul => PrimKind::Mul,
+            BinaryOp::Div => PrimKind::Div,
+            BinaryOp::Pow => PrimKind::Pow,
+            BinaryOp::Max => PrimKind::Max,
+            BinaryOp::Min => PrimKind::Min,
+            BinaryOp::Atan2 => PrimKind::Atan2,
+        }
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Pow => "pow",
-            BinaryOp::Max => "max",
-            BinaryOp::Min => "min",
-            BinaryOp::Atan2 => "atan2",
-        }
+        self.kind().name()
     }
 
     /// True where the op is also defined on i32.
@@ -137,38 +127,32 @@ pub enum CompareOp {
 }
 
 impl CompareOp {
-    pub const ALL: [CompareOp; 6] = [
-        CompareOp::Lt,
-        CompareOp::Le,
-        CompareOp::Gt,
-        CompareOp::Ge,
-        CompareOp::Eq,
-        CompareOp::Ne,
-    ];
+    pub fn kind(self) -> PrimKind {
+        match self {
+            CompareOp::Lt => PrimKind::Lt,
+            CompareOp::Le => PrimKind::Le,
+            CompareOp::Gt => PrimKind::Gt,
+            CompareOp::Ge => PrimKind::Ge,
+            CompareOp::Eq => PrimKind::Eq,
+            CompareOp::Ne => PrimKind::Ne,
+        }
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            CompareOp::Lt => "lt",
-            CompareOp::Le => "le",
-            CompareOp::Gt => "gt",
-            CompareOp::Ge => "ge",
-            CompareOp::Eq => "eq",
-            CompareOp::Ne => "ne",
-        }
+        self.kind().name()
     }
 }
 
-/// Which of the two operands of a `dot_general`: the pair of axis lists in `contract` and
-/// `batch` is `(lhs, rhs)`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The dimension numbers of a `dot_general`: each pair of axis lists is `(lhs, rhs)`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DotDims {
-    pub contract: (Vec<usize>, Vec<usize>),
-    pub batch: (Vec<usize>, Vec<usize>),
+    pub contract: (Axes, Axes),
+    pub batch: (Axes, Axes),
 }
 
 /// One primitive with its attributes. Exhaustive matches on this enum are the "checklist" of
 /// everything a primitive needs.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Prim {
     Unary(UnaryOp),
     IntegerPow {
@@ -187,17 +171,24 @@ pub enum Prim {
     },
     Iota {
         dtype: DType,
-        shape: Vec<usize>,
+        shape: Shape,
         dim: usize,
     },
+    /// A tensor of zeros made by a transform (a symbolic zero that had to become a value).
+    /// Unlike a user's `0.0`, it stands for "no derivative here", so the simplifier may
+    /// apply `x * zeros -> zeros` to it even where `x` could be inf or NaN.
+    Zeros {
+        dtype: DType,
+        shape: Shape,
+    },
     ReduceSum {
-        axes: Vec<usize>,
+        axes: Axes,
     },
     ReduceMax {
-        axes: Vec<usize>,
+        axes: Axes,
     },
     ReduceMin {
-        axes: Vec<usize>,
+        axes: Axes,
     },
     Argmax {
         axis: usize,
@@ -210,35 +201,35 @@ pub enum Prim {
         reverse: bool,
     },
     BroadcastInDim {
-        shape: Vec<usize>,
-        dims: Vec<usize>,
+        shape: Shape,
+        dims: Axes,
     },
     Reshape {
-        shape: Vec<usize>,
+        shape: Shape,
     },
     Transpose {
-        perm: Vec<usize>,
+        perm: Axes,
     },
     Squeeze {
-        dims: Vec<usize>,
+        dims: Axes,
     },
     ExpandDims {
-        dims: Vec<usize>,
+        dims: Axes,
     },
     Rev {
-        dims: Vec<usize>,
+        dims: Axes,
     },
     /// `strides` is all ones when the text gives none.
     Slice {
-        start: Vec<usize>,
-        limit: Vec<usize>,
-        strides: Vec<usize>,
+        start: Axes,
+        limit: Axes,
+        strides: Axes,
     },
     /// `interior` is all zeros when the text gives none.
     Pad {
-        low: Vec<i64>,
-        high: Vec<i64>,
-        interior: Vec<usize>,
+        low: SmallVec<[i64; 4]>,
+        high: SmallVec<[i64; 4]>,
+        interior: Axes,
     },
     Concatenate {
         axis: usize,
@@ -246,43 +237,341 @@ pub enum Prim {
     DotGeneral(DotDims),
 }
 
-impl Prim {
+/// The field-less discriminant of `Prim`: one variant per primitive name of the text IR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrimKind {
+    Neg,
+    Sin,
+    Cos,
+    Tan,
+    Tanh,
+    Exp,
+    Log,
+    Log1p,
+    Expm1,
+    Sqrt,
+    Rsqrt,
+    Abs,
+    Sign,
+    Logistic,
+    Erf,
+    Floor,
+    Ceil,
+    Round,
+    IntegerPow,
+    StopGradient,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Max,
+    Min,
+    Atan2,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+    Not,
+    SelectN,
+    ConvertElementType,
+    Iota,
+    Zeros,
+    ReduceSum,
+    ReduceMax,
+    ReduceMin,
+    Argmax,
+    Argmin,
+    Cumsum,
+    BroadcastInDim,
+    Reshape,
+    Transpose,
+    Squeeze,
+    ExpandDims,
+    Rev,
+    Slice,
+    Pad,
+    Concatenate,
+    DotGeneral,
+}
+
+/// What kind of loop a primitive is, for fusion and memory planning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpClass {
+    /// Each output element depends on the operand elements at the same index (rank-0
+    /// operands broadcast): fusable into one loop.
+    Elementwise,
+    /// Reductions and scans over axes (`reduce_*`, `argmax`, `argmin`, `cumsum`).
+    Reduction,
+    /// Moves or repeats elements without arithmetic (broadcast, reshape, slice, pad, ...).
+    DataMovement,
+    /// `dot_general`: a library call.
+    Contraction,
+    /// No operands: `iota`, `zeros`.
+    Constant,
+}
+
+/// How a primitive's result depends linearly on its operands, which is what both the jvp
+/// rules and the transpose rules need to know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Linearity {
+    /// Linear in all operands jointly: `p(x + y) = p(x) + p(y)`. Its jvp applies `p` to the
+    /// tangents, and it transposes when every operand is linear or zero.
+    Joint,
+    /// `select_n`: the predicate (operand 1) is fixed, and it is jointly linear in the cases.
+    Cases,
+    /// Linear in each operand separately, the other held fixed (`mul`, `dot_general`).
+    Bilinear,
+    /// Linear in the first operand only, the others held fixed (`div`).
+    FirstOnly,
+    /// Not linear in any operand.
+    Nonlinear,
+}
+
+impl PrimKind {
+    /// Every primitive, in the order of `shared/spec/ir-text.md` (`zeros`, an extension,
+    /// after `iota`).
+    pub const ALL: [PrimKind; 57] = [
+        PrimKind::Neg,
+        PrimKind::Sin,
+        PrimKind::Cos,
+        PrimKind::Tan,
+        PrimKind::Tanh,
+        PrimKind::Exp,
+        PrimKind::Log,
+        PrimKind::Log1p,
+        PrimKind::Expm1,
+        PrimKind::Sqrt,
+        PrimKind::Rsqrt,
+        PrimKind::Abs,
+        PrimKind::Sign,
+        PrimKind::Logistic,
+        PrimKind::Erf,
+        PrimKind::Floor,
+        PrimKind::Ceil,
+        PrimKind::Round,
+        PrimKind::IntegerPow,
+        PrimKind::StopGradient,
+        PrimKind::Add,
+        PrimKind::Sub,
+        PrimKind::Mul,
+        PrimKind::Div,
+        PrimKind::Pow,
+        PrimKind::Max,
+        PrimKind::Min,
+        PrimKind::Atan2,
+        PrimKind::Lt,
+        PrimKind::Le,
+        PrimKind::Gt,
+        PrimKind::Ge,
+        PrimKind::Eq,
+        PrimKind::Ne,
+        PrimKind::And,
+        PrimKind::Or,
+        PrimKind::Not,
+        PrimKind::SelectN,
+        PrimKind::ConvertElementType,
+        PrimKind::Iota,
+        PrimKind::Zeros,
+        PrimKind::ReduceSum,
+        PrimKind::ReduceMax,
+        PrimKind::ReduceMin,
+        PrimKind::Argmax,
+        PrimKind::Argmin,
+        PrimKind::Cumsum,
+        PrimKind::BroadcastInDim,
+        PrimKind::Reshape,
+        PrimKind::Transpose,
+        PrimKind::Squeeze,
+        PrimKind::ExpandDims,
+        PrimKind::Rev,
+        PrimKind::Slice,
+        PrimKind::Pad,
+        PrimKind::Concatenate,
+        PrimKind::DotGeneral,
+    ];
+
     /// The primitive's name in the text IR.
-    pub fn name(&self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
-            Prim::Unary(op) => op.name(),
-            Prim::IntegerPow { .. } => "integer_pow",
-            Prim::StopGradient => "stop_gradient",
-            Prim::Binary(op) => op.name(),
-            Prim::Compare(op) => op.name(),
-            Prim::And => "and",
-            Prim::Or => "or",
-            Prim::Not => "not",
-            Prim::SelectN => "select_n",
-            Prim::ConvertElementType { .. } => "convert_element_type",
-            Prim::Iota { .. } => "iota",
-            Prim::ReduceSum { .. } => "reduce_sum",
-            Prim::ReduceMax { .. } => "reduce_max",
-            Prim::ReduceMin { .. } => "reduce_min",
-            Prim::Argmax { .. } => "argmax",
-            Prim::Argmin { .. } => "argmin",
-            Prim::Cumsum { .. } => "cumsum",
-            Prim::BroadcastInDim { .. } => "broadcast_in_dim",
-            Prim::Reshape { .. } => "reshape",
-            Prim::Transpose { .. } => "transpose",
-            Prim::Squeeze { .. } => "squeeze",
-            Prim::ExpandDims { .. } => "expand_dims",
-            Prim::Rev { .. } => "rev",
-            Prim::Slice { .. } => "slice",
-            Prim::Pad { .. } => "pad",
-            Prim::Concatenate { .. } => "concatenate",
-            Prim::DotGeneral(_) => "dot_general",
+            PrimKind::Neg => "neg",
+            PrimKind::Sin => "sin",
+            PrimKind::Cos => "cos",
+            PrimKind::Tan => "tan",
+            PrimKind::Tanh => "tanh",
+            PrimKind::Exp => "exp",
+            PrimKind::Log => "log",
+            PrimKind::Log1p => "log1p",
+            PrimKind::Expm1 => "expm1",
+            PrimKind::Sqrt => "sqrt",
+            PrimKind::Rsqrt => "rsqrt",
+            PrimKind::Abs => "abs",
+            PrimKind::Sign => "sign",
+            PrimKind::Logistic => "logistic",
+            PrimKind::Erf => "erf",
+            PrimKind::Floor => "floor",
+            PrimKind::Ceil => "ceil",
+            PrimKind::Round => "round",
+            PrimKind::IntegerPow => "integer_pow",
+            PrimKind::StopGradient => "stop_gradient",
+            PrimKind::Add => "add",
+            PrimKind::Sub => "sub",
+            PrimKind::Mul => "mul",
+            PrimKind::Div => "div",
+            PrimKind::Pow => "pow",
+            PrimKind::Max => "max",
+            PrimKind::Min => "min",
+            PrimKind::Atan2 => "atan2",
+            PrimKind::Lt => "lt",
+            PrimKind::Le => "le",
+            PrimKind::Gt => "gt",
+            PrimKind::Ge => "ge",
+            PrimKind::Eq => "eq",
+            PrimKind::Ne => "ne",
+            PrimKind::And => "and",
+            PrimKind::Or => "or",
+            PrimKind::Not => "not",
+            PrimKind::SelectN => "select_n",
+            PrimKind::ConvertElementType => "convert_element_type",
+            PrimKind::Iota => "iota",
+            PrimKind::Zeros => "zeros",
+            PrimKind::ReduceSum => "reduce_sum",
+            PrimKind::ReduceMax => "reduce_max",
+            PrimKind::ReduceMin => "reduce_min",
+            PrimKind::Argmax => "argmax",
+            PrimKind::Argmin => "argmin",
+            PrimKind::Cumsum => "cumsum",
+            PrimKind::BroadcastInDim => "broadcast_in_dim",
+            PrimKind::Reshape => "reshape",
+            PrimKind::Transpose => "transpose",
+            PrimKind::Squeeze => "squeeze",
+            PrimKind::ExpandDims => "expand_dims",
+            PrimKind::Rev => "rev",
+            PrimKind::Slice => "slice",
+            PrimKind::Pad => "pad",
+            PrimKind::Concatenate => "concatenate",
+            PrimKind::DotGeneral => "dot_general",
         }
     }
 
-    /// Every primitive name of the text IR, in the spec's order.
-    pub fn all_names() -> &'static [&'static str] {
-        &ALL_NAMES
+    /// The primitive named `name` in the text IR (a hash lookup in a table built once from
+    /// `ALL`: the parser asks this of every equation).
+    pub fn from_name(name: &str) -> Option<PrimKind> {
+        static BY_NAME: LazyLock<FxHashMap<&'static str, PrimKind>> =
+            LazyLock::new(|| PrimKind::ALL.iter().map(|k| (k.name(), *k)).collect());
+        BY_NAME.get(name).copied()
+    }
+
+    /// What kind of loop the primitive is.
+    pub fn class(self) -> OpClass {
+        match self {
+            PrimKind::Neg
+            | PrimKind::Sin
+            | PrimKind::Cos
+            | PrimKind::Tan
+            | PrimKind::Tanh
+            | PrimKind::Exp
+            | PrimKind::Log
+            | PrimKind::Log1p
+            | PrimKind::Expm1
+            | PrimKind::Sqrt
+            | PrimKind::Rsqrt
+            | PrimKind::Abs
+            | PrimKind::Sign
+            | PrimKind::Logistic
+            | PrimKind::Erf
+            | PrimKind::Floor
+            | PrimKind::Ceil
+            | PrimKind::Round
+            | PrimKind::IntegerPow
+            | PrimKind::StopGradient
+            | PrimKind::Add
+            | PrimKind::Sub
+            | PrimKind::Mul
+            | PrimKind::Div
+            | PrimKind::Pow
+            | PrimKind::Max
+            | PrimKind::Min
+            | PrimKind::Atan2
+            | PrimKind::Lt
+            | PrimKind::Le
+            | PrimKind::Gt
+            | PrimKind::Ge
+            | PrimKind::Eq
+            | PrimKind::Ne
+            | PrimKind::And
+            | PrimKind::Or
+            | PrimKind::Not
+            | PrimKind::SelectN
+            | PrimKind::ConvertElementType => OpClass::Elementwise,
+            PrimKind::ReduceSum
+            | PrimKind::ReduceMax
+            | PrimKind::ReduceMin
+            | PrimKind::Argmax
+            | PrimKind::Argmin
+            | PrimKind::Cumsum => OpClass::Reduction,
+            PrimKind::BroadcastInDim
+            | PrimKind::Reshape
+            | PrimKind::Transpose
+            | PrimKind::Squeeze
+            | PrimKind::ExpandDims
+            | PrimKind::Rev
+            | PrimKind::Slice
+            | PrimKind::Pad
+            | PrimKind::Concatenate => OpClass::DataMovement,
+            PrimKind::DotGeneral => OpClass::Contraction,
+            PrimKind::Iota | PrimKind::Zeros => OpClass::Constant,
+        }
+    }
+}
+
+impl Prim {
+    /// The field-less discriminant.
+    pub fn kind(&self) -> PrimKind {
+        match self {
+            Prim::Unary(op) => op.kind(),
+            Prim::IntegerPow { .. } => PrimKind::IntegerPow,
+            Prim::StopGradient => PrimKind::StopGradient,
+            Prim::Binary(op) => op.kind(),
+            Prim::Compare(op) => op.kind(),
+            Prim::And => PrimKind::And,
+            Prim::Or => PrimKind::Or,
+            Prim::Not => PrimKind::Not,
+            Prim::SelectN => PrimKind::SelectN,
+            Prim::ConvertElementType { .. } => PrimKind::ConvertElementType,
+            Prim::Iota { .. } => PrimKind::Iota,
+            Prim::Zeros { .. } => PrimKind::Zeros,
+            Prim::ReduceSum { .. } => PrimKind::ReduceSum,
+            Prim::ReduceMax { .. } => PrimKind::ReduceMax,
+            Prim::ReduceMin { .. } => PrimKind::ReduceMin,
+            Prim::Argmax { .. } => PrimKind::Argmax,
+            Prim::Argmin { .. } => PrimKind::Argmin,
+            Prim::Cumsum { .. } => PrimKind::Cumsum,
+            Prim::BroadcastInDim { .. } => PrimKind::BroadcastInDim,
+            Prim::Reshape { .. } => PrimKind::Reshape,
+            Prim::Transpose { .. } => PrimKind::Transpose,
+            Prim::Squeeze { .. } => PrimKind::Squeeze,
+            Prim::ExpandDims { .. } => PrimKind::ExpandDims,
+            Prim::Rev { .. } => PrimKind::Rev,
+            Prim::Slice { .. } => PrimKind::Slice,
+            Prim::Pad { .. } => PrimKind::Pad,
+            Prim::Concatenate { .. } => PrimKind::Concatenate,
+            Prim::DotGeneral(_) => PrimKind::DotGeneral,
+        }
+    }
+
+    /// The primitive's name in the text IR.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// What kind of loop the primitive is.
+    pub fn class(&self) -> OpClass {
+        self.kind().class()
     }
 
     /// How many operands the primitive takes; `None` for `concatenate` (one or more).
@@ -313,87 +602,89 @@ impl Prim {
             | Prim::Pad { .. }
             | Prim::DotGeneral(_) => Some(2),
             Prim::SelectN => Some(3),
-            Prim::Iota { .. } => Some(0),
+            Prim::Iota { .. } | Prim::Zeros { .. } => Some(0),
             Prim::Concatenate { .. } => None,
         }
     }
-}
 
-/// Every primitive name, in the order of `shared/spec/ir-text.md`.
-const ALL_NAMES: [&str; 56] = [
-    "neg",
-    "sin",
-    "cos",
-    "tan",
-    "tanh",
-    "exp",
-    "log",
-    "log1p",
-    "expm1",
-    "sqrt",
-    "rsqrt",
-    "abs",
-    "sign",
-    "logistic",
-    "erf",
-    "floor",
-    "ceil",
-    "round",
-    "integer_pow",
-    "stop_gradient",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "pow",
-    "max",
-    "min",
-    "atan2",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "eq",
-    "ne",
-    "and",
-    "or",
-    "not",
-    "select_n",
-    "convert_element_type",
-    "iota",
-    "reduce_sum",
-    "reduce_max",
-    "reduce_min",
-    "argmax",
-    "argmin",
-    "cumsum",
-    "broadcast_in_dim",
-    "reshape",
-    "transpose",
-    "squeeze",
-    "expand_dims",
-    "rev",
-    "slice",
-    "pad",
-    "concatenate",
-    "dot_general",
-];
+    /// How the result depends linearly on the operands (float operands; a conversion is
+    /// linear only from float to float).
+    pub fn linearity(&self) -> Linearity {
+        match self {
+            Prim::Unary(UnaryOp::Neg)
+            | Prim::Binary(BinaryOp::Add | BinaryOp::Sub)
+            | Prim::Zeros { .. }
+            | Prim::ReduceSum { .. }
+            | Prim::Cumsum { .. }
+            | Prim::BroadcastInDim { .. }
+            | Prim::Reshape { .. }
+            | Prim::Transpose { .. }
+            | Prim::Squeeze { .. }
+            | Prim::ExpandDims { .. }
+            | Prim::Rev { .. }
+            | Prim::Slice { .. }
+            | Prim::Pad { .. }
+            | Prim::Concatenate { .. } => Linearity::Joint,
+            Prim::ConvertElementType { dtype } => {
+                if dtype.is_float() {
+                    Linearity::Joint
+                } else {
+                    Linearity::Nonlinear
+                }
+            }
+            Prim::SelectN => Linearity::Cases,
+            Prim::Binary(BinaryOp::Mul) | Prim::DotGeneral(_) => Linearity::Bilinear,
+            Prim::Binary(BinaryOp::Div) => Linearity::FirstOnly,
+            Prim::Unary(_)
+            | Prim::IntegerPow { .. }
+            | Prim::StopGradient
+            | Prim::Binary(BinaryOp::Pow | BinaryOp::Max | BinaryOp::Min | BinaryOp::Atan2)
+            | Prim::Compare(_)
+            | Prim::And
+            | Prim::Or
+            | Prim::Not
+            | Prim::Iota { .. }
+            | Prim::ReduceMax { .. }
+            | Prim::ReduceMin { .. }
+            | Prim::Argmax { .. }
+            | Prim::Argmin { .. } => Linearity::Nonlinear,
+        }
+    }
+
+    /// True when the primitive is linear in its (float) operands jointly, or in its cases
+    /// (`select_n`): its jvp is the primitive itself applied to the tangents, and its
+    /// transpose needs every linear-position operand to be linear or zero.
+    pub fn is_structurally_linear(&self) -> bool {
+        matches!(self.linearity(), Linearity::Joint | Linearity::Cases)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn name_list_matches_the_enums() {
-        let mut from_enums: Vec<&str> = UnaryOp::ALL.iter().map(|o| o.name()).collect();
-        from_enums.extend(BinaryOp::ALL.iter().map(|o| o.name()));
-        from_enums.extend(CompareOp::ALL.iter().map(|o| o.name()));
-        for n in from_enums {
-            assert!(ALL_NAMES.contains(&n), "{n}");
+    fn names_are_unique_and_round_trip() {
+        let mut names: Vec<&str> = PrimKind::ALL.iter().map(|k| k.name()).collect();
+        for k in PrimKind::ALL {
+            assert_eq!(PrimKind::from_name(k.name()), Some(k));
         }
-        let mut sorted = ALL_NAMES.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), ALL_NAMES.len());
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PrimKind::ALL.len());
+    }
+
+    #[test]
+    fn sub_enums_map_to_their_kinds() {
+        assert_eq!(Prim::Unary(UnaryOp::Erf).kind(), PrimKind::Erf);
+        assert_eq!(Prim::Binary(BinaryOp::Atan2).name(), "atan2");
+        assert_eq!(Prim::Compare(CompareOp::Ne).class(), OpClass::Elementwise);
+    }
+
+    #[test]
+    fn only_float_conversions_are_linear() {
+        let to = |dtype| Prim::ConvertElementType { dtype }.is_structurally_linear();
+        assert!(to(DType::F64) && to(DType::F32));
+        assert!(!to(DType::I32) && !to(DType::Bool));
     }
 }

@@ -1,8 +1,10 @@
 //! Shape and dtype rules: the result type of each primitive from its operand types, or an
-//! error that names the primitive, the operand and the shapes.
+//! error that names the primitive, the operand and the shapes. All arithmetic on sizes is
+//! checked: a result too large to index (more than `MAX_ELEMENTS` elements over its non-zero
+//! axes, or an axis past `u32::MAX`) is an error, never a wrapped-around small shape.
 
 use crate::prim::{DotDims, Prim};
-use crate::types::{DType, Type};
+use crate::types::{DType, Shape, Type, MAX_ELEMENTS};
 
 /// Why an equation's operands do not fit its primitive. The message is complete on its own
 /// ("`add`: operand 2 has type f32[3] but operand 1 has f32[4] ...").
@@ -19,7 +21,7 @@ fn fail<T>(prim: &Prim, message: impl AsRef<str>) -> Result<T, TypeError> {
 }
 
 fn shape_str(shape: &[usize]) -> String {
-    Type::new(DType::F32, shape.to_vec()).to_string()[3..].to_string()
+    Type::new(DType::F32, shape).to_string()[3..].to_string()
 }
 
 fn tuple_str(xs: &[usize]) -> String {
@@ -57,7 +59,9 @@ fn check_len(prim: &Prim, what: &str, len: usize, rank: usize) -> Result<(), Typ
 }
 
 /// The shape of an elementwise binary operation: equal shapes, or one operand rank 0.
-fn elementwise_shape(prim: &Prim, a: &Type, b: &Type) -> Result<Vec<usize>, TypeError> {
+/// Which operand's shape an elementwise binary operation has (0 or 1): equal shapes, or one
+/// operand rank 0.
+fn elementwise_shape(prim: &Prim, a: &Type, b: &Type) -> Result<usize, TypeError> {
     if a.dtype != b.dtype {
         return fail(
             prim,
@@ -65,9 +69,9 @@ fn elementwise_shape(prim: &Prim, a: &Type, b: &Type) -> Result<Vec<usize>, Type
         );
     }
     if a.shape == b.shape || b.rank() == 0 {
-        Ok(a.shape.clone())
+        Ok(0)
     } else if a.rank() == 0 {
-        Ok(b.shape.clone())
+        Ok(1)
     } else {
         fail(
             prim,
@@ -99,7 +103,39 @@ fn require_numeric(prim: &Prim, operand: usize, t: &Type) -> Result<(), TypeErro
 }
 
 /// The result type of `prim` applied to operands of types `args`.
-pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
+pub fn infer_type(prim: &Prim, args: &[&Type]) -> Result<Type, TypeError> {
+    Ok(match infer(prim, args)? {
+        Inferred::Operand(k) => args[k].clone(),
+        Inferred::New(ty) => ty,
+    })
+}
+
+/// A result type: the type of operand `k` (elementwise primitives, most of a program), or a
+/// new one. Builders reuse the operand's interned type without hashing or copying it.
+pub(crate) enum Inferred {
+    Operand(usize),
+    New(Type),
+}
+
+/// `infer_type`, saying when the result has an operand's type.
+pub(crate) fn infer(prim: &Prim, args: &[&Type]) -> Result<Inferred, TypeError> {
+    let ty = match infer_unchecked(prim, args)? {
+        Inferred::New(ty) => ty,
+        same => return Ok(same),
+    };
+    if ty.shape.iter().any(|&d| d > u32::MAX as usize) || !Type::fits(&ty.shape) {
+        return fail(
+            prim,
+            format!(
+                "the result {ty} is too large (at most {MAX_ELEMENTS} elements, axes below 2^32)"
+            ),
+        );
+    }
+    Ok(Inferred::New(ty))
+}
+
+fn infer_unchecked(prim: &Prim, args: &[&Type]) -> Result<Inferred, TypeError> {
+    use Inferred::{New, Operand};
     if let Some(n) = prim.arity() {
         if args.len() != n {
             return fail(prim, format!("takes {n} operand(s), found {}", args.len()));
@@ -113,40 +149,40 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             if !(x.dtype.is_float() || op.accepts_int() && x.dtype == DType::I32) {
                 return fail(prim, format!("operand 1 must be a float, found {x}"));
             }
-            Ok(x.clone())
+            Ok(Operand(0))
         }
         Prim::IntegerPow { .. } => {
-            require_float(prim, 1, &args[0])?;
-            Ok(args[0].clone())
+            require_float(prim, 1, args[0])?;
+            Ok(Operand(0))
         }
-        Prim::StopGradient => Ok(args[0].clone()),
+        Prim::StopGradient => Ok(Operand(0)),
         Prim::Binary(op) => {
-            let shape = elementwise_shape(prim, &args[0], &args[1])?;
+            let k = elementwise_shape(prim, args[0], args[1])?;
             let dtype = args[0].dtype;
             if !(dtype.is_float() || op.accepts_int() && dtype == DType::I32) {
                 return fail(prim, format!("is not defined on {dtype}"));
             }
-            Ok(Type::new(dtype, shape))
+            Ok(Operand(k))
         }
         Prim::Compare(_) => {
-            let shape = elementwise_shape(prim, &args[0], &args[1])?;
-            Ok(Type::new(DType::Bool, shape))
+            let k = elementwise_shape(prim, args[0], args[1])?;
+            Ok(New(Type::new(DType::Bool, &args[k].shape)))
         }
         Prim::And | Prim::Or => {
-            let shape = elementwise_shape(prim, &args[0], &args[1])?;
+            let k = elementwise_shape(prim, args[0], args[1])?;
             if args[0].dtype != DType::Bool {
                 return fail(prim, format!("operands must be bool, found {}", args[0]));
             }
-            Ok(Type::new(DType::Bool, shape))
+            Ok(Operand(k))
         }
         Prim::Not => {
             if args[0].dtype != DType::Bool {
                 return fail(prim, format!("operand 1 must be bool, found {}", args[0]));
             }
-            Ok(args[0].clone())
+            Ok(Operand(0))
         }
         Prim::SelectN => {
-            let (p, a, b) = (&args[0], &args[1], &args[2]);
+            let (p, a, b) = (args[0], args[1], args[2]);
             if p.dtype != DType::Bool {
                 return fail(
                     prim,
@@ -168,9 +204,9 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                     ),
                 );
             }
-            Ok(a.clone())
+            Ok(Operand(1))
         }
-        Prim::ConvertElementType { dtype } => Ok(args[0].with_dtype(*dtype)),
+        Prim::ConvertElementType { dtype } => Ok(New(args[0].with_dtype(*dtype))),
         Prim::Iota { dtype, shape, dim } => {
             if !dtype.is_numeric() {
                 return fail(prim, format!("dtype must be numeric, found {dtype}"));
@@ -181,8 +217,9 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                     format!("dim {dim} out of range for shape {}", tuple_str(shape)),
                 );
             }
-            Ok(Type::new(*dtype, shape.clone()))
+            Ok(New(Type::new(*dtype, shape)))
         }
+        Prim::Zeros { dtype, shape } => Ok(New(Type::new(*dtype, shape))),
         Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             let x = &args[0];
             require_numeric(prim, 1, x)?;
@@ -190,8 +227,8 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             let shape = (0..x.rank())
                 .filter(|d| !axes.contains(d))
                 .map(|d| x.shape[d])
-                .collect::<Vec<_>>();
-            Ok(Type::new(x.dtype, shape))
+                .collect::<Shape>();
+            Ok(New(Type::new(x.dtype, shape)))
         }
         Prim::Argmax { axis } | Prim::Argmin { axis } => {
             let x = &args[0];
@@ -202,13 +239,13 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             }
             let mut shape = x.shape.clone();
             shape.remove(*axis);
-            Ok(Type::new(DType::I32, shape))
+            Ok(New(Type::new(DType::I32, shape)))
         }
         Prim::Cumsum { axis, .. } => {
             let x = &args[0];
             require_numeric(prim, 1, x)?;
             check_axes(prim, "axis", &[*axis], x.rank())?;
-            Ok(x.clone())
+            Ok(Operand(0))
         }
         Prim::BroadcastInDim { shape, dims } => {
             let x = &args[0];
@@ -233,7 +270,7 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                     );
                 }
             }
-            Ok(Type::new(x.dtype, shape.clone()))
+            Ok(New(Type::new(x.dtype, shape)))
         }
         Prim::Reshape { shape } => {
             let x = &args[0];
@@ -248,16 +285,16 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                     ),
                 );
             }
-            Ok(Type::new(x.dtype, shape.clone()))
+            Ok(New(Type::new(x.dtype, shape)))
         }
         Prim::Transpose { perm } => {
             let x = &args[0];
             check_len(prim, "perm", perm.len(), x.rank())?;
             check_axes(prim, "perm", perm, x.rank())?;
-            Ok(Type::new(
+            Ok(New(Type::new(
                 x.dtype,
-                perm.iter().map(|&p| x.shape[p]).collect::<Vec<_>>(),
-            ))
+                perm.iter().map(|&p| x.shape[p]).collect::<Shape>(),
+            )))
         }
         Prim::Squeeze { dims } => {
             let x = &args[0];
@@ -271,8 +308,8 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             let shape = (0..x.rank())
                 .filter(|d| !dims.contains(d))
                 .map(|d| x.shape[d])
-                .collect::<Vec<_>>();
-            Ok(Type::new(x.dtype, shape))
+                .collect::<Shape>();
+            Ok(New(Type::new(x.dtype, shape)))
         }
         Prim::ExpandDims { dims } => {
             let x = &args[0];
@@ -287,12 +324,12 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                         *rest.next().unwrap_or(&1)
                     }
                 })
-                .collect::<Vec<_>>();
-            Ok(Type::new(x.dtype, shape))
+                .collect::<Shape>();
+            Ok(New(Type::new(x.dtype, shape)))
         }
         Prim::Rev { dims } => {
             check_axes(prim, "dims", dims, args[0].rank())?;
-            Ok(args[0].clone())
+            Ok(Operand(0))
         }
         Prim::Slice {
             start,
@@ -303,7 +340,7 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             check_len(prim, "start", start.len(), x.rank())?;
             check_len(prim, "limit", limit.len(), x.rank())?;
             check_len(prim, "strides", strides.len(), x.rank())?;
-            let mut shape = Vec::with_capacity(x.rank());
+            let mut shape = Shape::with_capacity(x.rank());
             for d in 0..x.rank() {
                 if !(start[d] <= limit[d] && limit[d] <= x.shape[d]) {
                     return fail(
@@ -324,7 +361,7 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                 }
                 shape.push((limit[d] - start[d]).div_ceil(strides[d]));
             }
-            Ok(Type::new(x.dtype, shape))
+            Ok(New(Type::new(x.dtype, shape)))
         }
         Prim::Pad {
             low,
@@ -344,22 +381,32 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
             check_len(prim, "low", low.len(), x.rank())?;
             check_len(prim, "high", high.len(), x.rank())?;
             check_len(prim, "interior", interior.len(), x.rank())?;
-            let mut shape = Vec::with_capacity(x.rank());
+            let mut shape = Shape::with_capacity(x.rank());
             for d in 0..x.rank() {
-                let n = x.shape[d] as i64;
-                let size = low[d] + high[d] + n + (n - 1).max(0) * interior[d] as i64;
+                // i128 cannot overflow here: every term is below 2^64 in magnitude.
+                let n = x.shape[d] as i128;
+                let size = i128::from(low[d])
+                    + i128::from(high[d])
+                    + n
+                    + (n - 1).max(0) * interior[d] as i128;
                 if size < 0 {
                     return fail(
                         prim,
                         format!("axis {d} of {x} would have negative size {size}"),
                     );
                 }
+                if size > i128::from(u32::MAX) {
+                    return fail(
+                        prim,
+                        format!("axis {d} of {x} would have size {size}, which is too large"),
+                    );
+                }
                 shape.push(size as usize);
             }
-            Ok(Type::new(x.dtype, shape))
+            Ok(New(Type::new(x.dtype, shape)))
         }
         Prim::Concatenate { axis } => {
-            let first = &args[0];
+            let first = args[0];
             check_axes(prim, "axis", &[*axis], first.rank())?;
             let mut shape = first.shape.clone();
             shape[*axis] = 0;
@@ -375,11 +422,11 @@ pub fn infer_type(prim: &Prim, args: &[Type]) -> Result<Type, TypeError> {
                         ),
                     );
                 }
-                shape[*axis] += t.shape[*axis];
+                shape[*axis] = shape[*axis].saturating_add(t.shape[*axis]);
             }
-            Ok(Type::new(first.dtype, shape))
+            Ok(New(Type::new(first.dtype, shape)))
         }
-        Prim::DotGeneral(dims) => dot_general_type(prim, dims, &args[0], &args[1]),
+        Prim::DotGeneral(dims) => dot_general_type(prim, dims, args[0], args[1]).map(New),
     }
 }
 
@@ -432,7 +479,7 @@ fn dot_general_type(prim: &Prim, dims: &DotDims, x: &Type, y: &Type) -> Result<T
             );
         }
     }
-    let mut shape: Vec<usize> = lb.iter().map(|&d| x.shape[d]).collect();
+    let mut shape: Shape = lb.iter().map(|&d| x.shape[d]).collect();
     shape.extend(dot_free_axes(x.rank(), lc, lb).iter().map(|&d| x.shape[d]));
     shape.extend(dot_free_axes(y.rank(), rc, rb).iter().map(|&d| y.shape[d]));
     Ok(Type::new(x.dtype, shape))
@@ -451,84 +498,67 @@ pub fn literal_dtype(prim: &Prim, operand_dtypes: &[Option<DType>], fallback: DT
         .unwrap_or(fallback)
 }
 
-/// True when the primitive is elementwise (result element i depends on operand elements i
-/// only), rank-0 operands broadcasting.
-pub fn is_elementwise(prim: &Prim) -> bool {
-    match prim {
-        Prim::Unary(_)
-        | Prim::IntegerPow { .. }
-        | Prim::StopGradient
-        | Prim::Binary(_)
-        | Prim::Compare(_)
-        | Prim::And
-        | Prim::Or
-        | Prim::Not
-        | Prim::SelectN
-        | Prim::ConvertElementType { .. } => true,
-        Prim::Iota { .. }
-        | Prim::ReduceSum { .. }
-        | Prim::ReduceMax { .. }
-        | Prim::ReduceMin { .. }
-        | Prim::Argmax { .. }
-        | Prim::Argmin { .. }
-        | Prim::Cumsum { .. }
-        | Prim::BroadcastInDim { .. }
-        | Prim::Reshape { .. }
-        | Prim::Transpose { .. }
-        | Prim::Squeeze { .. }
-        | Prim::ExpandDims { .. }
-        | Prim::Rev { .. }
-        | Prim::Slice { .. }
-        | Prim::Pad { .. }
-        | Prim::Concatenate { .. }
-        | Prim::DotGeneral(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::prim::{BinaryOp, UnaryOp};
 
     fn f32s(shape: &[usize]) -> Type {
-        Type::new(DType::F32, shape.to_vec())
+        Type::new(DType::F32, shape)
     }
 
     #[test]
     fn add_broadcasts_rank_zero_only() {
         let add = Prim::Binary(BinaryOp::Add);
         assert_eq!(
-            infer_type(&add, &[f32s(&[3]), f32s(&[])]).unwrap(),
+            infer_type(&add, &[&f32s(&[3]), &f32s(&[])]).unwrap(),
             f32s(&[3])
         );
-        let e = infer_type(&add, &[f32s(&[3]), f32s(&[4])]).unwrap_err();
+        let e = infer_type(&add, &[&f32s(&[3]), &f32s(&[4])]).unwrap_err();
         assert!(e.message.contains("f32[3] and f32[4]"), "{}", e.message);
     }
 
     #[test]
     fn dot_general_orders_batch_then_free() {
         let p = Prim::DotGeneral(DotDims {
-            contract: (vec![1, 3], vec![2, 0]),
-            batch: (vec![0], vec![1]),
+            contract: ([1, 3][..].into(), [2, 0][..].into()),
+            batch: ([0][..].into(), [1][..].into()),
         });
-        let t = infer_type(&p, &[f32s(&[2, 3, 4, 5]), f32s(&[5, 2, 3, 6])]).unwrap();
+        let t = infer_type(&p, &[&f32s(&[2, 3, 4, 5]), &f32s(&[5, 2, 3, 6])]).unwrap();
         assert_eq!(t, f32s(&[2, 4, 6]));
     }
 
     #[test]
     fn pad_with_negative_low_and_interior() {
         let p = Prim::Pad {
-            low: vec![1, -1],
-            high: vec![2, 1],
-            interior: vec![1, 0],
+            low: [1, -1][..].into(),
+            high: [2, 1][..].into(),
+            interior: [1, 0][..].into(),
         };
-        let t = infer_type(&p, &[f32s(&[3, 4]), f32s(&[])]).unwrap();
+        let t = infer_type(&p, &[&f32s(&[3, 4]), &f32s(&[])]).unwrap();
         assert_eq!(t, f32s(&[8, 4]));
     }
 
     #[test]
+    fn huge_pads_and_broadcasts_are_errors_not_wraparounds() {
+        let p = Prim::Pad {
+            low: [4294967295][..].into(),
+            high: [4294967295][..].into(),
+            interior: [4294967295][..].into(),
+        };
+        let e = infer_type(&p, &[&f32s(&[3]), &f32s(&[])]).unwrap_err();
+        assert!(e.message.contains("too large"), "{}", e.message);
+        let b = Prim::BroadcastInDim {
+            shape: [0, 4294967295, 4294967295][..].into(),
+            dims: [][..].into(),
+        };
+        let e = infer_type(&b, &[&f32s(&[])]).unwrap_err();
+        assert!(e.message.contains("too large"), "{}", e.message);
+    }
+
+    #[test]
     fn unary_rejects_bool() {
-        let e = infer_type(&Prim::Unary(UnaryOp::Sin), &[Type::scalar(DType::Bool)]).unwrap_err();
+        let e = infer_type(&Prim::Unary(UnaryOp::Sin), &[&Type::scalar(DType::Bool)]).unwrap_err();
         assert!(e.message.starts_with("`sin`"), "{}", e.message);
     }
 }

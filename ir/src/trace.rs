@@ -21,9 +21,10 @@ use std::ops;
 use std::panic::Location;
 use std::rc::Rc;
 
-use crate::func::{Atom, Func, FuncBuilder, Literal, Loc};
-use crate::prim::{BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
-use crate::types::{DType, Type};
+use crate::builder::Builder;
+use crate::func::{Atom, Func, Literal, Loc};
+use crate::prim::{Axes, BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
+use crate::types::{DType, Shape, Type, TypeId};
 use crate::verify::verify_func;
 
 /// A trace-time error: what went wrong, and where in the caller's Rust source.
@@ -49,15 +50,20 @@ impl fmt::Display for TraceError {
 impl std::error::Error for TraceError {}
 
 struct State {
-    builder: FuncBuilder,
+    builder: Builder,
+    /// The first error, when it is not one the builder recorded (an operand of another
+    /// trace, a broadcast that does not fit).
     error: Option<TraceError>,
+    /// Set by `finish`: tensors of a finished trace cannot be used any more.
+    finished: bool,
     /// The enclosing trace, whose tensors this one may capture.
     parent: Option<Tracer>,
     /// Captured tensors of the enclosing trace, each with the parameter standing for it here.
     captured: Vec<(Tensor, Tensor)>,
 }
 
-/// The function being traced. Cheap to clone (a shared handle).
+/// The function being traced: a shared handle to a strict `Builder`, which this front end
+/// feeds with numpy broadcasting and the caller's Rust location. Cheap to clone.
 #[derive(Clone)]
 pub struct Tracer(Rc<RefCell<State>>);
 
@@ -66,20 +72,21 @@ pub struct Tracer(Rc<RefCell<State>>);
 pub struct Tensor {
     tracer: Tracer,
     atom: Atom,
-    ty: Type,
+    ty: TypeId,
 }
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor({:?}: {})", self.atom, self.ty)
+        write!(f, "Tensor({:?}: {})", self.atom, self.ty())
     }
 }
 
 impl Tracer {
     pub fn new(name: &str) -> Tracer {
         Tracer(Rc::new(RefCell::new(State {
-            builder: FuncBuilder::new(name),
+            builder: Builder::new(name),
             error: None,
+            finished: false,
             parent: None,
             captured: Vec::new(),
         })))
@@ -95,7 +102,7 @@ impl Tracer {
     }
 
     /// True if `other` is nested (at any depth) in this trace.
-    fn is_ancestor_of(&self, other: &Tracer) -> bool {
+    pub fn is_ancestor_of(&self, other: &Tracer) -> bool {
         let mut cur = other.0.borrow().parent.clone();
         while let Some(p) = cur {
             if p.same(self) {
@@ -104,6 +111,11 @@ impl Tracer {
             cur = p.0.borrow().parent.clone();
         }
         false
+    }
+
+    /// True once `finish` has run: its tensors are stale.
+    pub fn is_finished(&self) -> bool {
+        self.0.borrow().finished
     }
 
     /// The tensors of the enclosing trace captured so far, in parameter order.
@@ -116,15 +128,34 @@ impl Tracer {
             .collect()
     }
 
+    fn tensor(&self, atom: Atom) -> Tensor {
+        let ty = {
+            let mut st = self.0.borrow_mut();
+            let ty = st.builder.ty(&atom).clone();
+            st.builder.intern_type(&ty)
+        };
+        Tensor {
+            tracer: self.clone(),
+            atom,
+            ty,
+        }
+    }
+
     /// `t` as a tensor of this trace: itself, or the parameter capturing it from an ancestor.
-    fn lift(&self, t: &Tensor) -> Option<Tensor> {
+    /// `Err` says why it cannot be used here.
+    fn lift(&self, t: &Tensor) -> Result<Tensor, String> {
+        if t.tracer.is_finished() {
+            return Err("a tensor of a trace that has already finished was used (a `Tensor` kept from an earlier trace, or captured by a closure that outlived it); pass it as an input instead".into());
+        }
         if t.tracer.same(self) {
-            return Some(t.clone());
+            return Ok(t.clone());
         }
         if let Atom::Lit(l) = t.atom {
-            return Some(self.literal(l.value, l.dtype));
+            return Ok(self.literal(l.value, l.dtype));
         }
-        let parent = self.0.borrow().parent.clone()?;
+        let parent = self.0.borrow().parent.clone().ok_or_else(|| {
+            "an operand belongs to another trace that does not enclose this one".to_string()
+        })?;
         let outer = parent.lift(t)?;
         let existing = self
             .0
@@ -133,12 +164,12 @@ impl Tracer {
             .iter()
             .find(|(o, _)| o.atom == outer.atom)
             .map(|(_, inner)| inner.clone());
-        if existing.is_some() {
-            return existing;
+        if let Some(inner) = existing {
+            return Ok(inner);
         }
-        let inner = self.param(outer.ty.clone());
+        let inner = self.param(outer.ty());
         self.0.borrow_mut().captured.push((outer, inner.clone()));
-        Some(inner)
+        Ok(inner)
     }
 
     fn same(&self, other: &Tracer) -> bool {
@@ -147,21 +178,13 @@ impl Tracer {
 
     /// Adds a parameter of type `ty`.
     pub fn param(&self, ty: Type) -> Tensor {
-        let v = self.0.borrow_mut().builder.param(ty.clone());
-        Tensor {
-            tracer: self.clone(),
-            atom: Atom::Var(v),
-            ty,
-        }
+        let v = self.0.borrow_mut().builder.param(&ty);
+        self.tensor(Atom::Var(v))
     }
 
     /// A rank-0 literal (rounded to `dtype`).
     pub fn literal(&self, value: f64, dtype: DType) -> Tensor {
-        Tensor {
-            tracer: self.clone(),
-            atom: Atom::Lit(Literal::new(value, dtype)),
-            ty: Type::scalar(dtype),
-        }
+        self.tensor(Atom::Lit(Literal::new(value, dtype)))
     }
 
     /// A zero tensor of type `ty`: a literal for a scalar, else a broadcast literal.
@@ -178,63 +201,49 @@ impl Tracer {
     /// Records an error at `location` unless an earlier one is already recorded, and returns a
     /// placeholder tensor of type `ty` so that tracing can go on.
     pub fn fail(&self, message: String, location: &'static Location<'static>, ty: Type) -> Tensor {
-        let mut st = self.0.borrow_mut();
-        if st.error.is_none() {
-            st.error = Some(TraceError { message, location });
+        {
+            let mut st = self.0.borrow_mut();
+            if st.error.is_none() && !st.builder.has_error() {
+                st.error = Some(TraceError { message, location });
+            }
         }
-        drop(st);
+        let placeholder = self.literal(0.0, ty.dtype);
         Tensor {
-            tracer: self.clone(),
-            atom: Atom::Lit(Literal::new(0.0, ty.dtype)),
-            ty,
+            ty: self.0.borrow_mut().builder.intern_type(&ty),
+            ..placeholder
         }
     }
 
     /// True once an operation has failed.
     pub fn has_error(&self) -> bool {
-        self.0.borrow().error.is_some()
+        let st = self.0.borrow();
+        st.error.is_some() || st.builder.has_error()
     }
 
     /// Appends `prim args` and returns its result. The core of every tensor method.
     #[track_caller]
     pub fn emit(&self, prim: Prim, args: &[&Tensor]) -> Tensor {
         let location = Location::caller();
-        let placeholder = args
-            .first()
-            .map_or(Type::scalar(DType::F32), |t| t.ty.clone());
+        let placeholder = args.first().map_or(Type::scalar(DType::F32), |t| t.ty());
         let mut atoms: Vec<Atom> = Vec::with_capacity(args.len());
         for t in args {
             match self.lift(t) {
-                Some(t) => atoms.push(t.atom),
-                None => {
-                    return self.fail(
-                        format!(
-                        "`{}`: an operand belongs to another trace that does not enclose this one",
-                        prim.name()
-                    ),
-                        location,
-                        placeholder,
-                    )
+                Ok(t) => atoms.push(t.atom),
+                Err(why) => {
+                    return self.fail(format!("`{}`: {why}", prim.name()), location, placeholder)
                 }
             }
         }
         if self.has_error() {
             return self.fail(String::new(), location, placeholder);
         }
-        let result = self
-            .0
-            .borrow_mut()
-            .builder
-            .eqn(prim, atoms, Loc::Rust(location));
+        let result = {
+            let mut st = self.0.borrow_mut();
+            st.builder.set_loc(Loc::Rust(location));
+            st.builder.try_eqn(prim, &atoms)
+        };
         match result {
-            Ok(v) => {
-                let ty = self.0.borrow().builder.func().var_type(v).clone();
-                Tensor {
-                    tracer: self.clone(),
-                    atom: Atom::Var(v),
-                    ty,
-                }
-            }
+            Ok(v) => self.tensor(Atom::Var(v)),
             Err(e) => self.fail(e.message, location, placeholder),
         }
     }
@@ -245,7 +254,7 @@ impl Tracer {
         self.emit(
             Prim::Iota {
                 dtype,
-                shape: shape.to_vec(),
+                shape: shape.into(),
                 dim,
             },
             &[],
@@ -253,11 +262,13 @@ impl Tracer {
     }
 
     /// Emits the equations of `func` into this trace with `args` bound to its parameters, and
-    /// returns its outputs. This is how a transformed function is traced again.
+    /// returns its outputs. This is how a transformed function is traced again. The copied
+    /// equations keep the locations they carry (the user's lines they came from).
     #[track_caller]
     pub fn inline(&self, func: &Func, args: &[Tensor]) -> Vec<Tensor> {
         let location = Location::caller();
-        let types: Vec<Type> = args.iter().map(|a| a.ty.clone()).collect();
+        let types: Vec<Type> = args.iter().map(Tensor::ty).collect();
+        let outputs_on_error = |t: Tensor| func.outputs.iter().map(|_| t.clone()).collect();
         if types != func.param_types() {
             let want: Vec<String> = func.param_types().iter().map(|t| t.to_string()).collect();
             let got: Vec<String> = types.iter().map(|t| t.to_string()).collect();
@@ -271,34 +282,29 @@ impl Tracer {
                 location,
                 Type::scalar(DType::F32),
             );
-            return func.output_types().iter().map(|_| t.clone()).collect();
+            return outputs_on_error(t);
         }
-        let mut env: Vec<Option<Tensor>> = vec![None; func.vars.len()];
-        for (p, a) in func.params.iter().zip(args) {
-            env[p.index()] = Some(a.clone());
-        }
-        let lookup = |env: &[Option<Tensor>], a: &Atom| -> Tensor {
-            match a {
-                Atom::Var(v) => env[v.index()]
-                    .clone()
-                    .expect("verified: defined before use"),
-                Atom::Lit(l) => self.literal(l.value, l.dtype),
+        let mut atoms = Vec::with_capacity(args.len());
+        for t in args {
+            match self.lift(t) {
+                Ok(t) => atoms.push(t.atom),
+                Err(why) => {
+                    let t = self.fail(why, location, Type::scalar(DType::F32));
+                    return outputs_on_error(t);
+                }
             }
-        };
-        for eqn in &func.eqns {
-            let ins: Vec<Tensor> = eqn.args.iter().map(|a| lookup(&env, a)).collect();
-            let refs: Vec<&Tensor> = ins.iter().collect();
-            let out = self.emit(eqn.prim.clone(), &refs);
-            env[eqn.out.index()] = Some(out);
         }
-        func.outputs.iter().map(|a| lookup(&env, a)).collect()
+        let outs = self.0.borrow_mut().builder.inline(func, &atoms);
+        outs.into_iter().map(|a| self.tensor(a)).collect()
     }
 
     /// Ends the trace: the function returning `outputs`, or the first error recorded.
     #[track_caller]
     pub fn finish(self, outputs: &[Tensor]) -> Result<Func, TraceError> {
         let location = Location::caller();
-        if let Some(e) = self.0.borrow_mut().error.take() {
+        let recorded = self.0.borrow_mut().error.take();
+        if let Some(e) = recorded {
+            self.0.borrow_mut().finished = true;
             return Err(e);
         }
         if outputs.is_empty() {
@@ -310,10 +316,10 @@ impl Tracer {
         let mut atoms = Vec::with_capacity(outputs.len());
         for t in outputs {
             match self.lift(t) {
-                Some(t) => atoms.push(t.atom),
-                None => {
+                Ok(t) => atoms.push(t.atom),
+                Err(why) => {
                     return Err(TraceError {
-                        message: "a returned tensor belongs to another trace".into(),
+                        message: format!("a returned tensor cannot be used: {why}"),
                         location,
                     })
                 }
@@ -322,13 +328,16 @@ impl Tracer {
         let builder = {
             let mut st = self.0.borrow_mut();
             // Tensors of a finished trace can no longer be used: later operations fail cleanly.
-            st.error = Some(TraceError {
-                message: "this trace has already finished".into(),
-                location,
-            });
+            st.finished = true;
             std::mem::take(&mut st.builder)
         };
-        let func = builder.finish(atoms);
+        let func = builder.finish(&atoms).map_err(|e| TraceError {
+            message: e.message,
+            location: match e.loc {
+                Loc::Rust(l) => l,
+                _ => location,
+            },
+        })?;
         // Verify between passes in tests and debug builds (a traced function is correct by
         // construction: every equation went through the shape rules).
         if cfg!(debug_assertions) {
@@ -469,20 +478,29 @@ fn shape_text(shape: &[usize]) -> String {
 }
 
 impl Tensor {
-    pub fn ty(&self) -> &Type {
-        &self.ty
+    /// The type (looked up in the trace's type table).
+    pub fn ty(&self) -> Type {
+        let st = self.tracer.0.borrow();
+        if st.finished {
+            // The table went with the finished function; the atom still knows a literal's.
+            return match self.atom {
+                Atom::Lit(l) => Type::scalar(l.dtype),
+                Atom::Var(_) => Type::scalar(DType::F32),
+            };
+        }
+        st.builder.func().types().get(self.ty).clone()
     }
 
-    pub fn shape(&self) -> &[usize] {
-        &self.ty.shape
+    pub fn shape(&self) -> Shape {
+        self.ty().shape
     }
 
     pub fn dtype(&self) -> DType {
-        self.ty.dtype
+        self.ty().dtype
     }
 
     pub fn rank(&self) -> usize {
-        self.ty.rank()
+        self.ty().rank()
     }
 
     /// The IR operand this tensor stands for.
@@ -499,7 +517,7 @@ impl Tensor {
     /// an i32 tensor, 2 for a bool one) is an error, not a silent rounding.
     #[track_caller]
     pub fn lit(&self, value: f64) -> Tensor {
-        let dtype = self.ty.dtype;
+        let dtype = self.dtype();
         let fits = match dtype {
             DType::I32 => value.fract() == 0.0 && value.abs() <= f64::from(i32::MAX),
             DType::Bool => value == 0.0 || value == 1.0,
@@ -511,7 +529,7 @@ impl Tensor {
             self.tracer.fail(
                 format!(
                     "the literal {value} cannot be a {dtype} operand of {}",
-                    self.ty
+                    self.ty()
                 ),
                 Location::caller(),
                 Type::scalar(dtype),
@@ -533,7 +551,7 @@ impl Tensor {
     /// as jax.numpy does. Rank-0 operands are left alone: the IR broadcasts them implicitly.
     #[track_caller]
     fn broadcast_pair(&self, other: &Tensor, what: &str) -> Option<(Tensor, Tensor)> {
-        let (a, b) = (self.shape(), other.shape());
+        let (a, b) = (&self.shape()[..], &other.shape()[..]);
         if a == b || a.is_empty() || b.is_empty() {
             return Some((self.clone(), other.clone()));
         }
@@ -558,7 +576,7 @@ impl Tensor {
                         shape_text(b)
                     ),
                     Location::caller(),
-                    self.ty.clone(),
+                    self.ty(),
                 );
                 return None;
             }
@@ -746,9 +764,7 @@ impl Tensor {
     /// `reduce_sum` over `axes`.
     #[track_caller]
     pub fn sum(&self, axes: &[usize]) -> Tensor {
-        self.prim1(Prim::ReduceSum {
-            axes: axes.to_vec(),
-        })
+        self.prim1(Prim::ReduceSum { axes: axes.into() })
     }
     /// `reduce_sum` over every axis.
     #[track_caller]
@@ -757,15 +773,11 @@ impl Tensor {
     }
     #[track_caller]
     pub fn reduce_max(&self, axes: &[usize]) -> Tensor {
-        self.prim1(Prim::ReduceMax {
-            axes: axes.to_vec(),
-        })
+        self.prim1(Prim::ReduceMax { axes: axes.into() })
     }
     #[track_caller]
     pub fn reduce_min(&self, axes: &[usize]) -> Tensor {
-        self.prim1(Prim::ReduceMin {
-            axes: axes.to_vec(),
-        })
+        self.prim1(Prim::ReduceMin { axes: axes.into() })
     }
     #[track_caller]
     pub fn argmax(&self, axis: usize) -> Tensor {
@@ -783,8 +795,8 @@ impl Tensor {
     #[track_caller]
     pub fn broadcast_in_dim(&self, shape: &[usize], dims: &[usize]) -> Tensor {
         self.prim1(Prim::BroadcastInDim {
-            shape: shape.to_vec(),
-            dims: dims.to_vec(),
+            shape: shape.into(),
+            dims: dims.into(),
         })
     }
     /// numpy-style broadcast to `shape` (trailing axes aligned).
@@ -795,11 +807,11 @@ impl Tensor {
             return self.tracer.fail(
                 format!(
                     "`broadcast_in_dim`: cannot broadcast {} to the lower-rank shape {}",
-                    self.ty,
+                    self.ty(),
                     shape_text(shape)
                 ),
                 Location::caller(),
-                self.ty.clone(),
+                self.ty(),
             );
         }
         let dims: Vec<usize> = (shape.len() - r..shape.len()).collect();
@@ -808,14 +820,12 @@ impl Tensor {
     #[track_caller]
     pub fn reshape(&self, shape: &[usize]) -> Tensor {
         self.prim1(Prim::Reshape {
-            shape: shape.to_vec(),
+            shape: shape.into(),
         })
     }
     #[track_caller]
     pub fn transpose(&self, perm: &[usize]) -> Tensor {
-        self.prim1(Prim::Transpose {
-            perm: perm.to_vec(),
-        })
+        self.prim1(Prim::Transpose { perm: perm.into() })
     }
     /// Reverses the axis order (the matrix transpose for rank 2).
     #[track_caller]
@@ -824,21 +834,15 @@ impl Tensor {
     }
     #[track_caller]
     pub fn squeeze(&self, dims: &[usize]) -> Tensor {
-        self.prim1(Prim::Squeeze {
-            dims: dims.to_vec(),
-        })
+        self.prim1(Prim::Squeeze { dims: dims.into() })
     }
     #[track_caller]
     pub fn expand_dims(&self, dims: &[usize]) -> Tensor {
-        self.prim1(Prim::ExpandDims {
-            dims: dims.to_vec(),
-        })
+        self.prim1(Prim::ExpandDims { dims: dims.into() })
     }
     #[track_caller]
     pub fn rev(&self, dims: &[usize]) -> Tensor {
-        self.prim1(Prim::Rev {
-            dims: dims.to_vec(),
-        })
+        self.prim1(Prim::Rev { dims: dims.into() })
     }
     #[track_caller]
     pub fn slice(&self, start: &[usize], limit: &[usize]) -> Tensor {
@@ -847,9 +851,9 @@ impl Tensor {
     #[track_caller]
     pub fn slice_strided(&self, start: &[usize], limit: &[usize], strides: &[usize]) -> Tensor {
         self.prim1(Prim::Slice {
-            start: start.to_vec(),
-            limit: limit.to_vec(),
-            strides: strides.to_vec(),
+            start: start.into(),
+            limit: limit.into(),
+            strides: strides.into(),
         })
     }
     #[track_caller]
@@ -863,9 +867,9 @@ impl Tensor {
         let v = value.into_operand(self);
         innermost(&[self, &v]).emit(
             Prim::Pad {
-                low: low.to_vec(),
-                high: high.to_vec(),
-                interior: interior.to_vec(),
+                low: low.into(),
+                high: high.into(),
+                interior: interior.into(),
             },
             &[self, &v],
         )
@@ -886,8 +890,8 @@ impl Tensor {
     ) -> Tensor {
         innermost(&[self, other]).emit(
             Prim::DotGeneral(DotDims {
-                contract: (contract.0.to_vec(), contract.1.to_vec()),
-                batch: (batch.0.to_vec(), batch.1.to_vec()),
+                contract: (Axes::from_slice(contract.0), Axes::from_slice(contract.1)),
+                batch: (Axes::from_slice(batch.0), Axes::from_slice(batch.1)),
             }),
             &[self, other],
         )

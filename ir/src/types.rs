@@ -1,6 +1,12 @@
-//! Element types and static tensor types: the `f32[3,4]` of the text IR.
+//! Element types, static tensor types (the `f32[3,4]` of the text IR), and the per-function
+//! table that interns them: a value's type is a 4-byte `TypeId`, not a heap-allocated shape.
 
 use std::fmt;
+use std::sync::LazyLock;
+
+use smallvec::SmallVec;
+
+use crate::intern::{Id, Table};
 
 /// The element types of the IR. Only `F32` and `F64` carry derivatives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,25 +62,44 @@ impl fmt::Display for DType {
     }
 }
 
+/// A static shape. Ranks up to 4 live inline, so building and cloning a type does not
+/// allocate in the common case.
+pub type Shape = SmallVec<[usize; 4]>;
+
+/// The largest number of elements a type may have (2^40), counting only its non-zero axes:
+/// a zero-size tensor must still have a shape that can be indexed.
+pub const MAX_ELEMENTS: usize = 1 << 40;
+
 /// A static tensor type: a dtype and a shape (empty shape = scalar).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Type {
     pub dtype: DType,
-    pub shape: Vec<usize>,
+    pub shape: Shape,
 }
 
 impl Type {
-    pub fn new(dtype: DType, shape: impl Into<Vec<usize>>) -> Type {
+    pub fn new(dtype: DType, shape: impl AsRef<[usize]>) -> Type {
         Type {
             dtype,
-            shape: shape.into(),
+            shape: Shape::from_slice(shape.as_ref()),
         }
     }
 
     pub fn scalar(dtype: DType) -> Type {
         Type {
             dtype,
-            shape: Vec::new(),
+            shape: Shape::new(),
+        }
+    }
+
+    /// The rank-0 type of `dtype`, as a reference that lives forever (literal operands).
+    pub fn scalar_ref(dtype: DType) -> &'static Type {
+        static SCALARS: LazyLock<[Type; 4]> = LazyLock::new(|| DType::ALL.map(Type::scalar));
+        match dtype {
+            DType::F32 => &SCALARS[0],
+            DType::F64 => &SCALARS[1],
+            DType::I32 => &SCALARS[2],
+            DType::Bool => &SCALARS[3],
         }
     }
 
@@ -92,9 +117,21 @@ impl Type {
         self.num_elements().saturating_mul(self.dtype.size_bytes())
     }
 
+    /// True when the product of the non-zero axes is at most `MAX_ELEMENTS`.
+    pub fn fits(shape: &[usize]) -> bool {
+        shape
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .is_some_and(|n| n <= MAX_ELEMENTS)
+    }
+
     /// The same shape with another dtype.
     pub fn with_dtype(&self, dtype: DType) -> Type {
-        Type::new(dtype, self.shape.clone())
+        Type {
+            dtype,
+            shape: self.shape.clone(),
+        }
     }
 }
 
@@ -108,5 +145,46 @@ impl fmt::Display for Type {
             write!(f, "{d}")?;
         }
         f.write_str("]")
+    }
+}
+
+/// A type interned in a function's type table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TypeId(u32);
+
+impl Id for TypeId {
+    fn from_index(i: usize) -> TypeId {
+        TypeId(i as u32)
+    }
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The distinct types of one function.
+pub type TypeTable = Table<TypeId, Type>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interning_gives_one_id_per_distinct_type() {
+        let mut t = TypeTable::default();
+        let a = t.intern(&Type::new(DType::F32, [3]));
+        let b = t.intern(&Type::new(DType::F64, [3]));
+        let c = t.intern(&Type::new(DType::F32, [3]));
+        assert_eq!(a, c);
+        assert_ne!(a, b);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.get(b).to_string(), "f64[3]");
+    }
+
+    #[test]
+    fn zero_size_types_must_still_be_indexable() {
+        assert!(Type::fits(&[0, 4, 5]));
+        assert!(!Type::fits(&[0, 4294967295, 4294967295]));
+        assert!(Type::fits(&[1 << 20, 1 << 20]));
+        assert!(!Type::fits(&[1 << 21, 1 << 20]));
     }
 }

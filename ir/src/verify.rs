@@ -9,15 +9,19 @@
 //!    attributes are in range for its operands (axes, permutations, slice bounds, ...).
 //! 5. **Types**: the recorded type of each result equals the one the shape rule infers.
 //! 6. **Literals**: an i32 literal is an integer within range; a bool literal is 0 or 1.
-//! 7. **Printable names**: names are identifiers, unique in the function, and not keywords,
-//!    so that printing and re-parsing gives back the same function.
+//! 7. **Printable names**: the names kept from parsed text are identifiers, not keywords, and
+//!    unique in the function (other values get derived names, unique by construction), so
+//!    that printing and re-parsing gives back the same function.
 //! 8. **Results**: a function returns at least one atom; module function names are unique.
 //!
 //! It never recurses: one pass over the equations.
 
-use crate::func::{Atom, Func, Loc, Module};
+use rustc_hash::FxHashSet;
+use smallvec::SmallVec;
+
+use crate::func::{Atom, Func, Loc, Module, Var};
 use crate::shape::infer_type;
-use crate::types::DType;
+use crate::types::{DType, Type};
 
 /// A broken invariant, with the equation at fault when there is one.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -32,6 +36,22 @@ pub const KEYWORDS: [&str; 10] = [
     "inf", "nan", "true", "false", "f32", "f64", "i32", "bool", "func", "return",
 ];
 
+/// True for the words of `KEYWORDS` (a `match`, which compiles to a length switch: the parser
+/// asks this of every name it reads).
+pub fn is_keyword(word: &str) -> bool {
+    // Every keyword starts with one of these letters; most names do not.
+    if !matches!(
+        word.as_bytes().first(),
+        Some(b'i' | b'n' | b't' | b'f' | b'b' | b'r')
+    ) {
+        return false;
+    }
+    matches!(
+        word,
+        "inf" | "nan" | "true" | "false" | "f32" | "f64" | "i32" | "bool" | "func" | "return"
+    )
+}
+
 /// True for a name that the parser reads back as a name.
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -40,29 +60,28 @@ pub fn is_valid_name(name: &str) -> bool {
     };
     (first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !KEYWORDS.contains(&name)
+        && !is_keyword(name)
 }
 
 /// Checks every invariant listed in the module doc.
 pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
-    let n = func.vars.len();
+    let n = func.num_vars();
     let fail = |loc: Loc, message: String| Err(VerifyError { loc, message });
     let mut defined = vec![false; n];
-    let mut names = std::collections::HashSet::with_capacity(n);
-    for info in &func.vars {
-        if !is_valid_name(&info.name) {
-            return fail(
-                Loc::Unknown,
-                format!("`{}` is not a valid value name", info.name),
-            );
+    let mut names = FxHashSet::default();
+    names.reserve(if func.names.is_empty() { 0 } else { n });
+    for (v, name) in func.names.iter() {
+        if !is_valid_name(name) {
+            return fail(Loc::Unknown, format!("`{name}` is not a valid value name"));
         }
-        if !names.insert(info.name.as_str()) {
-            return fail(
-                Loc::Unknown,
-                format!("the name `{}` is used twice", info.name),
-            );
+        if v.index() >= n {
+            return fail(Loc::Unknown, format!("the name `{name}` names no value"));
+        }
+        if !names.insert(name) {
+            return fail(Loc::Unknown, format!("the name `{name}` is used twice"));
         }
     }
+    let name = |v: Var| func.var_name(v);
     for &p in &func.params {
         if p.index() >= n {
             return fail(Loc::Unknown, format!("parameter {} is out of range", p.0));
@@ -70,7 +89,7 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
         if defined[p.index()] {
             return fail(
                 Loc::Unknown,
-                format!("parameter `{}` is bound twice", func.var_name(p)),
+                format!("parameter `{}` is bound twice", name(p)),
             );
         }
         defined[p.index()] = true;
@@ -87,11 +106,7 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
             }),
             Atom::Var(v) if !defined[v.index()] => Err(VerifyError {
                 loc,
-                message: format!(
-                    "{} `{}` is used before it is defined",
-                    what(),
-                    func.var_name(*v)
-                ),
+                message: format!("{} `{}` is used before it is defined", what(), name(*v)),
             }),
             Atom::Var(_) => Ok(()),
             Atom::Lit(l) => match l.dtype {
@@ -109,25 +124,24 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
             },
         }
     };
-    for (i, eqn) in func.eqns.iter().enumerate() {
-        let loc = func.loc(i);
-        for (k, a) in eqn.args.iter().enumerate() {
+    for eqn in &func.eqns {
+        let loc = eqn.loc;
+        let prim = func.prim(eqn);
+        let args = func.args(eqn);
+        for (k, a) in args.iter().enumerate() {
             check_atom(a, &defined, loc, &|| {
-                format!("operand {} of `{}`", k + 1, eqn.prim.name())
+                format!("operand {} of `{}`", k + 1, prim.name())
             })?;
         }
         let out = eqn.out.index();
         if out >= n {
-            return fail(
-                loc,
-                format!("result of `{}` is out of range", eqn.prim.name()),
-            );
+            return fail(loc, format!("result of `{}` is out of range", prim.name()));
         }
         if defined[out] {
-            return fail(loc, format!("`{}` is bound twice", func.var_name(eqn.out)));
+            return fail(loc, format!("`{}` is bound twice", name(eqn.out)));
         }
-        let arg_types: Vec<_> = eqn.args.iter().map(|a| func.atom_type(a)).collect();
-        let inferred = infer_type(&eqn.prim, &arg_types).map_err(|e| VerifyError {
+        let arg_types: SmallVec<[&Type; 4]> = args.iter().map(|a| func.atom_type(a)).collect();
+        let inferred = infer_type(prim, &arg_types).map_err(|e| VerifyError {
             loc,
             message: e.message,
         })?;
@@ -137,8 +151,8 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
                 loc,
                 format!(
                     "`{}` is declared {declared} but `{}` gives {inferred}",
-                    func.var_name(eqn.out),
-                    eqn.prim.name()
+                    name(eqn.out),
+                    prim.name()
                 ),
             );
         }

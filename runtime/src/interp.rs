@@ -1,9 +1,11 @@
 //! The reference interpreter: one loop over the equations (no recursion), each operand looked
-//! up in an environment indexed by value, each value dropped right after its last use.
+//! up in an environment indexed by value, each value dropped right after its last use as the
+//! IR's live-interval analysis (`traceform_ir::Liveness`) says. The peak it reports is
+//! measured on the values it actually holds, by the same accounting as the static estimate.
 
-use std::borrow::Cow;
+use std::borrow::Borrow;
 
-use traceform_ir::{Atom, Func, Type};
+use traceform_ir::{Atom, Func, Liveness, Type};
 
 use crate::kernels::{apply, KernelError};
 use crate::value::Value;
@@ -31,30 +33,31 @@ pub struct EvalStats {
 }
 
 /// Checks that `inputs` match the parameter types of `func`.
-pub fn check_inputs(func: &Func, inputs: &[Value]) -> Result<(), EvalError> {
-    let want = func.param_types();
-    if inputs.len() != want.len() {
+pub fn check_inputs<V: Borrow<Value>>(func: &Func, inputs: &[V]) -> Result<(), EvalError> {
+    if inputs.len() != func.params.len() {
         return Err(EvalError::Input(format!(
             "`{}` takes {} input(s), given {}",
             func.name,
-            want.len(),
+            func.params.len(),
             inputs.len()
         )));
     }
-    for (i, (v, t)) in inputs.iter().zip(&want).enumerate() {
-        let got: Type = v.ty();
-        if &got != t {
+    for (i, (v, &p)) in inputs.iter().zip(&func.params).enumerate() {
+        let v: &Value = v.borrow();
+        let want = func.var_type(p);
+        if v.dtype() != want.dtype || v.shape() != &want.shape[..] {
             return Err(EvalError::Input(format!(
-                "input {i} (`{}`) must be {t}, given {got}",
-                func.var_name(func.params[i])
+                "input {i} (`{}`) must be {want}, given {}",
+                func.var_name(p),
+                v.ty()
             )));
         }
     }
     Ok(())
 }
 
-/// Evaluates `func` on `inputs`.
-pub fn eval(func: &Func, inputs: &[Value]) -> Result<Vec<Value>, EvalError> {
+/// Evaluates `func` on `inputs`, which it borrows (`&[Value]` and `&[&Value]` both work).
+pub fn eval<V: Borrow<Value>>(func: &Func, inputs: &[V]) -> Result<Vec<Value>, EvalError> {
     eval_with_stats(func, inputs).map(|(outs, _)| outs)
 }
 
@@ -62,10 +65,27 @@ pub fn eval(func: &Func, inputs: &[Value]) -> Result<Vec<Value>, EvalError> {
 /// is refused before anything runs, instead of aborting on allocation failure.
 pub const MAX_VALUE_BYTES: usize = 1 << 34;
 
+/// A value in the environment: an input, borrowed, or a result the interpreter owns.
+enum Slot<'a> {
+    Empty,
+    Input(&'a Value),
+    Owned(Value),
+}
+
+impl Slot<'_> {
+    fn get(&self) -> &Value {
+        match self {
+            Slot::Input(v) => v,
+            Slot::Owned(v) => v,
+            Slot::Empty => unreachable!("verified: defined before use, freed after last use"),
+        }
+    }
+}
+
 /// Evaluates `func` on `inputs`, also reporting the peak of live intermediate memory.
-pub fn eval_with_stats(
+pub fn eval_with_stats<V: Borrow<Value>>(
     func: &Func,
-    inputs: &[Value],
+    inputs: &[V],
 ) -> Result<(Vec<Value>, EvalStats), EvalError> {
     check_inputs(func, inputs)?;
     let too_large = |e: &&traceform_ir::Eqn| func.var_type(e.out).size_bytes() > MAX_VALUE_BYTES;
@@ -74,75 +94,48 @@ pub fn eval_with_stats(
         return Err(EvalError::Input(format!(
             "`{}` (`{}`) has type {ty}, which needs {} bytes; the interpreter allocates at most {MAX_VALUE_BYTES} bytes per value",
             func.var_name(eqn.out),
-            eqn.prim.name(),
+            func.prim(eqn).name(),
             ty.size_bytes()
         )));
     }
-    let n = func.vars.len();
-    let last_use = func.last_uses();
-    let mut is_output = vec![false; n];
-    for a in &func.outputs {
-        if let Atom::Var(v) = a {
-            is_output[v.index()] = true;
-        }
-    }
-    let mut is_input = vec![false; n];
-    let mut env: Vec<Option<Cow<'_, Value>>> = vec![None; n];
+    let live = Liveness::new(func);
+    let mut env: Vec<Slot<'_>> = (0..func.num_vars()).map(|_| Slot::Empty).collect();
     for (p, v) in func.params.iter().zip(inputs) {
-        env[p.index()] = Some(Cow::Borrowed(v));
-        is_input[p.index()] = true;
+        env[p.index()] = Slot::Input(v.borrow());
     }
-    let counted = |i: usize| !is_input[i] && !is_output[i];
-    let (mut live, mut peak) = (0usize, 0usize);
+    let (mut live_bytes, mut peak) = (0usize, 0usize);
+    let mut literals: Vec<Value> = Vec::new();
     for (i, eqn) in func.eqns.iter().enumerate() {
-        let literals: Vec<Value> = eqn
-            .args
-            .iter()
-            .filter_map(|a| match a {
-                Atom::Lit(l) => Some(Value::from_literal(l)),
-                Atom::Var(_) => None,
-            })
-            .collect();
+        let prim = func.prim(eqn);
+        let operands = func.args(eqn);
+        literals.clear();
+        literals.extend(operands.iter().filter_map(|a| match a {
+            Atom::Lit(l) => Some(Value::from_literal(l)),
+            Atom::Var(_) => None,
+        }));
         let mut lit_iter = literals.iter();
-        let args: Vec<&Value> = eqn
-            .args
+        let args: Vec<&Value> = operands
             .iter()
             .map(|a| match a {
-                Atom::Var(v) => env[v.index()]
-                    .as_deref()
-                    .expect("verified: defined before use"),
+                Atom::Var(v) => env[v.index()].get(),
                 Atom::Lit(_) => lit_iter.next().expect("one value per literal"),
             })
             .collect();
-        let out_ty = func.var_type(eqn.out);
-        let value = apply(&eqn.prim, &args, out_ty).map_err(|source| EvalError::Kernel {
+        let out_ty: &Type = func.var_type(eqn.out);
+        let value = apply(prim, &args, out_ty).map_err(|source| EvalError::Kernel {
             eqn: i,
-            name: func.var_name(eqn.out).to_string(),
+            name: func.var_name(eqn.out),
             source,
         })?;
-        debug_assert_eq!(&value.ty(), out_ty, "kernel of `{}`", eqn.prim.name());
-        if counted(eqn.out.index()) {
-            live += value.size_bytes();
-            peak = peak.max(live);
+        debug_assert_eq!(&value.ty(), out_ty, "kernel of `{}`", prim.name());
+        if live.counted(eqn.out) {
+            live_bytes += value.size_bytes();
+            peak = peak.max(live_bytes);
         }
-        env[eqn.out.index()] = Some(Cow::Owned(value));
-        for a in &eqn.args {
-            if let Atom::Var(v) = a {
-                let k = v.index();
-                if last_use[k] == i && !is_output[k] {
-                    if let Some(old) = env[k].take() {
-                        if counted(k) {
-                            live -= old.size_bytes();
-                        }
-                    }
-                }
-            }
-        }
-        // A result nobody reads is dead on arrival.
-        let k = eqn.out.index();
-        if last_use[k] == usize::MAX && !is_output[k] {
-            if let Some(old) = env[k].take() {
-                live -= old.size_bytes();
+        env[eqn.out.index()] = Slot::Owned(value);
+        for &v in live.deaths_after(i) {
+            if let Slot::Owned(old) = std::mem::replace(&mut env[v.index()], Slot::Empty) {
+                live_bytes -= old.size_bytes();
             }
         }
     }
@@ -152,14 +145,15 @@ pub fn eval_with_stats(
     for (k, a) in func.outputs.iter().enumerate() {
         outputs.push(match a {
             Atom::Var(v) => {
-                let slot = &mut env[v.index()];
                 let mentioned_later = func.outputs[k + 1..].contains(a);
-                match if mentioned_later { None } else { slot.take() } {
-                    Some(value) => value.into_owned(),
-                    None => slot
-                        .as_deref()
-                        .cloned()
-                        .expect("verified: outputs are defined"),
+                match &env[v.index()] {
+                    Slot::Owned(_) if !mentioned_later => {
+                        match std::mem::replace(&mut env[v.index()], Slot::Empty) {
+                            Slot::Owned(value) => value,
+                            _ => unreachable!("matched as owned"),
+                        }
+                    }
+                    slot => slot.get().clone(),
                 }
             }
             Atom::Lit(l) => Value::from_literal(l),
@@ -185,7 +179,7 @@ mod tests {
             "func f(x: f32[10]) -> f32[] {\n  a: f32[10] = sin x\n  b: f32[10] = cos x\n  c: f32[10] = mul a b\n  d: f32[] = reduce_sum[axes=(0)] c\n  return d\n}\n",
         )
         .unwrap();
-        let (_, stats) = eval_with_stats(&f, &[f32s(&[10], vec![0.5; 10])]).unwrap();
+        let (_, stats) = eval_with_stats(&f, &[&f32s(&[10], vec![0.5; 10])]).unwrap();
         assert_eq!(stats.peak_bytes, 120);
     }
 
@@ -195,7 +189,7 @@ mod tests {
             "func f(x: f32[2]) -> (f32[2], f32[2], f32[2], f32[]) {\n  a: f32[2] = neg x\n  return a, x, a, 1.5\n}\n",
         )
         .unwrap();
-        let outs = eval(&f, &[f32s(&[2], vec![1.0, 2.0])]).unwrap();
+        let outs = eval(&f, &[&f32s(&[2], vec![1.0, 2.0])]).unwrap();
         assert_eq!(outs[0].to_f64_vec(), vec![-1.0, -2.0]);
         assert_eq!(outs[1].to_f64_vec(), vec![1.0, 2.0]);
         assert_eq!(outs[2], outs[0]);
@@ -205,11 +199,11 @@ mod tests {
     #[test]
     fn wrong_inputs_are_errors() {
         let f = parse_func("func f(x: f32[2]) -> f32[2] {\n  return x\n}\n").unwrap();
-        let e = eval(&f, &[f32s(&[3], vec![0.0; 3])])
+        let e = eval(&f, &[&f32s(&[3], vec![0.0; 3])])
             .unwrap_err()
             .to_string();
         assert_eq!(e, "input 0 (`x`) must be f32[2], given f32[3]");
-        let e = eval(&f, &[]).unwrap_err().to_string();
+        let e = eval::<Value>(&f, &[]).unwrap_err().to_string();
         assert_eq!(e, "`f` takes 1 input(s), given 0");
     }
 
@@ -219,7 +213,7 @@ mod tests {
             "func f(x: f32[4]) -> (f32[6], f32[2], f32[0]) {\n  a: f32[6] = pad[low=(-1), high=(0), interior=(1)] x 9.0\n  b: f32[2] = pad[low=(-5), high=(0), interior=(1)] x 9.0\n  c: f32[0] = pad[low=(-4), high=(0)] x 9.0\n  return a, b, c\n}\n",
         )
         .unwrap();
-        let outs = eval(&f, &[f32s(&[4], vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
+        let outs = eval(&f, &[&f32s(&[4], vec![1.0, 2.0, 3.0, 4.0])]).unwrap();
         // Interior padding gives 1 9 2 9 3 9 4; low = -1 crops the first element.
         assert_eq!(outs[0].to_f64_vec(), vec![9.0, 2.0, 9.0, 3.0, 9.0, 4.0]);
         assert_eq!(outs[1].to_f64_vec(), vec![9.0, 4.0]);
@@ -233,7 +227,7 @@ mod tests {
         )
         .unwrap();
         let x = Value::I32(ArrayD::from_shape_vec(vec![3], vec![7, -7, 0]).unwrap());
-        let outs = eval(&f, &[x]).unwrap();
+        let outs = eval(&f, &[&x]).unwrap();
         assert_eq!(outs[0].to_f64_vec(), vec![-1.0, -1.0, -1.0]);
         assert_eq!(outs[1].to_f64_vec(), vec![-3.0, 3.0, 0.0]);
     }

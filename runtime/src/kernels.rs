@@ -638,6 +638,7 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             DType::I32 => I32(iota(shape, *dim, |i| i as i32)),
             DType::Bool => return bad(prim, args),
         },
+        Prim::Zeros { .. } => Value::full(out, 0.0),
         Prim::ReduceSum { axes } => match args[0] {
             F32(a) => F32(reduce(a, axes, 0.0, |s, v| s + v)),
             F64(a) => F64(reduce(a, axes, 0.0, |s, v| s + v)),
@@ -737,7 +738,8 @@ mod tests {
     /// Evaluates the single function in `src` on `inputs`.
     fn run(src: &str, inputs: &[Value]) -> Vec<Value> {
         let f = parse_func(src).unwrap();
-        crate::eval(&f, inputs).unwrap()
+        let refs: Vec<&Value> = inputs.iter().collect();
+        crate::eval(&f, &refs).unwrap()
     }
 
     fn f32s(shape: &[usize], data: Vec<f32>) -> Value {
@@ -779,7 +781,7 @@ mod tests {
     type Reduction = (Prim, f32, fn(f32, f32) -> f32);
 
     fn reduce_prims(axes: &[usize]) -> [Reduction; 3] {
-        let axes = axes.to_vec();
+        let axes: traceform_ir::Axes = axes.into();
         [
             (Prim::ReduceSum { axes: axes.clone() }, 0.0, |a, b| a + b),
             (

@@ -32,7 +32,7 @@ impl Value {
     }
 
     pub fn ty(&self) -> Type {
-        Type::new(self.dtype(), self.shape().to_vec())
+        Type::new(self.dtype(), self.shape())
     }
 
     /// Bytes of the dense buffer.

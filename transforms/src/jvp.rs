@@ -1,117 +1,94 @@
 //! Forward mode: `jvp` maps `f(x) -> y` to `(x, t) -> (y, y_dot)`.
 //!
-//! An interpreter over the equations: each equation is emitted again as the primal, followed by
-//! the tangent its rule computes from the operands' tangents. Tangents are `Option`s: a
-//! symbolic zero (`None`) never becomes IR, so integer values, literals, `stop_gradient` and
-//! the piecewise-constant primitives cost nothing. No tape is kept: the jvp program holds the
-//! values of `f` plus one tangent per live value.
+//! An interpreter over the equations: each equation is copied as the primal, followed by the
+//! tangent its rule computes from the operands' tangents, every emitted equation stamped with
+//! the location of the equation it came from. Tangents are `Option`s: a symbolic zero
+//! (`None`) never becomes IR, so integer values, literals, `stop_gradient` and the
+//! piecewise-constant primitives cost nothing; where a zero must become a value it is a
+//! `zeros` equation, which the simplifier knows is structural. No tape is kept: the jvp
+//! program holds the values of `f` plus one tangent per live value.
 
+use smallvec::SmallVec;
 use traceform_ir::{
-    eliminate_dead_code, Atom, BinaryOp, Func, Prim, Tensor, Tracer, Type, UnaryOp,
+    eliminate_dead_code, Atom, BinaryOp, Builder, CompareOp, Func, Linearity, Loc, Prim, Type,
+    UnaryOp,
 };
 
-use crate::util::{add, fit, instantiate, Tan};
+use crate::util::{add, finish, fit, full, instantiate, lookup, Tan};
 use crate::{check_wrt, TransformError};
 
 /// The forward-mode derivative of `func` with respect to the inputs at positions `wrt`.
 /// Signature: `(x1..xn, one tangent per input in wrt) -> (y1..ym, one tangent per float output)`.
 pub fn jvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
     let wrt = check_wrt(func, wrt)?;
-    let tracer = Tracer::new(&format!("jvp_{}", func.name));
-    let mut primal: Vec<Option<Tensor>> = vec![None; func.vars.len()];
-    let mut tangent: Vec<Tan> = vec![None; func.vars.len()];
+    let mut b = Builder::new(format!("jvp_{}", func.name));
+    let mut primal: Vec<Option<Atom>> = vec![None; func.num_vars()];
+    let mut tangent: Vec<Tan> = vec![None; func.num_vars()];
     for &p in &func.params {
-        primal[p.index()] = Some(tracer.param(func.var_type(p).clone()));
+        primal[p.index()] = Some(Atom::Var(b.param(func.var_type(p))));
     }
     for &i in &wrt {
         let p = func.params[i];
-        tangent[p.index()] = Some(tracer.param(func.var_type(p).clone()));
+        tangent[p.index()] = Some(Atom::Var(b.param(func.var_type(p))));
     }
+    let mut xs: SmallVec<[Atom; 4]> = SmallVec::new();
+    let mut ts: SmallVec<[Tan; 4]> = SmallVec::new();
     for eqn in &func.eqns {
-        let xs: Vec<Tensor> = eqn
-            .args
-            .iter()
-            .map(|a| lookup(&tracer, &primal, a))
-            .collect();
-        let ts: Vec<Tan> = eqn
-            .args
-            .iter()
-            .map(|a| a.as_var().and_then(|v| tangent[v.index()].clone()))
-            .collect();
-        let refs: Vec<&Tensor> = xs.iter().collect();
-        let y = tracer.emit(eqn.prim.clone(), &refs);
-        let t_out = if y.dtype().is_float() && ts.iter().any(Option::is_some) {
-            jvp_rule(&eqn.prim, &xs, &ts, &y)
-        } else {
-            None
-        };
+        xs.clear();
+        ts.clear();
+        for a in func.args(eqn) {
+            xs.push(lookup(&primal, a));
+            ts.push(a.as_var().and_then(|v| tangent[v.index()]));
+        }
+        let y = Atom::Var(b.copy_eqn(func, eqn, &xs));
+        if func.var_type(eqn.out).dtype.is_float() && ts.iter().any(Option::is_some) {
+            b.set_loc(eqn.loc);
+            tangent[eqn.out.index()] = jvp_rule(&mut b, func.prim(eqn), &xs, &ts, y);
+        }
         primal[eqn.out.index()] = Some(y);
-        tangent[eqn.out.index()] = t_out;
     }
-    let mut outputs: Vec<Tensor> = func
-        .outputs
-        .iter()
-        .map(|a| lookup(&tracer, &primal, a))
-        .collect();
+    b.set_loc(Loc::Unknown);
+    let mut outputs: Vec<Atom> = func.outputs.iter().map(|a| lookup(&primal, a)).collect();
     for a in &func.outputs {
         let ty = func.atom_type(a);
         if ty.dtype.is_float() {
-            let t = a.as_var().and_then(|v| tangent[v.index()].clone());
-            outputs.push(instantiate(&tracer, &t, &ty));
+            let t = a.as_var().and_then(|v| tangent[v.index()]);
+            outputs.push(instantiate(&mut b, t, ty));
         }
     }
-    let jvp = tracer.finish(&outputs).map_err(TransformError::internal)?;
-    Ok(eliminate_dead_code(&jvp))
-}
-
-fn lookup(tracer: &Tracer, env: &[Option<Tensor>], a: &Atom) -> Tensor {
-    match a {
-        Atom::Var(v) => env[v.index()]
-            .clone()
-            .expect("verified: defined before use"),
-        Atom::Lit(l) => tracer.literal(l.value, l.dtype),
-    }
-}
-
-/// `t * factor`, or a symbolic zero.
-fn scale(t: &Tan, factor: impl FnOnce() -> Tensor) -> Tan {
-    t.as_ref().map(|t| t * factor())
+    Ok(eliminate_dead_code(finish(b, &outputs)?))
 }
 
 /// The tangent of one equation. `x` are the primal operands, `t` their tangents (at least one
 /// is not a symbolic zero), `y` the primal result, which is float.
-pub fn jvp_rule(prim: &Prim, x: &[Tensor], t: &[Tan], y: &Tensor) -> Tan {
-    let out = y.ty().clone();
-    let fitted = |t: Tan| t.map(|t| fit(t, &out.shape));
+pub fn jvp_rule(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], y: Atom) -> Tan {
+    let out = b.ty(&y).clone();
     match prim {
-        Prim::Unary(op) => unary_rule(*op, &x[0], &t[0], y),
-        Prim::IntegerPow { y: n } => match n {
-            0 => None,
-            1 => t[0].clone(),
-            n => scale(&t[0], || x[0].powi(n - 1) * f64::from(*n)),
-        },
+        Prim::Unary(op) => unary_rule(b, *op, x[0], t[0]?, y),
+        Prim::IntegerPow { y: n } => {
+            let t = t[0]?;
+            // n x^(n-1); for n = i32::MIN, x^(n-1) is y / x (n - 1 does not fit an i32).
+            let power = match n.checked_sub(1) {
+                Some(0) => return Some(t),
+                Some(m) => b.integer_pow(x[0], m),
+                None => b.div(y, x[0]),
+            };
+            let n = b.lit_like(&x[0], f64::from(*n));
+            let d = b.mul(power, n);
+            Some(b.mul(t, d))
+        }
         Prim::StopGradient => None,
-        Prim::Binary(op) => fitted(binary_rule(*op, &x[0], &x[1], &t[0], &t[1], y)),
-        // Bool results: never reached (the caller only asks for float results).
+        Prim::Binary(BinaryOp::Add | BinaryOp::Sub) => linear_jvp(b, prim, x, t, &out),
+        Prim::Binary(op) => {
+            let r = binary_rule(b, *op, x, t, y);
+            r.map(|r| fit(b, r, &out.shape))
+        }
+        // Bool and integer results: never reached (the caller only asks for float results).
         Prim::Compare(_) | Prim::And | Prim::Or | Prim::Not => None,
-        Prim::SelectN => {
-            if t[1].is_none() && t[2].is_none() {
-                return None;
-            }
-            let tracer = y.tracer();
-            let on_false = instantiate(&tracer, &t[1], &out);
-            let on_true = instantiate(&tracer, &t[2], &out);
-            Some(x[0].select(&on_true, &on_false))
-        }
-        Prim::ConvertElementType { dtype } => {
-            if x[0].dtype().is_float() {
-                t[0].as_ref().map(|t| t.cast(*dtype))
-            } else {
-                None
-            }
-        }
-        Prim::Iota { .. } | Prim::Argmax { .. } | Prim::Argmin { .. } => None,
-        Prim::ReduceSum { .. }
+        Prim::Iota { .. } | Prim::Zeros { .. } | Prim::Argmax { .. } | Prim::Argmin { .. } => None,
+        Prim::SelectN
+        | Prim::ConvertElementType { .. }
+        | Prim::ReduceSum { .. }
         | Prim::Cumsum { .. }
         | Prim::BroadcastInDim { .. }
         | Prim::Reshape { .. }
@@ -119,116 +96,211 @@ pub fn jvp_rule(prim: &Prim, x: &[Tensor], t: &[Tan], y: &Tensor) -> Tan {
         | Prim::Squeeze { .. }
         | Prim::ExpandDims { .. }
         | Prim::Rev { .. }
-        | Prim::Slice { .. } => {
-            let tracer = y.tracer();
-            t[0].as_ref().map(|t| tracer.emit(prim.clone(), &[t]))
-        }
+        | Prim::Slice { .. }
+        | Prim::Pad { .. }
+        | Prim::Concatenate { .. } => linear_jvp(b, prim, x, t, &out),
         Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             // Ties share the derivative equally, as jax.lax does.
-            let kept: Vec<usize> = (0..x[0].rank()).filter(|d| !axes.contains(d)).collect();
-            let location = x[0].eq(y.broadcast_in_dim(x[0].shape(), &kept));
-            let mask = location.cast(out.dtype);
-            let counts = mask.sum(axes);
-            scale(&t[0], || mask).map(|tm| tm.sum(axes) / counts)
-        }
-        Prim::Pad { .. } => {
-            let tracer = y.tracer();
-            let tx = instantiate(&tracer, &t[0], x[0].ty());
-            let tv = instantiate(&tracer, &t[1], x[1].ty());
-            Some(tracer.emit(prim.clone(), &[&tx, &tv]))
-        }
-        Prim::Concatenate { .. } => {
-            let tracer = y.tracer();
-            let parts: Vec<Tensor> = x
-                .iter()
-                .zip(t)
-                .map(|(x, t)| instantiate(&tracer, t, x.ty()))
-                .collect();
-            let refs: Vec<&Tensor> = parts.iter().collect();
-            Some(tracer.emit(prim.clone(), &refs))
+            let t = t[0]?;
+            let x_ty = b.ty(&x[0]).clone();
+            let kept: Vec<usize> = (0..x_ty.rank()).filter(|d| !axes.contains(d)).collect();
+            let spread = b.broadcast_in_dim(y, &x_ty.shape, &kept);
+            let location = b.compare(CompareOp::Eq, x[0], spread);
+            let mask = b.convert(location, out.dtype);
+            let counts = b.reduce_sum(mask, axes);
+            let picked = b.mul(t, mask);
+            let total = b.reduce_sum(picked, axes);
+            Some(b.div(total, counts))
         }
         Prim::DotGeneral(_) => {
-            let tracer = y.tracer();
-            let left = t[0]
-                .as_ref()
-                .map(|ta| tracer.emit(prim.clone(), &[ta, &x[1]]));
-            let right = t[1]
-                .as_ref()
-                .map(|tb| tracer.emit(prim.clone(), &[&x[0], tb]));
-            add(left, right)
+            let left = t[0].map(|ta| b.eqn(prim.clone(), &[ta, x[1]]));
+            let right = t[1].map(|tb| b.eqn(prim.clone(), &[x[0], tb]));
+            add(b, left, right)
         }
     }
 }
 
-fn unary_rule(op: UnaryOp, x: &Tensor, t: &Tan, y: &Tensor) -> Tan {
-    match op {
-        UnaryOp::Neg => t.as_ref().map(|t| -t),
-        UnaryOp::Sin => scale(t, || x.cos()),
-        UnaryOp::Cos => scale(t, || -x.sin()),
-        UnaryOp::Tan => scale(t, || 1.0 + y * y),
-        UnaryOp::Tanh => scale(t, || 1.0 - y * y),
-        UnaryOp::Exp => scale(t, || y.clone()),
-        UnaryOp::Log => t.as_ref().map(|t| t / x),
-        UnaryOp::Log1p => t.as_ref().map(|t| t / (1.0 + x)),
-        UnaryOp::Expm1 => scale(t, || y + 1.0),
-        // sqrt'(0) = inf, as in jax.lax.
-        UnaryOp::Sqrt => scale(t, || 0.5 / y),
-        UnaryOp::Rsqrt => scale(t, || -0.5 * (y / x)),
-        // abs'(0) = 1, as in jax.lax.
-        UnaryOp::Abs => t.as_ref().map(|t| x.ge(0.0).select(t, &-t)),
-        UnaryOp::Logistic => scale(t, || y * (1.0 - y)),
-        UnaryOp::Erf => scale(t, || {
-            let two_over_sqrt_pi = 2.0 / std::f64::consts::PI.sqrt();
-            (-(x * x)).exp() * two_over_sqrt_pi
-        }),
-        UnaryOp::Sign | UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => None,
+/// The jvp of a structurally linear primitive (see `Prim::linearity`): the primitive itself
+/// applied to the tangents, symbolic zeros instantiated only where another operand has a
+/// tangent (and not at all for `add`/`sub`, where a missing side is just left out).
+fn linear_jvp(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], out: &Type) -> Tan {
+    match (prim, t) {
+        (Prim::Binary(BinaryOp::Add), [ta, tb]) => {
+            let s = add(b, *ta, *tb)?;
+            return Some(fit(b, s, &out.shape));
+        }
+        (Prim::Binary(BinaryOp::Sub), [ta, None]) => return Some(fit(b, (*ta)?, &out.shape)),
+        (Prim::Binary(BinaryOp::Sub), [None, Some(tb)]) => {
+            let n = b.neg(*tb);
+            return Some(fit(b, n, &out.shape));
+        }
+        _ => {}
     }
+    let first_linear = match prim.linearity() {
+        Linearity::Joint => 0,
+        Linearity::Cases => 1,
+        Linearity::Bilinear | Linearity::FirstOnly | Linearity::Nonlinear => {
+            unreachable!("`{}` is not structurally linear", prim.name())
+        }
+    };
+    if t[first_linear..].iter().all(Option::is_none) {
+        return None;
+    }
+    let mut args: SmallVec<[Atom; 4]> = x[..first_linear].iter().copied().collect();
+    for (xi, ti) in x[first_linear..].iter().zip(&t[first_linear..]) {
+        let ty = b.ty(xi).clone();
+        args.push(instantiate(b, *ti, &ty));
+    }
+    Some(b.eqn(prim.clone(), &args))
 }
 
-/// Where `p` holds, `on_true`; else `on_false`; both rank-0 constants of `like`'s dtype.
-fn choose(p: &Tensor, on_true: f64, on_false: f64, like: &Type) -> Tensor {
-    let tracer = p.tracer();
-    let t = fit(tracer.literal(on_true, like.dtype), p.shape());
-    let f = fit(tracer.literal(on_false, like.dtype), p.shape());
-    p.select(&t, &f)
+fn unary_rule(b: &mut Builder, op: UnaryOp, x: Atom, t: Atom, y: Atom) -> Tan {
+    let one = b.lit_like(&x, 1.0);
+    let d = match op {
+        UnaryOp::Neg => return Some(b.neg(t)),
+        UnaryOp::Sin => b.unary(UnaryOp::Cos, x),
+        UnaryOp::Cos => {
+            let s = b.unary(UnaryOp::Sin, x);
+            b.neg(s)
+        }
+        UnaryOp::Tan => {
+            let yy = b.mul(y, y);
+            b.add(one, yy)
+        }
+        // (1 + y)(1 - y), not 1 - y^2: no cancellation where |y| is near 1.
+        UnaryOp::Tanh => {
+            let plus = b.add(one, y);
+            let minus = b.sub(one, y);
+            b.mul(plus, minus)
+        }
+        UnaryOp::Exp => y,
+        UnaryOp::Log => return Some(b.div(t, x)),
+        UnaryOp::Log1p => {
+            let denom = b.add(one, x);
+            return Some(b.div(t, denom));
+        }
+        UnaryOp::Expm1 => b.add(y, one),
+        // sqrt'(0) = inf, as in jax.lax.
+        UnaryOp::Sqrt => {
+            let half = b.lit_like(&x, 0.5);
+            b.div(half, y)
+        }
+        UnaryOp::Rsqrt => {
+            let ratio = b.div(y, x);
+            let minus_half = b.lit_like(&x, -0.5);
+            b.mul(minus_half, ratio)
+        }
+        // abs'(0) = 1, as in jax.lax.
+        UnaryOp::Abs => {
+            let zero = b.lit_like(&x, 0.0);
+            let nonneg = b.compare(CompareOp::Ge, x, zero);
+            let minus_t = b.neg(t);
+            return Some(b.select(nonneg, minus_t, t));
+        }
+        // y * logistic(-x), not y (1 - y): no cancellation where y is near 1.
+        UnaryOp::Logistic => {
+            let minus_x = b.neg(x);
+            let other = b.unary(UnaryOp::Logistic, minus_x);
+            b.mul(y, other)
+        }
+        UnaryOp::Erf => {
+            let xx = b.mul(x, x);
+            let minus = b.neg(xx);
+            let e = b.unary(UnaryOp::Exp, minus);
+            let two_over_sqrt_pi = b.lit_like(&x, 2.0 / std::f64::consts::PI.sqrt());
+            b.mul(e, two_over_sqrt_pi)
+        }
+        UnaryOp::Sign | UnaryOp::Floor | UnaryOp::Ceil | UnaryOp::Round => return None,
+    };
+    Some(b.mul(t, d))
 }
 
-fn binary_rule(op: BinaryOp, a: &Tensor, b: &Tensor, ta: &Tan, tb: &Tan, y: &Tensor) -> Tan {
+/// `t * d(x)`, or a symbolic zero.
+fn scale(b: &mut Builder, t: Tan, d: impl FnOnce(&mut Builder) -> Atom) -> Tan {
+    let t = t?;
+    let d = d(b);
+    Some(b.mul(t, d))
+}
+
+fn binary_rule(b: &mut Builder, op: BinaryOp, x: &[Atom], t: &[Tan], y: Atom) -> Tan {
+    let (xa, xb) = (x[0], x[1]);
+    let (ta, tb) = (t[0], t[1]);
     match op {
-        BinaryOp::Add => add(ta.clone(), tb.clone()),
-        BinaryOp::Sub => add(ta.clone(), tb.as_ref().map(|t| -t)),
-        BinaryOp::Mul => add(scale(ta, || b.clone()), scale(tb, || a.clone())),
-        BinaryOp::Div => add(ta.as_ref().map(|t| t / b), scale(tb, || -(a / (b * b)))),
+        BinaryOp::Add | BinaryOp::Sub => unreachable!("linear: handled by linear_jvp"),
+        BinaryOp::Mul => {
+            let l = scale(b, ta, |_| xb);
+            let r = scale(b, tb, |_| xa);
+            add(b, l, r)
+        }
+        // d/db is -(a/b)/b = -y/b: no b*b to overflow.
+        BinaryOp::Div => {
+            let l = ta.map(|ta| b.div(ta, xb));
+            let r = scale(b, tb, |b| {
+                let q = b.div(y, xb);
+                b.neg(q)
+            });
+            add(b, l, r)
+        }
         BinaryOp::Pow => {
             // d/da: b * a^(b-1), taken as 0 where b == 0; d/db: log(a) * y, with log(0) read
             // as 0 (jax.lax's conventions).
-            let da = scale(ta, || {
-                let d = b * a.pow(b - 1.0);
-                let zero = fit(d.lit(0.0), d.shape());
-                b.eq(0.0).select(&zero, &d)
+            let da = scale(b, ta, |b| {
+                let one = b.lit_like(&xa, 1.0);
+                let bm1 = b.sub(xb, one);
+                let p = b.binary(BinaryOp::Pow, xa, bm1);
+                let d = b.mul(xb, p);
+                let d_ty = b.ty(&d).clone();
+                let zero = full(b, 0.0, &d_ty);
+                let z = b.lit_like(&xb, 0.0);
+                let b_is_zero = b.compare(CompareOp::Eq, xb, z);
+                b.select(b_is_zero, d, zero)
             });
-            let db = scale(tb, || {
-                let ones = choose(&a.eq(0.0), 1.0, 0.0, a.ty());
-                let safe_a = a + ones;
-                safe_a.log() * y
+            let db = scale(b, tb, |b| {
+                let a_ty = b.ty(&xa).clone();
+                let z = b.lit_like(&xa, 0.0);
+                let a_is_zero = b.compare(CompareOp::Eq, xa, z);
+                let one = full(b, 1.0, &a_ty);
+                let zero = full(b, 0.0, &a_ty);
+                let ones = b.select(a_is_zero, zero, one);
+                let safe_a = b.add(xa, ones);
+                let l = b.unary(UnaryOp::Log, safe_a);
+                b.mul(l, y)
             });
-            add(da, db)
+            add(b, da, db)
         }
         BinaryOp::Max | BinaryOp::Min => {
             // The derivative goes to the larger (smaller) operand; ties split it 0.5 / 0.5.
             let (wins_a, wins_b) = match op {
-                BinaryOp::Max => (a.gt(b), a.lt(b)),
-                _ => (a.lt(b), a.gt(b)),
+                BinaryOp::Max => (CompareOp::Gt, CompareOp::Lt),
+                _ => (CompareOp::Lt, CompareOp::Gt),
             };
-            let dtype = y.dtype();
-            let half_tie = a.eq(b).cast(dtype) * 0.5;
-            let da = scale(ta, || wins_a.cast(dtype) + &half_tie);
-            let db = scale(tb, || wins_b.cast(dtype) + &half_tie);
-            add(da, db)
+            let dtype = b.dtype(&y);
+            let tie = b.compare(CompareOp::Eq, xa, xb);
+            let tie = b.convert(tie, dtype);
+            let half = b.lit(0.5, dtype);
+            let half_tie = b.mul(tie, half);
+            let da = scale(b, ta, |b| {
+                let w = b.compare(wins_a, xa, xb);
+                let w = b.convert(w, dtype);
+                b.add(w, half_tie)
+            });
+            let db = scale(b, tb, |b| {
+                let w = b.compare(wins_b, xa, xb);
+                let w = b.convert(w, dtype);
+                b.add(w, half_tie)
+            });
+            add(b, da, db)
         }
         BinaryOp::Atan2 => {
-            let denom = a * a + b * b;
-            add(scale(ta, || b / &denom), scale(tb, || -(a / &denom)))
+            let aa = b.mul(xa, xa);
+            let bb = b.mul(xb, xb);
+            let denom = b.add(aa, bb);
+            let da = scale(b, ta, |b| b.div(xb, denom));
+            let db = scale(b, tb, |b| {
+                let q = b.div(xa, denom);
+                b.neg(q)
+            });
+            add(b, da, db)
         }
     }
 }

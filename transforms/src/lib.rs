@@ -11,18 +11,21 @@
 //!
 //! The transformed signatures are the table of `shared/spec/ir-text.md`.
 
+mod jacobian;
 mod jvp;
 mod linearize;
 mod transpose;
 mod util;
 
-use std::str::FromStr;
-
+pub use jacobian::{hessian, jacfwd, jacrev};
 pub use jvp::{jvp, jvp_rule};
 pub use linearize::{classify, linearize_jvp, Kind, Linearized};
 pub use transpose::transpose;
+pub use util::Tan;
 
-use traceform_ir::{eliminate_dead_code, Func, Loc, Tensor, TraceError, Tracer};
+use traceform_ir::{eliminate_dead_code, Atom, Builder, Func, Loc, Type};
+
+use crate::util::finish;
 
 /// Why a transform does not apply.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -36,30 +39,31 @@ pub enum TransformError {
     /// `transpose` of a function that is not linear.
     #[error("cannot transpose: {eqn}{}: {why}", match loc { Loc::Rust(_) => format!(" (traced at {loc})"), _ => String::new() })]
     NotLinear { eqn: String, loc: Loc, why: String },
-    /// A bug in traceform.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A bug in traceform, at the user's equation being transformed when there is one.
+    #[error("internal error: {message}{}", match loc { Loc::Unknown => String::new(), _ => format!(" (transforming the equation at {loc})") })]
+    Internal { message: String, loc: Loc },
 }
 
 impl TransformError {
-    fn internal(e: TraceError) -> TransformError {
-        TransformError::Internal(e.to_string())
+    /// The equation at fault, if there is one.
+    pub fn loc(&self) -> Loc {
+        match self {
+            TransformError::NotLinear { loc, .. } | TransformError::Internal { loc, .. } => *loc,
+            TransformError::Wrt(_) | TransformError::NotScalar(_) => Loc::Unknown,
+        }
     }
 
     /// The line and column in the text IR of the equation at fault, if there is one.
     pub fn text_location(&self) -> Option<(u32, u32)> {
-        match self {
-            TransformError::NotLinear {
-                loc: Loc::Text { line, col },
-                ..
-            } => Some((*line, *col)),
+        match self.loc() {
+            Loc::Text { line, col } => Some((line, col)),
             _ => None,
         }
     }
 
     /// True for errors in what the user asked for (as opposed to bugs).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, TransformError::Internal(_))
+        !matches!(self, TransformError::Internal { .. })
     }
 }
 
@@ -93,10 +97,17 @@ pub fn check_wrt(func: &Func, wrt: Option<&[usize]>) -> Result<Vec<usize>, Trans
         }
     }
     if positions.is_empty() {
-        return Err(TransformError::Wrt(format!(
-            "`{}` has no float input to differentiate with respect to",
-            func.name
-        )));
+        let message = match wrt {
+            Some(_) => format!(
+                "no input positions given to differentiate `{}` with respect to",
+                func.name
+            ),
+            None => format!(
+                "`{}` has no float input to differentiate with respect to",
+                func.name
+            ),
+        };
+        return Err(TransformError::Wrt(message));
     }
     Ok(positions)
 }
@@ -128,31 +139,30 @@ fn reverse(func: &Func, wrt: &[usize]) -> Result<Reverse, TransformError> {
 }
 
 /// Builds `name(x1..xn, extra params...)` whose body runs the primal part, then the transposed
-/// part on the residuals and `seeds(tracer, extra params)`; `pick` chooses the outputs from
+/// part on the residuals and `seeds(builder, extra params)`; `pick` chooses the outputs from
 /// `(primal outputs, input cotangents)`.
 fn compose_reverse(
     func: &Func,
     rev: &Reverse,
     name: String,
-    extra: &[traceform_ir::Type],
-    seeds: impl FnOnce(&Tracer, &[Tensor]) -> Vec<Tensor>,
-    pick: impl FnOnce(Vec<Tensor>, Vec<Tensor>) -> Vec<Tensor>,
+    extra: &[Type],
+    seeds: impl FnOnce(&mut Builder, &[Atom]) -> Vec<Atom>,
+    pick: impl FnOnce(Vec<Atom>, Vec<Atom>) -> Vec<Atom>,
 ) -> Result<Func, TransformError> {
-    let tracer = Tracer::new(&name);
-    let xs: Vec<Tensor> = func
+    let mut b = Builder::new(name);
+    let xs: Vec<Atom> = func
         .param_types()
-        .into_iter()
-        .map(|t| tracer.param(t))
+        .iter()
+        .map(|t| Atom::Var(b.param(t)))
         .collect();
-    let extras: Vec<Tensor> = extra.iter().map(|t| tracer.param(t.clone())).collect();
-    let mut primal_out = tracer.inline(&rev.lin.primal, &xs);
+    let extras: Vec<Atom> = extra.iter().map(|t| Atom::Var(b.param(t))).collect();
+    let mut primal_out = b.inline(&rev.lin.primal, &xs);
     let residuals = primal_out.split_off(rev.lin.n_outputs);
     let mut args = residuals;
-    args.extend(seeds(&tracer, &extras));
-    let cts = tracer.inline(&rev.transposed, &args);
+    args.extend(seeds(&mut b, &extras));
+    let cts = b.inline(&rev.transposed, &args);
     let outputs = pick(primal_out, cts);
-    let f = tracer.finish(&outputs).map_err(TransformError::internal)?;
-    Ok(eliminate_dead_code(&f))
+    Ok(eliminate_dead_code(finish(b, &outputs)?))
 }
 
 /// Reverse mode: `(x1..xn, one cotangent per float output) -> (y1..ym, one cotangent per
@@ -206,7 +216,7 @@ fn scalar_reverse(
         &rev,
         format!("{what}_{}", func.name),
         &[],
-        |tracer, _| vec![tracer.literal(1.0, dtype)],
+        |b, _| vec![b.lit(1.0, dtype)],
         |mut ys, cts| {
             if !with_value {
                 ys.clear();
@@ -226,7 +236,7 @@ pub fn hvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
     let mut jg = jvp(&g, Some(&wrt))?;
     jg.outputs.drain(..wrt.len());
     jg.name = format!("hvp_{}", func.name);
-    Ok(eliminate_dead_code(&jg))
+    Ok(eliminate_dead_code(jg))
 }
 
 /// Transposes `func` with respect to the inputs at positions `linear` (default: every float
@@ -247,78 +257,4 @@ pub fn transpose_wrt(func: &Func, linear: Option<&[usize]>) -> Result<Func, Tran
     let mut t = transpose(&reordered, others.len())?;
     t.name = format!("transpose_{}", func.name);
     Ok(t)
-}
-
-/// The transforms the CLI's `-t` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransformKind {
-    Jvp,
-    Vjp,
-    Grad,
-    Hvp,
-    /// An extension of the spec's list: transposition of a linear function.
-    Transpose,
-}
-
-/// One `-t` word: a transform and, optionally, the input positions to differentiate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TransformSpec {
-    pub kind: TransformKind,
-    pub wrt: Option<Vec<usize>>,
-}
-
-impl FromStr for TransformSpec {
-    type Err = String;
-
-    fn from_str(word: &str) -> Result<TransformSpec, String> {
-        let (name, positions) = match word.split_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (word, None),
-        };
-        let kind = match name {
-            "jvp" => TransformKind::Jvp,
-            "vjp" => TransformKind::Vjp,
-            "grad" => TransformKind::Grad,
-            "hvp" => TransformKind::Hvp,
-            "transpose" => TransformKind::Transpose,
-            other => {
-                return Err(format!(
-                    "unknown transform `{other}` in `-t {word}` (expected jvp, vjp, grad, hvp or transpose)"
-                ))
-            }
-        };
-        let wrt = positions
-            .map(|p| {
-                p.split(',')
-                    .map(|s| {
-                        s.trim().parse::<usize>().map_err(|_| {
-                            format!("`-t {word}`: `{s}` is not an input position (expected e.g. grad:0,2)")
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .transpose()?;
-        Ok(TransformSpec { kind, wrt })
-    }
-}
-
-/// Applies one transform.
-pub fn apply(func: &Func, spec: &TransformSpec) -> Result<Func, TransformError> {
-    let wrt = spec.wrt.as_deref();
-    match spec.kind {
-        TransformKind::Jvp => jvp(func, wrt),
-        TransformKind::Vjp => vjp(func, wrt),
-        TransformKind::Grad => grad(func, wrt),
-        TransformKind::Hvp => hvp(func, wrt),
-        TransformKind::Transpose => transpose_wrt(func, wrt),
-    }
-}
-
-/// Applies the transforms in order, each to the result of the one before.
-pub fn apply_all(func: &Func, specs: &[TransformSpec]) -> Result<Func, TransformError> {
-    let mut f = func.clone();
-    for spec in specs {
-        f = apply(&f, spec)?;
-    }
-    Ok(f)
 }

@@ -8,10 +8,9 @@
 //! and the tangents; `Const` equations are copied into both parts so no constant is ever
 //! stored as a residual.
 
-use std::collections::HashMap;
+use traceform_ir::{eliminate_dead_code, Atom, Builder, Func, Var};
 
-use traceform_ir::{eliminate_dead_code, verify_func, Atom, Func, FuncBuilder, Loc, Var};
-
+use crate::util::{finish, lookup};
 use crate::TransformError;
 
 /// How a value depends on the inputs of a jvp program.
@@ -27,7 +26,7 @@ pub enum Kind {
 
 /// Classifies every value of `func`, whose parameters from `first_linear` on are linear.
 pub fn classify(func: &Func, first_linear: usize) -> Vec<Kind> {
-    let mut kind = vec![Kind::Const; func.vars.len()];
+    let mut kind = vec![Kind::Const; func.num_vars()];
     for (i, &p) in func.params.iter().enumerate() {
         kind[p.index()] = if i >= first_linear {
             Kind::Linear
@@ -37,7 +36,7 @@ pub fn classify(func: &Func, first_linear: usize) -> Vec<Kind> {
     }
     for eqn in &func.eqns {
         let mut k = Kind::Const;
-        for a in &eqn.args {
+        for a in func.args(eqn) {
             if let Atom::Var(v) = a {
                 k = match (k, kind[v.index()]) {
                     (Kind::Linear, _) | (_, Kind::Linear) => Kind::Linear,
@@ -68,49 +67,37 @@ impl Linearized {
     }
 }
 
-/// Copies equations into a builder, renaming values.
-struct Copier {
-    builder: FuncBuilder,
-    map: HashMap<Var, Var>,
+/// One side of the split: a builder and where each value of the jvp program went.
+struct Side {
+    b: Builder,
+    env: Vec<Option<Atom>>,
 }
 
-impl Copier {
-    fn new(name: String) -> Copier {
-        Copier {
-            builder: FuncBuilder::new(name),
-            map: HashMap::new(),
-        }
-    }
-
-    fn atom(&self, a: &Atom) -> Atom {
-        match a {
-            Atom::Var(v) => Atom::Var(self.map[v]),
-            Atom::Lit(l) => Atom::Lit(*l),
+impl Side {
+    fn new(name: String, n: usize) -> Side {
+        Side {
+            b: Builder::new(name),
+            env: vec![None; n],
         }
     }
 
     fn param(&mut self, old: Var, func: &Func) {
-        let v = self.builder.param(func.var_type(old).clone());
-        self.map.insert(old, v);
+        self.env[old.index()] = Some(Atom::Var(self.b.param(func.var_type(old))));
     }
 
-    fn eqn(&mut self, func: &Func, i: usize) -> Result<(), TransformError> {
+    fn copy(&mut self, func: &Func, i: usize) {
         let eqn = &func.eqns[i];
-        let args = eqn.args.iter().map(|a| self.atom(a)).collect();
-        let v = self
-            .builder
-            .eqn(eqn.prim.clone(), args, Loc::Unknown)
-            .map_err(|e| TransformError::Internal(e.message))?;
-        self.map.insert(eqn.out, v);
-        Ok(())
+        let args: Vec<Atom> = func
+            .args(eqn)
+            .iter()
+            .map(|a| lookup(&self.env, a))
+            .collect();
+        self.env[eqn.out.index()] = Some(Atom::Var(self.b.copy_eqn(func, eqn, &args)));
     }
 
-    fn finish(self, outputs: Vec<Atom>) -> Result<Func, TransformError> {
-        let f = eliminate_dead_code(&self.builder.finish(outputs));
-        if cfg!(debug_assertions) {
-            verify_func(&f).map_err(|e| TransformError::Internal(e.message))?;
-        }
-        Ok(f)
+    fn finish(self, outputs: &[Atom]) -> Result<Func, TransformError> {
+        let outputs: Vec<Atom> = outputs.iter().map(|a| lookup(&self.env, a)).collect();
+        Ok(eliminate_dead_code(finish(self.b, &outputs)?))
     }
 }
 
@@ -122,14 +109,14 @@ pub fn linearize_jvp(
     n_primal_out: usize,
 ) -> Result<Linearized, TransformError> {
     let kind = classify(jvp, n_primal_in);
-    let mut primal = Copier::new(format!("{}_primal", jvp.name));
-    let mut linear = Copier::new(format!("{}_linear", jvp.name));
+    let mut primal = Side::new(format!("{}_primal", jvp.name), jvp.num_vars());
+    let mut linear = Side::new(format!("{}_linear", jvp.name), jvp.num_vars());
     for &p in &jvp.params[..n_primal_in] {
         primal.param(p, jvp);
     }
     // Residuals: known values the linear part reads, in order of first use.
     let mut residuals: Vec<Var> = Vec::new();
-    let mut is_residual = vec![false; jvp.vars.len()];
+    let mut is_residual = vec![false; jvp.num_vars()];
     let mut note = |a: &Atom, residuals: &mut Vec<Var>| {
         if let Atom::Var(v) = a {
             if kind[v.index()] == Kind::Known && !is_residual[v.index()] {
@@ -140,7 +127,7 @@ pub fn linearize_jvp(
     };
     for eqn in &jvp.eqns {
         if kind[eqn.out.index()] == Kind::Linear {
-            for a in &eqn.args {
+            for a in jvp.args(eqn) {
                 note(a, &mut residuals);
             }
         }
@@ -157,30 +144,27 @@ pub fn linearize_jvp(
     for (i, eqn) in jvp.eqns.iter().enumerate() {
         match kind[eqn.out.index()] {
             Kind::Const => {
-                primal.eqn(jvp, i)?;
-                linear.eqn(jvp, i)?;
+                primal.copy(jvp, i);
+                linear.copy(jvp, i);
             }
-            Kind::Known => primal.eqn(jvp, i)?,
-            Kind::Linear => linear.eqn(jvp, i)?,
+            Kind::Known => primal.copy(jvp, i),
+            Kind::Linear => linear.copy(jvp, i),
         }
     }
     let mut primal_outputs = Vec::new();
     for a in &jvp.outputs[..n_primal_out] {
         if a.as_var().is_some_and(|v| kind[v.index()] == Kind::Linear) {
-            return Err(TransformError::Internal(
-                "a primal output depends on a tangent".into(),
-            ));
+            return Err(TransformError::Internal {
+                message: "a primal output depends on a tangent".into(),
+                loc: traceform_ir::Loc::Unknown,
+            });
         }
-        primal_outputs.push(primal.atom(a));
+        primal_outputs.push(*a);
     }
-    primal_outputs.extend(residuals.iter().map(|r| primal.atom(&Atom::Var(*r))));
-    let linear_outputs = jvp.outputs[n_primal_out..]
-        .iter()
-        .map(|a| linear.atom(a))
-        .collect();
+    primal_outputs.extend(residuals.iter().map(|&r| Atom::Var(r)));
     Ok(Linearized {
-        primal: primal.finish(primal_outputs)?,
-        linear: linear.finish(linear_outputs)?,
+        primal: primal.finish(&primal_outputs)?,
+        linear: linear.finish(&jvp.outputs[n_primal_out..])?,
         n_outputs: n_primal_out,
     })
 }

@@ -2,63 +2,69 @@
 //! `(nonlinear..., one cotangent per output) -> one cotangent per linear input`.
 //!
 //! The same interpreter skeleton, walked backwards: equations that do not depend on the linear
-//! inputs are emitted first, as they are; then the linear equations are visited last to first,
+//! inputs are copied first, as they are; then the linear equations are visited last to first,
 //! each handing its result's cotangent to its linear operands through the primitive's
-//! transpose rule. Only linear primitives have transpose rules. Linearity is checked before
-//! anything is emitted: a non-linear use of a linear value is an error naming the equation.
+//! transpose rule. Only linear primitives have transpose rules: one rule per primitive checks
+//! that the equation is linear in the operands that carry the linear inputs (by
+//! `Prim::linearity`, the classification the jvp rules share) and emits cotangents for those
+//! operands only. A non-linear use of a linear value is an error naming the equation and the
+//! user's location it came from. Dead equations are never visited, so nothing dead is emitted.
 
+use smallvec::SmallVec;
 use traceform_ir::{
-    dot_free_axes, Atom, BinaryOp, DotDims, Func, Prim, Tensor, Tracer, Type, UnaryOp,
+    dot_free_axes, eliminate_dead_code, Atom, BinaryOp, Builder, DotDims, Func, Linearity, Loc,
+    Prim, Type, UnaryOp,
 };
 
 use crate::linearize::{classify, Kind};
-use crate::util::{add, describe_eqn, unbroadcast, Tan};
+use crate::util::{add, describe_eqn, finish, lookup, unbroadcast, Tan};
 use crate::TransformError;
 
-/// Which operands of an equation are linear, and whether each non-linear one is known to be
-/// zero (a literal 0 or a reshaping of one).
+/// What the rule of one equation knows about its operands.
 struct Operands {
-    linear: Vec<bool>,
-    zero: Vec<bool>,
+    /// The operand's atom in the transposed function, where it is known (not linear).
+    known: SmallVec<[Option<Atom>; 4]>,
+    types: SmallVec<[Type; 4]>,
+    /// Carries the linear inputs.
+    linear: SmallVec<[bool; 4]>,
+    /// Known to be zero (a literal 0, a `zeros`, or a reshaping of one).
+    zero: SmallVec<[bool; 4]>,
+}
+
+impl Operands {
+    fn known(&self, i: usize) -> Atom {
+        self.known[i].expect("checked: a non-linear operand")
+    }
 }
 
 /// Checks that `prim` is linear in the operands marked linear. `Err` says why not.
 fn check_linear(prim: &Prim, ops: &Operands) -> Result<(), String> {
     let lin = &ops.linear;
     let linear_or_zero = |i: usize| lin[i] || ops.zero[i];
-    let only = |allowed: &[usize]| -> Result<(), String> {
-        match (0..lin.len()).find(|i| lin[*i] && !allowed.contains(i)) {
-            None => Ok(()),
-            Some(i) => Err(format!(
-                "`{}` is not linear in operand {}",
-                prim.name(),
-                i + 1
-            )),
-        }
+    let only = |allowed: std::ops::Range<usize>| match (0..lin.len())
+        .find(|i| lin[*i] && !allowed.contains(i))
+    {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "`{}` is not linear in operand {}",
+            prim.name(),
+            i + 1
+        )),
     };
-    match prim {
-        Prim::Unary(UnaryOp::Neg)
-        | Prim::ConvertElementType { .. }
-        | Prim::ReduceSum { .. }
-        | Prim::Cumsum { .. }
-        | Prim::BroadcastInDim { .. }
-        | Prim::Reshape { .. }
-        | Prim::Transpose { .. }
-        | Prim::Squeeze { .. }
-        | Prim::ExpandDims { .. }
-        | Prim::Rev { .. }
-        | Prim::Slice { .. } => Ok(()),
-        Prim::Binary(BinaryOp::Add | BinaryOp::Sub) => {
-            if linear_or_zero(0) && linear_or_zero(1) {
+    match prim.linearity() {
+        Linearity::Joint | Linearity::Cases => {
+            let first = usize::from(prim.linearity() == Linearity::Cases);
+            only(first..lin.len())?;
+            if (first..lin.len()).all(linear_or_zero) {
                 Ok(())
             } else {
                 Err(format!(
-                    "`{}` adds a value that does not depend on the linear inputs (the function is affine, not linear)",
+                    "`{}` combines a value that depends on the linear inputs with one that does not and is not zero (the function is affine, not linear)",
                     prim.name()
                 ))
             }
         }
-        Prim::Binary(BinaryOp::Mul) | Prim::DotGeneral(_) => {
+        Linearity::Bilinear => {
             if lin[0] && lin[1] {
                 Err(format!(
                     "`{}` multiplies two values that both depend on the linear inputs",
@@ -68,88 +74,78 @@ fn check_linear(prim: &Prim, ops: &Operands) -> Result<(), String> {
                 Ok(())
             }
         }
-        Prim::Binary(BinaryOp::Div) => only(&[0]),
-        Prim::SelectN => {
-            only(&[1, 2])?;
-            if linear_or_zero(1) && linear_or_zero(2) {
-                Ok(())
-            } else {
-                Err("`select_n` picks between a linear value and one that is not".into())
-            }
-        }
-        Prim::Pad { .. } => {
-            if linear_or_zero(0) && linear_or_zero(1) {
-                Ok(())
-            } else {
-                Err("`pad` mixes a linear value with a non-zero constant".into())
-            }
-        }
-        Prim::Concatenate { .. } => {
-            if (0..lin.len()).all(linear_or_zero) {
-                Ok(())
-            } else {
-                Err("`concatenate` joins linear values with values that are not".into())
-            }
-        }
-        Prim::Unary(_)
-        | Prim::IntegerPow { .. }
-        | Prim::StopGradient
-        | Prim::Binary(_)
-        | Prim::Compare(_)
-        | Prim::And
-        | Prim::Or
-        | Prim::Not
-        | Prim::Iota { .. }
-        | Prim::ReduceMax { .. }
-        | Prim::ReduceMin { .. }
-        | Prim::Argmax { .. }
-        | Prim::Argmin { .. } => only(&[]),
+        Linearity::FirstOnly => only(0..1),
+        Linearity::Nonlinear => only(0..0),
     }
 }
 
-/// The cotangents of the linear operands of one equation, given its result's cotangent `ct`.
-/// `x` holds the operand values where they are known (`None` for linear operands) and `types`
-/// all operand types. Returns `(operand index, cotangent)` pairs.
+/// The cotangents of the linear operands of one equation, given its result's cotangent `ct`,
+/// or why the equation is not linear in them. Returns `(operand index, cotangent)` pairs,
+/// only for linear operands.
 fn transpose_rule(
+    b: &mut Builder,
     prim: &Prim,
-    ct: &Tensor,
-    x: &[Option<Tensor>],
-    types: &[Type],
-    linear: &[bool],
-) -> Vec<(usize, Tensor)> {
-    let tracer = ct.tracer();
-    let known = |i: usize| x[i].clone().expect("checked: a known operand");
-    let mut out = Vec::new();
+    ct: Atom,
+    ops: &Operands,
+) -> Result<SmallVec<[(usize, Atom); 2]>, String> {
+    check_linear(prim, ops)?;
+    let types = &ops.types;
+    let lin = &ops.linear;
+    let mut out: SmallVec<[(usize, Atom); 2]> = SmallVec::new();
+    let ct_ty = b.ty(&ct).clone();
     match prim {
-        Prim::Unary(UnaryOp::Neg) => out.push((0, -ct)),
-        Prim::Binary(BinaryOp::Add) => {
-            out.push((0, unbroadcast(ct.clone(), &types[0])));
-            out.push((1, unbroadcast(ct.clone(), &types[1])));
-        }
-        Prim::Binary(BinaryOp::Sub) => {
-            out.push((0, unbroadcast(ct.clone(), &types[0])));
-            out.push((1, unbroadcast(-ct, &types[1])));
-        }
-        Prim::Binary(BinaryOp::Mul) => {
-            if linear[0] {
-                out.push((0, unbroadcast(ct * known(1), &types[0])));
-            } else {
-                out.push((1, unbroadcast(known(0) * ct, &types[1])));
+        Prim::Unary(UnaryOp::Neg) => out.push((0, b.neg(ct))),
+        Prim::Binary(BinaryOp::Add | BinaryOp::Sub) => {
+            if lin[0] {
+                out.push((0, unbroadcast(b, ct, &types[0])));
+            }
+            if lin[1] {
+                let c = match prim {
+                    Prim::Binary(BinaryOp::Sub) => b.neg(ct),
+                    _ => ct,
+                };
+                out.push((1, unbroadcast(b, c, &types[1])));
             }
         }
-        Prim::Binary(BinaryOp::Div) => out.push((0, unbroadcast(ct / known(1), &types[0]))),
-        Prim::SelectN => {
-            let p = known(0);
-            let z = tracer.zeros(ct.ty());
-            out.push((1, p.select(&z, ct)));
-            out.push((2, p.select(ct, &z)));
+        Prim::Binary(BinaryOp::Mul) => {
+            if lin[0] {
+                let c = b.mul(ct, ops.known(1));
+                out.push((0, unbroadcast(b, c, &types[0])));
+            } else {
+                let c = b.mul(ops.known(0), ct);
+                out.push((1, unbroadcast(b, c, &types[1])));
+            }
         }
-        Prim::ConvertElementType { .. } => out.push((0, ct.cast(types[0].dtype))),
+        Prim::Binary(BinaryOp::Div) => {
+            let c = b.div(ct, ops.known(1));
+            out.push((0, unbroadcast(b, c, &types[0])));
+        }
+        Prim::SelectN => {
+            let p = ops.known(0);
+            let z = b.zeros(&ct_ty);
+            if lin[1] {
+                out.push((1, b.select(p, ct, z)));
+            }
+            if lin[2] {
+                out.push((2, b.select(p, z, ct)));
+            }
+        }
+        Prim::Zeros { .. } => {}
+        Prim::ConvertElementType { .. } => out.push((0, b.convert(ct, types[0].dtype))),
         Prim::ReduceSum { axes } => {
             let kept: Vec<usize> = (0..types[0].rank()).filter(|d| !axes.contains(d)).collect();
-            out.push((0, ct.broadcast_in_dim(&types[0].shape, &kept)));
+            out.push((0, b.broadcast_in_dim(ct, &types[0].shape, &kept)));
         }
-        Prim::Cumsum { axis, reverse } => out.push((0, ct.cumsum(*axis, !reverse))),
+        Prim::Cumsum { axis, reverse } => out.push((
+            0,
+            b.eqn(
+                Prim::Cumsum {
+                    axis: *axis,
+                    reverse: !reverse,
+                },
+                &[ct],
+            ),
+        )),
         Prim::BroadcastInDim { shape, dims } => {
             let operand = &types[0];
             let summed: Vec<usize> = (0..shape.len())
@@ -159,40 +155,46 @@ fn transpose_rule(
                 })
                 .collect();
             let mut r = if summed.is_empty() {
-                ct.clone()
+                ct
             } else {
-                ct.sum(&summed)
+                b.reduce_sum(ct, &summed)
             };
-            if r.shape() != operand.shape.as_slice() {
-                r = r.reshape(&operand.shape);
+            if b.ty(&r).shape != operand.shape {
+                r = b.reshape(r, &operand.shape);
             }
             out.push((0, r));
         }
         Prim::Reshape { .. } | Prim::Squeeze { .. } | Prim::ExpandDims { .. } => {
-            out.push((0, ct.reshape(&types[0].shape)));
+            out.push((0, b.reshape(ct, &types[0].shape)));
         }
         Prim::Transpose { perm } => {
             let mut inverse = vec![0; perm.len()];
             for (i, &p) in perm.iter().enumerate() {
                 inverse[p] = i;
             }
-            out.push((0, ct.transpose(&inverse)));
+            out.push((0, b.transpose(ct, &inverse)));
         }
-        Prim::Rev { dims } => out.push((0, ct.rev(dims))),
+        Prim::Rev { dims } => out.push((0, b.eqn(Prim::Rev { dims: dims.clone() }, &[ct]))),
         Prim::Slice { start, strides, .. } => {
             let operand = &types[0];
-            if ct.ty().num_elements() == 0 {
-                out.push((0, tracer.zeros(operand)));
+            if ct_ty.num_elements() == 0 {
+                out.push((0, b.zeros(operand)));
             } else {
-                let low: Vec<i64> = start.iter().map(|&s| s as i64).collect();
-                let high: Vec<i64> = (0..operand.rank())
+                let low = start.iter().map(|&s| s as i64).collect();
+                let high = (0..operand.rank())
                     .map(|d| {
-                        let used = start[d] + (ct.shape()[d] - 1) * strides[d] + 1;
+                        let used = start[d] + (ct_ty.shape[d] - 1) * strides[d] + 1;
                         (operand.shape[d] - used) as i64
                     })
                     .collect();
-                let interior: Vec<usize> = strides.iter().map(|s| s - 1).collect();
-                out.push((0, ct.pad(0.0, &low, &high, &interior)));
+                let interior = strides.iter().map(|s| s - 1).collect();
+                let zero = b.lit(0.0, ct_ty.dtype);
+                let pad = Prim::Pad {
+                    low,
+                    high,
+                    interior,
+                };
+                out.push((0, b.eqn(pad, &[ct, zero])));
             }
         }
         Prim::Pad {
@@ -201,43 +203,66 @@ fn transpose_rule(
             interior,
         } => {
             let operand = &types[0];
-            let neg_low: Vec<i64> = low.iter().map(|l| -l).collect();
-            let neg_high: Vec<i64> = high.iter().map(|h| -h).collect();
-            let unpadded = ct.pad(0.0, &neg_low, &neg_high, &vec![0; operand.rank()]);
-            let starts = vec![0; operand.rank()];
-            let steps: Vec<usize> = interior.iter().map(|i| i + 1).collect();
-            let t_operand = unpadded.slice_strided(&starts, unpadded.shape(), &steps);
-            if linear[1] {
-                out.push((1, ct.sum_all() - t_operand.sum_all()));
+            let zero = b.lit(0.0, ct_ty.dtype);
+            let unpad = Prim::Pad {
+                low: low.iter().map(|l| -l).collect(),
+                high: high.iter().map(|h| -h).collect(),
+                interior: interior.iter().map(|_| 0).collect(),
+            };
+            let unpadded = b.eqn(unpad, &[ct, zero]);
+            let unpadded_shape = b.ty(&unpadded).shape.clone();
+            let t_operand = b.eqn(
+                Prim::Slice {
+                    start: operand.shape.iter().map(|_| 0).collect(),
+                    limit: unpadded_shape,
+                    strides: interior.iter().map(|i| i + 1).collect(),
+                },
+                &[unpadded],
+            );
+            if lin[1] {
+                let all: Vec<usize> = (0..ct_ty.rank()).collect();
+                let total = b.reduce_sum(ct, &all);
+                let inner = b.reduce_sum(t_operand, &all);
+                out.push((1, b.sub(total, inner)));
             }
-            out.push((0, t_operand));
+            if lin[0] {
+                out.push((0, t_operand));
+            }
         }
         Prim::Concatenate { axis } => {
             let mut offset = 0;
             for (i, ty) in types.iter().enumerate() {
-                let mut start = vec![0; ty.rank()];
-                let mut limit = ct.shape().to_vec();
-                start[*axis] = offset;
-                limit[*axis] = offset + ty.shape[*axis];
+                let start = offset;
                 offset += ty.shape[*axis];
-                out.push((i, ct.slice(&start, &limit)));
+                if !lin[i] {
+                    continue;
+                }
+                let mut starts: SmallVec<[usize; 4]> = SmallVec::from_elem(0, ty.rank());
+                let mut limit = ct_ty.shape.clone();
+                starts[*axis] = start;
+                limit[*axis] = offset;
+                let slice = Prim::Slice {
+                    start: starts,
+                    limit,
+                    strides: SmallVec::from_elem(1, ty.rank()),
+                };
+                out.push((i, b.eqn(slice, &[ct])));
             }
         }
         Prim::DotGeneral(dims) => {
-            if linear[0] {
-                out.push((0, dot_transpose_lhs(ct, &types[0], &known(1), dims, false)));
+            if lin[0] {
+                let c = dot_transpose_lhs(b, ct, &types[0], ops.known(1), dims, false);
+                out.push((0, c));
             } else {
                 let swapped = DotDims {
                     contract: (dims.contract.1.clone(), dims.contract.0.clone()),
                     batch: (dims.batch.1.clone(), dims.batch.0.clone()),
                 };
-                out.push((
-                    1,
-                    dot_transpose_lhs(ct, &types[1], &known(0), &swapped, true),
-                ));
+                let c = dot_transpose_lhs(b, ct, &types[1], ops.known(0), &swapped, true);
+                out.push((1, c));
             }
         }
-        // Not linear: `check_linear` rejected these before any rule runs.
+        // Not linear in any operand: `check_linear` returned the error already.
         Prim::Unary(_)
         | Prim::IntegerPow { .. }
         | Prim::StopGradient
@@ -250,29 +275,42 @@ fn transpose_rule(
         | Prim::ReduceMax { .. }
         | Prim::ReduceMin { .. }
         | Prim::Argmax { .. }
-        | Prim::Argmin { .. } => unreachable!("checked: `{}` is not linear", prim.name()),
+        | Prim::Argmin { .. } => return Err(format!("`{}` has no transpose rule", prim.name())),
     }
-    out.retain(|(i, _)| linear[*i]);
-    out
+    Ok(out)
 }
 
 /// The cotangent of the left operand of `dot_general(x, y)` given the result's cotangent `ct`:
 /// contract `ct` with `y` over `y`'s free axes, then put the axes back in `x`'s order.
 /// With `swap_ans`, the result's free axes of `y` come before those of `x` (used for the right
 /// operand, with the dimension numbers swapped).
-fn dot_transpose_lhs(ct: &Tensor, x: &Type, y: &Tensor, dims: &DotDims, swap_ans: bool) -> Tensor {
+fn dot_transpose_lhs(
+    b: &mut Builder,
+    ct: Atom,
+    x: &Type,
+    y: Atom,
+    dims: &DotDims,
+    swap_ans: bool,
+) -> Atom {
+    let y_rank = b.ty(&y).rank();
     let (xc, yc) = &dims.contract;
     let (xb, yb) = &dims.batch;
     let x_kept = dot_free_axes(x.rank(), xc, xb);
-    let y_kept = dot_free_axes(y.rank(), yc, yb);
+    let y_kept = dot_free_axes(y_rank, yc, yb);
     let nb = xb.len();
-    let ans_batch: Vec<usize> = (0..nb).collect();
-    let ans_y: Vec<usize> = if swap_ans {
+    let ans_batch: SmallVec<[usize; 4]> = (0..nb).collect();
+    let ans_y: SmallVec<[usize; 4]> = if swap_ans {
         (nb..nb + y_kept.len()).collect()
     } else {
         (nb + x_kept.len()..nb + x_kept.len() + y_kept.len()).collect()
     };
-    let d = ct.dot_general(y, (&ans_y, &y_kept), (&ans_batch, yb));
+    let d = b.eqn(
+        Prim::DotGeneral(DotDims {
+            contract: (ans_y, y_kept.iter().copied().collect()),
+            batch: (ans_batch, yb.clone()),
+        }),
+        &[ct, y],
+    );
     // `d`'s axes are x's batch axes, x's free axes, then x's contracted axes in the order of
     // y's matching axes.
     let mut by_y: Vec<(usize, usize)> = yc.iter().copied().zip(xc.iter().copied()).collect();
@@ -290,82 +328,103 @@ fn dot_transpose_lhs(ct: &Tensor, x: &Type, y: &Tensor, dims: &DotDims, swap_ans
     if perm.iter().enumerate().all(|(i, &p)| i == p) {
         d
     } else {
-        d.transpose(&perm)
+        b.transpose(d, &perm)
     }
 }
 
-fn lookup(tracer: &Tracer, env: &[Option<Tensor>], a: &Atom) -> Option<Tensor> {
+/// What the rule of `eqn` needs to know about its operands; `env` maps the known ones (empty
+/// when only checking linearity).
+fn operands(
+    func: &Func,
+    eqn: &traceform_ir::Eqn,
+    kind: &[Kind],
+    zero: &[bool],
+    env: &[Option<Atom>],
+) -> Operands {
+    let args = func.args(eqn);
+    let is_lin = |a: &Atom| a.as_var().is_some_and(|v| kind[v.index()] == Kind::Linear);
+    Operands {
+        known: args
+            .iter()
+            .map(|a| match a {
+                Atom::Lit(_) => Some(*a),
+                Atom::Var(v) if !is_lin(a) => env.get(v.index()).copied().flatten(),
+                Atom::Var(_) => None,
+            })
+            .collect(),
+        types: args.iter().map(|a| func.atom_type(a).clone()).collect(),
+        linear: args.iter().map(is_lin).collect(),
+        zero: args.iter().map(|a| is_zero(a, zero)).collect(),
+    }
+}
+
+/// Which values are zero: literal zeros, `zeros` equations, and reshapings of them.
+fn zero_values(func: &Func) -> Vec<bool> {
+    let mut zero = vec![false; func.num_vars()];
+    for eqn in &func.eqns {
+        zero[eqn.out.index()] = match func.prim(eqn) {
+            Prim::Zeros { .. } => true,
+            Prim::BroadcastInDim { .. }
+            | Prim::Reshape { .. }
+            | Prim::ConvertElementType { .. } => is_zero(&func.args(eqn)[0], &zero),
+            _ => false,
+        };
+    }
+    zero
+}
+
+fn is_zero(a: &Atom, zero: &[bool]) -> bool {
     match a {
-        Atom::Var(v) => env[v.index()].clone(),
-        Atom::Lit(l) => Some(tracer.literal(l.value, l.dtype)),
+        Atom::Lit(l) => l.value == 0.0,
+        Atom::Var(v) => zero[v.index()],
     }
 }
 
 /// Transposes `func`, whose parameters from `first_linear` on are its linear inputs.
 /// Result: `(nonlinear params..., one cotangent per output) -> one cotangent per linear param`.
 pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformError> {
+    let func = &eliminate_dead_code(func.clone());
     let kind = classify(func, first_linear);
     let is_lin = |a: &Atom| a.as_var().is_some_and(|v| kind[v.index()] == Kind::Linear);
-    // Values known to be zero: literal zeros and reshapings of them.
-    let mut zero = vec![false; func.vars.len()];
-    let atom_zero = |a: &Atom, zero: &[bool]| match a {
-        Atom::Lit(l) => l.value == 0.0,
-        Atom::Var(v) => zero[v.index()],
-    };
-    for eqn in &func.eqns {
-        let reshaping = matches!(
-            eqn.prim,
-            Prim::BroadcastInDim { .. } | Prim::Reshape { .. } | Prim::ConvertElementType { .. }
-        );
-        zero[eqn.out.index()] = reshaping && atom_zero(&eqn.args[0], &zero);
-    }
-    // Check linearity of every equation and output before emitting anything.
-    for (i, eqn) in func.eqns.iter().enumerate() {
-        if kind[eqn.out.index()] != Kind::Linear {
-            continue;
-        }
-        let ops = Operands {
-            linear: eqn.args.iter().map(is_lin).collect(),
-            zero: eqn.args.iter().map(|a| atom_zero(a, &zero)).collect(),
-        };
-        check_linear(&eqn.prim, &ops).map_err(|why| TransformError::NotLinear {
-            eqn: describe_eqn(func, eqn),
-            loc: func.loc(i),
-            why,
-        })?;
-    }
+    let zero = zero_values(func);
     for (k, a) in func.outputs.iter().enumerate() {
-        if !is_lin(a) && !atom_zero(a, &zero) {
+        if !is_lin(a) && !is_zero(a, &zero) {
             return Err(TransformError::NotLinear {
                 eqn: format!("output {k}"),
-                loc: traceform_ir::Loc::Unknown,
+                loc: Loc::Unknown,
                 why: "it does not depend on the linear inputs and is not zero".into(),
             });
         }
     }
-
-    let tracer = Tracer::new(&format!("transpose_{}", func.name));
-    let mut env: Vec<Option<Tensor>> = vec![None; func.vars.len()];
-    for &p in &func.params[..first_linear] {
-        env[p.index()] = Some(tracer.param(func.var_type(p).clone()));
+    // Linearity is checked in program order before anything is emitted, so the error names
+    // the first equation that breaks it (each rule checks again as it runs).
+    for eqn in &func.eqns {
+        if kind[eqn.out.index()] == Kind::Linear {
+            let ops = operands(func, eqn, &kind, &zero, &[]);
+            check_linear(func.prim(eqn), &ops).map_err(|why| TransformError::NotLinear {
+                eqn: describe_eqn(func, eqn),
+                loc: eqn.loc,
+                why,
+            })?;
+        }
     }
-    let mut ct: Vec<Tan> = vec![None; func.vars.len()];
+    let mut b = Builder::new(format!("transpose_{}", func.name));
+    let mut env: Vec<Option<Atom>> = vec![None; func.num_vars()];
+    for &p in &func.params[..first_linear] {
+        env[p.index()] = Some(Atom::Var(b.param(func.var_type(p))));
+    }
+    let mut ct: Vec<Tan> = vec![None; func.num_vars()];
     for a in &func.outputs {
-        let seed = tracer.param(func.atom_type(a));
+        let seed = Atom::Var(b.param(func.atom_type(a)));
         if let Some(v) = a.as_var().filter(|v| kind[v.index()] == Kind::Linear) {
-            ct[v.index()] = add(ct[v.index()].take(), Some(seed));
+            ct[v.index()] = add(&mut b, ct[v.index()], Some(seed));
         }
     }
     // Forward: everything that does not depend on the linear inputs.
     for eqn in &func.eqns {
         if kind[eqn.out.index()] != Kind::Linear {
-            let xs: Vec<Tensor> = eqn
-                .args
-                .iter()
-                .map(|a| lookup(&tracer, &env, a).expect("non-linear operands are known"))
-                .collect();
-            let refs: Vec<&Tensor> = xs.iter().collect();
-            env[eqn.out.index()] = Some(tracer.emit(eqn.prim.clone(), &refs));
+            let xs: SmallVec<[Atom; 4]> = func.args(eqn).iter().map(|a| lookup(&env, a)).collect();
+            env[eqn.out.index()] = Some(Atom::Var(b.copy_eqn(func, eqn, &xs)));
         }
     }
     // Backward: the linear equations, last to first.
@@ -376,25 +435,28 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
         let Some(ct_out) = ct[eqn.out.index()].take() else {
             continue;
         };
-        let linear: Vec<bool> = eqn.args.iter().map(is_lin).collect();
-        let xs: Vec<Option<Tensor>> = eqn
-            .args
-            .iter()
-            .zip(&linear)
-            .map(|(a, &l)| if l { None } else { lookup(&tracer, &env, a) })
-            .collect();
-        let types: Vec<Type> = eqn.args.iter().map(|a| func.atom_type(a)).collect();
-        for (i, c) in transpose_rule(&eqn.prim, &ct_out, &xs, &types, &linear) {
-            let v = eqn.args[i].as_var().expect("linear operands are values");
-            ct[v.index()] = add(ct[v.index()].take(), Some(c));
+        let args = func.args(eqn);
+        let ops = operands(func, eqn, &kind, &zero, &env);
+        b.set_loc(eqn.loc);
+        let cts = transpose_rule(&mut b, func.prim(eqn), ct_out, &ops).map_err(|why| {
+            TransformError::NotLinear {
+                eqn: describe_eqn(func, eqn),
+                loc: eqn.loc,
+                why,
+            }
+        })?;
+        for (i, c) in cts {
+            let v = args[i].as_var().expect("linear operands are values");
+            ct[v.index()] = add(&mut b, ct[v.index()], Some(c));
         }
     }
-    let outputs: Vec<Tensor> = func.params[first_linear..]
+    b.set_loc(Loc::Unknown);
+    let outputs: Vec<Atom> = func.params[first_linear..]
         .iter()
         .map(|&p| match ct[p.index()].take() {
             Some(c) => c,
-            None => tracer.zeros(func.var_type(p)),
+            None => b.zeros(func.var_type(p)),
         })
         .collect();
-    tracer.finish(&outputs).map_err(TransformError::internal)
+    Ok(eliminate_dead_code(finish(b, &outputs)?))
 }

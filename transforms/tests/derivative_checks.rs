@@ -7,11 +7,11 @@
 //!
 //! Each program applies the primitive under test and then a non-linearity, so linear
 //! primitives get a real second-order check too. `every_primitive_is_checked` fails when a
-//! primitive of `Prim::all_names()` appears in none of the programs, so a new primitive cannot
+//! primitive of `PrimKind::ALL` appears in none of the programs, so a new primitive cannot
 //! slip through without all three checks.
 
 use ndarray::{ArrayD, IxDyn};
-use traceform_ir::{parse_func, Func, Prim, Type};
+use traceform_ir::{parse_func, Func, PrimKind, Type};
 use traceform_runtime::{eval, Value};
 use traceform_transforms::{grad, hvp, jvp, vjp};
 
@@ -167,7 +167,9 @@ fn cases() -> Vec<Case> {
   kb: f64[3,4] = broadcast_in_dim[shape=(3,4), dims=(0)] kf
   xi: i32[3,4] = convert_element_type[dtype=i32] x
   xf: f64[3,4] = convert_element_type[dtype=f64] xi
-  b: f64[3,4] = mul a kb
+  z: f64[3,4] = zeros[dtype=f64, shape=(3,4)]
+  b0: f64[3,4] = mul a kb
+  b: f64[3,4] = add b0 z
   c: f64[3,4] = add b xf
   d: f64[3,4] = sin c
   r: f64[] = reduce_sum[axes=(0,1)] d
@@ -390,16 +392,17 @@ fn jvp_vjp_and_hvp_of_every_primitive_agree_with_finite_differences() {
 
 #[test]
 fn every_primitive_is_checked() {
-    let used: std::collections::BTreeSet<&str> = cases()
+    let used: std::collections::BTreeSet<PrimKind> = cases()
         .iter()
         .flat_map(|c| {
             let f = parse_func(&c.text).unwrap_or_else(|e| panic!("{e}\n{}", c.text));
-            f.eqns.iter().map(|e| e.prim.name()).collect::<Vec<_>>()
+            f.eqns.iter().map(|e| f.prim(e).kind()).collect::<Vec<_>>()
         })
         .collect();
-    let missing: Vec<&&str> = Prim::all_names()
+    let missing: Vec<&str> = PrimKind::ALL
         .iter()
-        .filter(|n| !used.contains(**n))
+        .filter(|k| !used.contains(*k))
+        .map(|k| k.name())
         .collect();
     assert!(
         missing.is_empty(),

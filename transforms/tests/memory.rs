@@ -31,10 +31,11 @@ fn jvp_holds_the_memory_of_f_plus_tangents() {
         eprintln!("{name} peak live bytes: f {f}, jvp {jvp}, vjp {vjp}, grad {grad}, hvp {hvp}");
         // Every value f holds at once may carry one tangent, plus one product-rule temporary
         // of the largest value's size.
-        let largest = workload(name)
-            .vars
+        let w = workload(name);
+        let largest = w
+            .eqns
             .iter()
-            .map(|v| v.ty.size_bytes())
+            .map(|e| w.var_type(e.out).size_bytes())
             .max()
             .unwrap();
         assert!(jvp <= 2 * f + largest, "{name}: jvp {jvp} vs f {f}");

@@ -54,12 +54,12 @@ fn grad_of_sin_times_x() {
             func grad_f(x0: f32[3]) -> f32[3] {
               v0: f32[3] = sin x0
               v1: f32[3] = cos x0
-              v4: f32[3] = broadcast_in_dim[shape=(3), dims=()] 1.0:f32
-              v5: f32[3] = mul v4 v0
-              v6: f32[3] = mul v4 x0
-              v7: f32[3] = mul v6 v1
-              v8: f32[3] = add v5 v7
-              return v8
+              v2: f32[3] = broadcast_in_dim[shape=(3), dims=()] 1.0:f32
+              v3: f32[3] = mul v2 v0
+              v4: f32[3] = mul v2 x0
+              v5: f32[3] = mul v4 v1
+              v6: f32[3] = add v3 v5
+              return v6
             }
         "#]],
     );
@@ -72,21 +72,21 @@ fn hvp_of_sin_times_x() {
         |f| hvp(f, None).unwrap(),
         expect![[r#"
             func hvp_f(x0: f32[3], x1: f32[3]) -> f32[3] {
-              v1: f32[3] = cos x0
-              v2: f32[3] = mul x1 v1
-              v3: f32[3] = cos x0
-              v4: f32[3] = sin x0
-              v5: f32[3] = neg v4
-              v6: f32[3] = mul x1 v5
-              v7: f32[3] = broadcast_in_dim[shape=(3), dims=()] 1.0:f32
-              v9: f32[3] = mul v2 v7
-              v10: f32[3] = mul v7 x0
-              v11: f32[3] = mul x1 v7
-              v13: f32[3] = mul v11 v3
-              v14: f32[3] = mul v6 v10
-              v15: f32[3] = add v13 v14
-              v17: f32[3] = add v9 v15
-              return v17
+              v0: f32[3] = cos x0
+              v1: f32[3] = mul x1 v0
+              v2: f32[3] = cos x0
+              v3: f32[3] = sin x0
+              v4: f32[3] = neg v3
+              v5: f32[3] = mul x1 v4
+              v6: f32[3] = broadcast_in_dim[shape=(3), dims=()] 1.0:f32
+              v7: f32[3] = mul v1 v6
+              v8: f32[3] = mul v6 x0
+              v9: f32[3] = mul x1 v6
+              v10: f32[3] = mul v9 v2
+              v11: f32[3] = mul v5 v8
+              v12: f32[3] = add v10 v11
+              v13: f32[3] = add v7 v12
+              return v13
             }
         "#]],
     );
@@ -101,11 +101,12 @@ fn vjp_of_matmul_tanh_with_respect_to_w() {
             func vjp_g(x0: f32[2,3], x1: f32[3], x2: f32[2]) -> (f32[2], f32[2,3]) {
               v0: f32[2] = dot_general[contract=((1),(0)), batch=((),())] x0 x1
               v1: f32[2] = tanh v0
-              v2: f32[2] = mul v1 v1
-              v3: f32[2] = sub 1.0:f32 v2
-              v4: f32[2] = mul x2 v3
-              v5: f32[2,3] = dot_general[contract=((),()), batch=((),())] v4 x1
-              return v1, v5
+              v2: f32[2] = add 1.0:f32 v1
+              v3: f32[2] = sub 1.0:f32 v1
+              v4: f32[2] = mul v2 v3
+              v5: f32[2] = mul x2 v4
+              v6: f32[2,3] = dot_general[contract=((),()), batch=((),())] v5 x1
+              return v1, v6
             }
         "#]],
     );

@@ -1,0 +1,145 @@
+//! Dense Jacobians and Hessians as `Func -> Func` transforms, unrolled: `jacfwd` runs one jvp
+//! per input element, `jacrev` one vjp per output element, `hessian` is `jacfwd(jacrev(f))`.
+//! Meant for the small Jacobians of debugging and of second-order methods on few parameters
+//! (there is no `vmap`: the program grows with the number of elements).
+//!
+//! Signatures, for `f(x1..xn) -> (y1..ym)` and `W` the differentiated inputs:
+//! - `jacfwd`, `jacrev`: `(x1..xn) -> one block per (float output i, input j in W)`,
+//!   output-major, block `(i, j)` of shape `y_i.shape ++ x_j.shape`;
+//! - `hessian` (f has one float scalar output): `(x1..xn) -> one block per (j, k) in W x W`,
+//!   row-major, of shape `x_j.shape ++ x_k.shape`.
+
+use traceform_ir::{Atom, Builder, CompareOp, DType, Func, Prim, Type};
+
+use crate::util::finish;
+use crate::{check_scalar, check_wrt, jvp, vjp, TransformError};
+
+/// Which derivative seeds the columns (forward) or rows (reverse) of the Jacobian.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Forward,
+    Reverse,
+}
+
+/// The Jacobian by forward mode, one jvp per element of each input in `wrt`.
+pub fn jacfwd(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    jacobian(func, wrt, Mode::Forward, format!("jacfwd_{}", func.name))
+}
+
+/// The Jacobian by reverse mode, one vjp per element of each float output.
+pub fn jacrev(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    jacobian(func, wrt, Mode::Reverse, format!("jacrev_{}", func.name))
+}
+
+/// The Hessian of a function with one float scalar output, `jacfwd(jacrev(f))`.
+pub fn hessian(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    check_scalar(func, "hessian")?;
+    let wrt = check_wrt(func, wrt)?;
+    let mut h = jacfwd(&jacrev(func, Some(&wrt))?, Some(&wrt))?;
+    h.name = format!("hessian_{}", func.name);
+    Ok(h)
+}
+
+/// A tensor of type `ty` that is 1 at flat position `k` and 0 elsewhere.
+fn one_hot(b: &mut Builder, ty: &Type, k: usize) -> Atom {
+    let n = ty.num_elements();
+    let iota = b.eqn(
+        Prim::Iota {
+            dtype: DType::I32,
+            shape: [n][..].into(),
+            dim: 0,
+        },
+        &[],
+    );
+    let at = b.lit(k as f64, DType::I32);
+    let hot = b.compare(CompareOp::Eq, iota, at);
+    let hot = b.convert(hot, ty.dtype);
+    b.reshape(hot, &ty.shape)
+}
+
+/// Equally shaped tensors (at least one) stacked along a new axis at `position`.
+fn stack(b: &mut Builder, parts: &[Atom], position: usize) -> Atom {
+    let expanded: Vec<Atom> = parts
+        .iter()
+        .map(|&p| {
+            b.eqn(
+                Prim::ExpandDims {
+                    dims: [position][..].into(),
+                },
+                &[p],
+            )
+        })
+        .collect();
+    b.eqn(Prim::Concatenate { axis: position }, &expanded)
+}
+
+fn jacobian(
+    func: &Func,
+    wrt: Option<&[usize]>,
+    mode: Mode,
+    name: String,
+) -> Result<Func, TransformError> {
+    let wrt = check_wrt(func, wrt)?;
+    let param_types = func.param_types();
+    let float_outs: Vec<Type> = func
+        .output_types()
+        .into_iter()
+        .filter(|t| t.dtype.is_float())
+        .collect();
+    let derivative = match mode {
+        Mode::Forward => jvp(func, Some(&wrt))?,
+        Mode::Reverse => vjp(func, Some(&wrt))?,
+    };
+    let seed_types: Vec<Type> = match mode {
+        Mode::Forward => wrt.iter().map(|&j| param_types[j].clone()).collect(),
+        Mode::Reverse => float_outs.clone(),
+    };
+    let mut b = Builder::new(name);
+    let xs: Vec<Atom> = param_types.iter().map(|t| Atom::Var(b.param(t))).collect();
+    // blocks[i][j]: the slices of d out_i / d x_j, one per seeded element.
+    let mut blocks: Vec<Vec<Vec<Atom>>> = vec![vec![Vec::new(); wrt.len()]; float_outs.len()];
+    for (s, seed_ty) in seed_types.iter().enumerate() {
+        for k in 0..seed_ty.num_elements() {
+            let mut args = xs.clone();
+            for (m, ty) in seed_types.iter().enumerate() {
+                args.push(if m == s {
+                    one_hot(&mut b, ty, k)
+                } else {
+                    b.zeros(ty)
+                });
+            }
+            let results = b.inline(&derivative, &args);
+            for (q, &t) in results[func.outputs.len()..].iter().enumerate() {
+                let (i, j) = match mode {
+                    Mode::Forward => (q, s),
+                    Mode::Reverse => (s, q),
+                };
+                blocks[i][j].push(t);
+            }
+        }
+    }
+    let mut outputs = Vec::new();
+    for (i, out_ty) in float_outs.iter().enumerate() {
+        for (jj, &jx) in wrt.iter().enumerate() {
+            let shape: Vec<usize> = out_ty
+                .shape
+                .iter()
+                .chain(&param_types[jx].shape)
+                .copied()
+                .collect();
+            let block = &blocks[i][jj];
+            outputs.push(if block.is_empty() {
+                // An empty input or output: an empty Jacobian block.
+                b.zeros(&Type::new(out_ty.dtype, &shape))
+            } else {
+                let axis = match mode {
+                    Mode::Forward => out_ty.rank(),
+                    Mode::Reverse => 0,
+                };
+                let stacked = stack(&mut b, block, axis);
+                b.reshape(stacked, &shape)
+            });
+        }
+    }
+    finish(b, &outputs)
+}
