@@ -13,8 +13,8 @@
 
 use smallvec::SmallVec;
 
-use crate::func::{Atom, Eqn, Func, Literal, Loc, Var};
-use crate::prim::{Axes, BinaryOp, CompareOp, Prim, UnaryOp};
+use crate::func::{Atom, Eqn, Func, Literal, Loc, PrimId, Var};
+use crate::prim::{Axes, BinaryOp, CompareOp, Prim, PrimKind, UnaryOp};
 use crate::shape::{infer, Inferred, TypeError};
 use crate::types::{DType, Type, TypeId};
 
@@ -27,11 +27,20 @@ pub struct BuildError {
 }
 
 /// Builds one `Func`, equation by equation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Builder {
     func: Func,
     loc: Loc,
     error: Option<BuildError>,
+    /// The primitive last interned for each `PrimKind`: most equations repeat one, so this
+    /// saves hashing it.
+    recent_prims: Vec<Option<PrimId>>,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder::new("")
+    }
 }
 
 impl Builder {
@@ -40,6 +49,7 @@ impl Builder {
             func: Func::empty(name.into()),
             loc: Loc::Unknown,
             error: None,
+            recent_prims: vec![None; PrimKind::ALL.len()],
         }
     }
 
@@ -75,6 +85,18 @@ impl Builder {
         self.func.names.set(v, name);
     }
 
+    fn intern_prim(&mut self, prim: Prim) -> PrimId {
+        let k = prim.kind() as usize;
+        if let Some(id) = self.recent_prims[k] {
+            if *self.func.prims().get(id) == prim {
+                return id;
+            }
+        }
+        let id = self.func.prims_mut().intern_owned(prim);
+        self.recent_prims[k] = Some(id);
+        id
+    }
+
     /// The id of `ty` in this function's type table.
     pub fn intern_type(&mut self, ty: &Type) -> TypeId {
         self.func.types_mut().intern(ty)
@@ -108,7 +130,7 @@ impl Builder {
             },
             Inferred::New(ty) => self.func.types_mut().intern_owned(ty),
         };
-        let prim = self.func.prims_mut().intern_owned(prim);
+        let prim = self.intern_prim(prim);
         let out = self.func.push_var(ty);
         self.func.push_eqn(prim, out, args, self.loc);
         Ok(out)
@@ -146,7 +168,7 @@ impl Builder {
     /// of the original operands. This is the one equation copier every pass uses.
     pub fn copy_eqn(&mut self, src: &Func, eqn: &Eqn, args: &[Atom]) -> Var {
         let ty = self.func.types_mut().intern(src.var_type(eqn.out));
-        let prim = self.func.prims_mut().intern(src.prim(eqn));
+        let prim = self.intern_prim(src.prim(eqn).clone());
         let out = self.func.push_var(ty);
         self.func.push_eqn(prim, out, args, eqn.loc);
         out

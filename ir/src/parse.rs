@@ -16,7 +16,7 @@ use crate::attrs::{prim_from_parts, AttrValue};
 use crate::builder::Builder;
 use crate::func::{Atom, Func, Literal, Loc, Module, Var};
 use crate::shape::literal_dtype;
-use crate::types::{DType, Shape, Type};
+use crate::types::{DType, Shape, Type, MAX_ELEMENTS};
 use crate::verify::{is_keyword, verify_module};
 
 /// A syntax or type error in the text, at a 1-based line and column.
@@ -97,6 +97,18 @@ fn error<T>(pos: Pos, message: impl Into<String>) -> Result<T, ParseError> {
     })
 }
 
+/// The bytes that may continue a name: `[A-Za-z0-9_]`.
+const IDENT_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_';
+        c += 1;
+    }
+    table
+};
+
 /// Splits the text into tokens, one at a time. Newlines are tokens except inside `(...)` and
 /// `[...]`, so an attribute list or a parameter list may continue over several lines.
 struct Lexer<'a> {
@@ -126,49 +138,27 @@ impl<'a> Lexer<'a> {
 
     fn next_tok(&mut self) -> Result<(Tok<'a>, Pos), ParseError> {
         let bytes = self.text.as_bytes();
-        let is_ident_start = |c: u8| c.is_ascii_alphabetic() || c == b'_';
-        let is_ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-        while self.i < bytes.len() {
-            let c = bytes[self.i];
-            let pos = Pos {
-                line: self.line,
-                col: self.col,
+        loop {
+            // Runs of blanks, the most common bytes after name bytes, in one tight loop.
+            let blanks = bytes[self.i..]
+                .iter()
+                .position(|&b| !matches!(b, b' ' | b'\t' | b'\r'))
+                .unwrap_or(bytes.len() - self.i);
+            self.advance(blanks);
+            let Some(&c) = bytes.get(self.i) else {
+                return Ok((Tok::Eof, self.here()));
             };
+            let pos = self.here();
             let start = self.i;
-            let simple = match c {
-                b'(' => Some(Tok::LParen),
-                b')' => Some(Tok::RParen),
-                b'[' => Some(Tok::LBracket),
-                b']' => Some(Tok::RBracket),
-                b'{' => Some(Tok::LBrace),
-                b'}' => Some(Tok::RBrace),
-                b',' => Some(Tok::Comma),
-                b':' => Some(Tok::Colon),
-                b'=' => Some(Tok::Equals),
-                _ => None,
-            };
-            if let Some(tok) = simple {
-                match tok {
-                    Tok::LParen | Tok::LBracket => self.depth += 1,
-                    Tok::RParen | Tok::RBracket => self.depth = self.depth.saturating_sub(1),
-                    _ => {}
-                }
-                self.advance(1);
-                return Ok((tok, pos));
-            }
-            match c {
+            let tok = match c {
                 b'\n' => {
                     self.i += 1;
                     self.line += 1;
                     self.col = 1;
-                    if self.depth == 0 {
-                        return Ok((Tok::Newline, pos));
+                    if self.depth > 0 {
+                        continue;
                     }
-                    continue;
-                }
-                b' ' | b'\t' | b'\r' => {
-                    self.advance(1);
-                    continue;
+                    return Ok((Tok::Newline, pos));
                 }
                 b'#' => {
                     let len = bytes[self.i..]
@@ -178,62 +168,91 @@ impl<'a> Lexer<'a> {
                     self.advance(len);
                     continue;
                 }
+                b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                    let mut j = self.i + 1;
+                    while j < bytes.len() && IDENT_BYTE[bytes[j] as usize] {
+                        j += 1;
+                    }
+                    self.advance(j - start);
+                    let word = &self.text[start..j];
+                    return Ok((
+                        if word == "inf" || word == "nan" {
+                            Tok::Number(word)
+                        } else {
+                            Tok::Ident(word)
+                        },
+                        pos,
+                    ));
+                }
+                b'0'..=b'9' | b'.' => return Ok((self.number(), pos)),
+                b'-' | b'+' => {
+                    let next = bytes.get(self.i + 1).copied().unwrap_or(b' ');
+                    if c == b'-' && next == b'>' {
+                        self.advance(2);
+                        return Ok((Tok::Arrow, pos));
+                    }
+                    if next.is_ascii_digit() || next == b'.' {
+                        return Ok((self.number(), pos));
+                    }
+                    let ident = |d: &u8| d.is_ascii_alphanumeric() || *d == b'_';
+                    if c == b'-'
+                        && bytes[self.i + 1..].starts_with(b"inf")
+                        && !bytes.get(self.i + 4).is_some_and(ident)
+                    {
+                        self.advance(4);
+                        return Ok((Tok::Number("-inf"), pos));
+                    }
+                    return self.unexpected(pos);
+                }
+                b'(' => Tok::LParen,
+                b')' => Tok::RParen,
+                b'[' => Tok::LBracket,
+                b']' => Tok::RBracket,
+                b'{' => Tok::LBrace,
+                b'}' => Tok::RBrace,
+                b',' => Tok::Comma,
+                b':' => Tok::Colon,
+                b'=' => Tok::Equals,
+                _ => return self.unexpected(pos),
+            };
+            match tok {
+                Tok::LParen | Tok::LBracket => self.depth += 1,
+                Tok::RParen | Tok::RBracket => self.depth = self.depth.saturating_sub(1),
                 _ => {}
             }
-            if is_ident_start(c) {
-                let len = bytes[self.i..]
-                    .iter()
-                    .position(|&b| !is_ident(b))
-                    .unwrap_or(bytes.len() - self.i);
-                self.advance(len);
-                let word = &self.text[start..self.i];
-                let tok = if word == "inf" || word == "nan" {
-                    Tok::Number(word)
-                } else {
-                    Tok::Ident(word)
-                };
-                return Ok((tok, pos));
-            }
-            let next = bytes.get(self.i + 1).copied().unwrap_or(b' ');
-            if c == b'-' && next == b'>' {
-                self.advance(2);
-                return Ok((Tok::Arrow, pos));
-            }
-            if c.is_ascii_digit()
-                || c == b'.'
-                || ((c == b'-' || c == b'+') && (next.is_ascii_digit() || next == b'.'))
-            {
-                let mut j = self.i + 1;
-                while j < bytes.len() {
-                    let d = bytes[j];
-                    let prev = bytes[j - 1];
-                    let exponent_sign = (d == b'-' || d == b'+') && (prev == b'e' || prev == b'E');
-                    if d.is_ascii_digit() || d == b'.' || d == b'e' || d == b'E' || exponent_sign {
-                        j += 1;
-                    } else {
-                        break;
-                    }
-                }
-                self.advance(j - self.i);
-                return Ok((Tok::Number(&self.text[start..self.i]), pos));
-            }
-            if c == b'-'
-                && bytes[self.i + 1..].starts_with(b"inf")
-                && !bytes.get(self.i + 4).is_some_and(|&d| is_ident(d))
-            {
-                self.advance(4);
-                return Ok((Tok::Number("-inf"), pos));
-            }
-            let ch = self.text[self.i..].chars().next().unwrap_or('?');
-            return error(pos, format!("unexpected character `{}`", ch.escape_debug()));
+            self.advance(1);
+            return Ok((tok, pos));
         }
-        Ok((
-            Tok::Eof,
-            Pos {
-                line: self.line,
-                col: self.col,
-            },
-        ))
+    }
+
+    fn here(&self) -> Pos {
+        Pos {
+            line: self.line,
+            col: self.col,
+        }
+    }
+
+    /// A number starting at the current byte: digits, `.`, an exponent and its sign.
+    fn number(&mut self) -> Tok<'a> {
+        let bytes = self.text.as_bytes();
+        let start = self.i;
+        let mut j = self.i + 1;
+        while j < bytes.len() {
+            let d = bytes[j];
+            let exponent_sign = (d == b'-' || d == b'+') && matches!(bytes[j - 1], b'e' | b'E');
+            if d.is_ascii_digit() || d == b'.' || d == b'e' || d == b'E' || exponent_sign {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        self.advance(j - start);
+        Tok::Number(&self.text[start..j])
+    }
+
+    fn unexpected<T>(&self, pos: Pos) -> Result<T, ParseError> {
+        let ch = self.text[self.i..].chars().next().unwrap_or('?');
+        error(pos, format!("unexpected character `{}`", ch.escape_debug()))
     }
 }
 
@@ -410,14 +429,13 @@ impl<'a> Parser<'a> {
             }
         }
         self.expect(Tok::RBracket)?;
-        if shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .is_none_or(|n| n > (1usize << 40))
-        {
-            return error(pos, "tensor type is too large");
+        if !Type::fits(&shape) {
+            return error(
+                pos,
+                format!("tensor type is too large (at most {MAX_ELEMENTS} elements over its non-zero axes)"),
+            );
         }
-        Ok(Type::new(dtype, shape))
+        Ok(Type { dtype, shape })
     }
 
     fn attr_value(&mut self, depth: usize) -> Result<AttrValue, ParseError> {
@@ -684,23 +702,34 @@ impl<'a> Parser<'a> {
                 .map_or(prim_pos, |i| attr_pos[i]);
             error(pos, e.message)
         })?;
-        let known: SmallVec<[Option<DType>; 4]> = raw_args
-            .iter()
-            .map(|r| match r {
-                RawAtom::Name(n, _) => scope.get(n).map(|v| b.func().var_type(v).dtype),
-                RawAtom::Number { dtype, .. } => *dtype,
-                RawAtom::Bool(..) => Some(DType::Bool),
-            })
-            .collect();
+        // Names are looked up once; numbers wait for the dtype the other operands give.
+        let mut args: SmallVec<[Atom; 4]> = SmallVec::new();
+        let mut known: SmallVec<[Option<DType>; 4]> = SmallVec::new();
+        for r in &raw_args {
+            let (atom, dtype) = match r {
+                RawAtom::Name(n, pos) => match scope.get(n) {
+                    Some(v) => (Atom::Var(v), Some(b.func().var_type(v).dtype)),
+                    None => return error(*pos, format!("undefined name `{}`", quoted(n))),
+                },
+                RawAtom::Number { dtype, .. } => (Atom::Lit(Literal::new(0.0, DType::F32)), *dtype),
+                RawAtom::Bool(v, _) => (
+                    Atom::Lit(Literal::new(f64::from(u8::from(*v)), DType::Bool)),
+                    Some(DType::Bool),
+                ),
+            };
+            args.push(atom);
+            known.push(dtype);
+        }
         let fallback = match &declared {
             Some((t, _)) if t.dtype.is_numeric() => t.dtype,
             _ => DType::F32,
         };
         let lit_dtype = literal_dtype(&prim, &known, fallback);
-        let args = raw_args
-            .iter()
-            .map(|r| self.resolve(scope, r, lit_dtype))
-            .collect::<Result<SmallVec<[Atom; 4]>, _>>()?;
+        for (a, r) in args.iter_mut().zip(&raw_args) {
+            if let RawAtom::Number { .. } = r {
+                *a = self.resolve(scope, r, lit_dtype)?;
+            }
+        }
         let slot = scope.claim(out_name, out_pos)?;
         b.set_loc(Loc::Text {
             line: prim_pos.line,

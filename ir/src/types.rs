@@ -33,7 +33,13 @@ impl DType {
 
     /// Parses a dtype keyword.
     pub fn from_name(name: &str) -> Option<DType> {
-        DType::ALL.into_iter().find(|d| d.name() == name)
+        match name.as_bytes() {
+            b"f32" => Some(DType::F32),
+            b"f64" => Some(DType::F64),
+            b"i32" => Some(DType::I32),
+            b"bool" => Some(DType::Bool),
+            _ => None,
+        }
     }
 
     /// True for the float dtypes, the only ones with tangents.
@@ -178,6 +184,14 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(t.len(), 2);
         assert_eq!(t.get(b).to_string(), "f64[3]");
+    }
+
+    #[test]
+    fn dtype_names_round_trip() {
+        for d in DType::ALL {
+            assert_eq!(DType::from_name(d.name()), Some(d));
+        }
+        assert_eq!(DType::from_name("f16"), None);
     }
 
     #[test]
