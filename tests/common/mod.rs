@@ -2,6 +2,8 @@
 //! tolerance check the corpus README states.
 #![allow(dead_code)]
 
+pub mod gen;
+
 use std::path::{Path, PathBuf};
 
 use traceform::npy::read_npy;
