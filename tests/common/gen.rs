@@ -126,9 +126,13 @@ pub enum Op {
     DotGeneral,
     /// `add sub mul div max min neg abs sign` on i32
     IntArith,
+    /// An equation whose operands are literals (`sin 2.0:f32`, `add 1.0:f64 2.0:f64`,
+    /// `reshape[shape=(1,1)] 3.0:f32`, `dot_general 2.0:f32 x`...).
+    Literal,
 }
 
-const ALL_OPS: [Op; 23] = [
+const ALL_OPS: [Op; 24] = [
+    Op::Literal,
     Op::Unary,
     Op::IntegerPow,
     Op::StopGradient,
@@ -224,6 +228,7 @@ impl OpSet {
         use Op::*;
         OpSet {
             ops: vec![
+                Literal,
                 Unary,
                 IntegerPow,
                 Binary,
@@ -260,6 +265,7 @@ impl OpSet {
         use Op::*;
         OpSet {
             ops: vec![
+                Literal,
                 Unary,
                 Binary,
                 Convert,
@@ -322,6 +328,8 @@ pub struct GenConfig {
     /// Whether values may be converted to the other float dtype (an f64 program computing
     /// partly in f32 has f32's precision).
     pub mixed: bool,
+    /// Whether a program with outputs of any shape may also return an i32 or bool value.
+    pub int_outputs: bool,
 }
 
 impl GenConfig {
@@ -330,14 +338,22 @@ impl GenConfig {
             ops,
             dtype: None,
             scalar: None,
-            steps: 3..=10,
-            max_eqns: 15,
+            steps: 3..=std::env::var("HACK_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(10),
+            max_eqns: std::env::var("HACK_STEPS").ok().and_then(|v| v.parse().ok()).unwrap_or(15),
             mixed: true,
+            int_outputs: false,
         }
     }
 
     pub fn dtype(mut self, f: Float) -> GenConfig {
         self.dtype = Some(f);
+        self
+    }
+
+    /// Let programs with outputs of any shape also return an i32 or bool value (which gets no
+    /// tangent or cotangent).
+    pub fn int_outputs(mut self) -> GenConfig {
+        self.int_outputs = true;
         self
     }
 
@@ -367,7 +383,7 @@ const NUMBERS_PER_STEP: usize = 40;
 pub fn recipes(cfg: &GenConfig) -> impl Strategy<Value = Recipe> {
     let step = prop::collection::vec(any::<u32>(), NUMBERS_PER_STEP);
     (
-        prop::collection::vec(any::<u32>(), 32),
+        prop::collection::vec(any::<u32>(), 40),
         prop::collection::vec(step, cfg.steps.clone()),
     )
         .prop_map(|(header, steps)| Recipe { header, steps })
@@ -443,10 +459,55 @@ struct Eqn {
     args: Vec<Atom>,
 }
 
+/// How a program is written: the grammar allows more than the printer writes, and the parser
+/// must accept all of it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Style {
+    /// Leave out the type of every k-th binder (0: never).
+    untyped_every: usize,
+    /// One-element tuples as `(1,)`.
+    trailing_comma: bool,
+    /// Comment lines and end-of-line comments.
+    comments: bool,
+    /// Attribute lists over several lines.
+    split_attrs: bool,
+    /// Several spaces between operands.
+    wide: bool,
+}
+
+/// `(3)` as `(3,)`, in an attribute value.
+fn with_trailing_commas(a: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = a.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        out.push(chars[i]);
+        if chars[i] == '(' {
+            let mut j = i + 1;
+            if j < chars.len() && chars[j] == '-' {
+                j += 1;
+            }
+            let digits = j;
+            while j < chars.len() && chars[j].is_ascii_digit() {
+                j += 1;
+            }
+            if j > digits && j < chars.len() && chars[j] == ')' {
+                out.extend(&chars[i + 1..j]);
+                out.push_str(",)");
+                i = j + 1;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
 /// A generated program: its text in several variants, and what the tests need to know about it.
 #[derive(Clone)]
 pub struct Program {
     pub float: Float,
+    style: Style,
     vars: Vec<VarInfo>,
     params: Vec<usize>,
     eqns: Vec<Eqn>,
@@ -545,26 +606,43 @@ impl Program {
         } else {
             format!("({})", tys.join(", "))
         };
-        let mut s = format!("func f({}) -> {} {{\n", params.join(", "), results);
-        for e in &self.eqns {
+        let st = self.style;
+        let mut s = String::new();
+        if st.comments {
+            s.push_str("# generated\n");
+        }
+        s.push_str(&format!("func f({}) -> {} {{\n", params.join(", "), results));
+        for (i, e) in self.eqns.iter().enumerate() {
             if self.vars[e.out].probe && !probe {
                 continue;
             }
-            s.push_str(&format!("  {}: {} = {}", self.vars[e.out].name, self.ty(e.out, all_f64), e.prim));
+            if st.comments && i % 4 == 1 {
+                s.push_str("  # a comment line\n");
+            }
+            if st.untyped_every > 0 && i % st.untyped_every == 0 {
+                s.push_str(&format!("  {} = {}", self.vars[e.out].name, e.prim));
+            } else {
+                s.push_str(&format!("  {}: {} = {}", self.vars[e.out].name, self.ty(e.out, all_f64), e.prim));
+            }
             if !e.attrs.is_empty() {
                 let attrs: Vec<String> = e
                     .attrs
                     .iter()
                     .map(|(k, v)| match v {
+                        Attr::S(s) if st.trailing_comma => format!("{k}={}", with_trailing_commas(s)),
                         Attr::S(s) => format!("{k}={s}"),
                         Attr::D(dt) => format!("{k}={}", self.dt_name(*dt, all_f64)),
                     })
                     .collect();
-                s.push_str(&format!("[{}]", attrs.join(", ")));
+                let sep = if st.split_attrs { ",\n      " } else { ", " };
+                s.push_str(&format!("[{}]", attrs.join(sep)));
             }
             for a in &e.args {
-                s.push(' ');
+                s.push_str(if st.wide { "   " } else { " " });
                 s.push_str(&self.atom(a, all_f64));
+            }
+            if st.comments && i % 3 == 2 {
+                s.push_str("  # end of line");
             }
             s.push('\n');
         }
@@ -1107,7 +1185,85 @@ impl<'c> Builder<'c> {
                 self.dot_general(x, y)
             }
             Op::IntArith => self.int_arith(),
+            Op::Literal => self.literal_eqn(),
         }
+    }
+
+    /// An equation on literal operands (a constant of the program).
+    fn literal_eqn(&mut self) -> Option<usize> {
+        let ops = self.cfg.ops.clone();
+        let dt = if ops.smooth || ops.linear || !self.one_in(4) {
+            Dt::F
+        } else {
+            Dt::I32
+        };
+        let x = if dt == Dt::I32 { self.from(&[2.0, -1.0, 0.0]) } else { self.from(&LITERALS) };
+        let lit = Atom::L(x, dt, true);
+        let v = (x, x);
+        let choice = self.pick(9);
+        let (prim, attrs, args, shape, iv): (&'static str, Vec<(&'static str, Attr)>, Vec<Atom>, Vec<usize>, (f64, f64)) = match choice {
+            0 => {
+                let names: &[&'static str] = if dt == Dt::I32 { &["neg", "abs"] } else { &["neg", "sin", "tanh", "exp", "logistic", "cos"] };
+                let name = self.from(names);
+                let iv = match name {
+                    "neg" => (-x, -x),
+                    "abs" => (x.abs(), x.abs()),
+                    "exp" => (x.exp(), x.exp()),
+                    "logistic" => (0.0, 1.0),
+                    _ => (-1.0, 1.0),
+                };
+                (name, vec![], vec![lit], vec![], iv)
+            }
+            1 if dt != Dt::I32 => ("integer_pow", vec![("y", Attr::S("2".into()))], vec![lit], vec![], (x * x, x * x)),
+            2 => {
+                let other = self.from(&[0.5, 2.0]);
+                let name = self.from(&["add", "mul", "sub"]);
+                let iv = match name {
+                    "add" => (x + other, x + other),
+                    "sub" => (x - other, x - other),
+                    _ => (x * other, x * other),
+                };
+                (name, vec![], vec![lit, Atom::L(other, dt, true)], vec![], iv)
+            }
+            3 => ("reshape", vec![("shape", Attr::S("(1,1)".into()))], vec![lit], vec![1, 1], v),
+            4 => ("expand_dims", vec![("dims", Attr::S("(0)".into()))], vec![lit], vec![1], v),
+            5 => {
+                let name = self.from(&["reduce_sum", "transpose", "rev", "slice", "stop_gradient"]);
+                if name == "stop_gradient" && !ops.has(Op::StopGradient) {
+                    return None;
+                }
+                let attrs = match name {
+                    "reduce_sum" => vec![("axes", Attr::S("()".into()))],
+                    "transpose" => vec![("perm", Attr::S("()".into()))],
+                    "rev" => vec![("dims", Attr::S("()".into()))],
+                    "slice" => vec![("start", Attr::S("()".into())), ("limit", Attr::S("()".into()))],
+                    _ => vec![],
+                };
+                (name, attrs, vec![lit], vec![], v)
+            }
+            6 => ("pad", vec![("low", Attr::S("()".into())), ("high", Attr::S("()".into()))], vec![lit, Atom::L(0.0, dt, true)], vec![], v),
+            7 if dt != Dt::I32 && !ops.linear => {
+                // A rank-0 literal times a value of any shape.
+                let y = self.choose(|w| w.dt == dt)?;
+                let y = self.moderate(y);
+                let w = self.var(y).clone();
+                let iv = iv_mul(v, (w.lo, w.hi));
+                let args = if self.one_in(2) { vec![lit, Atom::V(y)] } else { vec![Atom::V(y), lit] };
+                ("dot_general", vec![("contract", Attr::S("((),())".into()))], args, w.shape, iv)
+            }
+            8 if !ops.linear && !ops.smooth => {
+                // select_n with literal cases.
+                let p = self.predicate(&[], None).unwrap_or(Atom::B(true));
+                let y = self.from(&[0.5, -2.0]);
+                ("select_n", vec![], vec![p, lit, Atom::L(y, dt, true)], vec![], iv_union(v, (y, y)))
+            }
+            _ => ("convert_element_type", vec![("dtype", Attr::D(Dt::F))], vec![Atom::L(x, if dt == Dt::I32 { Dt::I32 } else { Dt::F }, true)], vec![], v),
+        };
+        if !ops.allows(prim) {
+            return None;
+        }
+        let out_dt = if prim == "convert_element_type" { Dt::F } else { dt };
+        Some(self.emit(prim, attrs, args, out_dt, shape, iv))
     }
 
     fn unary(&mut self, x: usize) -> Option<usize> {
@@ -1308,7 +1464,7 @@ impl<'c> Builder<'c> {
     }
 
     /// A bool predicate of shape `shape` (or rank 0), made by a comparison if there is none.
-    fn predicate(&mut self, shape: &[usize], like: usize) -> Option<Atom> {
+    fn predicate(&mut self, shape: &[usize], like: Option<usize>) -> Option<Atom> {
         if self.one_in(8) {
             return Some(Atom::B(self.pick(2) == 1));
         }
@@ -1323,10 +1479,11 @@ impl<'c> Builder<'c> {
         }
         // A comparison of `like` (or, in linear programs, of a non-linear value of that shape)
         // with a literal.
-        let src = if lin {
-            self.choose(|v| v.dt.is_float() && v.kind != Kind::Lin && (v.shape == shape || v.shape.is_empty()))?
-        } else {
-            like
+        let src = match like {
+            Some(v) if !lin => v,
+            _ => self.choose(|v| {
+                v.dt.is_numeric() && v.kind != Kind::Lin && (v.shape == shape || v.shape.is_empty())
+            })?,
         };
         let dt = self.var(src).dt;
         if dt == Dt::Bool {
@@ -1357,7 +1514,7 @@ impl<'c> Builder<'c> {
         let b = self
             .choose(|w| w.dt == v.dt && w.shape == v.shape)
             .unwrap_or(a);
-        let p = self.predicate(&v.shape, a)?;
+        let p = self.predicate(&v.shape, Some(a))?;
         let iv = iv_union((v.lo, v.hi), self.iv(&Atom::V(b)));
         let (x, y) = if self.one_in(2) { (b, a) } else { (a, b) };
         Some(self.emit("select_n", vec![], vec![p, Atom::V(x), Atom::V(y)], v.dt, v.shape, iv))
@@ -1896,7 +2053,9 @@ impl<'c> Builder<'c> {
     /// A non-linear float value (a literal when `allow_literal` and one in three, or there is none).
     fn nonlin_operand(&mut self, dt: Dt, shape: &[usize], allow_literal: bool) -> Atom {
         let c = self.choose(|v| {
-            v.dt == dt && (v.kind == Kind::Input || v.kind == Kind::Const) && (v.shape == shape || v.shape.is_empty())
+            v.dt == dt
+                && (v.kind == Kind::Input || v.kind == Kind::Const)
+                && (v.shape == shape || v.shape.is_empty() || shape.is_empty())
         });
         match c {
             Some(c) if !(allow_literal && self.one_in(3)) => Atom::V(self.moderate(c)),
@@ -2055,13 +2214,14 @@ impl<'c> Builder<'c> {
                     self.dot_general(x, c)
                 }
             }
+            Op::Literal => self.literal_eqn(),
             Op::Select => {
                 let a = self.lin_operand(|_| true)?;
                 let v = self.var(a).clone();
                 let b = self
                     .choose(|w| (w.kind == Kind::Lin || w.kind == Kind::Zero) && w.dt == v.dt && w.shape == v.shape)
                     .unwrap_or(a);
-                let p = self.predicate(&v.shape, a).unwrap_or(Atom::B(true));
+                let p = self.predicate(&v.shape, None).unwrap_or(Atom::B(true));
                 let iv = iv_union((v.lo, v.hi), self.iv(&Atom::V(b)));
                 let (x, y) = if self.one_in(2) { (b, a) } else { (a, b) };
                 Some(self.emit("select_n", vec![], vec![p, Atom::V(x), Atom::V(y)], v.dt, v.shape, iv))
@@ -2131,7 +2291,16 @@ impl<'c> Builder<'c> {
         if !lin && self.one_in(16) {
             self.p.outputs.push(Atom::L(1.5, Dt::F, true));
         } else {
-            let last = (0..self.p.vars.len()).rev().find(|&v| !self.p.vars[v].probe && is_out(&self.p.vars[v]));
+            // The latest value that depends on an input, else the latest.
+            let outs: Vec<usize> = (0..self.p.vars.len())
+                .filter(|&v| !self.p.vars[v].probe && is_out(&self.p.vars[v]))
+                .collect();
+            let last = outs
+                .iter()
+                .rev()
+                .find(|&&v| self.p.vars[v].kind != Kind::Const)
+                .or(outs.last())
+                .copied();
             self.p.outputs.push(Atom::V(last.expect("a float value")));
         }
         if !scalar && self.one_in(3) {
@@ -2140,6 +2309,12 @@ impl<'c> Builder<'c> {
                 self.p.outputs.push(Atom::V(other));
             } else {
                 self.p.outputs.insert(0, Atom::V(other));
+            }
+        }
+        if !scalar && self.cfg.int_outputs && self.one_in(3) {
+            if let Some(v) = self.choose(|v| !v.dt.is_float()) {
+                let at = self.pick(self.p.outputs.len() + 1);
+                self.p.outputs.insert(at, Atom::V(v));
             }
         }
     }
@@ -2152,6 +2327,7 @@ impl Program {
             cfg,
             p: Program {
                 float: Float::F64,
+                style: Style::default(),
                 vars: vec![],
                 params: vec![],
                 eqns: vec![],
@@ -2163,6 +2339,17 @@ impl Program {
             i: 0,
         };
         b.p.float = cfg.dtype.unwrap_or_else(|| if b.pick(2) == 0 { Float::F64 } else { Float::F32 });
+        b.i = 28;
+        if b.pick(2) == 1 {
+            b.p.style = Style {
+                untyped_every: b.from(&[0, 2, 3]),
+                trailing_comma: b.pick(2) == 1,
+                comments: b.pick(2) == 1,
+                split_attrs: b.pick(2) == 1,
+                wide: b.pick(2) == 1,
+            };
+        }
+        b.i = 1;
         let scalar = cfg.scalar.unwrap_or_else(|| b.pick(2) == 1) && !cfg.ops.linear;
         let (n_lin, n_other) = if cfg.ops.linear {
             (1 + b.pick(2), b.pick(2))
