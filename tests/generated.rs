@@ -37,8 +37,9 @@ use traceform::{eval, parse_func, print_func, Func, Type, Value};
 type Check = Result<(), TestCaseError>;
 
 /// Runs a property on its cases, with its fixed seed; on failure, panics with the shrunk
-/// program and the failure. Deeper runs by hand:
-/// `TRACEFORM_GEN_CASES=5000 TRACEFORM_GEN_SEED=9 cargo test --test generated`.
+/// program and the failure. Deeper runs by hand, with more cases, another seed, longer
+/// programs: `TRACEFORM_GEN_CASES=5000 TRACEFORM_GEN_SEED=9 TRACEFORM_GEN_STEPS=25 cargo test
+/// --test generated`.
 fn check(prop: &Property) {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let cases = env("TRACEFORM_GEN_CASES").map_or(prop.cases, |c| c as u32);
@@ -50,8 +51,13 @@ fn check(prop: &Property) {
         max_global_rejects: cases * 4,
         ..ProptestConfig::default()
     };
+    let mut cfg = (prop.config)();
+    if let Some(n) = env("TRACEFORM_GEN_STEPS") {
+        cfg.steps = 3..=n as usize;
+        cfg.max_eqns = n as usize + 5;
+    }
     let mut runner = TestRunner::new(config);
-    let result = runner.run(&gen::programs_with_seed((prop.config)()), |(p, s)| (prop.test)(&p, s));
+    let result = runner.run(&gen::programs_with_seed(cfg), |(p, s)| (prop.test)(&p, s));
     match result {
         Ok(()) => {}
         Err(TestError::Fail(why, (p, s))) => {
@@ -544,7 +550,7 @@ fn hvp_matches_central_differences_of_grad() {
 }
 
 /// What the properties see: per property, how many cases pass, are rejected (and why) or fail,
-/// the mean program size and how often each primitive appears.
+/// the mean program size and how often each primitive appears; and two sample programs.
 /// `cargo test --test generated -- --ignored --nocapture report`
 #[test]
 #[ignore]
@@ -557,8 +563,11 @@ fn report() {
         let (mut ok, mut failed, mut eqns) = (0, 0, 0);
         let mut rejected: BTreeMap<String, usize> = BTreeMap::new();
         let mut prims: BTreeMap<String, usize> = BTreeMap::new();
-        for _ in 0..prop.cases {
+        for i in 0..prop.cases {
             let (p, seed) = strategy.new_tree(&mut runner).unwrap().current();
+            if i < 2 {
+                println!("{} sample:\n{}", prop.name, p.text());
+            }
             eqns += p.n_eqns();
             for line in p.text().lines() {
                 if let Some(rhs) = line.split(" = ").nth(1) {
