@@ -1,21 +1,25 @@
 //! Property tests over random well-typed programs (`tests/common/gen.rs`), one per pass:
 //!
-//! - **text**: `parse(print(f)) == f`, `print(parse(print(f))) == print(f)`, the verifier accepts
-//!   `f`, and the interpreter runs it (every op, non-finite literals included);
-//! - **transforms**: the verifier accepts `jvp`, `vjp`, `jvp∘jvp`, `vjp∘jvp`, `jvp∘vjp` of every
-//!   program, and `grad`, `hvp`, `jvp∘grad` of the scalar ones; each result has the signature of
-//!   the spec's table, round-trips through the text and runs;
-//! - **jvp, f64**: against central differences, step `H = 1e-6`:
+//! - **text** (256 cases): `parse(print(f)) == f`, `print(parse(print(f))) == print(f)`, the
+//!   verifier accepts `f`, and the interpreter runs it (every op, non-finite literals included);
+//! - **transforms** (160): the verifier accepts `jvp`, `vjp`, `jvp∘jvp`, `vjp∘jvp`, `jvp∘vjp`,
+//!   `vjp∘vjp` of every program, and `grad`, `hvp`, `jvp∘grad` (grad, then jvp) of the scalar
+//!   ones, with random `wrt` subsets; each result has the signature of the spec's table,
+//!   round-trips through the text and runs;
+//! - **jvp, f64** (200): against central differences, step `H = 1e-6`:
 //!   `|jvp - fd| <= 1e-6 |fd| + 1e-8 (1 + M)`, with `M` the largest magnitude of any value or
 //!   tangent of the program (the scale of the differences' rounding error);
-//! - **jvp, f32**: the f32 program's jvp against central differences of its f64 copy, step 1e-6:
-//!   `|jvp - fd| <= 1e-3 |fd| + 1e-5 (1 + M)` (smooth ops only);
-//! - **vjp**: the adjoint identity `<ybar, J t> = <J^T ybar, t>` (jvp against vjp), relative to
-//!   `1 + sum |ybar_i (J t)_i| + sum |(J^T ybar)_i t_i|`: 1e-9 in f64, 1e-4 in f32;
-//! - **transpose**: for programs linear in some inputs, `<ybar, L t> = <L^T ybar, t>` with
-//!   `transpose_wrt`, same tolerances;
-//! - **hvp, f64**: against central differences of `grad`, step 1e-6, the jvp tolerance; and
-//!   `<grad, t>` against the jvp's tangent (1e-9 relative).
+//! - **jvp, f32** (200): the f32 program's jvp against central differences of its f64 copy,
+//!   step 1e-6: `|jvp - fd| <= 1e-3 |fd| + 1e-5 (1 + M)` (smooth ops only);
+//! - **jvp∘jvp, f64** (128): the jvp of `jvp(f)` against central differences of `jvp(f)`, the
+//!   jvp f64 tolerance;
+//! - **adjoint** (200): `<ybar, J t> = <J^T ybar, t>` (jvp against vjp, random `wrt`) for `f`,
+//!   `jvp(f)` and `grad(f)` (or `vjp(f)`), relative to
+//!   `1 + sum |ybar_i (J t)_i| + sum |(J^T ybar)_i t_i|`: 1e-9 in f64, 1e-4 if any f32 is involved;
+//! - **transpose** (200): for programs linear in some inputs, `<ybar, L t> = <L^T ybar, t>` with
+//!   `transpose_wrt`, the same tolerances;
+//! - **hvp, f64** (160): against central differences of `grad` (random `wrt`), the jvp f64
+//!   tolerance; and `<grad, t>` against the jvp's tangent (1e-9 relative).
 //!
 //! Finite-difference checks run every op but `stop_gradient`; points where `x - H t`, `x`,
 //! `x + H t` do not lie on one smooth piece (a kink indicator of the probe program changes), or
@@ -25,8 +29,8 @@
 mod common;
 
 use common::gen::{
-    self, axpy, dot, max_abs, random_values, show, widen, Float, GenConfig, OpSet, Probe,
-    Program, Rng,
+    self, axpy, dot, max_abs, random_values, show, widen, Float, GenConfig, OpSet, Probe, Program,
+    Rng,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError, TestError, TestRunner};
@@ -61,7 +65,11 @@ fn check(prop: &Property) {
     match result {
         Ok(()) => {}
         Err(TestError::Fail(why, (p, s))) => {
-            panic!("{}: {why}\nprogram (input seed {s}):\n{}", prop.name, p.text())
+            panic!(
+                "{}: {why}\nprogram (input seed {s}):\n{}",
+                prop.name,
+                p.text()
+            )
         }
         Err(e) => panic!("{}: {e}", prop.name),
     }
@@ -73,11 +81,19 @@ fn parse(text: &str) -> Result<Func, TestCaseError> {
 
 fn run(f: &Func, xs: &[Value]) -> Result<Vec<Value>, TestCaseError> {
     eval(f, xs).map_err(|e| {
-        TestCaseError::fail(format!("eval failed: {e}\n{}\ninputs:\n{}", print_func(f), show(xs)))
+        TestCaseError::fail(format!(
+            "eval failed: {e}\n{}\ninputs:\n{}",
+            print_func(f),
+            show(xs)
+        ))
     })
 }
 
-fn transformed(what: &str, f: &Func, r: Result<Func, impl std::fmt::Display>) -> Result<Func, TestCaseError> {
+fn transformed(
+    what: &str,
+    f: &Func,
+    r: Result<Func, impl std::fmt::Display>,
+) -> Result<Func, TestCaseError> {
     r.map_err(|e| TestCaseError::fail(format!("{what} failed: {e}\nof:\n{}", print_func(f))))
 }
 
@@ -114,9 +130,22 @@ fn prop_text(p: &Program, seed: u64) -> Check {
 
 /// Verifies `g`, checks its signature, round-trips it through the text and runs it.
 fn sound(what: &str, g: &Func, params: &[Type], outputs: &[Type], seed: u64) -> Check {
-    verify_func(g).map_err(|e| TestCaseError::fail(format!("{what}: verify: {e}\n{}", print_func(g))))?;
-    prop_assert_eq!(&g.param_types(), params, "{} parameters\n{}", what, print_func(g));
-    prop_assert_eq!(&g.output_types(), outputs, "{} outputs\n{}", what, print_func(g));
+    verify_func(g)
+        .map_err(|e| TestCaseError::fail(format!("{what}: verify: {e}\n{}", print_func(g))))?;
+    prop_assert_eq!(
+        &g.param_types(),
+        params,
+        "{} parameters\n{}",
+        what,
+        print_func(g)
+    );
+    prop_assert_eq!(
+        &g.output_types(),
+        outputs,
+        "{} outputs\n{}",
+        what,
+        print_func(g)
+    );
     let printed = print_func(g);
     let again = parse(&printed)?;
     prop_assert_eq!(&again, g, "{}: parse(print) differs\n{}", what, printed);
@@ -165,12 +194,38 @@ fn prop_transforms(p: &Program, seed: u64) -> Check {
     sound("vjp", &v, &cat2(&ps, &floats(&os)), &cat2(&os, &wt), seed)?;
     let (jp, jo) = (j.param_types(), j.output_types());
     let jj = transformed("jvp∘jvp", &j, jvp(&j, None))?;
-    sound("jvp∘jvp", &jj, &cat2(&jp, &jp), &cat2(&jo, &floats(&jo)), seed)?;
+    sound(
+        "jvp∘jvp",
+        &jj,
+        &cat2(&jp, &jp),
+        &cat2(&jo, &floats(&jo)),
+        seed,
+    )?;
     let vj = transformed("vjp∘jvp", &j, vjp(&j, None))?;
-    sound("vjp∘jvp", &vj, &cat2(&jp, &floats(&jo)), &cat2(&jo, &jp), seed)?;
+    sound(
+        "vjp∘jvp",
+        &vj,
+        &cat2(&jp, &floats(&jo)),
+        &cat2(&jo, &jp),
+        seed,
+    )?;
     let (vp, vo) = (v.param_types(), v.output_types());
     let jv = transformed("jvp∘vjp", &v, jvp(&v, None))?;
-    sound("jvp∘vjp", &jv, &cat2(&vp, &vp), &cat2(&vo, &floats(&vo)), seed)?;
+    sound(
+        "jvp∘vjp",
+        &jv,
+        &cat2(&vp, &vp),
+        &cat2(&vo, &floats(&vo)),
+        seed,
+    )?;
+    let vv = transformed("vjp∘vjp", &v, vjp(&v, None))?;
+    sound(
+        "vjp∘vjp",
+        &vv,
+        &cat2(&vp, &floats(&vo)),
+        &cat2(&vo, &vp),
+        seed,
+    )?;
     if os.len() == 1 && os[0].shape.is_empty() && os[0].dtype.is_float() {
         let g = transformed("grad", &f, grad(&f, w))?;
         sound("grad", &g, &ps, &wt, seed)?;
@@ -200,14 +255,22 @@ struct Tol {
     atol: f64,
 }
 
-const F64_FD: Tol = Tol { rtol: 1e-6, atol: 1e-8 };
-const F32_FD: Tol = Tol { rtol: 1e-3, atol: 1e-5 };
+const F64_FD: Tol = Tol {
+    rtol: 1e-6,
+    atol: 1e-8,
+};
+const F32_FD: Tol = Tol {
+    rtol: 1e-3,
+    atol: 1e-5,
+};
 
 fn close(got: &[Value], want: &[Vec<f64>], tol: Tol, m: f64) -> Result<(), String> {
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
         for (i, (a, b)) in g.to_f64_vec().iter().zip(w).enumerate() {
             let bound = tol.rtol * b.abs() + tol.atol * (1.0 + m);
-            if !((a - b).abs() <= bound) {
+            // NaN fails too.
+            let ok = (a - b).abs() <= bound;
+            if !ok {
                 return Err(format!(
                     "output {k} element {i}: derivative {a}, finite difference {b} (|diff| {:e} > {bound:e}, M = {m:e})",
                     (a - b).abs()
@@ -233,7 +296,12 @@ fn central(plus: &[Value], minus: &[Value]) -> Vec<Vec<f64>> {
 
 /// The probe program at `x - H t`, `x`, `x + H t`, or a rejection if the points are not on one
 /// smooth piece or a value is not moderate.
-fn probes(p: &Program, probe: &Func, x: &[Value], t: &[Value]) -> Result<[Probe; 3], TestCaseError> {
+fn probes(
+    p: &Program,
+    probe: &Func,
+    x: &[Value],
+    t: &[Value],
+) -> Result<[Probe; 3], TestCaseError> {
     let mut out = vec![];
     for h in [-H, 0.0, H] {
         let vals = run(probe, &axpy(x, h, t))?;
@@ -258,7 +326,8 @@ fn jvp_vs_fd(p: &Program, seed: u64, tol: Tol) -> Check {
     let types = f.param_types();
     let x = random_values(&types, &mut rng, -2.0, 2.0);
     let t = random_values(&types, &mut rng, -1.0, 1.0);
-    let (x64, t64): (Vec<Value>, Vec<Value>) = (x.iter().map(widen).collect(), t.iter().map(widen).collect());
+    let (x64, t64): (Vec<Value>, Vec<Value>) =
+        (x.iter().map(widen).collect(), t.iter().map(widen).collect());
     let [minus, center, plus] = probes(p, &f64_probe, &x64, &t64)?;
     let n = p.n_outputs();
     let j = transformed("jvp", &f, jvp(&f, None))?;
@@ -272,12 +341,9 @@ fn jvp_vs_fd(p: &Program, seed: u64, tol: Tol) -> Check {
         return Err(TestCaseError::reject("a tangent is not moderate"));
     }
     let fd = central(&plus.outputs, &minus.outputs);
-    close(tangents, &fd, tol, m).map_err(|e| {
-        TestCaseError::fail(format!("jvp: {e}\nx:\n{}\nt:\n{}", show(&x), show(&t)))
-    })
+    close(tangents, &fd, tol, m)
+        .map_err(|e| TestCaseError::fail(format!("jvp: {e}\nx:\n{}\nt:\n{}", show(&x), show(&t))))
 }
-
-
 
 // ---------------------------------------------------------------------------------------------
 // Adjoint identities.
@@ -332,7 +398,13 @@ fn prop_adjoint(p: &Program, seed: u64) -> Check {
     prop_assert_eq!(&jt[..n], &y[..]);
     prop_assert_eq!(&vy[..n], &y[..]);
     let rtol = adjoint_tol(p.precision());
-    same_inner("<ybar, J t> vs <J^T ybar, t>", dot(&ybar, &jt[n..]), dot(&vy[n..], &t), rtol).map_err(|e| {
+    same_inner(
+        "<ybar, J t> vs <J^T ybar, t>",
+        dot(&ybar, &jt[n..]),
+        dot(&vy[n..], &t),
+        rtol,
+    )
+    .map_err(|e| {
         TestCaseError::fail(format!(
             "{e}\nfunction:\n{}wrt {wrt:?}\nx:\n{}\nt:\n{}\nybar:\n{}",
             print_func(&f),
@@ -347,20 +419,35 @@ fn prop_transpose(p: &Program, seed: u64) -> Check {
     let f = parse(&p.text())?;
     let lin = p.linear_params().to_vec();
     let tf = transformed("transpose_wrt", &f, transpose_wrt(&f, Some(&lin)))?;
-    verify_func(&tf).map_err(|e| TestCaseError::fail(format!("verify: {e}\n{}", print_func(&tf))))?;
+    verify_func(&tf)
+        .map_err(|e| TestCaseError::fail(format!("verify: {e}\n{}", print_func(&tf))))?;
     let mut rng = Rng::new(seed);
     let types = f.param_types();
     let xs = random_values(&types, &mut rng, -1.0, 1.0);
     let ybar = random_values(&f.output_types(), &mut rng, -1.0, 1.0);
     let lt = run(&f, &xs)?;
-    let others: Vec<Value> = (0..xs.len()).filter(|i| !lin.contains(i)).map(|i| xs[i].clone()).collect();
+    let others: Vec<Value> = (0..xs.len())
+        .filter(|i| !lin.contains(i))
+        .map(|i| xs[i].clone())
+        .collect();
     let t: Vec<Value> = lin.iter().map(|&i| xs[i].clone()).collect();
     let tbar = run(&tf, &cat(&others, &ybar))?;
     if !finite(&lt) || !finite(&tbar) {
         return Err(TestCaseError::reject("not finite"));
     }
-    same_inner("<ybar, L t> vs <L^T ybar, t>", dot(&ybar, &lt), dot(&tbar, &t), adjoint_tol(p.precision()))
-        .map_err(|e| TestCaseError::fail(format!("{e}\ninputs:\n{}\nybar:\n{}", show(&xs), show(&ybar))))
+    same_inner(
+        "<ybar, L t> vs <L^T ybar, t>",
+        dot(&ybar, &lt),
+        dot(&tbar, &t),
+        adjoint_tol(p.precision()),
+    )
+    .map_err(|e| {
+        TestCaseError::fail(format!(
+            "{e}\ninputs:\n{}\nybar:\n{}",
+            show(&xs),
+            show(&ybar)
+        ))
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,11 +483,20 @@ fn prop_hvp(p: &Program, seed: u64) -> Check {
         return Err(TestCaseError::reject("not moderate"));
     }
     // grad agrees with forward mode: <grad, t> = J t.
-    same_inner("<grad, t> vs jvp", dot(&gx, &t), dot(&jt[1..], &[Value::full(&jt[1].ty(), 1.0)]), 1e-9)
-        .map_err(|e| TestCaseError::fail(format!("{e}\nx:\n{}\nt:\n{}", show(&x), show(&t))))?;
+    same_inner(
+        "<grad, t> vs jvp",
+        dot(&gx, &t),
+        dot(&jt[1..], &[Value::full(&jt[1].ty(), 1.0)]),
+        1e-9,
+    )
+    .map_err(|e| TestCaseError::fail(format!("{e}\nx:\n{}\nt:\n{}", show(&x), show(&t))))?;
     let fd = central(&run(&g, &axpy(&x, H, &dx))?, &run(&g, &axpy(&x, -H, &dx))?);
     close(&hv, &fd, F64_FD, m).map_err(|e| {
-        TestCaseError::fail(format!("hvp wrt {wrt:?}: {e}\nx:\n{}\nt:\n{}", show(&x), show(&t)))
+        TestCaseError::fail(format!(
+            "hvp wrt {wrt:?}: {e}\nx:\n{}\nt:\n{}",
+            show(&x),
+            show(&t)
+        ))
     })
 }
 
@@ -425,7 +521,11 @@ fn prop_jvp_jvp(p: &Program, seed: u64) -> Check {
     }
     let fd = central(&run(&g, &axpy(&xt, H, &d))?, &run(&g, &axpy(&xt, -H, &d))?);
     close(&out[n..], &fd, F64_FD, m).map_err(|e| {
-        TestCaseError::fail(format!("jvp∘jvp: {e}\n(x, t):\n{}\ndirection:\n{}", show(&xt), show(&d)))
+        TestCaseError::fail(format!(
+            "jvp∘jvp: {e}\n(x, t):\n{}\ndirection:\n{}",
+            show(&xt),
+            show(&d)
+        ))
     })
 }
 
@@ -501,12 +601,24 @@ const HVP: Property = Property {
     name: "hvp",
     cases: 160,
     seed: 7,
-    config: || GenConfig::new(OpSet::fd()).dtype(Float::F64).unmixed().scalar(true),
+    config: || {
+        GenConfig::new(OpSet::fd())
+            .dtype(Float::F64)
+            .unmixed()
+            .scalar(true)
+    },
     test: prop_hvp,
 };
 
 const ALL: [&Property; 8] = [
-    &TEXT, &TRANSFORMS, &JVP_F64, &JVP_F32, &JVP_JVP, &ADJOINT, &TRANSPOSE, &HVP,
+    &TEXT,
+    &TRANSFORMS,
+    &JVP_F64,
+    &JVP_F32,
+    &JVP_JVP,
+    &ADJOINT,
+    &TRANSPOSE,
+    &HVP,
 ];
 
 #[test]
@@ -577,7 +689,9 @@ fn report() {
             }
             match (prop.test)(&p, seed) {
                 Ok(()) => ok += 1,
-                Err(TestCaseError::Reject(why)) => *rejected.entry(why.to_string()).or_default() += 1,
+                Err(TestCaseError::Reject(why)) => {
+                    *rejected.entry(why.to_string()).or_default() += 1
+                }
                 Err(TestCaseError::Fail(_)) => failed += 1,
             }
         }

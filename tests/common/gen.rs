@@ -451,6 +451,15 @@ enum Attr {
     D(Dt),
 }
 
+/// An equation before it is emitted: primitive, attributes, operands, shape, interval.
+type EqnParts = (
+    &'static str,
+    Vec<(&'static str, Attr)>,
+    Vec<Atom>,
+    Vec<usize>,
+    (f64, f64),
+);
+
 #[derive(Clone, Debug)]
 struct Eqn {
     out: usize,
@@ -481,8 +490,20 @@ struct Style {
 
 /// Name prefixes of the `odd_names` style: primitive names, and names that start like keywords.
 const ODD_NAMES: [&str; 14] = [
-    "add", "sin", "iota", "pad", "select_n", "dot_general", "reshape", "_", "A", "true_",
-    "nan_x", "inf0_", "f32x", "boolean",
+    "add",
+    "sin",
+    "iota",
+    "pad",
+    "select_n",
+    "dot_general",
+    "reshape",
+    "_",
+    "A",
+    "true_",
+    "nan_x",
+    "inf0_",
+    "f32x",
+    "boolean",
 ];
 
 fn odd_name(n: usize) -> String {
@@ -591,7 +612,10 @@ impl Program {
                 }
             }
             Atom::L(x, dt, typed) => {
-                let num = if !self.style.plain_numbers || !x.is_finite() || *x == 0.0 && x.is_sign_negative() {
+                let num = if !self.style.plain_numbers
+                    || !x.is_finite()
+                    || *x == 0.0 && x.is_sign_negative()
+                {
                     fmt_float(*x)
                 } else if x.fract() == 0.0 && x.abs() < 1e9 {
                     format!("{}", *x as i64)
@@ -637,7 +661,11 @@ impl Program {
         if st.comments {
             s.push_str("# generated\n");
         }
-        s.push_str(&format!("func f({}) -> {} {{\n", params.join(", "), results));
+        s.push_str(&format!(
+            "func f({}) -> {} {{\n",
+            params.join(", "),
+            results
+        ));
         for (i, e) in self.eqns.iter().enumerate() {
             if self.vars[e.out].probe && !probe {
                 continue;
@@ -648,14 +676,21 @@ impl Program {
             if st.untyped_every > 0 && i % st.untyped_every == 0 {
                 s.push_str(&format!("  {} = {}", self.vars[e.out].name, e.prim));
             } else {
-                s.push_str(&format!("  {}: {} = {}", self.vars[e.out].name, self.ty(e.out, all_f64), e.prim));
+                s.push_str(&format!(
+                    "  {}: {} = {}",
+                    self.vars[e.out].name,
+                    self.ty(e.out, all_f64),
+                    e.prim
+                ));
             }
             if !e.attrs.is_empty() {
                 let attrs: Vec<String> = e
                     .attrs
                     .iter()
                     .map(|(k, v)| match v {
-                        Attr::S(s) if st.trailing_comma => format!("{k}={}", with_trailing_commas(s)),
+                        Attr::S(s) if st.trailing_comma => {
+                            format!("{k}={}", with_trailing_commas(s))
+                        }
                         Attr::S(s) => format!("{k}={s}"),
                         Attr::D(dt) => format!("{k}={}", self.dt_name(*dt, all_f64)),
                     })
@@ -876,7 +911,14 @@ impl<'c> Builder<'c> {
         }
     }
 
-    fn new_var(&mut self, dt: Dt, shape: Vec<usize>, iv: (f64, f64), kind: Kind, probe: bool) -> usize {
+    fn new_var(
+        &mut self,
+        dt: Dt,
+        shape: Vec<usize>,
+        iv: (f64, f64),
+        kind: Kind,
+        probe: bool,
+    ) -> usize {
         let n = self.p.vars.len();
         let name = if probe {
             format!("k{n}")
@@ -963,7 +1005,15 @@ impl<'c> Builder<'c> {
         dt: Dt,
         shape: Vec<usize>,
     ) -> usize {
-        self.emit_full(prim, attrs, args, dt, shape, (f64::NEG_INFINITY, f64::INFINITY), true)
+        self.emit_full(
+            prim,
+            attrs,
+            args,
+            dt,
+            shape,
+            (f64::NEG_INFINITY, f64::INFINITY),
+            true,
+        )
     }
 
     fn indicator(&mut self, v: usize) {
@@ -971,7 +1021,11 @@ impl<'c> Builder<'c> {
     }
 
     fn n_main_eqns(&self) -> usize {
-        self.p.eqns.iter().filter(|e| !self.p.vars[e.out].probe).count()
+        self.p
+            .eqns
+            .iter()
+            .filter(|e| !self.p.vars[e.out].probe)
+            .count()
     }
 
     // --- operand choice -----------------------------------------------------------------------
@@ -1018,7 +1072,14 @@ impl<'c> Builder<'c> {
             if var.kind == Kind::Lin {
                 return v;
             }
-            let t = self.emit("tanh", vec![], vec![Atom::V(v)], var.dt, var.shape.clone(), (-1.0, 1.0));
+            let t = self.emit(
+                "tanh",
+                vec![],
+                vec![Atom::V(v)],
+                var.dt,
+                var.shape.clone(),
+                (-1.0, 1.0),
+            );
             return self.guard_mag(t, m);
         }
         let k = (var.mag() / m).log2().ceil() as i32;
@@ -1041,12 +1102,40 @@ impl<'c> Builder<'c> {
         }
         let (dt, shape) = (var.dt, var.shape.clone());
         if var.mag() <= 3.5 && self.pick(2) == 1 {
-            let sq = self.emit("mul", vec![], vec![Atom::V(v), Atom::V(v)], dt, shape.clone(), (0.0, var.mag() * var.mag()));
+            let sq = self.emit(
+                "mul",
+                vec![],
+                vec![Atom::V(v), Atom::V(v)],
+                dt,
+                shape.clone(),
+                (0.0, var.mag() * var.mag()),
+            );
             let hi = var.mag() * var.mag() + 0.5;
-            self.emit("add", vec![], vec![Atom::V(sq), Atom::L(0.5, dt, false)], dt, shape, (0.5, hi))
+            self.emit(
+                "add",
+                vec![],
+                vec![Atom::V(sq), Atom::L(0.5, dt, false)],
+                dt,
+                shape,
+                (0.5, hi),
+            )
         } else {
-            let l = self.emit("logistic", vec![], vec![Atom::V(v)], dt, shape.clone(), (0.0, 1.0));
-            self.emit("add", vec![], vec![Atom::L(0.25, dt, false), Atom::V(l)], dt, shape, (0.25, 1.25))
+            let l = self.emit(
+                "logistic",
+                vec![],
+                vec![Atom::V(v)],
+                dt,
+                shape.clone(),
+                (0.0, 1.0),
+            );
+            self.emit(
+                "add",
+                vec![],
+                vec![Atom::L(0.25, dt, false), Atom::V(l)],
+                dt,
+                shape,
+                (0.25, 1.25),
+            )
         }
     }
 
@@ -1143,7 +1232,12 @@ impl<'c> Builder<'c> {
             .flat_map(|&op| {
                 let w = match op {
                     Op::Unary | Op::Binary => 4,
-                    Op::IntegerPow | Op::DotGeneral | Op::Reduce | Op::Select | Op::IntArith | Op::Cumsum => 2,
+                    Op::IntegerPow
+                    | Op::DotGeneral
+                    | Op::Reduce
+                    | Op::Select
+                    | Op::IntArith
+                    | Op::Cumsum => 2,
                     _ => 1,
                 };
                 std::iter::repeat_n(op, w)
@@ -1176,7 +1270,14 @@ impl<'c> Builder<'c> {
             Op::StopGradient => {
                 let x = self.choose(|_| true)?;
                 let v = self.var(x).clone();
-                Some(self.emit("stop_gradient", vec![], vec![Atom::V(x)], v.dt, v.shape, (v.lo, v.hi)))
+                Some(self.emit(
+                    "stop_gradient",
+                    vec![],
+                    vec![Atom::V(x)],
+                    v.dt,
+                    v.shape,
+                    (v.lo, v.hi),
+                ))
             }
             Op::Binary => {
                 let a = self.float_operand()?;
@@ -1256,13 +1357,21 @@ impl<'c> Builder<'c> {
         } else {
             Dt::I32
         };
-        let x = if dt == Dt::I32 { self.from(&[2.0, -1.0, 0.0]) } else { self.from(&LITERALS) };
+        let x = if dt == Dt::I32 {
+            self.from(&[2.0, -1.0, 0.0])
+        } else {
+            self.from(&LITERALS)
+        };
         let lit = Atom::L(x, dt, true);
         let v = (x, x);
         let choice = self.pick(9);
-        let (prim, attrs, args, shape, iv): (&'static str, Vec<(&'static str, Attr)>, Vec<Atom>, Vec<usize>, (f64, f64)) = match choice {
+        let (prim, attrs, args, shape, iv): EqnParts = match choice {
             0 => {
-                let names: &[&'static str] = if dt == Dt::I32 { &["neg", "abs"] } else { &["neg", "sin", "tanh", "exp", "logistic", "cos"] };
+                let names: &[&'static str] = if dt == Dt::I32 {
+                    &["neg", "abs"]
+                } else {
+                    &["neg", "sin", "tanh", "exp", "logistic", "cos"]
+                };
                 let name = self.from(names);
                 let iv = match name {
                     "neg" => (-x, -x),
@@ -1273,7 +1382,13 @@ impl<'c> Builder<'c> {
                 };
                 (name, vec![], vec![lit], vec![], iv)
             }
-            1 if dt != Dt::I32 => ("integer_pow", vec![("y", Attr::S("2".into()))], vec![lit], vec![], (x * x, x * x)),
+            1 if dt != Dt::I32 => (
+                "integer_pow",
+                vec![("y", Attr::S("2".into()))],
+                vec![lit],
+                vec![],
+                (x * x, x * x),
+            ),
             2 => {
                 let other = self.from(&[0.5, 2.0]);
                 let name = self.from(&["add", "mul", "sub"]);
@@ -1282,10 +1397,28 @@ impl<'c> Builder<'c> {
                     "sub" => (x - other, x - other),
                     _ => (x * other, x * other),
                 };
-                (name, vec![], vec![lit, Atom::L(other, dt, true)], vec![], iv)
+                (
+                    name,
+                    vec![],
+                    vec![lit, Atom::L(other, dt, true)],
+                    vec![],
+                    iv,
+                )
             }
-            3 => ("reshape", vec![("shape", Attr::S("(1,1)".into()))], vec![lit], vec![1, 1], v),
-            4 => ("expand_dims", vec![("dims", Attr::S("(0)".into()))], vec![lit], vec![1], v),
+            3 => (
+                "reshape",
+                vec![("shape", Attr::S("(1,1)".into()))],
+                vec![lit],
+                vec![1, 1],
+                v,
+            ),
+            4 => (
+                "expand_dims",
+                vec![("dims", Attr::S("(0)".into()))],
+                vec![lit],
+                vec![1],
+                v,
+            ),
             5 => {
                 let name = self.from(&["reduce_sum", "transpose", "rev", "slice", "stop_gradient"]);
                 if name == "stop_gradient" && !ops.has(Op::StopGradient) {
@@ -1295,33 +1428,75 @@ impl<'c> Builder<'c> {
                     "reduce_sum" => vec![("axes", Attr::S("()".into()))],
                     "transpose" => vec![("perm", Attr::S("()".into()))],
                     "rev" => vec![("dims", Attr::S("()".into()))],
-                    "slice" => vec![("start", Attr::S("()".into())), ("limit", Attr::S("()".into()))],
+                    "slice" => vec![
+                        ("start", Attr::S("()".into())),
+                        ("limit", Attr::S("()".into())),
+                    ],
                     _ => vec![],
                 };
                 (name, attrs, vec![lit], vec![], v)
             }
-            6 => ("pad", vec![("low", Attr::S("()".into())), ("high", Attr::S("()".into()))], vec![lit, Atom::L(0.0, dt, true)], vec![], v),
+            6 => (
+                "pad",
+                vec![
+                    ("low", Attr::S("()".into())),
+                    ("high", Attr::S("()".into())),
+                ],
+                vec![lit, Atom::L(0.0, dt, true)],
+                vec![],
+                v,
+            ),
             7 if dt != Dt::I32 && !ops.linear => {
                 // A rank-0 literal times a value of any shape.
                 let y = self.choose(|w| w.dt == dt)?;
                 let y = self.moderate(y);
                 let w = self.var(y).clone();
                 let iv = iv_mul(v, (w.lo, w.hi));
-                let args = if self.one_in(2) { vec![lit, Atom::V(y)] } else { vec![Atom::V(y), lit] };
-                ("dot_general", vec![("contract", Attr::S("((),())".into()))], args, w.shape, iv)
+                let args = if self.one_in(2) {
+                    vec![lit, Atom::V(y)]
+                } else {
+                    vec![Atom::V(y), lit]
+                };
+                (
+                    "dot_general",
+                    vec![("contract", Attr::S("((),())".into()))],
+                    args,
+                    w.shape,
+                    iv,
+                )
             }
             8 if !ops.linear && !ops.smooth => {
                 // select_n with literal cases.
                 let p = self.predicate(&[], None).unwrap_or(Atom::B(true));
                 let y = self.from(&[0.5, -2.0]);
-                ("select_n", vec![], vec![p, lit, Atom::L(y, dt, true)], vec![], iv_union(v, (y, y)))
+                (
+                    "select_n",
+                    vec![],
+                    vec![p, lit, Atom::L(y, dt, true)],
+                    vec![],
+                    iv_union(v, (y, y)),
+                )
             }
-            _ => ("convert_element_type", vec![("dtype", Attr::D(Dt::F))], vec![Atom::L(x, if dt == Dt::I32 { Dt::I32 } else { Dt::F }, true)], vec![], v),
+            _ => (
+                "convert_element_type",
+                vec![("dtype", Attr::D(Dt::F))],
+                vec![Atom::L(
+                    x,
+                    if dt == Dt::I32 { Dt::I32 } else { Dt::F },
+                    true,
+                )],
+                vec![],
+                v,
+            ),
         };
         if !ops.allows(prim) {
             return None;
         }
-        let out_dt = if prim == "convert_element_type" { Dt::F } else { dt };
+        let out_dt = if prim == "convert_element_type" {
+            Dt::F
+        } else {
+            dt
+        };
         Some(self.emit(prim, attrs, args, out_dt, shape, iv))
     }
 
@@ -1428,7 +1603,10 @@ impl<'c> Builder<'c> {
         }
         let name = self.from(&names);
         let dt = self.var(a).dt;
-        let b = if matches!(name, "max" | "min") && self.cfg.ops.has(Op::StopGradient) && self.one_in(4) {
+        let b = if matches!(name, "max" | "min")
+            && self.cfg.ops.has(Op::StopGradient)
+            && self.one_in(4)
+        {
             // A tie whose sides have different tangents (t and 0): the convention splits it.
             Atom::V(self.stopped(a))
         } else {
@@ -1493,7 +1671,14 @@ impl<'c> Builder<'c> {
             _ => unreachable!(),
         };
         let shape = self.elementwise_shape(&x, &y);
-        let out = self.emit(name, vec![], vec![x.clone(), y.clone()], dt, shape.clone(), iv);
+        let out = self.emit(
+            name,
+            vec![],
+            vec![x.clone(), y.clone()],
+            dt,
+            shape.clone(),
+            iv,
+        );
         match name {
             "max" | "min" => {
                 let d = self.probe("sub", vec![], vec![x, y], dt, shape.clone());
@@ -1513,14 +1698,22 @@ impl<'c> Builder<'c> {
     }
 
     fn compare(&mut self) -> Option<usize> {
-        let names: Vec<&'static str> = COMPARE.iter().copied().filter(|n| self.cfg.ops.allows(n)).collect();
+        let names: Vec<&'static str> = COMPARE
+            .iter()
+            .copied()
+            .filter(|n| self.cfg.ops.allows(n))
+            .collect();
         if names.is_empty() {
             return None;
         }
         let a = self.choose(|v| v.dt.is_numeric())?;
         let b = self.partner(a, true);
         let name = self.from(&names);
-        let (x, y) = if self.one_in(3) { (b, Atom::V(a)) } else { (Atom::V(a), b) };
+        let (x, y) = if self.one_in(3) {
+            (b, Atom::V(a))
+        } else {
+            (Atom::V(a), b)
+        };
         let shape = self.elementwise_shape(&x, &y);
         let out = self.emit(name, vec![], vec![x, y], Dt::Bool, shape, (0.0, 1.0));
         self.indicator(out);
@@ -1534,7 +1727,9 @@ impl<'c> Builder<'c> {
         }
         let lin = self.cfg.ops.linear;
         let existing = self.choose(|v| {
-            v.dt == Dt::Bool && (v.shape == shape || v.shape.is_empty()) && (!lin || v.kind != Kind::Lin)
+            v.dt == Dt::Bool
+                && (v.shape == shape || v.shape.is_empty())
+                && (!lin || v.kind != Kind::Lin)
         });
         if let Some(p) = existing {
             if self.pick(3) != 0 {
@@ -1560,7 +1755,14 @@ impl<'c> Builder<'c> {
             Atom::L(self.from(&[0.0, 0.5, -1.0]), dt, false)
         };
         let pshape = self.var(src).shape.clone();
-        let out = self.emit(name, vec![], vec![Atom::V(src), lit], Dt::Bool, pshape, (0.0, 1.0));
+        let out = self.emit(
+            name,
+            vec![],
+            vec![Atom::V(src), lit],
+            Dt::Bool,
+            pshape,
+            (0.0, 1.0),
+        );
         self.indicator(out);
         Some(Atom::V(out))
     }
@@ -1581,13 +1783,23 @@ impl<'c> Builder<'c> {
         let p = self.predicate(&v.shape, Some(a))?;
         let iv = iv_union((v.lo, v.hi), self.iv(&Atom::V(b)));
         let (x, y) = if self.one_in(2) { (b, a) } else { (a, b) };
-        Some(self.emit("select_n", vec![], vec![p, Atom::V(x), Atom::V(y)], v.dt, v.shape, iv))
+        Some(self.emit(
+            "select_n",
+            vec![],
+            vec![p, Atom::V(x), Atom::V(y)],
+            v.dt,
+            v.shape,
+            iv,
+        ))
     }
 
     fn logic(&mut self) -> Option<usize> {
         let a = self.choose(|v| v.dt == Dt::Bool)?;
         let shape = self.var(a).shape.clone();
-        let names: Vec<&'static str> = ["and", "or", "not"].into_iter().filter(|n| self.cfg.ops.allows(n)).collect();
+        let names: Vec<&'static str> = ["and", "or", "not"]
+            .into_iter()
+            .filter(|n| self.cfg.ops.allows(n))
+            .collect();
         if names.is_empty() {
             return None;
         }
@@ -1595,11 +1807,17 @@ impl<'c> Builder<'c> {
         if name == "not" {
             return Some(self.emit("not", vec![], vec![Atom::V(a)], Dt::Bool, shape, (0.0, 1.0)));
         }
-        let b = match self.choose(|v| v.dt == Dt::Bool && (v.shape == shape || v.shape.is_empty() || shape.is_empty())) {
+        let b = match self.choose(|v| {
+            v.dt == Dt::Bool && (v.shape == shape || v.shape.is_empty() || shape.is_empty())
+        }) {
             Some(b) if !self.one_in(6) => Atom::V(b),
             _ => Atom::B(self.pick(2) == 1),
         };
-        let (x, y) = if self.one_in(2) { (b, Atom::V(a)) } else { (Atom::V(a), b) };
+        let (x, y) = if self.one_in(2) {
+            (b, Atom::V(a))
+        } else {
+            (Atom::V(a), b)
+        };
         let shape = self.elementwise_shape(&x, &y);
         Some(self.emit(name, vec![], vec![x, y], Dt::Bool, shape, (0.0, 1.0)))
     }
@@ -1703,7 +1921,14 @@ impl<'c> Builder<'c> {
     /// `stop_gradient x`.
     fn stopped(&mut self, x: usize) -> usize {
         let v = self.var(x).clone();
-        self.emit("stop_gradient", vec![], vec![Atom::V(x)], v.dt, v.shape, (v.lo, v.hi))
+        self.emit(
+            "stop_gradient",
+            vec![],
+            vec![Atom::V(x)],
+            v.dt,
+            v.shape,
+            (v.lo, v.hi),
+        )
     }
 
     fn reduce(&mut self, x: usize) -> Option<usize> {
@@ -1735,13 +1960,18 @@ impl<'c> Builder<'c> {
         } else {
             vec!["reduce_sum", "reduce_max", "reduce_min"]
         };
-        let names: Vec<&'static str> = names.into_iter().filter(|n| self.cfg.ops.allows(n)).collect();
+        let names: Vec<&'static str> = names
+            .into_iter()
+            .filter(|n| self.cfg.ops.allows(n))
+            .collect();
         if names.is_empty() || v.dt == Dt::Bool {
             return None;
         }
         let name = self.from(&names);
         let finite = self.cfg.ops.finite;
-        let axes = self.subset(v.shape.len(), |d| !(finite && name != "reduce_sum" && v.shape[d] == 0));
+        let axes = self.subset(v.shape.len(), |d| {
+            !(finite && name != "reduce_sum" && v.shape[d] == 0)
+        });
         let kept: Vec<usize> = (0..v.shape.len()).filter(|d| !axes.contains(d)).collect();
         let shape: Vec<usize> = kept.iter().map(|&d| v.shape[d]).collect();
         let n: usize = axes.iter().map(|&d| v.shape[d]).product();
@@ -1752,17 +1982,33 @@ impl<'c> Builder<'c> {
         } else {
             (v.lo, v.hi)
         };
-        let out = self.emit(name, vec![("axes", Attr::S(tuple(&axes)))], vec![Atom::V(x)], v.dt, shape.clone(), iv);
+        let out = self.emit(
+            name,
+            vec![("axes", Attr::S(tuple(&axes)))],
+            vec![Atom::V(x)],
+            v.dt,
+            shape.clone(),
+            iv,
+        );
         if name != "reduce_sum" {
             // The tie mask: which elements reach the extremum.
             let b = self.probe(
                 "broadcast_in_dim",
-                vec![("shape", Attr::S(tuple(&v.shape))), ("dims", Attr::S(tuple(&kept)))],
+                vec![
+                    ("shape", Attr::S(tuple(&v.shape))),
+                    ("dims", Attr::S(tuple(&kept))),
+                ],
                 vec![Atom::V(out)],
                 v.dt,
                 v.shape.clone(),
             );
-            let m = self.probe("eq", vec![], vec![Atom::V(x), Atom::V(b)], Dt::Bool, v.shape);
+            let m = self.probe(
+                "eq",
+                vec![],
+                vec![Atom::V(x), Atom::V(b)],
+                Dt::Bool,
+                v.shape,
+            );
             self.indicator(m);
         }
         Some(out)
@@ -1773,7 +2019,10 @@ impl<'c> Builder<'c> {
         let v = self.var(x).clone();
         let axes: Vec<usize> = (0..v.shape.len()).filter(|&d| v.shape[d] > 0).collect();
         let axis = self.from(&axes);
-        let names: Vec<&'static str> = ["argmax", "argmin"].into_iter().filter(|n| self.cfg.ops.allows(n)).collect();
+        let names: Vec<&'static str> = ["argmax", "argmin"]
+            .into_iter()
+            .filter(|n| self.cfg.ops.allows(n))
+            .collect();
         if names.is_empty() {
             return None;
         }
@@ -1823,7 +2072,11 @@ impl<'c> Builder<'c> {
         let src: Atom = match x {
             Some(x) => Atom::V(x),
             None if self.one_in(6) => {
-                let dt = if self.cfg.ops.smooth { Dt::F } else { self.from(&[Dt::F, Dt::I32, Dt::F]) };
+                let dt = if self.cfg.ops.smooth {
+                    Dt::F
+                } else {
+                    self.from(&[Dt::F, Dt::I32, Dt::F])
+                };
                 match dt {
                     Dt::I32 => Atom::L(2.0, Dt::I32, true),
                     _ => Atom::L(self.from(&LITERALS), dt, true),
@@ -1853,7 +2106,10 @@ impl<'c> Builder<'c> {
         let iv = self.iv(&src);
         Some(self.emit(
             "broadcast_in_dim",
-            vec![("shape", Attr::S(tuple(&shape))), ("dims", Attr::S(tuple(&dims)))],
+            vec![
+                ("shape", Attr::S(tuple(&shape))),
+                ("dims", Attr::S(tuple(&dims))),
+            ],
             vec![src],
             dt,
             shape,
@@ -1871,7 +2127,9 @@ impl<'c> Builder<'c> {
         let shape: Vec<usize> = if n == 0 {
             let rank = rank.max(1);
             let zero = self.pick(rank);
-            (0..rank).map(|d| if d == zero { 0 } else { self.from(&[1, 2, 3]) }).collect()
+            (0..rank)
+                .map(|d| if d == zero { 0 } else { self.from(&[1, 2, 3]) })
+                .collect()
         } else {
             let rank = if n > 1 { rank.max(1) } else { rank };
             let mut shape = vec![1; rank];
@@ -1887,7 +2145,14 @@ impl<'c> Builder<'c> {
             }
             shape
         };
-        Some(self.emit("reshape", vec![("shape", Attr::S(tuple(&shape)))], vec![Atom::V(x)], v.dt, shape, (v.lo, v.hi)))
+        Some(self.emit(
+            "reshape",
+            vec![("shape", Attr::S(tuple(&shape)))],
+            vec![Atom::V(x)],
+            v.dt,
+            shape,
+            (v.lo, v.hi),
+        ))
     }
 
     fn transpose(&mut self, x: usize) -> Option<usize> {
@@ -1898,7 +2163,14 @@ impl<'c> Builder<'c> {
         let mut perm: Vec<usize> = (0..v.shape.len()).collect();
         self.shuffle(&mut perm);
         let shape: Vec<usize> = perm.iter().map(|&p| v.shape[p]).collect();
-        Some(self.emit("transpose", vec![("perm", Attr::S(tuple(&perm)))], vec![Atom::V(x)], v.dt, shape, (v.lo, v.hi)))
+        Some(self.emit(
+            "transpose",
+            vec![("perm", Attr::S(tuple(&perm)))],
+            vec![Atom::V(x)],
+            v.dt,
+            shape,
+            (v.lo, v.hi),
+        ))
     }
 
     fn squeeze(&mut self, x: usize) -> Option<usize> {
@@ -1907,8 +2179,18 @@ impl<'c> Builder<'c> {
         }
         let v = self.var(x).clone();
         let dims = self.subset(v.shape.len(), |d| v.shape[d] == 1);
-        let shape: Vec<usize> = (0..v.shape.len()).filter(|d| !dims.contains(d)).map(|d| v.shape[d]).collect();
-        Some(self.emit("squeeze", vec![("dims", Attr::S(tuple(&dims)))], vec![Atom::V(x)], v.dt, shape, (v.lo, v.hi)))
+        let shape: Vec<usize> = (0..v.shape.len())
+            .filter(|d| !dims.contains(d))
+            .map(|d| v.shape[d])
+            .collect();
+        Some(self.emit(
+            "squeeze",
+            vec![("dims", Attr::S(tuple(&dims)))],
+            vec![Atom::V(x)],
+            v.dt,
+            shape,
+            (v.lo, v.hi),
+        ))
     }
 
     fn expand_dims(&mut self, x: usize) -> Option<usize> {
@@ -1925,8 +2207,23 @@ impl<'c> Builder<'c> {
             dims.sort_unstable();
         }
         let mut rest = v.shape.iter();
-        let shape: Vec<usize> = (0..rank).map(|d| if dims.contains(&d) { 1 } else { *rest.next().unwrap() }).collect();
-        Some(self.emit("expand_dims", vec![("dims", Attr::S(tuple(&dims)))], vec![Atom::V(x)], v.dt, shape, (v.lo, v.hi)))
+        let shape: Vec<usize> = (0..rank)
+            .map(|d| {
+                if dims.contains(&d) {
+                    1
+                } else {
+                    *rest.next().unwrap()
+                }
+            })
+            .collect();
+        Some(self.emit(
+            "expand_dims",
+            vec![("dims", Attr::S(tuple(&dims)))],
+            vec![Atom::V(x)],
+            v.dt,
+            shape,
+            (v.lo, v.hi),
+        ))
     }
 
     fn rev(&mut self, x: usize) -> Option<usize> {
@@ -1935,7 +2232,14 @@ impl<'c> Builder<'c> {
         }
         let v = self.var(x).clone();
         let dims = self.subset(v.shape.len(), |_| true);
-        Some(self.emit("rev", vec![("dims", Attr::S(tuple(&dims)))], vec![Atom::V(x)], v.dt, v.shape, (v.lo, v.hi)))
+        Some(self.emit(
+            "rev",
+            vec![("dims", Attr::S(tuple(&dims)))],
+            vec![Atom::V(x)],
+            v.dt,
+            v.shape,
+            (v.lo, v.hi),
+        ))
     }
 
     fn slice(&mut self, x: usize) -> Option<usize> {
@@ -1953,7 +2257,10 @@ impl<'c> Builder<'c> {
             strides.push(st);
             shape.push((l - s).div_ceil(st));
         }
-        let mut attrs = vec![("start", Attr::S(tuple(&start))), ("limit", Attr::S(tuple(&limit)))];
+        let mut attrs = vec![
+            ("start", Attr::S(tuple(&start))),
+            ("limit", Attr::S(tuple(&limit))),
+        ];
         if strides.iter().any(|&s| s != 1) || self.one_in(4) {
             attrs.push(("strides", Attr::S(tuple(&strides))));
         }
@@ -2001,7 +2308,10 @@ impl<'c> Builder<'c> {
             },
         };
         let iv = iv_union((v.lo, v.hi), self.iv(&value));
-        let mut attrs = vec![("low", Attr::S(tuple_i(&low))), ("high", Attr::S(tuple_i(&high)))];
+        let mut attrs = vec![
+            ("low", Attr::S(tuple_i(&low))),
+            ("high", Attr::S(tuple_i(&high))),
+        ];
         if interior.iter().any(|&i| i != 0) || self.one_in(3) {
             attrs.push(("interior", Attr::S(tuple(&interior))));
         }
@@ -2035,7 +2345,9 @@ impl<'c> Builder<'c> {
         if shape.iter().product::<usize>() > MAX_ELEMS {
             return None;
         }
-        let iv = args.iter().fold((v.lo, v.hi), |acc, &a| iv_union(acc, (self.var(a).lo, self.var(a).hi)));
+        let iv = args.iter().fold((v.lo, v.hi), |acc, &a| {
+            iv_union(acc, (self.var(a).lo, self.var(a).hi))
+        });
         Some(self.emit(
             "concatenate",
             vec![("axis", Attr::S(axis.to_string()))],
@@ -2076,7 +2388,9 @@ impl<'c> Builder<'c> {
         let nc = self.pick(3);
         let mut contract = pairs(self, nc, &mut ux, &mut uy);
         let rank = |batch: &(Vec<usize>, Vec<usize>), contract: &(Vec<usize>, Vec<usize>)| {
-            batch.0.len() + (rx - batch.0.len() - contract.0.len()) + (ry - batch.0.len() - contract.0.len())
+            batch.0.len()
+                + (rx - batch.0.len() - contract.0.len())
+                + (ry - batch.0.len() - contract.0.len())
         };
         while rank(&batch, &contract) > 3 {
             let more = pairs(self, 1, &mut ux, &mut uy);
@@ -2086,7 +2400,11 @@ impl<'c> Builder<'c> {
             contract.0.extend(more.0);
             contract.1.extend(more.1);
         }
-        let free = |r: usize, c: &[usize], b: &[usize]| -> Vec<usize> { (0..r).filter(|d| !c.contains(d) && !b.contains(d)).collect() };
+        let free = |r: usize, c: &[usize], b: &[usize]| -> Vec<usize> {
+            (0..r)
+                .filter(|d| !c.contains(d) && !b.contains(d))
+                .collect()
+        };
         let mut shape: Vec<usize> = batch.0.iter().map(|&d| vx.shape[d]).collect();
         shape.extend(free(rx, &contract.0, &batch.0).iter().map(|&d| vx.shape[d]));
         shape.extend(free(ry, &contract.1, &batch.1).iter().map(|&d| vy.shape[d]));
@@ -2101,20 +2419,35 @@ impl<'c> Builder<'c> {
         if vx.dt == Dt::I32 && iv.0.abs().max(iv.1.abs()) >= I32_LIMIT {
             return None;
         }
-        let mut attrs = vec![("contract", Attr::S(format!("({},{})", tuple(&contract.0), tuple(&contract.1))))];
+        let mut attrs = vec![(
+            "contract",
+            Attr::S(format!("({},{})", tuple(&contract.0), tuple(&contract.1))),
+        )];
         if !batch.0.is_empty() || self.one_in(2) {
-            attrs.push(("batch", Attr::S(format!("({},{})", tuple(&batch.0), tuple(&batch.1)))));
+            attrs.push((
+                "batch",
+                Attr::S(format!("({},{})", tuple(&batch.0), tuple(&batch.1))),
+            ));
         }
-        Some(self.emit("dot_general", attrs, vec![Atom::V(x), Atom::V(y)], vx.dt, shape, iv))
+        Some(self.emit(
+            "dot_general",
+            attrs,
+            vec![Atom::V(x), Atom::V(y)],
+            vx.dt,
+            shape,
+            iv,
+        ))
     }
 
     fn int_arith(&mut self) -> Option<usize> {
         let a = self.choose(|v| v.dt == Dt::I32)?;
         let v = self.var(a).clone();
-        let names: Vec<&'static str> = ["add", "sub", "mul", "div", "max", "min", "neg", "abs", "sign"]
-            .into_iter()
-            .filter(|n| self.cfg.ops.allows(n))
-            .collect();
+        let names: Vec<&'static str> = [
+            "add", "sub", "mul", "div", "max", "min", "neg", "abs", "sign",
+        ]
+        .into_iter()
+        .filter(|n| self.cfg.ops.allows(n))
+        .collect();
         if names.is_empty() {
             return None;
         }
@@ -2128,12 +2461,19 @@ impl<'c> Builder<'c> {
             return Some(self.emit(name, vec![], vec![Atom::V(a)], Dt::I32, v.shape, iv));
         }
         let b = self.partner(a, true);
-        let (x, y) = if self.one_in(2) { (b, Atom::V(a)) } else { (Atom::V(a), b) };
+        let (x, y) = if self.one_in(2) {
+            (b, Atom::V(a))
+        } else {
+            (Atom::V(a), b)
+        };
         let (ix, iy) = (self.iv(&x), self.iv(&y));
         let (name, iv) = match name {
             "add" => (name, (ix.0 + iy.0, ix.1 + iy.1)),
             "sub" => (name, (ix.0 - iy.1, ix.1 - iy.0)),
-            "mul" if !self.cfg.ops.finite || iv_mul(ix, iy).0.abs().max(iv_mul(ix, iy).1.abs()) < 1e6 => {
+            "mul"
+                if !self.cfg.ops.finite
+                    || iv_mul(ix, iy).0.abs().max(iv_mul(ix, iy).1.abs()) < 1e6 =>
+            {
                 (name, iv_mul(ix, iy))
             }
             "mul" => ("add", (ix.0 + iy.0, ix.1 + iy.1)),
@@ -2175,7 +2515,14 @@ impl<'c> Builder<'c> {
                 if self.pick(2) == 0 {
                     let x = self.lin_operand(|_| true)?;
                     let v = self.var(x).clone();
-                    Some(self.emit("neg", vec![], vec![Atom::V(x)], v.dt, v.shape, (-v.hi, -v.lo)))
+                    Some(self.emit(
+                        "neg",
+                        vec![],
+                        vec![Atom::V(x)],
+                        v.dt,
+                        v.shape,
+                        (-v.hi, -v.lo),
+                    ))
                 } else {
                     // A non-linear operation on the other inputs.
                     let x = self.choose(|v| v.dt.is_float() && v.kind == Kind::Input)?;
@@ -2193,13 +2540,19 @@ impl<'c> Builder<'c> {
                             .choose(|w| {
                                 (w.kind == Kind::Lin || w.kind == Kind::Zero)
                                     && w.dt == v.dt
-                                    && (w.shape == v.shape || w.shape.is_empty() || v.shape.is_empty())
+                                    && (w.shape == v.shape
+                                        || w.shape.is_empty()
+                                        || v.shape.is_empty())
                             })
                             .unwrap_or(a);
                         let name = self.from(&["add", "sub"]);
                         let (x, y) = if self.one_in(2) { (b, a) } else { (a, b) };
                         let (ix, iy) = (self.iv(&Atom::V(x)), self.iv(&Atom::V(y)));
-                        let iv = if name == "add" { (ix.0 + iy.0, ix.1 + iy.1) } else { (ix.0 - iy.1, ix.1 - iy.0) };
+                        let iv = if name == "add" {
+                            (ix.0 + iy.0, ix.1 + iy.1)
+                        } else {
+                            (ix.0 - iy.1, ix.1 - iy.0)
+                        };
                         let shape = self.elementwise_shape(&Atom::V(x), &Atom::V(y));
                         Some(self.emit(name, vec![], vec![Atom::V(x), Atom::V(y)], v.dt, shape, iv))
                     }
@@ -2219,7 +2572,11 @@ impl<'c> Builder<'c> {
                         let c = self.nonlin_operand(v.dt, &v.shape, true);
                         let iv = iv_mul((v.lo, v.hi), self.iv(&c));
                         let shape = self.elementwise_shape(&Atom::V(a), &c);
-                        let args = if self.one_in(2) { vec![c, Atom::V(a)] } else { vec![Atom::V(a), c] };
+                        let args = if self.one_in(2) {
+                            vec![c, Atom::V(a)]
+                        } else {
+                            vec![Atom::V(a), c]
+                        };
                         Some(self.emit("mul", vec![], args, v.dt, shape, iv))
                     }
                 }
@@ -2227,8 +2584,19 @@ impl<'c> Builder<'c> {
             Op::Convert => {
                 let x = self.lin_operand(|_| true)?;
                 let v = self.var(x).clone();
-                let to = if v.dt == Dt::G || !self.cfg.mixed { Dt::F } else { self.from(&[Dt::G, Dt::F]) };
-                Some(self.emit("convert_element_type", vec![("dtype", Attr::D(to))], vec![Atom::V(x)], to, v.shape, (v.lo, v.hi)))
+                let to = if v.dt == Dt::G || !self.cfg.mixed {
+                    Dt::F
+                } else {
+                    self.from(&[Dt::G, Dt::F])
+                };
+                Some(self.emit(
+                    "convert_element_type",
+                    vec![("dtype", Attr::D(to))],
+                    vec![Atom::V(x)],
+                    to,
+                    v.shape,
+                    (v.lo, v.hi),
+                ))
             }
             Op::Reduce => {
                 let x = self.lin_operand(|_| true)?;
@@ -2241,11 +2609,18 @@ impl<'c> Builder<'c> {
             Op::BroadcastInDim => {
                 if self.one_in(4) {
                     // A known zero, to be added or concatenated later.
-                    let dt = if self.cfg.mixed { self.from(&[Dt::F, Dt::G]) } else { Dt::F };
+                    let dt = if self.cfg.mixed {
+                        self.from(&[Dt::F, Dt::G])
+                    } else {
+                        Dt::F
+                    };
                     let shape = self.random_shape(0);
                     let out = self.emit(
                         "broadcast_in_dim",
-                        vec![("shape", Attr::S(tuple(&shape))), ("dims", Attr::S("()".into()))],
+                        vec![
+                            ("shape", Attr::S(tuple(&shape))),
+                            ("dims", Attr::S("()".into())),
+                        ],
                         vec![Atom::L(0.0, dt, true)],
                         dt,
                         shape,
@@ -2284,7 +2659,9 @@ impl<'c> Builder<'c> {
             Op::Pad => {
                 let x = self.lin_operand(|_| true)?;
                 let dt = self.var(x).dt;
-                let value = match self.choose(|w| w.kind == Kind::Lin && w.dt == dt && w.shape.is_empty()) {
+                let value = match self
+                    .choose(|w| w.kind == Kind::Lin && w.dt == dt && w.shape.is_empty())
+                {
                     Some(s) if self.one_in(3) => Atom::V(s),
                     _ => Atom::L(0.0, dt, self.one_in(2)),
                 };
@@ -2297,7 +2674,9 @@ impl<'c> Builder<'c> {
             Op::DotGeneral => {
                 let x = self.lin_operand(|_| true)?;
                 let dt = self.var(x).dt;
-                let c = match self.choose(|v| v.dt == dt && (v.kind == Kind::Input || v.kind == Kind::Const)) {
+                let c = match self
+                    .choose(|v| v.dt == dt && (v.kind == Kind::Input || v.kind == Kind::Const))
+                {
                     Some(c) => c,
                     None => {
                         let shape = self.random_shape(1);
@@ -2305,7 +2684,11 @@ impl<'c> Builder<'c> {
                         let n = shape[dim];
                         self.emit(
                             "iota",
-                            vec![("dtype", Attr::D(dt)), ("shape", Attr::S(tuple(&shape))), ("dim", Attr::S(dim.to_string()))],
+                            vec![
+                                ("dtype", Attr::D(dt)),
+                                ("shape", Attr::S(tuple(&shape))),
+                                ("dim", Attr::S(dim.to_string())),
+                            ],
                             vec![],
                             dt,
                             shape,
@@ -2325,12 +2708,23 @@ impl<'c> Builder<'c> {
                 let a = self.lin_operand(|_| true)?;
                 let v = self.var(a).clone();
                 let b = self
-                    .choose(|w| (w.kind == Kind::Lin || w.kind == Kind::Zero) && w.dt == v.dt && w.shape == v.shape)
+                    .choose(|w| {
+                        (w.kind == Kind::Lin || w.kind == Kind::Zero)
+                            && w.dt == v.dt
+                            && w.shape == v.shape
+                    })
                     .unwrap_or(a);
                 let p = self.predicate(&v.shape, None).unwrap_or(Atom::B(true));
                 let iv = iv_union((v.lo, v.hi), self.iv(&Atom::V(b)));
                 let (x, y) = if self.one_in(2) { (b, a) } else { (a, b) };
-                Some(self.emit("select_n", vec![], vec![p, Atom::V(x), Atom::V(y)], v.dt, v.shape, iv))
+                Some(self.emit(
+                    "select_n",
+                    vec![],
+                    vec![p, Atom::V(x), Atom::V(y)],
+                    v.dt,
+                    v.shape,
+                    iv,
+                ))
             }
             _ => None,
         }
@@ -2366,7 +2760,9 @@ impl<'c> Builder<'c> {
                 .collect();
             let mut leaves = leaves[leaves.len().saturating_sub(4)..].to_vec();
             if leaves.is_empty() {
-                let last = (0..self.p.vars.len()).rev().find(|&v| !self.p.vars[v].probe && self.p.vars[v].dt.is_float());
+                let last = (0..self.p.vars.len())
+                    .rev()
+                    .find(|&v| !self.p.vars[v].probe && self.p.vars[v].dt.is_float());
                 leaves.push(last.expect("a float parameter"));
             }
             let mut total: Option<usize> = None;
@@ -2376,18 +2772,42 @@ impl<'c> Builder<'c> {
                 if !v.shape.is_empty() {
                     let axes: Vec<usize> = (0..v.shape.len()).collect();
                     let iv = iv_times(v.numel(), (v.lo, v.hi));
-                    s = self.emit("reduce_sum", vec![("axes", Attr::S(tuple(&axes)))], vec![Atom::V(s)], v.dt, vec![], iv);
+                    s = self.emit(
+                        "reduce_sum",
+                        vec![("axes", Attr::S(tuple(&axes)))],
+                        vec![Atom::V(s)],
+                        v.dt,
+                        vec![],
+                        iv,
+                    );
                 }
                 if v.dt == Dt::G {
                     let iv = (self.var(s).lo, self.var(s).hi);
-                    s = self.emit("convert_element_type", vec![("dtype", Attr::D(Dt::F))], vec![Atom::V(s)], Dt::F, vec![], iv);
+                    s = self.emit(
+                        "convert_element_type",
+                        vec![("dtype", Attr::D(Dt::F))],
+                        vec![Atom::V(s)],
+                        Dt::F,
+                        vec![],
+                        iv,
+                    );
                 }
                 s = self.moderate(s);
                 total = Some(match total {
                     None => s,
                     Some(t) => {
-                        let iv = (self.var(t).lo + self.var(s).lo, self.var(t).hi + self.var(s).hi);
-                        self.emit("add", vec![], vec![Atom::V(t), Atom::V(s)], Dt::F, vec![], iv)
+                        let iv = (
+                            self.var(t).lo + self.var(s).lo,
+                            self.var(t).hi + self.var(s).hi,
+                        );
+                        self.emit(
+                            "add",
+                            vec![],
+                            vec![Atom::V(t), Atom::V(s)],
+                            Dt::F,
+                            vec![],
+                            iv,
+                        )
                     }
                 });
             }
@@ -2444,7 +2864,13 @@ impl Program {
             xs: recipe.header.clone(),
             i: 0,
         };
-        b.p.float = cfg.dtype.unwrap_or_else(|| if b.pick(2) == 0 { Float::F64 } else { Float::F32 });
+        b.p.float = cfg.dtype.unwrap_or_else(|| {
+            if b.pick(2) == 0 {
+                Float::F64
+            } else {
+                Float::F32
+            }
+        });
         b.i = 28;
         if b.pick(2) == 1 {
             b.p.style = Style {
@@ -2539,7 +2965,9 @@ pub fn random_values(types: &[Type], rng: &mut Rng, lo: f64, hi: f64) -> Vec<Val
 /// A value of dtype `dtype` (f32 or f64) holding `xs`.
 pub fn from_f64(dtype: DType, shape: &[usize], xs: &[f64]) -> Value {
     match dtype {
-        DType::F32 => Value::F32(ArrayD::from_shape_vec(IxDyn(shape), xs.iter().map(|&x| x as f32).collect()).unwrap()),
+        DType::F32 => Value::F32(
+            ArrayD::from_shape_vec(IxDyn(shape), xs.iter().map(|&x| x as f32).collect()).unwrap(),
+        ),
         DType::F64 => Value::F64(ArrayD::from_shape_vec(IxDyn(shape), xs.to_vec()).unwrap()),
         other => panic!("from_f64: {other} is not a float dtype"),
     }
@@ -2555,7 +2983,12 @@ pub fn axpy(x: &[Value], h: f64, t: &[Value]) -> Vec<Value> {
     x.iter()
         .zip(t)
         .map(|(x, t)| {
-            let xs: Vec<f64> = x.to_f64_vec().iter().zip(t.to_f64_vec()).map(|(a, b)| a + h * b).collect();
+            let xs: Vec<f64> = x
+                .to_f64_vec()
+                .iter()
+                .zip(t.to_f64_vec())
+                .map(|(a, b)| a + h * b)
+                .collect();
             from_f64(x.dtype(), x.shape(), &xs)
         })
         .collect()
