@@ -702,3 +702,102 @@ fn report() {
         );
     }
 }
+
+/// The primitives of `shared/spec/ir-text.md` the generator covers: all but
+/// `conv_general_dilated` and `reduce_window_*`, which are not implemented yet.
+const SPEC_PRIMITIVES: [&str; 56] = [
+    "neg",
+    "sin",
+    "cos",
+    "tan",
+    "tanh",
+    "exp",
+    "log",
+    "log1p",
+    "expm1",
+    "sqrt",
+    "rsqrt",
+    "abs",
+    "sign",
+    "logistic",
+    "erf",
+    "floor",
+    "ceil",
+    "round",
+    "integer_pow",
+    "stop_gradient",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "max",
+    "min",
+    "atan2",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "eq",
+    "ne",
+    "and",
+    "or",
+    "not",
+    "select_n",
+    "convert_element_type",
+    "iota",
+    "reduce_sum",
+    "reduce_max",
+    "reduce_min",
+    "argmax",
+    "argmin",
+    "cumsum",
+    "broadcast_in_dim",
+    "reshape",
+    "transpose",
+    "squeeze",
+    "expand_dims",
+    "rev",
+    "slice",
+    "pad",
+    "concatenate",
+    "dot_general",
+];
+
+/// The primitives `n` programs of `cfg` use.
+fn generated_primitives(cfg: GenConfig, n: usize) -> std::collections::BTreeSet<String> {
+    use proptest::strategy::{Strategy, ValueTree};
+    let mut runner = TestRunner::deterministic();
+    let strategy = gen::programs(cfg);
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..n {
+        let p = strategy.new_tree(&mut runner).unwrap().current();
+        for line in p.text().lines() {
+            if let Some(rhs) = line.split(" = ").nth(1) {
+                seen.insert(rhs.split([' ', '[']).next().unwrap_or("").to_string());
+            }
+        }
+    }
+    seen
+}
+
+/// The generator reaches every primitive, and the finite-difference checks every one but
+/// `stop_gradient` (so a property cannot silently stop covering one).
+#[test]
+fn every_primitive_is_generated() {
+    for (cfg, except) in [
+        (GenConfig::new(OpSet::all()), None),
+        (
+            GenConfig::new(OpSet::fd()).dtype(Float::F64).unmixed(),
+            Some("stop_gradient"),
+        ),
+    ] {
+        let seen = generated_primitives(cfg, 600);
+        let missing: Vec<&str> = SPEC_PRIMITIVES
+            .iter()
+            .copied()
+            .filter(|n| !seen.contains(*n) && Some(*n) != except)
+            .collect();
+        assert!(missing.is_empty(), "never generated: {missing:?}");
+    }
+}

@@ -2,22 +2,31 @@
 //! printer, the verifier, the transforms, the interpreter, and later the simplifier and the JIT).
 //!
 //! Programs are produced **as text**: the text IR is the stable interface, so nothing here reads
-//! `Func`'s fields. A program is built from a [`Recipe`] (a list of random numbers, which proptest
-//! shrinks towards zero: shorter programs, simpler choices) by a deterministic builder that tracks
+//! `Func`'s fields. A program is built from a [`Recipe`] (lists of random numbers, which proptest
+//! shrinks towards zero: fewer steps, simpler choices) by a deterministic builder that tracks
 //! every value's dtype, shape and a conservative interval of its values. The intervals let the
 //! builder keep every operation in its domain (`log`, `sqrt`, `rsqrt`, `log1p`, `pow`, `div`,
 //! negative `integer_pow`, `tan`) and every value moderate, by inserting small guards into the
-//! program itself (`logistic x + 0.25`, `x*x + 0.5`, `x * 2^-k`), so that any float inputs in
-//! [`INPUT_RANGE`] are valid.
+//! program itself (`logistic x + 0.25`, `x*x + 0.5`, `x * 2^-k`). The intervals assume float
+//! inputs in [`INPUT_RANGE`]; draw inputs from it (or a part of it, [`random_values`]).
+//!
+//! Programs have 1-3 float inputs of rank 0-3 (size-0 and size-1 axes included), 3-15 equations
+//! (some with only literal operands, `sin 2.0:f32`), and end in 1-2 float outputs. The text
+//! varies in what the grammar allows beyond the printer's form: binders without types,
+//! comments, `(1,)` tuples, attribute lists over several lines, `2` and `5e-1` for floats, names
+//! such as `add` or `inf0_`.
 //!
 //! What a test can ask for, through [`GenConfig`]:
 //! - an operation set: [`OpSet::all`] (every primitive of the spec but `conv_general_dilated` and
-//!   `reduce_window_*`, non-finite literals included), [`OpSet::fd`] (everything finite
-//!   differences can check: all but `stop_gradient`), [`OpSet::smooth`] (no kinks or jumps at all),
-//!   [`OpSet::linear`] (programs linear in some of their inputs, for `transpose_wrt`); each can be
-//!   narrowed further with [`OpSet::without`] and [`OpSet::without_prim`];
-//! - the float dtype (f32 or f64, else either), and a single float scalar output (for `grad` and
-//!   `hvp`) or 1-2 float outputs of any shape.
+//!   `reduce_window_*`, non-finite literals and wrapping i32 arithmetic included),
+//!   [`OpSet::finite`] (the same, every value finite), [`OpSet::fd`] (everything finite
+//!   differences can check: all but `stop_gradient`), [`OpSet::smooth`] (no kinks or jumps at
+//!   all), [`OpSet::linear`] (programs linear in some of their inputs, for `transpose_wrt`); each
+//!   can be narrowed further with [`OpSet::without`] and [`OpSet::without_prim`];
+//! - the float dtype (f32 or f64, else either) and whether values may be converted to the other
+//!   one ([`GenConfig::unmixed`]);
+//! - a single float scalar output (for `grad` and `hvp`) or 1-2 float outputs of any shape,
+//!   optionally with an i32 or bool output beside them ([`GenConfig::int_outputs`]).
 //!
 //! Programs with kinks (`abs`, `max`, `floor`, comparisons, `reduce_max`, float-to-int casts...)
 //! carry *indicators*: values that are constant as long as no kink is crossed (`sign x` under
@@ -25,6 +34,8 @@
 //! `reduce_max`, ...). [`Program::probe_text`] returns them, with every float intermediate, so
 //! a finite-difference check can reject the points where `x - h t`, `x`, `x + h t` do not all
 //! lie on the same smooth piece ([`Probe::same_piece`]).
+//!
+//! What is known to be broken is left out, each place marked `// KNOWN BUG:`.
 
 #![allow(dead_code)]
 
@@ -34,8 +45,7 @@ use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use traceform::{DType, Type, Value};
 
-/// Float inputs of generated programs may be drawn from this range (any range works for the
-/// domains, since the guards are in the program; this is the range the intervals assume).
+/// The range of float inputs the builder's intervals, and so its domain guards, assume.
 pub const INPUT_RANGE: (f64, f64) = (-2.0, 2.0);
 
 /// Values the builder lets grow to before it scales them down by a power of two.
