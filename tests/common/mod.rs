@@ -1,6 +1,9 @@
-//! Helpers shared by the end-to-end tests: the corpus copied into `tests/data`, and the
-//! tolerance check the corpus README states.
+//! Helpers shared by the end-to-end tests: the corpus copied into `tests/data`, the
+//! tolerance check the corpus README states, and (`gen`) the generator of random well-typed
+//! programs.
 #![allow(dead_code)]
+
+pub mod gen;
 
 use std::path::{Path, PathBuf};
 
