@@ -633,7 +633,10 @@ impl<'a> Parser<'a> {
                 let dtype = dtype.unwrap_or(dtype_if_untyped);
                 let value = parse_float(text, *pos)?;
                 match dtype {
-                    DType::I32 if value.fract() != 0.0 || value.abs() > f64::from(i32::MAX) => {
+                    DType::I32
+                        if value.fract() != 0.0
+                            || !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&value) =>
+                    {
                         error(*pos, format!("literal `{}` is not an i32", quoted(text)))
                     }
                     DType::Bool => error(
@@ -868,6 +871,17 @@ func rosenbrock(x: f32[5]) -> f32[] {
         let text = print_func(&f);
         assert_eq!(parse_func(&text).unwrap(), f);
         assert!(text.contains("g: f32[4] = mul 100.0:f32 f"), "{text}");
+    }
+
+    #[test]
+    fn the_whole_i32_range_reads_back() {
+        let text = "func f(x: i32[]) -> i32[] {\n  y: i32[] = add x -2147483648\n  return y\n}\n";
+        let f = parse_func(text).unwrap();
+        assert_eq!(
+            print_func(&f),
+            text.replace("-2147483648", "-2147483648:i32")
+        );
+        assert!(parse_func(&text.replace("-2147483648", "-2147483649")).is_err());
     }
 
     #[test]

@@ -110,7 +110,10 @@ pub fn verify_func(func: &Func) -> Result<(), VerifyError> {
             }),
             Atom::Var(_) => Ok(()),
             Atom::Lit(l) => match l.dtype {
-                DType::I32 if l.value.fract() != 0.0 || l.value.abs() > i32::MAX as f64 => {
+                DType::I32
+                    if l.value.fract() != 0.0
+                        || !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&l.value) =>
+                {
                     Err(VerifyError {
                         loc,
                         message: format!("{}: {} is not an i32", what(), l.value),

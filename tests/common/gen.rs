@@ -1182,10 +1182,7 @@ impl<'c> Builder<'c> {
     /// (so that i32 arithmetic wraps).
     fn int_literal(&mut self) -> Atom {
         let x = if !self.cfg.ops.finite && self.one_in(3) {
-            // KNOWN BUG: the parser rejects the i32 literal -2147483648 (i32::MIN): "literal
-            // `-2147483648` is not an i32" (ir/src/parse.rs `resolve` compares |value| with
-            // i32::MAX), so -2147483647 stands in for the bottom of the range.
-            self.from(&[2147483647.0, -2147483647.0, 1073741824.0])
+            self.from(&[2147483647.0, -2147483648.0, 1073741824.0])
         } else {
             self.from(&[2.0, -1.0, 3.0, 0.0])
         };
@@ -2065,12 +2062,6 @@ impl<'c> Builder<'c> {
         }
         let n = v.shape[axis].max(1);
         let iv = iv_union((v.lo, v.hi), iv_times(n, (v.lo, v.hi)));
-        // KNOWN BUG: the i32 `cumsum` kernel adds with `+`, which panics on overflow in the
-        // test profile ("attempt to add with overflow", runtime/src/kernels.rs `cumsum`),
-        // where `add` and `reduce_sum` wrap. Sums that may leave the i32 range are left out.
-        if v.dt == Dt::I32 && iv.0.abs().max(iv.1.abs()) >= I32_LIMIT {
-            return None;
-        }
         Some(self.emit("cumsum", attrs, vec![Atom::V(x)], v.dt, v.shape, iv))
     }
 
@@ -2423,12 +2414,6 @@ impl<'c> Builder<'c> {
         }
         let k: usize = contract.0.iter().map(|&d| vx.shape[d]).product();
         let iv = iv_times(k, iv_mul((vx.lo, vx.hi), (vy.lo, vy.hi)));
-        // KNOWN BUG: the i32 `dot_general` kernel (ndarray's general_mat_mul) panics on overflow
-        // in the test profile ("attempt to multiply with overflow"), where `mul` and
-        // `reduce_sum` wrap. Products that may leave the i32 range are left out.
-        if vx.dt == Dt::I32 && iv.0.abs().max(iv.1.abs()) >= I32_LIMIT {
-            return None;
-        }
         let mut attrs = vec![(
             "contract",
             Attr::S(format!("({},{})", tuple(&contract.0), tuple(&contract.1))),
