@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use traceform::ir::{parse_func, print_func, verify_func};
-use traceform::runtime::eval;
+use traceform::ir::{parse_func, peak_live_bytes, print_func, verify_func};
+use traceform::runtime::{eval, eval_with_stats};
 use traceform::transform::{apply_all, TransformSpec};
 
 #[test]
@@ -63,8 +63,15 @@ fn every_transform_matches_jax_reference_values() {
                 .flat_map(|g| numbered(&case, g))
                 .map(|p| load(&p))
                 .collect();
-            let outs =
-                eval(&g, &inputs).unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            let (outs, stats) = eval_with_stats(&g, &inputs)
+                .unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            // One accounting: the interpreter's measured peak is the static estimate.
+            assert_eq!(
+                stats.peak_bytes,
+                peak_live_bytes(&g),
+                "{} {name}: measured and static peaks differ",
+                case.display()
+            );
             assert_eq!(outs.len(), refs.len(), "{} {name}", case.display());
             let bad = outs
                 .iter()

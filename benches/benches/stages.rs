@@ -1,10 +1,10 @@
 //! Criterion benchmarks of each stage on the workloads: parsing, the transforms (the compile
 //! time JAX spends seconds on for the chain's hvp), and the interpreter on the small workloads.
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::ArrayD;
-use traceform_benches::{workload, workload_text};
-use traceform_ir::parse_func;
+use traceform_benches::{chain_text, workload, workload_text};
+use traceform_ir::{eliminate_common_subexpressions, parse_func, write_func};
 use traceform_runtime::{eval, Value};
 use traceform_transforms::{grad, hvp, jvp};
 
@@ -46,5 +46,31 @@ fn interpret(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse, transforms, interpret);
+/// Throughput on a generated chain of 10^5 equations, in input equations per second: what
+/// the IR's representation costs at scale.
+fn large(c: &mut Criterion) {
+    let n = 100_000;
+    let text = chain_text(n);
+    let f = parse_func(&text).unwrap();
+    let mut group = c.benchmark_group("chain 1e5");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(n));
+    group.bench_function("parse", |b| b.iter(|| parse_func(&text).unwrap()));
+    group.bench_function("print", |b| {
+        b.iter(|| {
+            let mut out = Vec::with_capacity(text.len());
+            write_func(&f, &mut out).unwrap();
+            out
+        })
+    });
+    group.bench_function("cse", |b| {
+        b.iter(|| eliminate_common_subexpressions(f.clone()))
+    });
+    group.bench_function("jvp", |b| b.iter(|| jvp(&f, None).unwrap()));
+    group.bench_function("grad", |b| b.iter(|| grad(&f, None).unwrap()));
+    group.bench_function("hvp", |b| b.iter(|| hvp(&f, None).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, parse, transforms, interpret, large);
 criterion_main!(benches);

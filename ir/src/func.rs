@@ -210,10 +210,13 @@ impl Func {
         }
     }
 
+    /// Room for about `eqns` more equations (and, for parsed text, their names).
     pub(crate) fn reserve(&mut self, eqns: usize) {
         self.eqns.reserve(eqns);
         self.var_types.reserve(eqns);
         self.operands.reserve(2 * eqns);
+        self.names.spans.reserve(eqns);
+        self.names.text.reserve(8 * eqns);
     }
 
     /// Adds a value of type `ty` (not yet bound).

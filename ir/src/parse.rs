@@ -9,7 +9,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::attrs::{prim_from_parts, AttrValue};
@@ -140,12 +143,13 @@ impl<'a> Lexer<'a> {
         let bytes = self.text.as_bytes();
         loop {
             // Runs of blanks, the most common bytes after name bytes, in one tight loop.
-            let blanks = bytes[self.i..]
-                .iter()
-                .position(|&b| !matches!(b, b' ' | b'\t' | b'\r'))
-                .unwrap_or(bytes.len() - self.i);
-            self.advance(blanks);
-            let Some(&c) = bytes.get(self.i) else {
+            let mut i = self.i;
+            while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\r') {
+                i += 1;
+            }
+            self.col += (i - self.i) as u32;
+            self.i = i;
+            let Some(&c) = bytes.get(i) else {
                 return Ok((Tok::Eof, self.here()));
             };
             let pos = self.here();
@@ -284,44 +288,82 @@ struct Parser<'a> {
     cur: (Tok<'a>, Pos),
 }
 
-/// Names in scope in one function, and where each value was defined (by value index).
-#[derive(Default)]
+/// Names in scope in one function, and where each value was defined. The hash table holds
+/// only value indices (4 bytes an entry, so a function of 10^6 names keeps it in cache); the
+/// names themselves are compared through `keys`, by value index.
 struct Scope<'a> {
-    names: FxHashMap<&'a str, Var>,
+    table: HashTable<Var>,
+    keys: Vec<&'a str>,
     defined_at: Vec<Pos>,
+    /// The latest definitions by hash, direct-mapped: operands mostly name recent values,
+    /// which are found here without touching the big table.
+    recent: [(u64, Var); RECENT],
+}
+
+const RECENT: usize = 256;
+
+impl Default for Scope<'_> {
+    fn default() -> Self {
+        Scope {
+            table: HashTable::new(),
+            keys: Vec::new(),
+            defined_at: Vec::new(),
+            recent: [(0, Var(u32::MAX)); RECENT],
+        }
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    FxBuildHasher.hash_one(name)
 }
 
 impl<'a> Scope<'a> {
-    fn get(&self, name: &str) -> Option<Var> {
-        self.names.get(name).copied()
+    fn reserve(&mut self, names: usize) {
+        self.table.reserve(names, |v| name_hash(self.keys[v.index()]));
+        self.keys.reserve(names);
+        self.defined_at.reserve(names);
     }
 
-    /// Reserves `name` for a value about to be defined (one hash lookup), or says where it
-    /// is already defined. The caller stores the value in the returned slot.
-    fn claim(&mut self, name: &'a str, pos: Pos) -> Result<&mut Var, ParseError> {
-        match self.names.entry(name) {
-            std::collections::hash_map::Entry::Occupied(e) => {
+    fn get(&self, name: &str) -> Option<Var> {
+        let hash = name_hash(name);
+        let (h, v) = self.recent[hash as usize % RECENT];
+        if h == hash && self.keys.get(v.index()) == Some(&name) {
+            return Some(v);
+        }
+        self.table
+            .find(hash, |v| self.keys[v.index()] == name)
+            .copied()
+    }
+
+    /// Defines `name` as `v`, the next value (the parser defines values in order, so it
+    /// knows the value before building it), or says where `name` is already defined. One
+    /// probe of the table does both.
+    fn define(&mut self, name: &'a str, v: Var, pos: Pos) -> Result<(), ParseError> {
+        let hash = name_hash(name);
+        debug_assert_eq!(v.index(), self.keys.len(), "values are defined in order");
+        let keys = &self.keys;
+        match self.table.entry(
+            hash,
+            |w| keys[w.index()] == name,
+            |w| name_hash(keys[w.index()]),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(e) => {
                 let p = self.defined_at[e.get().index()];
                 error(
                     pos,
-                    format!(
-                        "`{}` is already defined at {}:{}",
-                        quoted(name),
-                        p.line,
-                        p.col
-                    ),
+                    format!("`{}` is already defined at {}:{}", quoted(name), p.line, p.col),
                 )
             }
-            std::collections::hash_map::Entry::Vacant(e) => Ok(e.insert(Var(u32::MAX))),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(v);
+                self.keys.push(name);
+                self.defined_at.push(pos);
+                self.recent[hash as usize % RECENT] = (hash, v);
+                Ok(())
+            }
         }
     }
 
-    fn set_pos(&mut self, v: Var, pos: Pos) {
-        if self.defined_at.len() <= v.index() {
-            self.defined_at.resize(v.index() + 1, pos);
-        }
-        self.defined_at[v.index()] = pos;
-    }
 }
 
 impl<'a> Parser<'a> {
@@ -555,18 +597,15 @@ impl<'a> Parser<'a> {
         // About one equation per 40 bytes of text: reserve once instead of growing.
         let estimate = (self.lexer.text.len() - self.lexer.i) / 40;
         b.reserve(estimate);
-        scope.names.reserve(estimate);
-        scope.defined_at.reserve(estimate);
+        scope.reserve(estimate);
         self.expect(Tok::LParen)?;
         while *self.peek() != Tok::RParen {
             let (pname, ppos) = self.name("a parameter name")?;
             self.expect(Tok::Colon)?;
             let ty = self.parse_type()?;
-            let slot = scope.claim(pname, ppos)?;
+            scope.define(pname, Var(b.func().num_vars() as u32), ppos)?;
             let v = b.param(&ty);
-            *slot = v;
             b.set_name(v, pname);
-            scope.set_pos(v, ppos);
             match self.peek() {
                 Tok::Comma => {
                     self.bump()?;
@@ -733,7 +772,8 @@ impl<'a> Parser<'a> {
                 *a = self.resolve(scope, r, lit_dtype)?;
             }
         }
-        let slot = scope.claim(out_name, out_pos)?;
+        let next = Var(b.func().num_vars() as u32);
+        scope.define(out_name, next, out_pos)?;
         b.set_loc(Loc::Text {
             line: prim_pos.line,
             col: prim_pos.col,
@@ -753,9 +793,8 @@ impl<'a> Parser<'a> {
                 );
             }
         }
-        *slot = v;
+        debug_assert_eq!(v, next, "the builder numbers values in order");
         b.set_name(v, out_name);
-        scope.set_pos(v, out_pos);
         Ok(())
     }
 

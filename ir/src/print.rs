@@ -33,11 +33,19 @@ pub fn format_float(x: f64) -> String {
 /// A literal as the text IR writes it. An f32 literal is printed in the shortest form that
 /// rounds back to the same f32 (`0.1:f32`, not its f64 expansion).
 pub fn format_literal(l: &Literal) -> String {
+    let mut out = Vec::new();
+    write_literal(l, &mut out).expect("writing to a Vec cannot fail");
+    String::from_utf8(out).expect("literals are ASCII")
+}
+
+/// Writes a literal as `format_literal` formats it.
+pub fn write_literal(l: &Literal, out: &mut impl Write) -> io::Result<()> {
     match l.dtype {
-        DType::Bool => if l.value != 0.0 { "true" } else { "false" }.into(),
-        DType::I32 => format!("{}:i32", l.value as i64),
-        DType::F32 if l.value.is_finite() => format!("{:?}:f32", l.value as f32),
-        DType::F32 | DType::F64 => format!("{}:{}", format_float(l.value), l.dtype),
+        DType::Bool => out.write_all(if l.value != 0.0 { b"true" } else { b"false" }),
+        DType::I32 => write!(out, "{}:i32", l.value as i64),
+        DType::F32 if l.value.is_finite() => write!(out, "{:?}:f32", l.value as f32),
+        DType::F32 | DType::F64 if l.value.is_finite() => write!(out, "{:?}:{}", l.value, l.dtype),
+        DType::F32 | DType::F64 => write!(out, "{}:{}", format_float(l.value), l.dtype),
     }
 }
 
@@ -152,7 +160,7 @@ impl<'f> Namer<'f> {
     fn write_atom(&self, a: &Atom, out: &mut impl Write) -> io::Result<()> {
         match a {
             Atom::Var(v) => self.write(*v, out),
-            Atom::Lit(l) => out.write_all(format_literal(l).as_bytes()),
+            Atom::Lit(l) => write_literal(l, out),
         }
     }
 }

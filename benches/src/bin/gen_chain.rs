@@ -41,68 +41,10 @@
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
 
+use traceform_benches::write_chain;
+
 const USAGE: &str =
     "usage: gen_chain N   (writes a chain program of exactly N >= 1 equations to stdout)";
-
-/// The operand name of value `i`: `x0` for the parameter (`i < 0`), else `v{i}`.
-struct Name(i64);
-
-impl std::fmt::Display for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0 < 0 {
-            f.write_str("x0")
-        } else {
-            write!(f, "v{}", self.0)
-        }
-    }
-}
-
-fn generate(n: u64, out: &mut impl Write) -> io::Result<()> {
-    writeln!(
-        out,
-        "# gen_chain {n}: {n} equations cycling \
-         sin mul tanh add exp reduce_sum broadcast_in_dim sub cos"
-    )?;
-    writeln!(out, "func chain(x0: f32[8]) -> f32[] {{")?;
-    let n = n as i64;
-    for i in 0..n {
-        let p = Name(i - 1);
-        let last = i == n - 1;
-        let k = i % 9;
-        if last && k != 5 {
-            // The value before is f32[8] unless it is this cycle's reduce_sum (k == 6).
-            if k == 6 {
-                writeln!(out, "  v{i}: f32[] = mul {p} 0.5:f32")?;
-            } else {
-                writeln!(out, "  v{i}: f32[] = reduce_sum[axes=(0)] {p}")?;
-            }
-            break;
-        }
-        match k {
-            0 => writeln!(out, "  v{i}: f32[8] = sin {p}")?,
-            1 => {
-                if (i / 9) % 2 == 0 {
-                    writeln!(out, "  v{i}: f32[8] = mul {p} 0.5:f32")?
-                } else {
-                    writeln!(out, "  v{i}: f32[8] = mul {p} v{}", i - 2)?
-                }
-            }
-            2 => writeln!(out, "  v{i}: f32[8] = tanh {p}")?,
-            3 => writeln!(out, "  v{i}: f32[8] = add {p} -2.0:f32")?,
-            4 => writeln!(out, "  v{i}: f32[8] = exp {p}")?,
-            5 => writeln!(out, "  v{i}: f32[] = reduce_sum[axes=(0)] {p}")?,
-            6 => writeln!(
-                out,
-                "  v{i}: f32[8] = broadcast_in_dim[shape=(8), dims=()] {p}"
-            )?,
-            7 => writeln!(out, "  v{i}: f32[8] = sub {p} v{}", i - 3)?,
-            _ => writeln!(out, "  v{i}: f32[8] = cos {p}")?,
-        }
-    }
-    writeln!(out, "  return v{}", n - 1)?;
-    writeln!(out, "}}")?;
-    Ok(())
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -121,7 +63,7 @@ fn main() -> ExitCode {
     };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-    match generate(n, &mut out).and_then(|()| out.flush()) {
+    match write_chain(n, &mut out).and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         // A closed pipe (e.g. `| head`) is not an error worth a message.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
