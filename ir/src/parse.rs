@@ -605,7 +605,9 @@ impl<'a> Parser<'a> {
             let ty = self.parse_type()?;
             scope.define(pname, Var(b.func().num_vars() as u32), ppos)?;
             let v = b.param(&ty);
-            b.set_name(v, pname);
+            if !is_derived_name(pname, 'x', b.func().params.len() - 1) {
+                b.set_name(v, pname);
+            }
             match self.peek() {
                 Tok::Comma => {
                     self.bump()?;
@@ -794,7 +796,9 @@ impl<'a> Parser<'a> {
             }
         }
         debug_assert_eq!(v, next, "the builder numbers values in order");
-        b.set_name(v, out_name);
+        if !is_derived_name(out_name, 'v', b.func().eqns.len() - 1) {
+            b.set_name(v, out_name);
+        }
         Ok(())
     }
 
@@ -838,6 +842,17 @@ impl<'a> Parser<'a> {
         }
         Ok(outputs)
     }
+}
+
+/// True when `name` is the name the printer derives anyway (`x<i>` for parameter `i`, `v<k>`
+/// for the result of equation `k`), which the side table then need not keep: programs
+/// printed by traceform (and the corpus) name their values this way.
+fn is_derived_name(name: &str, prefix: char, index: usize) -> bool {
+    let Some(digits) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let canonical = digits == "0" || !digits.starts_with('0');
+    canonical && digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse() == Ok(index)
 }
 
 fn parse_float(text: &str, pos: Pos) -> Result<f64, ParseError> {
