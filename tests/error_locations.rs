@@ -5,6 +5,9 @@
 //! names the `file:line:col` of the user's `sin`. Rust: for each stacking of two transforms
 //! of a closure, a shape error and a non-linear transposition name the user's Rust line.
 
+// Arguments are written `&[x.clone()]` like the other calls, for readability.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use std::process::Command;
 
 use ndarray::ArrayD;

@@ -81,7 +81,6 @@ pub fn write_chain(n: u64, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-
 /// The chain program of `n` equations, as text.
 pub fn chain_text(n: u64) -> String {
     let mut out = Vec::new();

@@ -319,7 +319,8 @@ fn name_hash(name: &str) -> u64 {
 
 impl<'a> Scope<'a> {
     fn reserve(&mut self, names: usize) {
-        self.table.reserve(names, |v| name_hash(self.keys[v.index()]));
+        self.table
+            .reserve(names, |v| name_hash(self.keys[v.index()]));
         self.keys.reserve(names);
         self.defined_at.reserve(names);
     }
@@ -351,7 +352,12 @@ impl<'a> Scope<'a> {
                 let p = self.defined_at[e.get().index()];
                 error(
                     pos,
-                    format!("`{}` is already defined at {}:{}", quoted(name), p.line, p.col),
+                    format!(
+                        "`{}` is already defined at {}:{}",
+                        quoted(name),
+                        p.line,
+                        p.col
+                    ),
                 )
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
@@ -363,7 +369,6 @@ impl<'a> Scope<'a> {
             }
         }
     }
-
 }
 
 impl<'a> Parser<'a> {

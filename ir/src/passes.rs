@@ -10,6 +10,15 @@ use crate::func::{Atom, Func, Names, PrimId, Var};
 
 /// Removes equations whose results no output depends on. Parameters are kept.
 pub fn eliminate_dead_code(func: Func) -> Func {
+    let keep = live_equations(&func);
+    if keep.iter().all(|&k| k) && func.num_vars() == func.params.len() + func.eqns.len() {
+        return func;
+    }
+    compact(func, &keep, &[])
+}
+
+/// For each equation, whether an output depends on it (one backward sweep).
+pub fn live_equations(func: &Func) -> Vec<bool> {
     let mut live = vec![false; func.num_vars()];
     for a in &func.outputs {
         if let Atom::Var(v) = a {
@@ -27,10 +36,7 @@ pub fn eliminate_dead_code(func: Func) -> Func {
             }
         }
     }
-    if keep.iter().all(|&k| k) && func.num_vars() == func.params.len() + func.eqns.len() {
-        return func;
-    }
-    compact(func, &keep, &[])
+    keep
 }
 
 /// Replaces every equation that repeats an earlier one (the same primitive and attributes

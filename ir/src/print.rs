@@ -143,8 +143,8 @@ impl<'f> Namer<'f> {
     pub fn write(&self, v: Var, out: &mut impl Write) -> io::Result<()> {
         match self.names.get(v.index()).copied().unwrap_or(Name::Unbound) {
             Name::Own => out.write_all(self.func.names.get(v).unwrap_or("?").as_bytes()),
-            Name::Param(i) => write!(out, "x{i}"),
-            Name::Value(k) => write!(out, "v{k}"),
+            Name::Param(i) => write_numbered(b'x', i, out),
+            Name::Value(k) => write_numbered(b'v', k, out),
             Name::Renamed(j) => out.write_all(self.renamed[j as usize].as_bytes()),
             Name::Unbound => write!(out, "_unbound{}", v.0),
         }
@@ -163,6 +163,24 @@ impl<'f> Namer<'f> {
             Atom::Lit(l) => write_literal(l, out),
         }
     }
+}
+
+/// Writes `prefix` followed by the decimal digits of `n` (the printer's hot path: one
+/// `write_all` instead of the formatting machinery).
+fn write_numbered(prefix: u8, mut n: u32, out: &mut impl Write) -> io::Result<()> {
+    let mut buf = [0u8; 11];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    at -= 1;
+    buf[at] = prefix;
+    out.write_all(&buf[at..])
 }
 
 /// The text of a primitive with its attributes (`reduce_sum[axes=(0)]`).

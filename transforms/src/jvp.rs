@@ -22,6 +22,7 @@ use crate::{check_wrt, TransformError};
 pub fn jvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
     let wrt = check_wrt(func, wrt)?;
     let mut b = Builder::new(format!("jvp_{}", func.name));
+    b.reserve(3 * func.eqns.len());
     let mut primal: Vec<Option<Atom>> = vec![None; func.num_vars()];
     let mut tangent: Vec<Tan> = vec![None; func.num_vars()];
     for &p in &func.params {

@@ -150,6 +150,7 @@ fn compose_reverse(
     pick: impl FnOnce(Vec<Atom>, Vec<Atom>) -> Vec<Atom>,
 ) -> Result<Func, TransformError> {
     let mut b = Builder::new(name);
+    b.reserve(rev.lin.primal.eqns.len() + rev.transposed.eqns.len());
     let xs: Vec<Atom> = func
         .param_types()
         .iter()

@@ -111,6 +111,8 @@ pub fn linearize_jvp(
     let kind = classify(jvp, n_primal_in);
     let mut primal = Side::new(format!("{}_primal", jvp.name), jvp.num_vars());
     let mut linear = Side::new(format!("{}_linear", jvp.name), jvp.num_vars());
+    primal.b.reserve(jvp.eqns.len() / 2);
+    linear.b.reserve(jvp.eqns.len() / 2);
     for &p in &jvp.params[..n_primal_in] {
         primal.param(p, jvp);
     }

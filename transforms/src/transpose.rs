@@ -12,8 +12,8 @@
 
 use smallvec::SmallVec;
 use traceform_ir::{
-    dot_free_axes, eliminate_dead_code, Atom, BinaryOp, Builder, DotDims, Func, Linearity, Loc,
-    Prim, Type, UnaryOp,
+    dot_free_axes, eliminate_dead_code, live_equations, Atom, BinaryOp, Builder, DotDims, Func,
+    Linearity, Loc, Prim, Type, UnaryOp,
 };
 
 use crate::linearize::{classify, Kind};
@@ -383,7 +383,8 @@ fn is_zero(a: &Atom, zero: &[bool]) -> bool {
 /// Transposes `func`, whose parameters from `first_linear` on are its linear inputs.
 /// Result: `(nonlinear params..., one cotangent per output) -> one cotangent per linear param`.
 pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformError> {
-    let func = &eliminate_dead_code(func.clone());
+    // Dead equations are skipped in both sweeps: they are neither checked nor emitted.
+    let live = live_equations(func);
     let kind = classify(func, first_linear);
     let is_lin = |a: &Atom| a.as_var().is_some_and(|v| kind[v.index()] == Kind::Linear);
     let zero = zero_values(func);
@@ -398,7 +399,7 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
     }
     // Linearity is checked in program order before anything is emitted, so the error names
     // the first equation that breaks it (each rule checks again as it runs).
-    for eqn in &func.eqns {
+    for (eqn, _) in func.eqns.iter().zip(&live).filter(|(_, &l)| l) {
         if kind[eqn.out.index()] == Kind::Linear {
             let ops = operands(func, eqn, &kind, &zero, &[]);
             check_linear(func.prim(eqn), &ops).map_err(|why| TransformError::NotLinear {
@@ -409,6 +410,7 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
         }
     }
     let mut b = Builder::new(format!("transpose_{}", func.name));
+    b.reserve(2 * func.eqns.len());
     let mut env: Vec<Option<Atom>> = vec![None; func.num_vars()];
     for &p in &func.params[..first_linear] {
         env[p.index()] = Some(Atom::Var(b.param(func.var_type(p))));
@@ -421,14 +423,14 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
         }
     }
     // Forward: everything that does not depend on the linear inputs.
-    for eqn in &func.eqns {
+    for (eqn, _) in func.eqns.iter().zip(&live).filter(|(_, &l)| l) {
         if kind[eqn.out.index()] != Kind::Linear {
             let xs: SmallVec<[Atom; 4]> = func.args(eqn).iter().map(|a| lookup(&env, a)).collect();
             env[eqn.out.index()] = Some(Atom::Var(b.copy_eqn(func, eqn, &xs)));
         }
     }
     // Backward: the linear equations, last to first.
-    for eqn in func.eqns.iter().rev() {
+    for (eqn, _) in func.eqns.iter().zip(&live).rev().filter(|(_, &l)| l) {
         if kind[eqn.out.index()] != Kind::Linear {
             continue;
         }
