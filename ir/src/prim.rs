@@ -237,9 +237,25 @@ pub enum Prim {
     DotGeneral(DotDims),
 }
 
-/// The field-less discriminant of `Prim`: one variant per primitive name of the text IR.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PrimKind {
+/// Defines `PrimKind` and `PrimKind::ALL` from one list, so no variant can be missing from
+/// `ALL`.
+macro_rules! prim_kinds {
+    ($($variant:ident),* $(,)?) => {
+        /// The field-less discriminant of `Prim`: one variant per primitive name of the text IR.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum PrimKind {
+            $($variant),*
+        }
+
+        impl PrimKind {
+            /// Every primitive, in the order of `shared/spec/ir-text.md` (`zeros`, an
+            /// extension, after `iota`).
+            pub const ALL: &'static [PrimKind] = &[$(PrimKind::$variant),*];
+        }
+    };
+}
+
+prim_kinds!(
     Neg,
     Sin,
     Cos,
@@ -297,7 +313,7 @@ pub enum PrimKind {
     Pad,
     Concatenate,
     DotGeneral,
-}
+);
 
 /// What kind of loop a primitive is, for fusion and memory planning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -333,68 +349,6 @@ pub enum Linearity {
 }
 
 impl PrimKind {
-    /// Every primitive, in the order of `shared/spec/ir-text.md` (`zeros`, an extension,
-    /// after `iota`).
-    pub const ALL: [PrimKind; 57] = [
-        PrimKind::Neg,
-        PrimKind::Sin,
-        PrimKind::Cos,
-        PrimKind::Tan,
-        PrimKind::Tanh,
-        PrimKind::Exp,
-        PrimKind::Log,
-        PrimKind::Log1p,
-        PrimKind::Expm1,
-        PrimKind::Sqrt,
-        PrimKind::Rsqrt,
-        PrimKind::Abs,
-        PrimKind::Sign,
-        PrimKind::Logistic,
-        PrimKind::Erf,
-        PrimKind::Floor,
-        PrimKind::Ceil,
-        PrimKind::Round,
-        PrimKind::IntegerPow,
-        PrimKind::StopGradient,
-        PrimKind::Add,
-        PrimKind::Sub,
-        PrimKind::Mul,
-        PrimKind::Div,
-        PrimKind::Pow,
-        PrimKind::Max,
-        PrimKind::Min,
-        PrimKind::Atan2,
-        PrimKind::Lt,
-        PrimKind::Le,
-        PrimKind::Gt,
-        PrimKind::Ge,
-        PrimKind::Eq,
-        PrimKind::Ne,
-        PrimKind::And,
-        PrimKind::Or,
-        PrimKind::Not,
-        PrimKind::SelectN,
-        PrimKind::ConvertElementType,
-        PrimKind::Iota,
-        PrimKind::Zeros,
-        PrimKind::ReduceSum,
-        PrimKind::ReduceMax,
-        PrimKind::ReduceMin,
-        PrimKind::Argmax,
-        PrimKind::Argmin,
-        PrimKind::Cumsum,
-        PrimKind::BroadcastInDim,
-        PrimKind::Reshape,
-        PrimKind::Transpose,
-        PrimKind::Squeeze,
-        PrimKind::ExpandDims,
-        PrimKind::Rev,
-        PrimKind::Slice,
-        PrimKind::Pad,
-        PrimKind::Concatenate,
-        PrimKind::DotGeneral,
-    ];
-
     /// The primitive's name in the text IR.
     pub fn name(self) -> &'static str {
         match self {
@@ -462,7 +416,7 @@ impl PrimKind {
     /// `ALL`: the parser asks this of every equation).
     pub fn from_name(name: &str) -> Option<PrimKind> {
         static BY_NAME: LazyLock<FxHashMap<&'static str, PrimKind>> =
-            LazyLock::new(|| PrimKind::ALL.iter().map(|k| (k.name(), *k)).collect());
+            LazyLock::new(|| PrimKind::ALL.iter().map(|&k| (k.name(), k)).collect());
         BY_NAME.get(name).copied()
     }
 
@@ -666,7 +620,7 @@ mod tests {
     #[test]
     fn names_are_unique_and_round_trip() {
         let mut names: Vec<&str> = PrimKind::ALL.iter().map(|k| k.name()).collect();
-        for k in PrimKind::ALL {
+        for &k in PrimKind::ALL {
             assert_eq!(PrimKind::from_name(k.name()), Some(k));
         }
         names.sort_unstable();

@@ -17,10 +17,12 @@ pub fn lookup(env: &[Option<Atom>], a: &Atom) -> Atom {
     }
 }
 
-/// The tangent, or structural zeros where it is symbolic.
+/// The tangent, or structural zeros where it is symbolic (a rank-0 zero is the literal 0, an
+/// operand rather than an equation: the padding value of a `pad`, say).
 pub fn instantiate(b: &mut Builder, t: Tan, ty: &Type) -> Atom {
     match t {
         Some(t) => fit(b, t, &ty.shape),
+        None if ty.rank() == 0 => b.lit(0.0, ty.dtype),
         None => b.zeros(ty),
     }
 }

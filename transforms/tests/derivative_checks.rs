@@ -409,3 +409,36 @@ fn every_primitive_is_checked() {
         "primitives without derivative checks: {missing:?}"
     );
 }
+
+/// `PrimKind::class` describes every primitive in the checked programs: elementwise results
+/// have the shape of their largest operand, constants have no operands, reductions do not
+/// raise the rank, contractions are `dot_general`, data movement keeps the element type.
+#[test]
+fn op_classes_describe_every_primitive() {
+    use traceform_ir::OpClass;
+    let mut seen = std::collections::BTreeSet::new();
+    for c in cases() {
+        let f = parse_func(&c.text).unwrap();
+        for e in &f.eqns {
+            let prim = f.prim(e);
+            let args = f.args(e);
+            let out = f.var_type(e.out);
+            let largest = args.iter().map(|a| f.atom_type(a)).max_by_key(|t| t.rank());
+            match prim.class() {
+                OpClass::Elementwise => {
+                    assert_eq!(out.shape, largest.unwrap().shape, "{}", prim.name())
+                }
+                OpClass::Constant => assert!(args.is_empty(), "{}", prim.name()),
+                OpClass::Reduction => {
+                    assert!(out.rank() <= largest.unwrap().rank(), "{}", prim.name())
+                }
+                OpClass::Contraction => assert_eq!(prim.name(), "dot_general"),
+                OpClass::DataMovement => {
+                    assert_eq!(out.dtype, f.atom_type(&args[0]).dtype, "{}", prim.name())
+                }
+            }
+            seen.insert(prim.class());
+        }
+    }
+    assert_eq!(seen.len(), 5, "every class appears: {seen:?}");
+}
