@@ -180,7 +180,8 @@ fn unary_rule(b: &mut Builder, op: UnaryOp, x: Atom, t: Atom, y: Atom) -> Tan {
             let denom = b.add(one, x);
             return Some(b.div(t, denom));
         }
-        UnaryOp::Expm1 => b.add(y, one),
+        // exp(x), not y + 1: no cancellation where y is near -1.
+        UnaryOp::Expm1 => b.unary(UnaryOp::Exp, x),
         // sqrt'(0) = inf, as in jax.lax.
         UnaryOp::Sqrt => {
             let half = b.lit_like(&x, 0.5);
