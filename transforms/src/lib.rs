@@ -14,12 +14,14 @@
 mod jacobian;
 mod jvp;
 mod linearize;
+pub mod simplify;
 mod transpose;
 mod util;
 
 pub use jacobian::{hessian, jacfwd, jacrev};
 pub use jvp::{jvp, jvp_rule};
 pub use linearize::{classify, linearize_jvp, Kind, Linearized};
+pub use simplify::{simplify, Limits, Report, StopReason};
 pub use transpose::transpose;
 pub use util::Tan;
 

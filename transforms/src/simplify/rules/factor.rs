@@ -1,0 +1,130 @@
+//! Factoring sums of products: `a*b + a*c = a*(b+c)` (in any operand order), the same for
+//! two `dot_general`s with one operand and dimension numbers in common, and
+//! `reduce_sum(x) + reduce_sum(y) = reduce_sum(x + y)` over the same axes. Reverse-mode
+//! programs are full of these sums (a cotangent is the sum of its uses' contributions).
+//! Factoring can change rounding (one fewer product): values agree to the usual float
+//! tolerance, not bitwise.
+
+use egg::Id;
+use traceform_ir::{BinaryOp, Prim};
+
+use super::{apply, op, ops_in, ty, Rhs, Rule};
+use crate::simplify::lang::{Graph, Node};
+
+pub fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            name: "factor-mul",
+            apply: factor_mul,
+        },
+        Rule {
+            name: "factor-dot",
+            apply: factor_dot,
+        },
+        Rule {
+            name: "factor-reduce-sum",
+            apply: factor_reduce_sum,
+        },
+    ]
+}
+
+fn add_operands(eg: &Graph, node: &Node) -> Option<(Id, Id)> {
+    match op(eg, node)? {
+        (Prim::Binary(BinaryOp::Add), [a, b]) => Some((*a, *b)),
+        _ => None,
+    }
+}
+
+fn sum(x: Rhs, y: Rhs) -> Rhs {
+    Rhs::Op(Prim::Binary(BinaryOp::Add), vec![x, y])
+}
+
+/// `p*q + r*s` with a factor in common: `a*(b+c)`, the sum taken where its operands have the
+/// same type (so no new broadcast is needed).
+fn factor_mul(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = add_operands(eg, node)?;
+    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for (_, l) in ops_in(eg, x, is_mul) {
+        for (_, r) in ops_in(eg, y, is_mul) {
+            for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                let (common, b, c) = (l[i], l[1 - i], r[1 - j]);
+                if eg.find(common) != eg.find(r[j]) || ty(eg, b) != ty(eg, c) {
+                    continue;
+                }
+                if ty(eg, b) != ty(eg, id) && ty(eg, common) != ty(eg, id) {
+                    continue;
+                }
+                return Some(Rhs::Op(
+                    Prim::Binary(BinaryOp::Mul),
+                    vec![Rhs::Class(common), sum(Rhs::Class(b), Rhs::Class(c))],
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// `dot(a, b) + dot(a, c) = dot(a, b + c)` and `dot(b, a) + dot(c, a) = dot(b + c, a)`, with
+/// the same dimension numbers.
+fn factor_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = add_operands(eg, node)?;
+    let is_dot = |p: &Prim| matches!(p, Prim::DotGeneral(_));
+    for (pl, l) in ops_in(eg, x, is_dot) {
+        for (pr, r) in ops_in(eg, y, is_dot) {
+            if pl != pr {
+                continue;
+            }
+            if eg.find(l[0]) == eg.find(r[0]) && ty(eg, l[1]) == ty(eg, r[1]) {
+                let b_plus_c = sum(Rhs::Class(l[1]), Rhs::Class(r[1]));
+                return Some(Rhs::Op(pl.clone(), vec![Rhs::Class(l[0]), b_plus_c]));
+            }
+            if eg.find(l[1]) == eg.find(r[1]) && ty(eg, l[0]) == ty(eg, r[0]) {
+                let b_plus_c = sum(Rhs::Class(l[0]), Rhs::Class(r[0]));
+                return Some(Rhs::Op(pl.clone(), vec![b_plus_c, Rhs::Class(l[1])]));
+            }
+        }
+    }
+    None
+}
+
+/// `reduce_sum[a](x) + reduce_sum[a](y) = reduce_sum[a](x + y)`.
+fn factor_reduce_sum(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = add_operands(eg, node)?;
+    let is_sum = |p: &Prim| matches!(p, Prim::ReduceSum { .. });
+    for (pl, l) in ops_in(eg, x, is_sum) {
+        for (pr, r) in ops_in(eg, y, is_sum) {
+            if pl == pr && ty(eg, l[0]) == ty(eg, r[0]) {
+                let inner = apply(Prim::Binary(BinaryOp::Add), &[l[0], r[0]]);
+                return Some(Rhs::Op(pl.clone(), vec![inner]));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::simplify::rules::testing::simplified;
+
+    #[test]
+    fn factor_mul() {
+        assert_eq!(
+            simplified("a = mul x s; b = mul y s; c = add a b; return c"),
+            "v0: f32[3] = add x y; v1: f32[3] = mul s v0; return v1"
+        );
+    }
+    #[test]
+    fn factor_dot() {
+        assert_eq!(
+            simplified("a = dot_general[contract=((),())] s x; b = dot_general[contract=((),())] s y; c = add a b; return c"),
+            "v0: f32[3] = add x y; v1: f32[3] = dot_general[contract=((),()), batch=((),())] s v0; return v1"
+        );
+    }
+    #[test]
+    fn factor_reduce_sum() {
+        assert_eq!(
+            simplified("a = broadcast_in_dim[shape=(2,3), dims=(1)] x; b = broadcast_in_dim[shape=(2,3), dims=(1)] y; c = reduce_sum[axes=(0)] a; d = reduce_sum[axes=(0)] b; e = add c d; return e"),
+            "v0: f32[2,3] = broadcast_in_dim[shape=(2,3), dims=(1)] x; v1: f32[2,3] = broadcast_in_dim[shape=(2,3), dims=(1)] y; v2: f32[2,3] = add v0 v1; v3: f32[3] = reduce_sum[axes=(0)] v2; return v3"
+        );
+    }
+}

@@ -1,0 +1,302 @@
+//! Identities with zeros and ones, negations, and selects of one value.
+//!
+//! NaN/Inf policy: `x + 0`, `x - 0`, `x * 1`, `x / 1` are `x` for every x (up to the sign of
+//! a zero: `-0.0 + 0.0` is `+0.0`); `x * 0` is *not* rewritten to 0 for a user's zero (inf and
+//! NaN times 0 are NaN) but is for a structural zero, which the analysis does (`lang.rs`).
+
+use egg::Id;
+use traceform_ir::{BinaryOp, Prim, UnaryOp};
+
+use super::{apply, class, is_fill, is_zero, op, ops_in, ty, Rhs, Rule};
+use crate::simplify::lang::{Graph, Node};
+
+pub fn rules() -> Vec<Rule> {
+    vec![
+        Rule {
+            name: "add-zero",
+            apply: add_zero,
+        },
+        Rule {
+            name: "sub-zero",
+            apply: sub_zero,
+        },
+        Rule {
+            name: "zero-sub",
+            apply: zero_sub,
+        },
+        Rule {
+            name: "mul-one",
+            apply: mul_one,
+        },
+        Rule {
+            name: "mul-minus-one",
+            apply: mul_minus_one,
+        },
+        Rule {
+            name: "div-one",
+            apply: div_one,
+        },
+        Rule {
+            name: "pow-one",
+            apply: pow_one,
+        },
+        Rule {
+            name: "neg-neg",
+            apply: neg_neg,
+        },
+        Rule {
+            name: "neg-sub",
+            apply: neg_sub,
+        },
+        Rule {
+            name: "add-neg",
+            apply: add_neg,
+        },
+        Rule {
+            name: "sub-neg",
+            apply: sub_neg,
+        },
+        Rule {
+            name: "mul-neg-neg",
+            apply: mul_neg_neg,
+        },
+        Rule {
+            name: "select-same",
+            apply: select_same,
+        },
+    ]
+}
+
+/// `(op, [a, b])` when `node` is the binary primitive `op`.
+fn binary(eg: &Graph, node: &Node, want: BinaryOp) -> Option<(Id, Id)> {
+    match op(eg, node)? {
+        (Prim::Binary(b), [a, c]) if *b == want => Some((*a, *c)),
+        _ => None,
+    }
+}
+
+/// `x` when class `x` has the matched class's type (a rank-0 operand of a bigger result
+/// cannot stand for it).
+fn same_type(eg: &Graph, id: Id, x: Id) -> Option<Rhs> {
+    (ty(eg, x) == ty(eg, id)).then(|| class(x))
+}
+
+fn neg_of(eg: &Graph, id: Id) -> Option<Id> {
+    ops_in(eg, id, |p| *p == Prim::Unary(UnaryOp::Neg))
+        .map(|(_, a)| a[0])
+        .next()
+}
+
+/// `x + 0 = 0 + x = x`.
+fn add_zero(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Add)?;
+    if is_zero(eg, b) {
+        same_type(eg, id, a)
+    } else if is_zero(eg, a) {
+        same_type(eg, id, b)
+    } else {
+        None
+    }
+}
+
+/// `x - 0 = x`.
+fn sub_zero(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Sub)?;
+    is_zero(eg, b).then(|| same_type(eg, id, a)).flatten()
+}
+
+/// `0 - x = -x`.
+fn zero_sub(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Sub)?;
+    (is_zero(eg, a) && ty(eg, b) == ty(eg, id)).then(|| apply(Prim::Unary(UnaryOp::Neg), &[b]))
+}
+
+/// `x * 1 = 1 * x = x`.
+fn mul_one(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Mul)?;
+    if is_fill(eg, b, 1.0) {
+        same_type(eg, id, a)
+    } else if is_fill(eg, a, 1.0) {
+        same_type(eg, id, b)
+    } else {
+        None
+    }
+}
+
+/// `x * -1 = -1 * x = -x`.
+fn mul_minus_one(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Mul)?;
+    let neg = |x: Id| (ty(eg, x) == ty(eg, id)).then(|| apply(Prim::Unary(UnaryOp::Neg), &[x]));
+    if is_fill(eg, b, -1.0) {
+        neg(a)
+    } else if is_fill(eg, a, -1.0) {
+        neg(b)
+    } else {
+        None
+    }
+}
+
+/// `x / 1 = x`.
+fn div_one(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Div)?;
+    is_fill(eg, b, 1.0).then(|| same_type(eg, id, a)).flatten()
+}
+
+/// `integer_pow[y=1] x = x`.
+fn pow_one(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    match op(eg, node)? {
+        (Prim::IntegerPow { y: 1 }, [x]) => Some(class(*x)),
+        _ => None,
+    }
+}
+
+/// `-(-x) = x`.
+fn neg_neg(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    match op(eg, node)? {
+        (Prim::Unary(UnaryOp::Neg), [x]) => neg_of(eg, *x).map(class),
+        _ => None,
+    }
+}
+
+/// `-(a - b) = b - a`.
+fn neg_sub(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::Unary(UnaryOp::Neg), [x]) = op(eg, node)? else {
+        return None;
+    };
+    let (_, ab) = ops_in(eg, *x, |p| *p == Prim::Binary(BinaryOp::Sub)).next()?;
+    Some(apply(Prim::Binary(BinaryOp::Sub), &[ab[1], ab[0]]))
+}
+
+/// `a + (-b) = a - b`; `(-a) + b = b - a`.
+fn add_neg(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Add)?;
+    let sub = |x: Id, y: Id| apply(Prim::Binary(BinaryOp::Sub), &[x, y]);
+    if let Some(nb) = neg_of(eg, b) {
+        Some(sub(a, nb))
+    } else {
+        neg_of(eg, a).map(|na| sub(b, na))
+    }
+}
+
+/// `a - (-b) = a + b`.
+fn sub_neg(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Sub)?;
+    neg_of(eg, b).map(|nb| apply(Prim::Binary(BinaryOp::Add), &[a, nb]))
+}
+
+/// `(-a) * (-b) = a * b`.
+fn mul_neg_neg(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Mul)?;
+    Some(apply(
+        Prim::Binary(BinaryOp::Mul),
+        &[neg_of(eg, a)?, neg_of(eg, b)?],
+    ))
+}
+
+/// `select_n p a a = a`.
+fn select_same(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    match op(eg, node)? {
+        (Prim::SelectN, [_, a, b]) if eg.find(*a) == eg.find(*b) => Some(class(*a)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::simplify::rules::testing::simplified;
+
+    #[test]
+    fn add_zero() {
+        assert_eq!(simplified("a = add x 0.0; return a"), "return x");
+    }
+    #[test]
+    fn add_zero_keeps_a_broadcast_result() {
+        assert_eq!(
+            simplified("a = add s 0.0; b = mul a x; return b"),
+            "v0: f32[3] = mul s x; return v0"
+        );
+    }
+    #[test]
+    fn sub_zero() {
+        assert_eq!(simplified("a = sub x 0.0; return a"), "return x");
+    }
+    #[test]
+    fn zero_sub() {
+        assert_eq!(
+            simplified("a = sub 0.0 x; return a"),
+            "v0: f32[3] = neg x; return v0"
+        );
+    }
+    #[test]
+    fn mul_one() {
+        assert_eq!(simplified("a = mul 1.0 x; return a"), "return x");
+    }
+    #[test]
+    fn mul_minus_one() {
+        assert_eq!(
+            simplified("a = mul x -1.0; return a"),
+            "v0: f32[3] = neg x; return v0"
+        );
+    }
+    #[test]
+    fn user_zeros_are_not_absorbing() {
+        assert_eq!(
+            simplified("a = mul x 0.0; return a"),
+            "v0: f32[3] = mul x 0.0:f32; return v0"
+        );
+    }
+    #[test]
+    fn structural_zeros_are_absorbing() {
+        assert_eq!(
+            simplified("z = zeros[dtype=f32, shape=(3)]; a = mul x z; b = add a y; return b"),
+            "return y"
+        );
+    }
+    #[test]
+    fn div_one() {
+        assert_eq!(simplified("a = div x 1.0; return a"), "return x");
+    }
+    #[test]
+    fn pow_one() {
+        assert_eq!(simplified("a = integer_pow[y=1] x; return a"), "return x");
+    }
+    #[test]
+    fn neg_neg() {
+        assert_eq!(simplified("a = neg x; b = neg a; return b"), "return x");
+    }
+    #[test]
+    fn neg_sub() {
+        assert_eq!(
+            simplified("a = sub x y; b = neg a; return b"),
+            "v0: f32[3] = sub y x; return v0"
+        );
+    }
+    #[test]
+    fn add_neg() {
+        assert_eq!(
+            simplified("a = neg y; b = add x a; return b"),
+            "v0: f32[3] = sub x y; return v0"
+        );
+    }
+    #[test]
+    fn sub_neg() {
+        assert_eq!(
+            simplified("a = neg y; b = sub x a; return b"),
+            "v0: f32[3] = add x y; return v0"
+        );
+    }
+    #[test]
+    fn mul_neg_neg() {
+        assert_eq!(
+            simplified("a = neg x; b = neg y; c = mul a b; return c"),
+            "v0: f32[3] = mul x y; return v0"
+        );
+    }
+    #[test]
+    fn select_same() {
+        assert_eq!(
+            simplified("p = gt x y; a = select_n p x x; return a"),
+            "return x"
+        );
+    }
+}
