@@ -15,6 +15,7 @@ use traceform_runtime::{eval_with_stats, EvalError, Value};
 
 use crate::npy::{read_npy, write_npy};
 use crate::transform::{apply_all, TransformSpec};
+use traceform_transforms::{simplify, Limits, Report};
 
 /// What went wrong, and whose fault it is.
 #[derive(Debug)]
@@ -90,9 +91,13 @@ pub enum Command {
         #[arg(short = 't', value_name = "T")]
         transforms: Vec<String>,
         /// The stage to print. Default: the last stage the pipeline has for the transforms
-        /// given (`transformed` with -t, `input` without).
+        /// given (`simplified` with -t, `input` without).
         #[arg(long, value_enum)]
         stage: Option<Stage>,
+        /// Print what simplification did (equations, estimated FLOPs and bytes moved before
+        /// and after, stop reason, time) as `#` comment lines before the program.
+        #[arg(long)]
+        stats: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
@@ -109,6 +114,9 @@ pub enum Command {
         transforms: Vec<String>,
         #[arg(long, value_enum, default_value = "interp")]
         backend: Backend,
+        /// Run the transformed program as it is, without simplification.
+        #[arg(long)]
+        no_simplify: bool,
         /// Write outputs as DIR/out0.npy, DIR/out1.npy, ... instead of printing them.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -127,6 +135,9 @@ pub enum Command {
         transforms: Vec<String>,
         #[arg(long, value_enum, default_value = "interp")]
         backend: Backend,
+        /// Run the transformed program as it is, without simplification.
+        #[arg(long)]
+        no_simplify: bool,
         /// Keep calling for at least this long (milliseconds) before taking the median.
         #[arg(long, default_value_t = 1000, value_name = "MS")]
         min_time_ms: u64,
@@ -156,7 +167,22 @@ fn parse_transforms(words: &[String]) -> Result<Vec<TransformSpec>, CliError> {
         .collect()
 }
 
-/// Parse and transform: the program that `run` and `bench` execute.
+/// Parse, transform and (unless `no_simplify`) simplify: the program that `run` and `bench`
+/// execute, and what simplification did.
+fn build_simplified(
+    path: &Path,
+    transforms: &[String],
+    no_simplify: bool,
+) -> Result<(Func, Option<Report>), CliError> {
+    let func = build(path, transforms)?;
+    if no_simplify {
+        return Ok((func, None));
+    }
+    let (simplified, report) = simplify(&func, &Limits::for_size(func.eqns.len()));
+    Ok((simplified, Some(report)))
+}
+
+/// Parse and transform.
 fn build(path: &Path, transforms: &[String]) -> Result<Func, CliError> {
     let specs = parse_transforms(transforms)?;
     let func = load_entry(path)?;
@@ -229,28 +255,37 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             file,
             transforms,
             stage,
+            stats,
             format,
         } => {
             let stage = stage.unwrap_or(if transforms.is_empty() {
                 Stage::Input
             } else {
-                Stage::Transformed
+                Stage::Simplified
             });
-            let func = match stage {
+            let (func, report) = match stage {
                 Stage::Input => {
                     parse_transforms(&transforms)?;
-                    load_entry(&file)?
+                    (load_entry(&file)?, None)
                 }
-                Stage::Transformed => build(&file, &transforms)?,
-                Stage::Simplified | Stage::Compiled => {
-                    return Err(CliError::User(format!(
-                        "stage `{}` is not built yet; available stages: input, transformed",
-                        stage
-                            .to_possible_value()
-                            .map_or("?".into(), |v| v.get_name().to_string())
-                    )))
+                Stage::Transformed => (build(&file, &transforms)?, None),
+                Stage::Simplified => build_simplified(&file, &transforms, false)?,
+                Stage::Compiled => {
+                    return Err(CliError::User(
+                        "stage `compiled` is not built yet; available stages: input, transformed, simplified".into(),
+                    ))
                 }
             };
+            if stats {
+                match &report {
+                    Some(r) => {
+                        for line in r.to_string().lines() {
+                            writeln!(out, "# {line}").map_err(io)?;
+                        }
+                    }
+                    None => writeln!(out, "# eqns: {}", func.eqns.len()).map_err(io)?,
+                }
+            }
             match format {
                 Format::Text => {
                     let mut buffered = std::io::BufWriter::with_capacity(1 << 16, out);
@@ -264,11 +299,12 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             file,
             transforms,
             backend,
+            no_simplify,
             out: out_dir,
             inputs,
         } => {
             check_backend(backend)?;
-            let func = build(&file, &transforms)?;
+            let (func, _) = build_simplified(&file, &transforms, no_simplify)?;
             let values = load_inputs(&func, &inputs)?;
             let refs: Vec<&Value> = values.iter().collect();
             let (outputs, _) = eval_with_stats(&func, &refs).map_err(eval_error)?;
@@ -303,12 +339,13 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             file,
             transforms,
             backend,
+            no_simplify,
             min_time_ms,
             inputs,
         } => {
             check_backend(backend)?;
             let t0 = Instant::now();
-            let func = build(&file, &transforms)?;
+            let (func, simplified) = build_simplified(&file, &transforms, no_simplify)?;
             let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
             let values = load_inputs(&func, &inputs)?;
             let report = bench(&func, &values, min_time_ms)?;
@@ -319,6 +356,15 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             writeln!(out, "run_us_min: {:.1}", report.min_us).map_err(io)?;
             writeln!(out, "backend: interp").map_err(io)?;
             writeln!(out, "eqns: {}", func.eqns.len()).map_err(io)?;
+            match simplified {
+                Some(r) => writeln!(
+                    out,
+                    "simplify: {} -> {} eqns, {}",
+                    r.eqns_before, r.eqns_after, r.stop
+                ),
+                None => writeln!(out, "simplify: off"),
+            }
+            .map_err(io)?;
             Ok(())
         }
     }

@@ -155,8 +155,18 @@ impl Analysis<Node> for Facts {
             let p = eg.analysis.prims.intern(&zeros);
             let z = eg.add(Node::Op(p, SmallVec::new()));
             eg.union(id, z);
-        } else if let (Some(c), 0) = (data.fill, data.ty.rank()) {
-            let l = eg.add(Node::Lit(Literal::new(c, data.ty.dtype)));
+        } else if let Some(c) = data.fill {
+            // A constant becomes a literal, broadcast if it is not rank 0: cheaper than
+            // whatever computed it, and visible to the identities.
+            let mut l = eg.add(Node::Lit(Literal::new(c, data.ty.dtype)));
+            if data.ty.rank() > 0 {
+                let b = Prim::BroadcastInDim {
+                    shape: data.ty.shape.clone(),
+                    dims: Default::default(),
+                };
+                let p = eg.analysis.prims.intern(&b);
+                l = eg.add(Node::Op(p, SmallVec::from_slice(&[l])));
+            }
             eg.union(id, l);
         }
     }

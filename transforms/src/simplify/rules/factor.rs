@@ -1,14 +1,15 @@
 //! Factoring sums of products: `a*b + a*c = a*(b+c)` (in any operand order), the same for
 //! two `dot_general`s with one operand and dimension numbers in common, and
-//! `reduce_sum(x) + reduce_sum(y) = reduce_sum(x + y)` over the same axes. Reverse-mode
+//! `L(x) + L(y) = L(x + y)` for any structurally linear data movement or reduction `L` with
+//! the same attributes (`reduce_sum`, `pad` by zero, `broadcast_in_dim`, `slice`, ...). Reverse-mode
 //! programs are full of these sums (a cotangent is the sum of its uses' contributions).
 //! Factoring can change rounding (one fewer product): values agree to the usual float
 //! tolerance, not bitwise.
 
 use egg::Id;
-use traceform_ir::{BinaryOp, Prim};
+use traceform_ir::{BinaryOp, Linearity, Prim};
 
-use super::{apply, op, ops_in, ty, Rhs, Rule};
+use super::{apply, is_zero, op, ops_in, ty, Rhs, Rule};
 use crate::simplify::lang::{Graph, Node};
 
 pub fn rules() -> Vec<Rule> {
@@ -22,8 +23,8 @@ pub fn rules() -> Vec<Rule> {
             apply: factor_dot,
         },
         Rule {
-            name: "factor-reduce-sum",
-            apply: factor_reduce_sum,
+            name: "factor-linear",
+            apply: factor_linear,
         },
     ]
 }
@@ -87,16 +88,26 @@ fn factor_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     None
 }
 
-/// `reduce_sum[a](x) + reduce_sum[a](y) = reduce_sum[a](x + y)`.
-fn factor_reduce_sum(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+/// `L(x) + L(y) = L(x + y)` for a structurally linear primitive `L` of one float operand
+/// (`pad` counts when both pad with a zero), with the same attributes and operand types.
+fn factor_linear(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
-    let is_sum = |p: &Prim| matches!(p, Prim::ReduceSum { .. });
-    for (pl, l) in ops_in(eg, x, is_sum) {
-        for (pr, r) in ops_in(eg, y, is_sum) {
-            if pl == pr && ty(eg, l[0]) == ty(eg, r[0]) {
-                let inner = apply(Prim::Binary(BinaryOp::Add), &[l[0], r[0]]);
-                return Some(Rhs::Op(pl.clone(), vec![inner]));
+    let linear_unary = |p: &Prim| {
+        p.linearity() == Linearity::Joint && matches!(p.arity(), Some(1))
+            || matches!(p, Prim::Pad { .. })
+    };
+    for (pl, l) in ops_in(eg, x, linear_unary) {
+        for (pr, r) in ops_in(eg, y, linear_unary) {
+            if pl != pr || ty(eg, l[0]) != ty(eg, r[0]) || !ty(eg, l[0]).dtype.is_float() {
+                continue;
             }
+            if matches!(pl, Prim::Pad { .. }) && !(is_zero(eg, l[1]) && is_zero(eg, r[1])) {
+                continue;
+            }
+            let inner = apply(Prim::Binary(BinaryOp::Add), &[l[0], r[0]]);
+            let mut args = vec![inner];
+            args.extend(l[1..].iter().map(|&c| Rhs::Class(c)));
+            return Some(Rhs::Op(pl.clone(), args));
         }
     }
     None
@@ -121,10 +132,17 @@ mod tests {
         );
     }
     #[test]
+    fn factor_pad() {
+        assert_eq!(
+            simplified("a = pad[low=(1), high=(0)] x 0.0; b = pad[low=(1), high=(0)] y 0.0; c = add a b; d = slice[start=(0), limit=(3)] c; return d"),
+            "v0: f32[3] = add x y; v1: f32[4] = pad[low=(1), high=(0), interior=(0)] v0 0.0:f32; v2: f32[3] = slice[start=(0), limit=(3)] v1; return v2"
+        );
+    }
+    #[test]
     fn factor_reduce_sum() {
         assert_eq!(
             simplified("a = broadcast_in_dim[shape=(2,3), dims=(1)] x; b = broadcast_in_dim[shape=(2,3), dims=(1)] y; c = reduce_sum[axes=(0)] a; d = reduce_sum[axes=(0)] b; e = add c d; return e"),
-            "v0: f32[2,3] = broadcast_in_dim[shape=(2,3), dims=(1)] x; v1: f32[2,3] = broadcast_in_dim[shape=(2,3), dims=(1)] y; v2: f32[2,3] = add v0 v1; v3: f32[3] = reduce_sum[axes=(0)] v2; return v3"
+            "v0: f32[3] = add x y; v1: f32[2,3] = broadcast_in_dim[shape=(2,3), dims=(1)] v0; v2: f32[3] = reduce_sum[axes=(0)] v1; return v2"
         );
     }
 }

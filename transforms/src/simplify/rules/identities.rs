@@ -61,6 +61,10 @@ pub fn rules() -> Vec<Rule> {
             apply: mul_neg_neg,
         },
         Rule {
+            name: "neg-out-of-product",
+            apply: neg_out_of_product,
+        },
+        Rule {
             name: "select-same",
             apply: select_same,
         },
@@ -193,6 +197,23 @@ fn mul_neg_neg(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     ))
 }
 
+/// `(-a) * b = a * (-b) = -(a * b)`, `(-a) / b = -(a / b)`: negations move out of products,
+/// where they meet and cancel (`neg-neg`) or become a subtraction (`add-neg`).
+fn neg_out_of_product(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (prim, args) = op(eg, node)?;
+    let [a, b] = args else { return None };
+    let negated = match prim {
+        Prim::Binary(BinaryOp::Mul) => match (neg_of(eg, *a), neg_of(eg, *b)) {
+            (Some(na), None) => apply(prim.clone(), &[na, *b]),
+            (None, Some(nb)) => apply(prim.clone(), &[*a, nb]),
+            _ => return None,
+        },
+        Prim::Binary(BinaryOp::Div) => apply(prim.clone(), &[neg_of(eg, *a)?, *b]),
+        _ => return None,
+    };
+    Some(Rhs::Op(Prim::Unary(UnaryOp::Neg), vec![negated]))
+}
+
 /// `select_n p a a = a`.
 fn select_same(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     match op(eg, node)? {
@@ -290,6 +311,20 @@ mod tests {
         assert_eq!(
             simplified("a = neg x; b = neg y; c = mul a b; return c"),
             "v0: f32[3] = mul x y; return v0"
+        );
+    }
+    #[test]
+    fn neg_out_of_product() {
+        assert_eq!(
+            simplified("a = neg x; b = mul a y; c = neg b; return c"),
+            "v0: f32[3] = mul x y; return v0"
+        );
+    }
+    #[test]
+    fn constants_fold_into_broadcast_literals() {
+        assert_eq!(
+            simplified("b = broadcast_in_dim[shape=(3), dims=()] 1.0; c = mul b 100.0; a = mul x c; return a"),
+            "v0: f32[3] = mul x 100.0:f32; return v0"
         );
     }
     #[test]
