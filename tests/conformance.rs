@@ -1,7 +1,8 @@
 //! The conformance corpus (`tests/data/conformance`, a copy of `shared/conformance`): every
 //! case parses, verifies, prints and re-parses to the same function, and the interpreter
 //! reproduces JAX's reference values for `eval` and for every transform the corpus lists
-//! (`jvp`, `vjp`, `grad`, `hvp`, `grad_jvp`, `jvp_jvp`) within the corpus tolerances.
+//! (`jvp`, `vjp`, `grad`, `hvp`, `grad_jvp`, `jvp_jvp`) within the corpus tolerances, before
+//! and after simplification.
 
 mod common;
 
@@ -9,6 +10,7 @@ use common::*;
 use traceform::ir::{parse_func, peak_live_bytes, print_func, verify_func};
 use traceform::runtime::{eval, eval_with_stats};
 use traceform::transform::{apply_all, TransformSpec};
+use traceform::transforms::{simplify, Limits};
 
 #[test]
 fn every_case_round_trips_through_the_printer() {
@@ -65,6 +67,22 @@ fn every_transform_matches_jax_reference_values() {
                 .collect();
             let (outs, stats) = eval_with_stats(&g, &inputs)
                 .unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            // The same values with simplification on, as `run` and `bench` do by default.
+            let (s, _) = simplify(&g, &Limits::for_size(g.eqns.len()));
+            verify_func(&s).unwrap();
+            let simplified_outs =
+                eval(&s, &inputs).unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            if let Some(m) =
+                simplified_outs
+                    .iter()
+                    .zip(&refs)
+                    .enumerate()
+                    .find_map(|(k, (got, r))| {
+                        mismatch(got, &load(r), tolerance(&case)).map(|m| format!("out{k}: {m}"))
+                    })
+            {
+                failures.push(format!("{} {name} simplified: {m}", case.display()));
+            }
             // One accounting: the interpreter's measured peak is the static estimate.
             assert_eq!(
                 stats.peak_bytes,

@@ -21,6 +21,13 @@
 //! - **hvp, f64** (160): against central differences of `grad` (random `wrt`), the jvp f64
 //!   tolerance; and `<grad, t>` against the jvp's tangent (1e-9 relative).
 //!
+//! - **simplify** (200): the simplified program (`traceform::transforms::simplify`) of `f`,
+//!   `jvp(f)` and `vjp(f)` (and `hvp(f)` for scalar outputs) verifies and computes the same
+//!   values as the unsimplified one, element by element, to `rtol * (1 + M)` with M the
+//!   largest magnitude of the inputs and outputs (rtol 1e-9 in f64, 1e-4 with f32): factoring
+//!   changes rounding, not values; elements the unsimplified program makes inf or NaN are not
+//!   compared (a product with a structural zero is zero by design).
+//!
 //! Finite-difference checks run every op but `stop_gradient`; points where `x - H t`, `x`,
 //! `x + H t` do not lie on one smooth piece (a kink indicator of the probe program changes), or
 //! where a value exceeds 1e6, are rejected, not failed. Every property has a fixed seed and a
@@ -35,7 +42,7 @@ use common::gen::{
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError, TestError, TestRunner};
 use traceform::ir::verify_func;
-use traceform::transforms::{grad, hvp, jvp, transpose_wrt, vjp};
+use traceform::transforms::{grad, hvp, jvp, simplify, transpose_wrt, vjp, Limits};
 use traceform::{eval, parse_func, print_func, Func, Type, Value};
 
 type Check = Result<(), TestCaseError>;
@@ -537,6 +544,56 @@ fn prop_jvp_f32(p: &Program, seed: u64) -> Check {
     jvp_vs_fd(p, seed, F32_FD)
 }
 
+/// The simplified `g` verifies and agrees with `g` on random inputs.
+fn same_after_simplify(what: &str, g: &Func, seed: u64) -> Check {
+    let (s, _) = simplify(g, &Limits::for_size(g.eqns.len()));
+    verify_func(&s).map_err(|e| {
+        TestCaseError::fail(format!(
+            "{what}: simplified does not verify: {e}
+{}",
+            print_func(&s)
+        ))
+    })?;
+    prop_assert_eq!(s.param_types(), g.param_types());
+    prop_assert_eq!(s.output_types(), g.output_types());
+    let xs = random_values(&g.param_types(), &mut Rng::new(seed), -2.0, 2.0);
+    let (want, got) = (run(g, &xs)?, run(&s, &xs)?);
+    // Any f32 value anywhere in the program sets the f32 tolerance.
+    let any_f32 = print_func(g).contains("f32");
+    let rtol = if any_f32 { 1e-4 } else { 1e-9 };
+    let m = max_abs(&want).max(max_abs(&xs));
+    let scale = if m.is_finite() { 1.0 + m } else { 1.0 };
+    for (k, (w, g2)) in want.iter().zip(&got).enumerate() {
+        for (i, (a, b)) in w.to_f64_vec().iter().zip(g2.to_f64_vec()).enumerate() {
+            if !a.is_finite() {
+                continue;
+            }
+            prop_assert!(
+                (a - b).abs() <= rtol * scale,
+                "{what}: output {k} element {i}: unsimplified {a}, simplified {b}\n{}\nsimplified:\n{}",
+                print_func(g),
+                print_func(&s)
+            );
+        }
+    }
+    Ok(())
+}
+
+fn prop_simplify(p: &Program, seed: u64) -> Check {
+    let f = parse(&p.text())?;
+    same_after_simplify("f", &f, seed)?;
+    let j = transformed("jvp", &f, jvp(&f, None))?;
+    same_after_simplify("jvp", &j, seed)?;
+    let v = transformed("vjp", &f, vjp(&f, None))?;
+    same_after_simplify("vjp", &v, seed)?;
+    let os = f.output_types();
+    if os.len() == 1 && os[0].shape.is_empty() && os[0].dtype.is_float() {
+        let h = transformed("hvp", &f, hvp(&f, None))?;
+        same_after_simplify("hvp", &h, seed)?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The properties, their configurations and case counts.
 
@@ -610,7 +667,16 @@ const HVP: Property = Property {
     test: prop_hvp,
 };
 
-const ALL: [&Property; 8] = [
+const SIMPLIFY: Property = Property {
+    name: "simplify",
+    cases: 200,
+    seed: 9,
+    config: || GenConfig::new(OpSet::finite()),
+    test: prop_simplify,
+};
+
+const ALL: [&Property; 9] = [
+    &SIMPLIFY,
     &TEXT,
     &TRANSFORMS,
     &JVP_F64,
@@ -620,6 +686,11 @@ const ALL: [&Property; 8] = [
     &TRANSPOSE,
     &HVP,
 ];
+
+#[test]
+fn simplification_never_changes_a_value() {
+    check(&SIMPLIFY);
+}
 
 #[test]
 fn text_round_trips_verifies_and_runs() {

@@ -89,11 +89,14 @@ fn factor_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
 }
 
 /// `L(x) + L(y) = L(x + y)` for a structurally linear primitive `L` of one float operand
-/// (`pad` counts when both pad with a zero), with the same attributes and operand types.
+/// (`pad` counts when both pad with a zero), with the same attributes and operand types; not
+/// for `convert_element_type`, which would move the sum to the other precision.
 fn factor_linear(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
+    // Not a conversion: the sum would be taken in the other precision.
     let linear_unary = |p: &Prim| {
-        p.linearity() == Linearity::Joint && matches!(p.arity(), Some(1))
+        let conversion = matches!(p, Prim::ConvertElementType { .. });
+        p.linearity() == Linearity::Joint && matches!(p.arity(), Some(1)) && !conversion
             || matches!(p, Prim::Pad { .. })
     };
     for (pl, l) in ops_in(eg, x, linear_unary) {
@@ -136,6 +139,13 @@ mod tests {
         assert_eq!(
             simplified("a = pad[low=(1), high=(0)] x 0.0; b = pad[low=(1), high=(0)] y 0.0; c = add a b; d = slice[start=(0), limit=(3)] c; return d"),
             "v0: f32[3] = add x y; v1: f32[4] = pad[low=(1), high=(0), interior=(0)] v0 0.0:f32; v2: f32[3] = slice[start=(0), limit=(3)] v1; return v2"
+        );
+    }
+    #[test]
+    fn conversions_do_not_factor() {
+        assert_eq!(
+            simplified("a = convert_element_type[dtype=f64] x; b = convert_element_type[dtype=f64] y; c = add a b; d = convert_element_type[dtype=f32] c; return d"),
+            "v0: f64[3] = convert_element_type[dtype=f64] x; v1: f64[3] = convert_element_type[dtype=f64] y; v2: f64[3] = add v0 v1; v3: f32[3] = convert_element_type[dtype=f32] v2; return v3"
         );
     }
     #[test]
