@@ -5,7 +5,7 @@
 //! NaN times 0 are NaN) but is for a structural zero, which the analysis does (`lang.rs`).
 
 use egg::Id;
-use traceform_ir::{BinaryOp, Prim, UnaryOp};
+use traceform_ir::{BinaryOp, Literal, Prim, UnaryOp};
 
 use super::{apply, class, is_fill, is_zero, op, ops_in, ty, Rhs, Rule};
 use crate::simplify::lang::{Graph, Node};
@@ -67,6 +67,18 @@ pub fn rules() -> Vec<Rule> {
         Rule {
             name: "select-same",
             apply: select_same,
+        },
+        Rule {
+            name: "neg-into-constant",
+            apply: neg_into_constant,
+        },
+        Rule {
+            name: "constant-factors",
+            apply: constant_factors,
+        },
+        Rule {
+            name: "add-self",
+            apply: add_self,
         },
     ]
 }
@@ -214,6 +226,62 @@ fn neg_out_of_product(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     Some(Rhs::Op(Prim::Unary(UnaryOp::Neg), vec![negated]))
 }
 
+/// The rank-0 constant factor of a product node: `(other operand, constant)`.
+fn constant_factor(eg: &Graph, node: &Node) -> Option<(Id, f64)> {
+    let (a, b) = binary(eg, node, BinaryOp::Mul)?;
+    let constant = |x: Id| ty(eg, x).rank() == 0 && ty(eg, x).dtype.is_float();
+    match (eg[a].data.fill, eg[b].data.fill) {
+        (_, Some(c)) if constant(b) => Some((a, c)),
+        (Some(c), _) if constant(a) => Some((b, c)),
+        _ => None,
+    }
+}
+
+/// `-(a * c) = a * (-c)` for a rank-0 constant `c` (exact).
+fn neg_into_constant(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::Unary(UnaryOp::Neg), [x]) = op(eg, node)? else {
+        return None;
+    };
+    eg[*x].nodes.iter().find_map(|n| {
+        let (a, c) = constant_factor(eg, n)?;
+        let lit = Literal::new(-c, ty(eg, *x).dtype);
+        Some(Rhs::Op(
+            Prim::Binary(BinaryOp::Mul),
+            vec![class(a), Rhs::Lit(lit)],
+        ))
+    })
+}
+
+/// `(a * c1) * c2 = a * (c1 c2)` for rank-0 constants (one rounding fewer: values agree to
+/// float tolerance, not bitwise).
+fn constant_factors(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, c2) = constant_factor(eg, node)?;
+    eg[x].nodes.iter().find_map(|n| {
+        let (a, c1) = constant_factor(eg, n)?;
+        let dtype = ty(eg, id).dtype;
+        let product = match dtype {
+            traceform_ir::DType::F32 => f64::from(c1 as f32 * c2 as f32),
+            _ => c1 * c2,
+        };
+        Some(Rhs::Op(
+            Prim::Binary(BinaryOp::Mul),
+            vec![class(a), Rhs::Lit(Literal::new(product, dtype))],
+        ))
+    })
+}
+
+/// `x + x = x * 2` (exact), so the doubling can join other constant factors.
+fn add_self(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (a, b) = binary(eg, node, BinaryOp::Add)?;
+    let dtype = ty(eg, a).dtype;
+    (eg.find(a) == eg.find(b) && dtype.is_float()).then(|| {
+        Rhs::Op(
+            Prim::Binary(BinaryOp::Mul),
+            vec![class(a), Rhs::Lit(Literal::new(2.0, dtype))],
+        )
+    })
+}
+
 /// `select_n p a a = a`.
 fn select_same(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     match op(eg, node)? {
@@ -325,6 +393,27 @@ mod tests {
         assert_eq!(
             simplified("b = broadcast_in_dim[shape=(3), dims=()] 1.0; c = mul b 100.0; a = mul x c; return a"),
             "v0: f32[3] = mul x 100.0:f32; return v0"
+        );
+    }
+    #[test]
+    fn neg_into_constant() {
+        assert_eq!(
+            simplified("a = mul x 2.0; b = neg a; return b"),
+            "v0: f32[3] = mul x -2.0:f32; return v0"
+        );
+    }
+    #[test]
+    fn constant_factors() {
+        assert_eq!(
+            simplified("a = mul x 2.0; b = mul 0.5 a; c = mul b y; return c"),
+            "v0: f32[3] = mul x y; return v0"
+        );
+    }
+    #[test]
+    fn add_self() {
+        assert_eq!(
+            simplified("a = add x x; b = mul a 0.25; return b"),
+            "v0: f32[3] = mul x 0.5:f32; return v0"
         );
     }
     #[test]

@@ -7,9 +7,11 @@
 //! - `identities.rs`: zeros and ones, negations, selects of one value.
 //! - `shapes.rs`: transposes, reshapes, broadcasts, reductions and slices that cancel or fuse.
 //! - `broadcast.rs`: a broadcast scalar operand of an elementwise op becomes the scalar.
+//! - `dots.rs`: transposes folded into `dot_general`.
 //! - `factor.rs`: `a*b + a*c = a*(b+c)`, and the same through `dot_general` and `reduce_sum`.
 
 mod broadcast;
+mod dots;
 mod factor;
 mod identities;
 mod shapes;
@@ -41,6 +43,7 @@ pub fn all() -> Vec<Rule> {
     rules.extend(identities::rules());
     rules.extend(shapes::rules());
     rules.extend(broadcast::rules());
+    rules.extend(dots::rules());
     rules.extend(factor::rules());
     rules
 }

@@ -29,6 +29,10 @@ pub fn rules() -> Vec<Rule> {
             name: "reduce-reduce",
             apply: reduce_reduce,
         },
+        Rule {
+            name: "unit-broadcast-is-reshape",
+            apply: unit_broadcast_is_reshape,
+        },
     ]
 }
 
@@ -136,6 +140,23 @@ fn reduce_reduce(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     Some(apply(Prim::ReduceSum { axes }, &[x]))
 }
 
+/// A `broadcast_in_dim` that only inserts size-1 axes (as many elements out as in) is a
+/// `reshape`, which then meets other reshapes.
+fn unit_broadcast_is_reshape(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::BroadcastInDim { shape, .. }, [x]) = op(eg, node)? else {
+        return None;
+    };
+    let same_size = ty(eg, *x).num_elements() == ty(eg, id).num_elements();
+    (same_size && ty(eg, *x).rank() < shape.len()).then(|| {
+        apply(
+            Prim::Reshape {
+                shape: shape.clone(),
+            },
+            &[*x],
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::simplify::rules::testing::simplified;
@@ -166,6 +187,15 @@ mod tests {
         assert_eq!(
             simplified("a = broadcast_in_dim[shape=(2,3), dims=(1)] x; b = broadcast_in_dim[shape=(4,2,3), dims=(1,2)] a; c = reduce_sum[axes=(0,1)] b; return c"),
             "v0: f32[4,2,3] = broadcast_in_dim[shape=(4,2,3), dims=(2)] x; v1: f32[3] = reduce_sum[axes=(0,1)] v0; return v1"
+        );
+    }
+    #[test]
+    fn unit_broadcast_is_reshape() {
+        assert_eq!(
+            simplified(
+                "a = broadcast_in_dim[shape=(1,3), dims=(1)] x; b = reshape[shape=(3)] a; return b"
+            ),
+            "return x"
         );
     }
     #[test]
