@@ -70,6 +70,9 @@ pub fn jvp_rule(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], y: Atom) ->
             let t = t[0]?;
             // n x^(n-1); for n = i32::MIN, x^(n-1) is y / x (n - 1 does not fit an i32).
             let power = match n.checked_sub(1) {
+                // x^0 = 1: a zero derivative everywhere, at x = 0 too (not 0 * 0^-1 = NaN),
+                // as jax.lax's rule.
+                Some(-1) => return None,
                 Some(0) => return Some(t),
                 Some(m) => b.integer_pow(x[0], m),
                 None => b.div(y, x[0]),
