@@ -319,7 +319,7 @@ mod tests {
     /// `f(x, t) = (prim x, the tangent jvp_rule emits for it)` over f32[3], as text, or `None`
     /// when the rule returns a symbolic zero.
     fn unary_tangent(prim: &Prim) -> Option<String> {
-        let ty = Type::new(DType::F32, &[3]);
+        let ty = Type::new(DType::F32, [3]);
         let mut b = Builder::new("rule");
         let x = Atom::Var(b.param(&ty));
         let t = Atom::Var(b.param(&ty));
