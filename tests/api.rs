@@ -4,7 +4,7 @@
 // Arguments are written `&[x.clone()]` like the other calls, for readability.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
-use ndarray::{arr0, array, ArrayD, Ix1};
+use ndarray::{arr0, array, ArrayD};
 use traceform::{
     grad, grad_wrt, hessian, hvp, jacfwd, jacrev, jvp, jvp_wrt, linear_transpose, linearize,
     value_and_grad, vjp, vjp_flat, Tensor,
@@ -77,8 +77,9 @@ fn jvp_of_grad_is_forward_over_reverse_hvp() {
     let out = jvp(grad(f))(&[x.clone()], &[t.clone()]).unwrap();
     close(&out[0], &grad_f(&x));
     close(&out[1], &(hess_diag(&x) * &t));
+    // hvp is built as jvp(grad), so it is checked against the closed form, not against `out`.
     let hv = hvp(f)(&[x.clone()], &[t.clone()]).unwrap();
-    close(&hv[0], &out[1]);
+    close(&hv[0], &(hess_diag(&x) * &t));
 }
 
 #[test]
@@ -127,28 +128,81 @@ fn grad_of_a_function_of_hvp_is_a_third_derivative() {
     close(&out[0], &(x.mapv(|x| -3.0 * x.sin() - x * x.cos()) * &dir));
 }
 
-/// f2(x) = sum(x sin x) * sum(x^2): a Hessian with off-diagonal terms.
+/// f2(x) = S Q with S = sum(x sin x), Q = sum(x^2): a Hessian with off-diagonal terms,
+/// H_ij = δ_ij (S''_i Q + 2 S) + 2 S'_i x_j + 2 x_i S'_j, where S'_i = sin x_i + x_i cos x_i
+/// and S''_i = 2 cos x_i - x_i sin x_i.
 fn f2(xs: &[Tensor]) -> Tensor {
     let x = &xs[0];
     (x * x.sin()).sum_all() * x.powi(2).sum_all()
 }
 
+fn hessian_f2(x: &A) -> A {
+    let n = x.len();
+    let s: f64 = x.iter().map(|x| x * x.sin()).sum();
+    let q: f64 = x.iter().map(|x| x * x).sum();
+    let (ds, dds) = (grad_f(x), hess_diag(x));
+    ArrayD::from_shape_fn(vec![n, n], |ij| {
+        let (i, j) = (ij[0], ij[1]);
+        let diagonal = if i == j { dds[i] * q + 2.0 * s } else { 0.0 };
+        diagonal + 2.0 * ds[i] * x[j] + 2.0 * x[i] * ds[j]
+    })
+}
+
+fn unit(n: usize, k: usize) -> A {
+    ArrayD::from_shape_fn(vec![n], |i| if i[0] == k { 1.0 } else { 0.0 })
+}
+
 #[test]
-fn hessian_is_jacfwd_of_jacrev_and_matches_hvps() {
+fn hessian_jacrev_of_grad_and_hvp_match_the_closed_form() {
     let x = x0();
+    let want = hessian_f2(&x);
     let h = hessian(f2)(&[x.clone()]).unwrap().remove(0);
-    assert_eq!(h.shape(), &[3, 3]);
-    for k in 0..3 {
-        let mut e = v(&[0.0, 0.0, 0.0]);
-        e[k] = 1.0;
-        let hv = hvp(f2)(&[x.clone()], &[e]).unwrap().remove(0);
-        let column = h.index_axis(ndarray::Axis(1), k).to_owned().into_dyn();
-        close(&column, &hv);
-    }
-    // Symmetric, and jacrev(grad) agrees with jacfwd(grad).
+    close(&h, &want);
     let hr = jacrev(grad(f2))(&[x.clone()]).unwrap().remove(0);
-    close(&hr, &h);
-    close(&h.t().to_owned().into_dyn(), &h);
+    close(&hr, &want);
+    for k in 0..3 {
+        let hv = hvp(f2)(&[x.clone()], &[unit(3, k)]).unwrap().remove(0);
+        let column = want.index_axis(ndarray::Axis(1), k).to_owned();
+        close(&hv, &column);
+    }
+}
+
+#[test]
+fn hessian_of_a_quadratic_form_with_a_non_symmetric_matrix_is_a_plus_a_transpose() {
+    // f(x) = x^T A x with A_ij = 3i + j, built inside the trace: H = A + A^T for every x,
+    // which a Hessian that symmetrised or transposed A wrongly would miss.
+    let quadratic = |xs: &[Tensor]| {
+        let x = &xs[0];
+        let tracer = x.tracer();
+        let rows = tracer.iota(traceform::DType::F64, &[3, 3], 0);
+        let cols = tracer.iota(traceform::DType::F64, &[3, 3], 1);
+        let a = rows * 3.0 + cols;
+        (x * &a.matmul(x)).sum_all()
+    };
+    let want = ArrayD::from_shape_fn(vec![3, 3], |ij| {
+        (3 * ij[0] + ij[1] + 3 * ij[1] + ij[0]) as f64
+    });
+    let x = x0();
+    close(&hessian(quadratic)(&[x.clone()]).unwrap().remove(0), &want);
+    // And its gradient (A + A^T) x.
+    let g = grad(quadratic)(&[x.clone()]).unwrap().remove(0);
+    let ax = ArrayD::from_shape_fn(vec![3], |i| (0..3).map(|j| want[[i[0], j]] * x[j]).sum());
+    close(&g, &ax);
+}
+
+#[test]
+fn hessian_blocks_of_two_inputs() {
+    // f(x, y) = sum(x^2 y): H_xx = diag(2y), H_xy = H_yx = diag(2x), H_yy = 0, row-major blocks.
+    let f3 = |p: &[Tensor]| (p[0].powi(2) * &p[1]).sum_all();
+    let (x, y) = (v(&[1.5, -2.0]), v(&[0.25, 3.0]));
+    let diag =
+        |d: &A| ArrayD::from_shape_fn(vec![2, 2], |ij| if ij[0] == ij[1] { d[ij[0]] } else { 0.0 });
+    let h = hessian(f3)(&[x.clone(), y.clone()]).unwrap();
+    assert_eq!(h.len(), 4);
+    close(&h[0], &diag(&(&y * 2.0)));
+    close(&h[1], &diag(&(&x * 2.0)));
+    close(&h[2], &diag(&(&x * 2.0)));
+    close(&h[3], &ArrayD::zeros(vec![2, 2]));
 }
 
 #[test]
@@ -228,7 +282,6 @@ fn errors_are_results_that_say_what_is_wrong() {
         e.contains("cannot broadcast shapes [3] and [2]") && e.contains("tests/api.rs"),
         "{e}"
     );
-    let _: &ArrayD<f64> = &x.into_dimensionality::<Ix1>().unwrap().into_dyn();
 }
 
 #[test]
@@ -272,8 +325,11 @@ fn readme_tour() -> Result<(), traceform::Error> {
     let hv = hvp(f)(&[x.clone()], &[t.clone()])?;
     let same = jvp(grad(f))(&[x.clone()], &[t.clone()])?;
 
+    // Against the closed forms, not against each other (hvp is jvp of grad by construction).
     close(&g[0], &grad_f(&x));
     close(&y_and_dy[1], &arr0(dot(&grad_f(&x), &t)).into_dyn());
-    close(&hv[0], &same[1]);
+    close(&hv[0], &(hess_diag(&x) * &t));
+    close(&same[0], &grad_f(&x));
+    close(&same[1], &(hess_diag(&x) * &t));
     Ok(())
 }

@@ -143,3 +143,67 @@ fn jacobian(
     }
     finish(b, &outputs)
 }
+
+#[cfg(test)]
+mod tests {
+    use traceform_ir::{parse_func, DType};
+
+    use super::*;
+
+    fn types(func: &Func) -> Vec<String> {
+        func.output_types().iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn jacobian_blocks_are_output_major_of_shape_output_then_input() {
+        // Two float outputs (p: f32[3], s: f32[]) and an i32 one, which has no block.
+        let f = parse_func(
+            "func f(x: f32[2,3], y: f32[4]) -> (f32[3], f32[], i32[]) {
+  a: f32[3] = reduce_sum[axes=(0)] x
+  s: f32[] = reduce_sum[axes=(0)] y
+  p: f32[3] = mul a s
+  i: i32[] = argmax[axis=0] y
+  return p, s, i
+}",
+        )
+        .unwrap();
+        let want = ["f32[3,2,3]", "f32[3,4]", "f32[2,3]", "f32[4]"];
+        assert_eq!(types(&jacfwd(&f, None).unwrap()), want);
+        assert_eq!(types(&jacrev(&f, None).unwrap()), want);
+        assert_eq!(
+            types(&jacfwd(&f, Some(&[1])).unwrap()),
+            ["f32[3,4]", "f32[4]"]
+        );
+        assert_eq!(jacrev(&f, None).unwrap().param_types(), f.param_types());
+    }
+
+    #[test]
+    fn hessian_blocks_are_row_major_over_pairs_of_inputs() {
+        let g = parse_func(
+            "func g(x: f64[2,3], y: f64[4]) -> f64[] {
+  a: f64[] = reduce_sum[axes=(0,1)] x
+  b: f64[] = reduce_sum[axes=(0)] y
+  c: f64[] = mul a b
+  return c
+}",
+        )
+        .unwrap();
+        let h = hessian(&g, None).unwrap();
+        assert_eq!(
+            types(&h),
+            ["f64[2,3,2,3]", "f64[2,3,4]", "f64[4,2,3]", "f64[4,4]"]
+        );
+        assert_eq!(h.output_types()[0].dtype, DType::F64);
+        assert_eq!(types(&hessian(&g, Some(&[1])).unwrap()), ["f64[4,4]"]);
+        let e = hessian(
+            &parse_func("func v(x: f32[2]) -> f32[2] {\n  return x\n}").unwrap(),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("`hessian` needs a function with one float scalar output"),
+            "{e}"
+        );
+    }
+}

@@ -70,6 +70,9 @@ pub fn jvp_rule(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], y: Atom) ->
             let t = t[0]?;
             // n x^(n-1); for n = i32::MIN, x^(n-1) is y / x (n - 1 does not fit an i32).
             let power = match n.checked_sub(1) {
+                // x^0 = 1: a zero derivative everywhere, at x = 0 too (not 0 * 0^-1 = NaN),
+                // as jax.lax's rule.
+                Some(-1) => return None,
                 Some(0) => return Some(t),
                 Some(m) => b.integer_pow(x[0], m),
                 None => b.div(y, x[0]),
@@ -304,5 +307,69 @@ fn binary_rule(b: &mut Builder, op: BinaryOp, x: &[Atom], t: &[Tan], y: Atom) ->
             });
             add(b, da, db)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+    use traceform_ir::{print_func, DType};
+
+    use super::*;
+
+    /// `f(x, t) = (prim x, the tangent jvp_rule emits for it)` over f32[3], as text, or `None`
+    /// when the rule returns a symbolic zero.
+    fn unary_tangent(prim: &Prim) -> Option<String> {
+        let ty = Type::new(DType::F32, [3]);
+        let mut b = Builder::new("rule");
+        let x = Atom::Var(b.param(&ty));
+        let t = Atom::Var(b.param(&ty));
+        let y = b.eqn(prim.clone(), &[x]);
+        let tangent = jvp_rule(&mut b, prim, &[x], &[Some(t)], y)?;
+        Some(print_func(&b.finish(&[y, tangent]).unwrap()))
+    }
+
+    #[test]
+    fn the_rule_of_sin_multiplies_the_tangent_by_cos() {
+        expect![[r#"
+            func rule(x0: f32[3], x1: f32[3]) -> (f32[3], f32[3]) {
+              v0: f32[3] = sin x0
+              v1: f32[3] = cos x0
+              v2: f32[3] = mul x1 v1
+              return v0, v2
+            }
+        "#]]
+        .assert_eq(&unary_tangent(&Prim::Unary(UnaryOp::Sin)).unwrap());
+    }
+
+    #[test]
+    fn the_rule_of_abs_selects_the_tangent_where_x_is_at_least_zero() {
+        expect![[r#"
+            func rule(x0: f32[3], x1: f32[3]) -> (f32[3], f32[3]) {
+              v0: f32[3] = abs x0
+              v1: bool[3] = ge x0 0.0:f32
+              v2: f32[3] = neg x1
+              v3: f32[3] = select_n v1 v2 x1
+              return v0, v3
+            }
+        "#]]
+        .assert_eq(&unary_tangent(&Prim::Unary(UnaryOp::Abs)).unwrap());
+    }
+
+    #[test]
+    fn piecewise_constant_primitives_have_symbolic_zero_tangents() {
+        for prim in [
+            Prim::Unary(UnaryOp::Floor),
+            Prim::Unary(UnaryOp::Ceil),
+            Prim::Unary(UnaryOp::Round),
+            Prim::Unary(UnaryOp::Sign),
+            Prim::StopGradient,
+            Prim::IntegerPow { y: 0 },
+        ] {
+            assert_eq!(unary_tangent(&prim), None, "{}", prim.name());
+        }
+        // And x^1 passes the tangent through without an equation.
+        let text = unary_tangent(&Prim::IntegerPow { y: 1 }).unwrap();
+        assert!(text.contains("return v0, x1"), "{text}");
     }
 }

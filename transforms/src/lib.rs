@@ -261,3 +261,72 @@ pub fn transpose_wrt(func: &Func, linear: Option<&[usize]>) -> Result<Func, Tran
     t.name = format!("transpose_{}", func.name);
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use traceform_ir::parse_func;
+
+    use super::*;
+
+    fn f() -> Func {
+        parse_func(
+            "func f(x: f32[2], n: i32[], y: f32[]) -> f32[] {
+  s: f32[] = reduce_sum[axes=(0)] x
+  r: f32[] = mul s y
+  return r
+}",
+        )
+        .unwrap()
+    }
+
+    fn wrt_error(func: &Func, wrt: Option<&[usize]>) -> String {
+        match check_wrt(func, wrt).unwrap_err() {
+            TransformError::Wrt(message) => message,
+            other => panic!("not a wrt error: {other}"),
+        }
+    }
+
+    #[test]
+    fn check_wrt_defaults_to_the_float_inputs_and_says_what_is_wrong() {
+        let f = f();
+        assert_eq!(check_wrt(&f, None).unwrap(), [0, 2]);
+        assert_eq!(check_wrt(&f, Some(&[2, 0])).unwrap(), [2, 0]);
+        assert_eq!(
+            wrt_error(&f, Some(&[])),
+            "no input positions given to differentiate `f` with respect to"
+        );
+        assert_eq!(
+            wrt_error(&f, Some(&[0, 3])),
+            "input position 3 is out of range: `f` has 3 input(s)"
+        );
+        assert_eq!(
+            wrt_error(&f, Some(&[2, 2])),
+            "input position 2 is given twice"
+        );
+        assert_eq!(
+            wrt_error(&f, Some(&[1])),
+            "input 1 (`n`) is i32[]: only f32 and f64 inputs can be differentiated"
+        );
+        let ints = parse_func("func g(n: i32[]) -> i32[] {\n  return n\n}").unwrap();
+        assert_eq!(
+            wrt_error(&ints, None),
+            "`g` has no float input to differentiate with respect to"
+        );
+    }
+
+    #[test]
+    fn grad_and_hvp_name_a_non_scalar_output() {
+        let v = parse_func("func v(x: f32[2]) -> f32[2] {\n  y: f32[2] = sin x\n  return y\n}")
+            .unwrap();
+        for (what, e) in [("grad", grad(&v, None)), ("hvp", hvp(&v, None))] {
+            let e = e.unwrap_err();
+            assert!(matches!(e, TransformError::NotScalar(_)), "{e}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "`{what}` needs a function with one float scalar output, but `v` returns (f32[2])"
+                )
+            );
+        }
+    }
+}

@@ -170,3 +170,68 @@ pub fn linearize_jvp(
         n_outputs: n_primal_out,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use traceform_ir::parse_func;
+
+    use super::*;
+
+    /// A jvp-shaped program: primal `x`, tangent `t`; `i`, `c` are constants, `k`, `m` known,
+    /// `l`, `s` linear.
+    const JVP_LIKE: &str = "func j(x: f32[3], t: f32[3]) -> (f32[3], f32[3]) {
+  i: f32[3] = iota[dtype=f32, shape=(3), dim=0]
+  c: f32[3] = mul i 2.0
+  k: f32[3] = sin x
+  m: f32[3] = mul k c
+  l: f32[3] = mul t k
+  s: f32[3] = add l c
+  return m, s
+}";
+
+    #[test]
+    fn classify_tells_constants_known_and_linear_values_apart() {
+        let f = parse_func(JVP_LIKE).unwrap();
+        let kind = classify(&f, 1);
+        let vars = f.params.iter().copied().chain(f.eqns.iter().map(|e| e.out));
+        let got: Vec<(String, Kind)> = vars.map(|v| (f.var_name(v), kind[v.index()])).collect();
+        let want = [
+            ("x", Kind::Known),
+            ("t", Kind::Linear),
+            ("i", Kind::Const),
+            ("c", Kind::Const),
+            ("k", Kind::Known),
+            ("m", Kind::Known),
+            ("l", Kind::Linear),
+            ("s", Kind::Linear),
+        ];
+        let want: Vec<(String, Kind)> = want.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+        assert_eq!(got, want);
+        // With no linear parameter nothing is linear.
+        assert!(!classify(&f, 2).contains(&Kind::Linear));
+    }
+
+    #[test]
+    fn linearize_stores_known_values_as_residuals_and_copies_constants() {
+        let f = parse_func(JVP_LIKE).unwrap();
+        let lin = linearize_jvp(&f, 1, 1).unwrap();
+        // `k` is the one residual; `c` is recomputed in the linear part, not stored.
+        assert_eq!(lin.n_residuals(), 1);
+        assert_eq!(lin.primal.outputs.len(), 2);
+        assert_eq!(lin.linear.params.len(), 2, "the residual, then the tangent");
+        let prims: Vec<&str> = lin
+            .linear
+            .eqns
+            .iter()
+            .map(|e| lin.linear.prim(e).name())
+            .collect();
+        assert_eq!(prims, ["iota", "mul", "mul", "add"]);
+        // An output that depends on a tangent cannot be a primal output.
+        let e = linearize_jvp(&f, 1, 2).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("a primal output depends on a tangent"),
+            "{e}"
+        );
+    }
+}

@@ -462,3 +462,96 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
         .collect();
     Ok(eliminate_dead_code(finish(b, &outputs)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use traceform_ir::parse_func;
+
+    use super::*;
+
+    /// The error of transposing `text` in its parameters from 1 on.
+    fn error(text: &str) -> TransformError {
+        transpose(&parse_func(text).unwrap(), 1).unwrap_err()
+    }
+
+    #[test]
+    fn a_product_of_two_linear_values_is_named_with_its_place() {
+        let e = error(
+            "func f(a: f32[3], t: f32[3]) -> f32[3] {
+  u: f32[3] = mul t a
+  v: f32[3] = mul u t
+  return v
+}",
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot transpose: `v = mul u t`: `mul` multiplies two values that both depend on the linear inputs"
+        );
+        assert_eq!(e.text_location(), Some((3, 15)));
+        assert!(e.is_user_error());
+    }
+
+    #[test]
+    fn an_affine_equation_is_not_linear() {
+        let e = error(
+            "func f(a: f32[3], t: f32[3]) -> f32[3] {
+  u: f32[3] = add t 1.0
+  return u
+}",
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot transpose: `u = add t 1.0:f32`: `add` combines")
+                && text.ends_with("(the function is affine, not linear)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_first_non_linear_equation_in_program_order_is_named() {
+        let e = error(
+            "func f(a: f32[3], t: f32[3]) -> f32[3] {
+  u: f32[3] = sin t
+  v: f32[3] = exp u
+  w: f32[3] = cumsum[axis=0] v
+  return w
+}",
+        );
+        assert!(
+            e.to_string()
+                .contains("`u = sin t`: `sin` is not linear in operand 1"),
+            "{e}"
+        );
+        assert_eq!(e.text_location(), Some((2, 15)));
+    }
+
+    #[test]
+    fn an_output_that_does_not_depend_on_the_linear_inputs_is_named() {
+        let e = error(
+            "func f(a: f32[3], t: f32[3]) -> (f32[3], f32[3]) {
+  u: f32[3] = mul t a
+  return u, a
+}",
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot transpose: output 1: it does not depend on the linear inputs and is not zero"
+        );
+        assert_eq!(e.text_location(), None);
+    }
+
+    #[test]
+    fn dead_non_linear_equations_are_skipped() {
+        let f = parse_func(
+            "func f(a: f32[3], t: f32[3]) -> f32[3] {
+  dead: f32[3] = sin t
+  u: f32[3] = mul a t
+  return u
+}",
+        )
+        .unwrap();
+        let t = transpose(&f, 1).unwrap();
+        let prims: Vec<&str> = t.eqns.iter().map(|e| t.prim(e).name()).collect();
+        assert_eq!(prims, ["mul"], "{}", traceform_ir::print_func(&t));
+    }
+}
