@@ -147,8 +147,15 @@ fn order(eg: &Graph, choice: &FxHashMap<Id, Node>, roots: &[Id]) -> Vec<Id> {
 }
 
 /// Emits the chosen program: the parameters of `source` (with their names), then one
-/// equation per chosen class in dependency order, each with its class's source location.
-pub fn emit(eg: &Graph, choice: &FxHashMap<Id, Node>, source: &Func, roots: &[Id]) -> Func {
+/// equation per chosen class in dependency order, each with its class's source location and
+/// the parsed name `names` gives it.
+pub fn emit(
+    eg: &Graph,
+    choice: &FxHashMap<Id, Node>,
+    source: &Func,
+    roots: &[Id],
+    names: &FxHashMap<Id, &str>,
+) -> Func {
     let mut b = Builder::new(source.name.clone());
     let params: Vec<Atom> = source
         .params
@@ -170,7 +177,11 @@ pub fn emit(eg: &Graph, choice: &FxHashMap<Id, Node>, source: &Func, roots: &[Id
                 let args: SmallVec<[Atom; 3]> =
                     children.iter().map(|&ch| atom[&eg.find(ch)]).collect();
                 b.set_loc(eg[c].data.loc);
-                b.eqn(prim_of(eg, *p).clone(), &args)
+                let out = b.eqn(prim_of(eg, *p).clone(), &args);
+                if let (Atom::Var(v), Some(name)) = (out, names.get(&c)) {
+                    b.set_name(v, name);
+                }
+                out
             }
         };
         atom.insert(c, a);

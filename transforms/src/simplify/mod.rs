@@ -27,6 +27,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use egg::Id;
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use traceform_ir::{eliminate_common_subexpressions, eliminate_dead_code, Atom, Func};
 
@@ -143,13 +144,20 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
     let out = if eqns_before > limits.max_eqns {
         eliminate_dead_code(eliminate_common_subexpressions(func.clone()))
     } else {
-        let (mut eg, roots) = into_egraph(func);
+        let (mut eg, roots, named) = into_egraph(func);
         let (stop, iterations) = saturate(&mut eg, &rules, limits, &mut report.rules_fired);
         report.stop = stop;
         report.iterations = iterations;
         report.egraph_nodes = eg.total_size();
         let choice = extract::choose(&eg);
-        let simplified = extract::emit(&eg, &choice, func, &roots);
+        // A class keeps the name of the first named value it holds.
+        let mut names: FxHashMap<Id, &str> = FxHashMap::default();
+        for (class, var) in named {
+            if let Some(name) = func.names.get(var) {
+                names.entry(eg.find(class)).or_insert(name);
+            }
+        }
+        let simplified = extract::emit(&eg, &choice, func, &roots, &names);
         eliminate_dead_code(simplified)
     };
     report.eqns_after = out.eqns.len();
@@ -158,9 +166,9 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
     (out, report)
 }
 
-/// The e-graph of `func` (equations added in program order, so shared by hash-consing) and
-/// the classes of its outputs.
-fn into_egraph(func: &Func) -> (Graph, Vec<Id>) {
+/// The e-graph of `func` (equations added in program order, so shared by hash-consing), the
+/// classes of its outputs, and the class of each equation result that has a parsed name.
+fn into_egraph(func: &Func) -> (Graph, Vec<Id>, Vec<(Id, traceform_ir::Var)>) {
     let facts = Facts {
         param_types: func.param_types(),
         prims: Default::default(),
@@ -194,8 +202,14 @@ fn into_egraph(func: &Func) -> (Graph, Vec<Id>) {
         .iter()
         .map(|a| atom(&mut eg, &class, a))
         .collect();
+    let named = func
+        .eqns
+        .iter()
+        .filter(|e| func.names.get(e.out).is_some())
+        .filter_map(|e| Some((class[e.out.index()]?, e.out)))
+        .collect();
     eg.rebuild();
-    (eg, roots)
+    (eg, roots, named)
 }
 
 /// Applies every rule to every node until nothing changes or a limit is reached; returns why
