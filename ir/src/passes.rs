@@ -3,7 +3,10 @@
 //! function in place by renumbering its values, without copying types, primitives or names
 //! more than once. They are the fallback for graphs too big for the e-graph simplifier.
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use smallvec::SmallVec;
 
 use crate::func::{Atom, Func, Names, PrimId, Var};
@@ -43,24 +46,31 @@ pub fn live_equations(func: &Func) -> Vec<bool> {
 /// on the same operands) by the earlier result, then removes what became dead. All
 /// primitives are pure, so this never changes a value.
 pub fn eliminate_common_subexpressions(func: Func) -> Func {
-    let mut seen: FxHashMap<(PrimId, SmallVec<[Atom; 3]>), Var> = FxHashMap::default();
+    // The table holds equation indices only (4 bytes an entry); keys are compared through
+    // the function itself, operands substituted as they go.
+    let mut seen: HashTable<u32> = HashTable::with_capacity(func.eqns.len());
     let mut replace: Vec<Option<Var>> = vec![None; func.num_vars()];
     let mut keep = vec![true; func.eqns.len()];
     let mut any = false;
-    for (i, eqn) in func.eqns.iter().enumerate() {
-        let args: SmallVec<[Atom; 3]> = func
-            .args(eqn)
-            .iter()
-            .map(|a| substitute(a, &replace))
-            .collect();
-        match seen.get(&(eqn.prim, args.clone())) {
-            Some(&earlier) => {
-                replace[eqn.out.index()] = Some(earlier);
+    let key = |i: usize, replace: &[Option<Var>]| -> (PrimId, SmallVec<[Atom; 3]>) {
+        let eqn = &func.eqns[i];
+        let args = func.args(eqn).iter().map(|a| substitute(a, replace)).collect();
+        (eqn.prim, args)
+    };
+    for i in 0..func.eqns.len() {
+        let k = key(i, &replace);
+        let hash = FxBuildHasher.hash_one(&k);
+        let found = seen.find(hash, |&j| key(j as usize, &replace) == k).copied();
+        match found {
+            Some(j) => {
+                replace[func.eqns[i].out.index()] = Some(func.eqns[j as usize].out);
                 keep[i] = false;
                 any = true;
             }
             None => {
-                seen.insert((eqn.prim, args), eqn.out);
+                seen.insert_unique(hash, i as u32, |&j| {
+                    FxBuildHasher.hash_one(key(j as usize, &replace))
+                });
             }
         }
     }

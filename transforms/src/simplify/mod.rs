@@ -142,7 +142,8 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
         rules_fired: rules.iter().map(|r| (r.name, 0)).collect(),
     };
     let out = if eqns_before > limits.max_eqns {
-        eliminate_dead_code(eliminate_common_subexpressions(func.clone()))
+        // CSE removes what it makes dead.
+        eliminate_common_subexpressions(func.clone())
     } else {
         let (mut eg, roots, named) = into_egraph(func);
         let (stop, iterations) = saturate(&mut eg, &rules, limits, &mut report.rules_fired);
