@@ -54,13 +54,19 @@ pub fn eliminate_common_subexpressions(func: Func) -> Func {
     let mut any = false;
     let key = |i: usize, replace: &[Option<Var>]| -> (PrimId, SmallVec<[Atom; 3]>) {
         let eqn = &func.eqns[i];
-        let args = func.args(eqn).iter().map(|a| substitute(a, replace)).collect();
+        let args = func
+            .args(eqn)
+            .iter()
+            .map(|a| substitute(a, replace))
+            .collect();
         (eqn.prim, args)
     };
     for i in 0..func.eqns.len() {
         let k = key(i, &replace);
         let hash = FxBuildHasher.hash_one(&k);
-        let found = seen.find(hash, |&j| key(j as usize, &replace) == k).copied();
+        let found = seen
+            .find(hash, |&j| key(j as usize, &replace) == k)
+            .copied();
         match found {
             Some(j) => {
                 replace[func.eqns[i].out.index()] = Some(func.eqns[j as usize].out);

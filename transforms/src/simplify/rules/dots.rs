@@ -96,7 +96,16 @@ mod tests {
 
     fn simplified(text: &str) -> String {
         let f = parse_func(text).unwrap();
-        let (g, _) = simplify(&f, &Limits::for_size(f.eqns.len()));
+        let (mut g, _) = simplify(&f, &Limits::for_size(f.eqns.len()));
+        let params: Vec<_> = g
+            .params
+            .iter()
+            .map(|&p| (p, g.names.get(p).unwrap().to_string()))
+            .collect();
+        g.names = Default::default();
+        for (p, name) in params {
+            g.names.set(p, &name);
+        }
         print_func(&g)
     }
 
