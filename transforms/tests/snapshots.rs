@@ -3,7 +3,7 @@
 
 use expect_test::{expect, Expect};
 use traceform_ir::{parse_func, print_func};
-use traceform_transforms::{grad, hvp, jvp, transpose, vjp};
+use traceform_transforms::{grad, hvp, jvp, simplify, transpose, vjp, Limits};
 
 const SIN_TIMES_X: &str = "func f(x: f32[3]) -> f32[] {
   a: f32[3] = sin x
@@ -131,5 +131,30 @@ fn transpose_of_a_linear_function() {
           return v2
         }
     "#]],
+    );
+}
+
+#[test]
+fn simplified_hvp_of_sin_times_x() {
+    // The multiplies by a broadcast 1.0 and the recomputed `cos` are gone; the derivative
+    // `2 cos x - x sin x` times the vector is what is left.
+    check(
+        SIN_TIMES_X,
+        |f| {
+            let h = hvp(f, None).unwrap();
+            simplify(&h, &Limits::for_size(h.eqns.len())).0
+        },
+        expect![[r#"
+            func hvp_f(x0: f32[3], x1: f32[3]) -> f32[3] {
+              v0: f32[3] = cos x0
+              v1: f32[3] = mul x1 v0
+              v2: f32[3] = sin x0
+              v3: f32[3] = mul x1 v2
+              v4: f32[3] = mul v3 x0
+              v5: f32[3] = sub v1 v4
+              v6: f32[3] = add v1 v5
+              return v6
+            }
+        "#]],
     );
 }
