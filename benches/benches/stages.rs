@@ -6,7 +6,7 @@ use ndarray::ArrayD;
 use traceform_benches::{chain_text, workload, workload_text};
 use traceform_ir::{eliminate_common_subexpressions, parse_func, write_func};
 use traceform_runtime::{eval, Value};
-use traceform_transforms::{grad, hvp, jvp};
+use traceform_transforms::{grad, hvp, jvp, simplify, Limits};
 
 fn parse(c: &mut Criterion) {
     let text = workload_text("chain");
@@ -27,6 +27,20 @@ fn transforms(c: &mut Criterion) {
         c.bench_function(&format!("hvp {name}"), |b| {
             b.iter(|| hvp(&f, None).unwrap())
         });
+    }
+}
+
+/// The simplifier on the workloads' derivative programs (JAX spends 1.5 s compiling the
+/// chain's hvp, XLA's simplification included).
+fn simplifier(c: &mut Criterion) {
+    for name in ["chain", "mlp", "rosenbrock"] {
+        let f = workload(name);
+        for (what, g) in [("grad", grad(&f, None).unwrap()), ("hvp", hvp(&f, None).unwrap())] {
+            let limits = Limits::for_size(g.eqns.len());
+            c.bench_function(&format!("simplify {what} {name}"), |b| {
+                b.iter(|| simplify(&g, &limits))
+            });
+        }
     }
 }
 
@@ -72,5 +86,5 @@ fn large(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse, transforms, interpret, large);
+criterion_group!(benches, parse, transforms, simplifier, interpret, large);
 criterion_main!(benches);
