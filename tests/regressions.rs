@@ -40,7 +40,7 @@ fn f64s(xs: &[f64]) -> Value {
     Value::F64(ArrayD::from_shape_vec(vec![xs.len()], xs.to_vec()).unwrap())
 }
 
-/// 3. The jvp of `integer_pow[y=i32::MIN]` computed `y - 1` in i32 (a panic in debug builds,
+/// Bug 3: The jvp of `integer_pow[y=i32::MIN]` computed `y - 1` in i32 (a panic in debug builds,
 /// a wrong power in release). Its derivative at x = 1 is y.
 #[test]
 fn integer_pow_of_i32_min_differentiates() {
@@ -53,7 +53,7 @@ fn integer_pow_of_i32_min_differentiates() {
     assert_eq!(outs[1].to_f64_vec(), vec![-2147483648.0, 2147483648.0]);
 }
 
-/// 4. `pad` shape inference overflowed for huge paddings and inferred a small wrong shape.
+/// Bug 4: `pad` shape inference overflowed for huge paddings and inferred a small wrong shape.
 #[test]
 fn huge_pads_are_user_errors() {
     let program = "func f(x: f32[3]) -> f32[3] {\n  y = pad[low=(4294967295), high=(4294967295), interior=(4294967295)] x 0.0\n  return x\n}\n";
@@ -69,7 +69,7 @@ fn huge_pads_are_user_errors() {
     assert!(stderr.contains("too large"), "{stderr}");
 }
 
-/// 5. Zero-size tensors with huge other axes verified, then failed at run time (exit 1).
+/// Bug 5: Zero-size tensors with huge other axes verified, then failed at run time (exit 1).
 #[test]
 fn zero_size_tensors_with_huge_axes_are_user_errors() {
     for (name, eqn) in [
@@ -93,7 +93,7 @@ fn zero_size_tensors_with_huge_axes_are_user_errors() {
     );
 }
 
-/// 6. The linearity check accepted conversions to i32 and bool.
+/// Bug 6: The linearity check accepted conversions to i32 and bool.
 #[test]
 fn conversions_to_integers_are_not_linear() {
     for dtype in ["i32", "bool"] {
@@ -109,7 +109,7 @@ fn conversions_to_integers_are_not_linear() {
     }
 }
 
-/// 7. `transpose` left dead equations: cotangents of non-linear operands, unused primal work.
+/// Bug 7: `transpose` left dead equations: cotangents of non-linear operands, unused primal work.
 #[test]
 fn transposed_programs_have_no_dead_equations() {
     let linear = parse_func(
@@ -136,7 +136,7 @@ fn transposed_programs_have_no_dead_equations() {
     }
 }
 
-/// 8. `tanh`'s jvp used `1 - y*y`: in f32, relative error up to 8.6e-5 for x in [0.5, 9],
+/// Bug 8: `tanh`'s jvp used `1 - y*y`: in f32, relative error up to 8.6e-5 for x in [0.5, 9],
 /// against the derivative at the computed `y = tanh(x)`. Now `(1+y)(1-y)` (as JAX), within 2
 /// f32 ulps of `1 - y^2` computed in f64 from the same `y`. `logistic` is now
 /// `y * logistic(-x)`, within 4 ulps of the exact derivative at `x`; the same review found
@@ -182,7 +182,7 @@ fn tanh_and_logistic_derivatives_are_accurate_in_f32() {
     }
 }
 
-/// 9. f32 literals printed as their f64 expansion (`0.10000000149011612:f32`).
+/// Bug 9: f32 literals printed as their f64 expansion (`0.10000000149011612:f32`).
 #[test]
 fn f32_literals_print_in_their_shortest_form() {
     let f = parse_func("func f(x: f32[2]) -> f32[2] {\n  y = mul x 0.1\n  return y\n}\n").unwrap();
@@ -193,7 +193,7 @@ fn f32_literals_print_in_their_shortest_form() {
     );
 }
 
-/// 11. Messages: a huge token was echoed whole; a comment-only file without a trailing newline
+/// Bug 11: Messages: a huge token was echoed whole; a comment-only file without a trailing newline
 /// reported end of file at 1:1; values too large were called "must be non-negative".
 #[test]
 fn messages_quote_little_and_say_what_is_wrong() {
@@ -229,7 +229,7 @@ fn messages_quote_little_and_say_what_is_wrong() {
     );
 }
 
-/// 12. `dump f.ir -t grad` without `--stage` printed the untransformed program.
+/// Bug 12: `dump f.ir -t grad` without `--stage` printed the untransformed program.
 #[test]
 fn dump_with_transforms_prints_the_last_stage() {
     let program =

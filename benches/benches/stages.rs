@@ -35,7 +35,10 @@ fn transforms(c: &mut Criterion) {
 fn simplifier(c: &mut Criterion) {
     for name in ["chain", "mlp", "rosenbrock"] {
         let f = workload(name);
-        for (what, g) in [("grad", grad(&f, None).unwrap()), ("hvp", hvp(&f, None).unwrap())] {
+        for (what, g) in [
+            ("grad", grad(&f, None).unwrap()),
+            ("hvp", hvp(&f, None).unwrap()),
+        ] {
             let limits = Limits::for_size(g.eqns.len());
             c.bench_function(&format!("simplify {what} {name}"), |b| {
                 b.iter(|| simplify(&g, &limits))

@@ -90,24 +90,7 @@ fn dot_of_transpose(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
 
 #[cfg(test)]
 mod tests {
-    use traceform_ir::{parse_func, print_func};
-
-    use crate::simplify::{simplify, Limits};
-
-    fn simplified(text: &str) -> String {
-        let f = parse_func(text).unwrap();
-        let (mut g, _) = simplify(&f, &Limits::for_size(f.eqns.len()));
-        let params: Vec<_> = g
-            .params
-            .iter()
-            .map(|&p| (p, g.names.get(p).unwrap().to_string()))
-            .collect();
-        g.names = Default::default();
-        for (p, name) in params {
-            g.names.set(p, &name);
-        }
-        print_func(&g)
-    }
+    use crate::simplify::rules::testing::simplified_text as simplified;
 
     #[test]
     fn transpose_of_dot() {

@@ -121,17 +121,12 @@ pub mod testing {
 
     use crate::simplify::{simplify, Limits};
 
-    /// The equations of `body` (a function of `x: f32[3]`, `y: f32[3]`, `s: f32[]`) after
-    /// simplification, one per line, without the signature, values named `v<k>`.
-    pub fn simplified(body: &str) -> String {
-        let text = format!(
-            "func f(x: f32[3], y: f32[3], s: f32[]) -> f32[3] {{\n{}\n}}\n",
-            body.replace("; ", "\n")
-        );
-        let f = parse_func(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    /// `text` (one function) simplified and printed, parameters with their names and every
+    /// equation with a derived one (`v<k>`), so tests read the structure.
+    pub fn simplified_text(text: &str) -> String {
+        let f = parse_func(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         let (mut g, _) = simplify(&f, &Limits::for_size(f.eqns.len()));
         traceform_ir::verify_func(&g).unwrap();
-        // Derived names for every equation, so the tests read the structure.
         let params: Vec<_> = g
             .params
             .iter()
@@ -141,8 +136,17 @@ pub mod testing {
         for (p, name) in params {
             g.names.set(p, &name);
         }
-        let printed = print_func(&g);
-        printed
+        print_func(&g)
+    }
+
+    /// The equations of `body` (a function of `x: f32[3]`, `y: f32[3]`, `s: f32[]`) after
+    /// simplification, one per line, without the signature.
+    pub fn simplified(body: &str) -> String {
+        let text = format!(
+            "func f(x: f32[3], y: f32[3], s: f32[]) -> f32[3] {{\n{}\n}}\n",
+            body.replace("; ", "\n")
+        );
+        simplified_text(&text)
             .lines()
             .skip(1)
             .filter(|l| *l != "}")
