@@ -7,8 +7,9 @@
 //! tolerance, not bitwise.
 
 use egg::Id;
-use traceform_ir::{BinaryOp, Linearity, Prim};
+use traceform_ir::{BinaryOp, Linearity, Literal, Prim};
 
+use super::identities::constant_factor;
 use super::{apply, is_zero, op, ops_in, ty, Rhs, Rule};
 use crate::simplify::lang::{Graph, Node};
 
@@ -40,26 +41,76 @@ fn sum(x: Rhs, y: Rhs) -> Rhs {
     Rhs::Op(Prim::Binary(BinaryOp::Add), vec![x, y])
 }
 
-/// `p*q + r*s` with a factor in common: `a*(b+c)`, the sum taken where its operands have the
-/// same type (so no new broadcast is needed).
+/// One way to write a class as `factor * rest * scale` (`scale` a rank-0 constant, or none).
+#[derive(Clone, Copy)]
+struct Factoring {
+    factor: Id,
+    rest: Id,
+    scale: Option<f64>,
+}
+
+/// The ways to write class `x` as a product: for each product `p * q` in it, `p * q` and
+/// `q * p`, and, where an operand is itself a product with a rank-0 constant (`(a * c) * q`),
+/// `a * q * c`: reverse mode scales a cotangent by a constant before multiplying it by a
+/// derivative, and the common factor is the cotangent inside.
+fn factorings(eg: &Graph, x: Id, out: &mut Vec<Factoring>) {
+    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for (_, m) in ops_in(eg, x, is_mul) {
+        for (i, j) in [(0, 1), (1, 0)] {
+            out.push(Factoring {
+                factor: m[i],
+                rest: m[j],
+                scale: None,
+            });
+            if eg[m[j]].data.fill.is_some() {
+                continue;
+            }
+            if let Some((a, c)) = eg[m[i]].nodes.iter().find_map(|n| constant_factor(eg, n)) {
+                out.push(Factoring {
+                    factor: a,
+                    rest: m[j],
+                    scale: Some(c),
+                });
+            }
+        }
+    }
+}
+
+/// `rest * scale` as an expression.
+fn scaled(eg: &Graph, f: &Factoring) -> Rhs {
+    match f.scale {
+        None => Rhs::Class(f.rest),
+        Some(c) => {
+            let lit = Rhs::Lit(Literal::new(c, ty(eg, f.rest).dtype));
+            Rhs::Op(Prim::Binary(BinaryOp::Mul), vec![Rhs::Class(f.rest), lit])
+        }
+    }
+}
+
+/// `a*b + a*c` with a factor in common (possibly under a constant factor, see
+/// `factorings`): `a*(b+c)`, the sum taken where its operands have the same type (so no new
+/// broadcast is needed).
 fn factor_mul(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
-    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
-    for (_, l) in ops_in(eg, x, is_mul) {
-        for (_, r) in ops_in(eg, y, is_mul) {
-            for (i, j) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                let (common, b, c) = (l[i], l[1 - i], r[1 - j]);
-                if eg.find(common) != eg.find(r[j]) || ty(eg, b) != ty(eg, c) {
-                    continue;
-                }
-                if ty(eg, b) != ty(eg, id) && ty(eg, common) != ty(eg, id) {
-                    continue;
-                }
-                return Some(Rhs::Op(
-                    Prim::Binary(BinaryOp::Mul),
-                    vec![Rhs::Class(common), sum(Rhs::Class(b), Rhs::Class(c))],
-                ));
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    factorings(eg, x, &mut left);
+    if left.is_empty() {
+        return None;
+    }
+    factorings(eg, y, &mut right);
+    for l in &left {
+        for r in &right {
+            if eg.find(l.factor) != eg.find(r.factor) {
+                continue;
             }
+            let (tb, tc) = (ty(eg, l.rest), ty(eg, r.rest));
+            if tb != tc || (tb != ty(eg, id) && ty(eg, l.factor) != ty(eg, id)) {
+                continue;
+            }
+            return Some(Rhs::Op(
+                Prim::Binary(BinaryOp::Mul),
+                vec![Rhs::Class(l.factor), sum(scaled(eg, l), scaled(eg, r))],
+            ));
         }
     }
     None
@@ -125,6 +176,13 @@ mod tests {
         assert_eq!(
             simplified("a = mul x s; b = mul y s; c = add a b; return c"),
             "v0: f32[3] = add x y; v1: f32[3] = mul s v0; return v1"
+        );
+    }
+    #[test]
+    fn factor_under_a_constant() {
+        assert_eq!(
+            simplified("a = mul x 0.5; b = mul a y; c = mul x x; d = add b c; return d"),
+            "v0: f32[3] = mul y 0.5:f32; v1: f32[3] = add v0 x; v2: f32[3] = mul x v1; return v2"
         );
     }
     #[test]

@@ -227,7 +227,7 @@ fn neg_out_of_product(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
 }
 
 /// The rank-0 constant factor of a product node: `(other operand, constant)`.
-fn constant_factor(eg: &Graph, node: &Node) -> Option<(Id, f64)> {
+pub fn constant_factor(eg: &Graph, node: &Node) -> Option<(Id, f64)> {
     let (a, b) = binary(eg, node, BinaryOp::Mul)?;
     let constant = |x: Id| ty(eg, x).rank() == 0 && ty(eg, x).dtype.is_float();
     match (eg[a].data.fill, eg[b].data.fill) {

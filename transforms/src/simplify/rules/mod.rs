@@ -13,7 +13,7 @@
 mod broadcast;
 mod dots;
 mod factor;
-mod identities;
+pub mod identities;
 mod shapes;
 
 use egg::Id;
