@@ -24,6 +24,8 @@ pub enum CliError {
     User(String),
     /// A bug in traceform: exit status 1.
     Internal(String),
+    /// Whoever read the output stopped reading (`| head`): stop quietly, exit status 0.
+    OutputClosed,
 }
 
 impl CliError {
@@ -31,12 +33,14 @@ impl CliError {
         match self {
             CliError::User(_) => 2,
             CliError::Internal(_) => 1,
+            CliError::OutputClosed => 0,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
             CliError::User(m) | CliError::Internal(m) => m,
+            CliError::OutputClosed => "",
         }
     }
 }
@@ -249,7 +253,10 @@ fn eval_error(e: EvalError) -> CliError {
 
 /// Runs a command, writing its normal output to `out`.
 pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError> {
-    let io = |e: std::io::Error| CliError::Internal(format!("cannot write output: {e}"));
+    let io = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => CliError::OutputClosed,
+        _ => CliError::Internal(format!("cannot write output: {e}")),
+    };
     match cli.command {
         Command::Dump {
             file,

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let _ = out.flush();
     match result {
         Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) if e.exit_code() == 0 => ExitCode::SUCCESS,
         Ok(Err(e)) => {
             eprintln!("error: {}", e.message());
             ExitCode::from(e.exit_code() as u8)
