@@ -17,7 +17,10 @@
 use std::panic::Location;
 
 use ndarray::ArrayD;
-use traceform_ir::{trace, trace_nested, Func, Tensor, TraceError, TraceOutputs, Tracer, Type};
+use traceform_ir::{
+    innermost_trace, trace, trace_nested, DType, Func, Tensor, TraceError, TraceOutputs, Tracer,
+    Type,
+};
 use traceform_runtime::{eval, EvalError, Value};
 use traceform_transforms::{self as tf, TransformError};
 
@@ -78,14 +81,21 @@ pub trait Arg: Clone {
     /// What a transformed function returns for these arguments.
     type Out;
     fn arg_type(&self) -> Type;
-    /// The trace these arguments belong to, if they are traced.
-    fn parent(args: &[Self]) -> Option<Tracer>;
+    /// The trace a call on `xs` and `extra` belongs in: the innermost of their traces, as in
+    /// JAX (`None` for concrete values). A tensor of a finished trace is an error.
+    fn parent(xs: &[Self], extra: &[Self]) -> Result<Option<Tracer>, Error>;
     /// Tensors of the enclosing trace that the traced function captured, as arguments.
     fn captured(captured: Vec<Tensor>) -> Result<Vec<Self>, Error>;
-    /// Runs `func` on `args`: evaluation for concrete values, inlining for tensors.
-    fn run(func: &Func, args: &[Self]) -> Self::Out;
-    /// The result of a failed call with `args`.
-    fn fail(error: Error, args: &[Self], location: &'static Location<'static>) -> Self::Out;
+    /// Runs `func` on `args`: evaluation for concrete values, inlining into the innermost
+    /// trace of `args` for tensors (a failure there is reported at `location`).
+    fn run(func: &Func, args: &[Self], location: &'static Location<'static>) -> Self::Out;
+    /// The result of a failed call with `xs` and `extra`.
+    fn fail(
+        error: Error,
+        xs: &[Self],
+        extra: &[Self],
+        location: &'static Location<'static>,
+    ) -> Self::Out;
 }
 
 macro_rules! arg_for_concrete {
@@ -95,8 +105,8 @@ macro_rules! arg_for_concrete {
             fn arg_type(&self) -> Type {
                 self.to_value().ty()
             }
-            fn parent(_: &[Self]) -> Option<Tracer> {
-                None
+            fn parent(_: &[Self], _: &[Self]) -> Result<Option<Tracer>, Error> {
+                Ok(None)
             }
             fn captured(captured: Vec<Tensor>) -> Result<Vec<Self>, Error> {
                 if captured.is_empty() {
@@ -108,7 +118,7 @@ macro_rules! arg_for_concrete {
                     ))
                 }
             }
-            fn run(func: &Func, args: &[Self]) -> Self::Out {
+            fn run(func: &Func, args: &[Self], _: &'static Location<'static>) -> Self::Out {
                 let values: Vec<Value> = args.iter().map(Concrete::to_value).collect();
                 let refs: Vec<&Value> = values.iter().collect();
                 eval(func, &refs)?
@@ -116,7 +126,12 @@ macro_rules! arg_for_concrete {
                     .map(<$t as Concrete>::from_value)
                     .collect()
             }
-            fn fail(error: Error, _: &[Self], _: &'static Location<'static>) -> Self::Out {
+            fn fail(
+                error: Error,
+                _: &[Self],
+                _: &[Self],
+                _: &'static Location<'static>,
+            ) -> Self::Out {
                 Err(error)
             }
         }
@@ -132,18 +147,36 @@ impl Arg for Tensor {
     fn arg_type(&self) -> Type {
         self.ty().clone()
     }
-    fn parent(args: &[Tensor]) -> Option<Tracer> {
-        args.first().map(Tensor::tracer)
+    fn parent(xs: &[Tensor], extra: &[Tensor]) -> Result<Option<Tracer>, Error> {
+        if xs.iter().chain(extra).any(|t| t.tracer().is_finished()) {
+            return Err(Error::Input(
+                "a tensor of a trace that has already finished was used as an argument (a `Tensor` kept from an earlier trace); pass it as an input instead".into(),
+            ));
+        }
+        Ok(innermost_trace(xs.iter().chain(extra)))
     }
     fn captured(captured: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
         Ok(captured)
     }
-    fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
-        args[0].tracer().inline(func, args)
+    fn run(func: &Func, args: &[Tensor], location: &'static Location<'static>) -> Vec<Tensor> {
+        match innermost_trace(args) {
+            Some(tracer) => tracer.inline_at(func, args, location),
+            None => vec![],
+        }
     }
-    fn fail(error: Error, args: &[Tensor], location: &'static Location<'static>) -> Vec<Tensor> {
-        match args.first() {
-            Some(t) => vec![t.tracer().fail(error.to_string(), location, t.ty().clone())],
+    /// Records the error in the innermost live trace of the arguments, whose `finish`
+    /// returns it.
+    fn fail(
+        error: Error,
+        xs: &[Tensor],
+        extra: &[Tensor],
+        location: &'static Location<'static>,
+    ) -> Vec<Tensor> {
+        let live = xs.iter().chain(extra).filter(|t| !t.tracer().is_finished());
+        match innermost_trace(live) {
+            Some(tracer) => {
+                vec![tracer.fail(error.to_string(), location, Type::scalar(DType::F32))]
+            }
             None => vec![],
         }
     }
@@ -218,7 +251,7 @@ where
     O: TraceOutputs,
 {
     let prepared = (|| {
-        let parent = A::parent(xs);
+        let parent = A::parent(xs, extra)?;
         let traced = trace_at(f, &types_of(xs), parent.as_ref())?;
         let func = build(&traced)?;
         let mut args = xs.to_vec();
@@ -227,8 +260,8 @@ where
         Ok((func, args))
     })();
     match prepared {
-        Ok((func, args)) => A::run(&func, &args),
-        Err(e) => A::fail(e, xs, location),
+        Ok((func, args)) => A::run(&func, &args, location),
+        Err(e) => A::fail(e, xs, extra, location),
     }
 }
 

@@ -266,7 +266,17 @@ impl Tracer {
     /// equations keep the locations they carry (the user's lines they came from).
     #[track_caller]
     pub fn inline(&self, func: &Func, args: &[Tensor]) -> Vec<Tensor> {
-        let location = Location::caller();
+        self.inline_at(func, args, Location::caller())
+    }
+
+    /// `inline`, reporting a failure at `location` (the user's call of a transformed
+    /// function, rather than the library's call of `inline`).
+    pub fn inline_at(
+        &self,
+        func: &Func,
+        args: &[Tensor],
+        location: &'static Location<'static>,
+    ) -> Vec<Tensor> {
         let types: Vec<Type> = args.iter().map(Tensor::ty).collect();
         let outputs_on_error = |t: Tensor| func.outputs.iter().map(|_| t.clone()).collect();
         if types != func.param_types() {
@@ -298,13 +308,22 @@ impl Tracer {
         outs.into_iter().map(|a| self.tensor(a)).collect()
     }
 
-    /// Ends the trace: the function returning `outputs`, or the first error recorded.
+    /// Ends the trace: the function returning `outputs`, or the first error recorded. Either
+    /// way the trace is finished: its tensors cannot be used any more.
     #[track_caller]
     pub fn finish(self, outputs: &[Tensor]) -> Result<Func, TraceError> {
-        let location = Location::caller();
-        let recorded = self.0.borrow_mut().error.take();
-        if let Some(e) = recorded {
-            self.0.borrow_mut().finished = true;
+        let result = self.build(outputs, Location::caller());
+        self.0.borrow_mut().finished = true;
+        result
+    }
+
+    /// The function returning `outputs` (lifted into this trace first), or the first error.
+    fn build(
+        &self,
+        outputs: &[Tensor],
+        location: &'static Location<'static>,
+    ) -> Result<Func, TraceError> {
+        if let Some(e) = self.0.borrow_mut().error.take() {
             return Err(e);
         }
         if outputs.is_empty() {
@@ -325,12 +344,7 @@ impl Tracer {
                 }
             }
         }
-        let builder = {
-            let mut st = self.0.borrow_mut();
-            // Tensors of a finished trace can no longer be used: later operations fail cleanly.
-            st.finished = true;
-            std::mem::take(&mut st.builder)
-        };
+        let builder = std::mem::take(&mut self.0.borrow_mut().builder);
         let func = builder.finish(&atoms).map_err(|e| TraceError {
             message: e.message,
             location: match e.loc {
@@ -460,16 +474,23 @@ impl IntoOperand for i32 {
     }
 }
 
-/// The trace an operation on `operands` belongs in: the most deeply nested of theirs (a
-/// nested trace can capture its ancestors' tensors, not the other way round).
+/// The trace an operation on `operands` (at least one) belongs in: the most deeply nested of
+/// theirs (a nested trace can capture its ancestors' tensors, not the other way round).
 fn innermost(operands: &[&Tensor]) -> Tracer {
-    let mut best = operands[0].tracer.clone();
-    for t in &operands[1..] {
+    innermost_trace(operands.iter().copied()).expect("at least one operand")
+}
+
+/// The most deeply nested of the traces of `tensors`, `None` if there are none. Tensors of
+/// traces that do not enclose it are left for `lift` to report when they are used.
+pub fn innermost_trace<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Option<Tracer> {
+    let mut tensors = tensors.into_iter();
+    let mut best = tensors.next()?.tracer.clone();
+    for t in tensors {
         if best.is_ancestor_of(&t.tracer) {
             best = t.tracer.clone();
         }
     }
-    best
+    Some(best)
 }
 
 fn shape_text(shape: &[usize]) -> String {
