@@ -15,6 +15,7 @@
 //! argument into a closed `Func`, rewrites it graph-to-graph, and inlines the result into the
 //! enclosing trace, where it is ordinary equations that an outer transform sees like any other.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::ops;
@@ -56,10 +57,36 @@ struct State {
     error: Option<TraceError>,
     /// Set by `finish`: tensors of a finished trace cannot be used any more.
     finished: bool,
+    /// Why tensors of this trace cannot be used, when it is not the usual stale-trace story.
+    unusable_because: Option<String>,
     /// The enclosing trace, whose tensors this one may capture.
     parent: Option<Tracer>,
     /// Captured tensors of the enclosing trace, each with the parameter standing for it here.
     captured: Vec<(Tensor, Tensor)>,
+    /// Constants (only in a trace without a parent): the data of each, in the order of their
+    /// parameters, which follow the inputs. Whoever runs the function binds them.
+    constants: Vec<Rc<dyn Any>>,
+}
+
+thread_local! {
+    /// The traces whose closures are running on this thread, innermost last.
+    static ACTIVE: RefCell<Vec<Tracer>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps a trace on the `ACTIVE` stack while its closure runs, also through a panic.
+struct Active;
+
+impl Active {
+    fn enter(tracer: &Tracer) -> Active {
+        ACTIVE.with(|a| a.borrow_mut().push(tracer.clone()));
+        Active
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.borrow_mut().pop());
+    }
 }
 
 /// The function being traced: a shared handle to a strict `Builder`, which this front end
@@ -87,9 +114,61 @@ impl Tracer {
             builder: Builder::new(name),
             error: None,
             finished: false,
+            unusable_because: None,
             parent: None,
             captured: Vec::new(),
+            constants: Vec::new(),
         })))
+    }
+
+    /// A trace that is finished from the start: its tensors fail, when used, with `why`. What
+    /// `constant` returns outside any trace.
+    pub fn unusable(why: &str) -> Tracer {
+        let t = Tracer::new("unusable");
+        {
+            let mut st = t.0.borrow_mut();
+            st.finished = true;
+            st.unusable_because = Some(why.to_string());
+        }
+        t
+    }
+
+    /// The innermost trace whose closure is running on this thread (under `trace` or
+    /// `trace_nested`), if any.
+    pub fn current() -> Option<Tracer> {
+        ACTIVE.with(|a| a.borrow().last().cloned())
+    }
+
+    /// The outermost trace this one is nested in (itself if it has no parent).
+    fn root(&self) -> Tracer {
+        let mut root = self.clone();
+        loop {
+            let parent = root.0.borrow().parent.clone();
+            match parent {
+                Some(p) => root = p,
+                None => return root,
+            }
+        }
+    }
+
+    /// A constant of type `ty` whose value is `data`, opaque here: a parameter of the
+    /// outermost trace (whose runner binds `data` to it), captured into this one like any
+    /// tensor of an enclosing trace. So a constant made at any depth of nested transforms is
+    /// one input of the function finally run, and is never differentiated.
+    #[track_caller]
+    pub fn constant(&self, ty: Type, data: Rc<dyn Any>) -> Tensor {
+        let root = self.root();
+        let param = root.param(ty.clone());
+        root.0.borrow_mut().constants.push(data);
+        match self.lift(&param) {
+            Ok(t) => t,
+            Err(why) => self.fail(format!("`constant`: {why}"), Location::caller(), ty),
+        }
+    }
+
+    /// The data of the constants made in this trace, in parameter order (after the inputs).
+    pub fn take_constants(&self) -> Vec<Rc<dyn Any>> {
+        std::mem::take(&mut self.0.borrow_mut().constants)
     }
 
     /// A trace nested in `parent`: tensors of `parent` (or of its own ancestors) used here are
@@ -145,7 +224,8 @@ impl Tracer {
     /// `Err` says why it cannot be used here.
     fn lift(&self, t: &Tensor) -> Result<Tensor, String> {
         if t.tracer.is_finished() {
-            return Err("a tensor of a trace that has already finished was used (a `Tensor` kept from an earlier trace, or captured by a closure that outlived it); pass it as an input instead".into());
+            let why = t.tracer.0.borrow().unusable_because.clone();
+            return Err(why.unwrap_or_else(|| "a tensor of a trace that has already finished was used (a `Tensor` kept from an earlier trace, or captured by a closure that outlived it); pass it as an input instead".into()));
         }
         if t.tracer.same(self) {
             return Ok(t.clone());
@@ -399,40 +479,64 @@ impl TraceOutputs for (Tensor, Tensor, Tensor) {
     }
 }
 
-/// Traces `f` over parameters of the given types into a function named `name`.
+/// Traces `f` over parameters of the given types into a function named `name`. A closure
+/// that makes constants needs `trace_nested`, which returns their data.
 #[track_caller]
 pub fn trace<O: TraceOutputs>(
     name: &str,
     inputs: &[Type],
     f: impl FnOnce(&[Tensor]) -> O,
 ) -> Result<Func, TraceError> {
-    let tracer = Tracer::new(name);
-    let params: Vec<Tensor> = inputs.iter().map(|t| tracer.param(t.clone())).collect();
-    let outputs = f(&params).into_tensors();
-    drop(params);
-    tracer.finish(&outputs)
+    let traced = trace_nested(name, None, inputs, f)?;
+    if !traced.constants.is_empty() {
+        return Err(TraceError {
+            message: format!(
+                "`{name}` made {} constant(s), which `trace` cannot bind: call it through a transform (`grad`, `jvp`, ...) or `trace_nested`",
+                traced.constants.len()
+            ),
+            location: Location::caller(),
+        });
+    }
+    Ok(traced.func)
+}
+
+/// What `trace_nested` made: the function, and what its caller binds after the inputs.
+pub struct Nested {
+    pub func: Func,
+    /// Tensors of the enclosing trace the closure used, in parameter order.
+    pub captured: Vec<Tensor>,
+    /// The data of the closure's constants, in parameter order (empty in a nested trace,
+    /// whose constants are parameters of the outermost trace, captured).
+    pub constants: Vec<Rc<dyn Any>>,
 }
 
 /// Traces `f` in a trace nested in `parent` (when given): tensors of `parent` that `f` uses
-/// become extra parameters after `inputs`. Returns the function and the captured tensors of
-/// `parent`, in parameter order.
+/// become extra parameters after `inputs`, and so do constants when there is no parent.
+/// While `f` runs, the new trace is `Tracer::current()`.
 #[track_caller]
 pub fn trace_nested<O: TraceOutputs>(
     name: &str,
     parent: Option<&Tracer>,
     inputs: &[Type],
     f: impl FnOnce(&[Tensor]) -> O,
-) -> Result<(Func, Vec<Tensor>), TraceError> {
+) -> Result<Nested, TraceError> {
     let tracer = match parent {
         Some(p) => Tracer::nested(name, p),
         None => Tracer::new(name),
     };
     let params: Vec<Tensor> = inputs.iter().map(|t| tracer.param(t.clone())).collect();
-    let outputs = f(&params).into_tensors();
+    let outputs = {
+        let _active = Active::enter(&tracer);
+        f(&params).into_tensors()
+    };
     drop(params);
     let handle = tracer.clone();
     let func = tracer.finish(&outputs)?;
-    Ok((func, handle.captured()))
+    Ok(Nested {
+        func,
+        captured: handle.captured(),
+        constants: handle.take_constants(),
+    })
 }
 
 /// Something that can stand as an operand next to a tensor: another tensor, or a Rust number
