@@ -9,6 +9,7 @@
 mod analysis;
 mod attrs;
 mod builder;
+mod composite;
 mod func;
 mod graph;
 mod intern;
@@ -35,8 +36,8 @@ pub use print::{
 };
 pub use shape::{dot_free_axes, infer_type, literal_dtype, TypeError};
 pub use trace::{
-    innermost_trace, trace, trace_nested, IntoOperand, Nested, Tensor, TraceError, TraceOutputs,
-    Tracer,
+    innermost_trace, trace, trace_nested, IntoOperand, Nested, Number, Tensor, TraceError,
+    TraceOutputs, Tracer,
 };
 pub use types::{DType, Shape, Type, TypeId, TypeTable, MAX_ELEMENTS};
 pub use verify::{is_keyword, is_valid_name, verify_func, verify_module, VerifyError, KEYWORDS};

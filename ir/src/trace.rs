@@ -543,11 +543,23 @@ pub fn trace_nested<O: TraceOutputs>(
 /// (which becomes a rank-0 literal of the tensor's dtype).
 pub trait IntoOperand {
     fn into_operand(self, like: &Tensor) -> Tensor;
+    /// The tensor, if this operand is one.
+    fn as_tensor(&self) -> Option<&Tensor> {
+        None
+    }
+    /// The dtype of a Rust number's own type (f64, f32, i32), for when no tensor operand gives
+    /// one.
+    fn number_dtype(&self) -> Option<DType> {
+        None
+    }
 }
 
 impl IntoOperand for Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self
+    }
+    fn as_tensor(&self) -> Option<&Tensor> {
+        Some(self)
     }
 }
 
@@ -555,28 +567,28 @@ impl IntoOperand for &Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self.clone()
     }
-}
-
-impl IntoOperand for f64 {
-    #[track_caller]
-    fn into_operand(self, like: &Tensor) -> Tensor {
-        like.lit(self)
+    fn as_tensor(&self) -> Option<&Tensor> {
+        Some(self)
     }
 }
 
-impl IntoOperand for f32 {
-    #[track_caller]
-    fn into_operand(self, like: &Tensor) -> Tensor {
-        like.lit(f64::from(self))
-    }
+macro_rules! number_operand {
+    ($t:ty, $dtype:ident) => {
+        impl IntoOperand for $t {
+            #[track_caller]
+            fn into_operand(self, like: &Tensor) -> Tensor {
+                like.lit(f64::from(self))
+            }
+            fn number_dtype(&self) -> Option<DType> {
+                Some(DType::$dtype)
+            }
+        }
+    };
 }
 
-impl IntoOperand for i32 {
-    #[track_caller]
-    fn into_operand(self, like: &Tensor) -> Tensor {
-        like.lit(f64::from(self))
-    }
-}
+number_operand!(f64, F64);
+number_operand!(f32, F32);
+number_operand!(i32, I32);
 
 /// The trace an operation on `operands` (at least one) belongs in: the most deeply nested of
 /// theirs (a nested trace can capture its ancestors' tensors, not the other way round).
@@ -1021,14 +1033,6 @@ impl Tensor {
             &[self, other],
         )
     }
-    /// Matrix (or vector) product, contracting the last axis of `self` with the first axis of
-    /// `other` (for a vector `other`, its only axis), as `x @ w` in numpy for rank <= 2.
-    #[track_caller]
-    pub fn matmul(&self, other: &Tensor) -> Tensor {
-        let lhs = [self.rank().saturating_sub(1)];
-        let rhs = [0];
-        self.dot_general(other, (&lhs, &rhs), (&[], &[]))
-    }
 }
 
 macro_rules! binary_operator {
@@ -1061,17 +1065,17 @@ macro_rules! binary_operator {
                 self.binary($op, rhs)
             }
         }
-        impl ops::$trait<f64> for Tensor {
+        impl<N: Number> ops::$trait<N> for Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn $method(self, rhs: f64) -> Tensor {
+            fn $method(self, rhs: N) -> Tensor {
                 self.binary($op, rhs)
             }
         }
-        impl ops::$trait<f64> for &Tensor {
+        impl<N: Number> ops::$trait<N> for &Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn $method(self, rhs: f64) -> Tensor {
+            fn $method(self, rhs: N) -> Tensor {
                 self.binary($op, rhs)
             }
         }
@@ -1091,6 +1095,17 @@ macro_rules! binary_operator {
         }
     };
 }
+
+/// A Rust number that can stand on the right of an arithmetic operator with a tensor
+/// (`x * 2.0`, `x * 2.0f32`): it becomes a literal of the tensor's dtype, like a weakly typed
+/// Python scalar in JAX. One generic impl per operator (rather than one per number type)
+/// keeps `(x * 2.0).sin()` inferable. On the left only f64 is accepted (`2.0 * x`): a
+/// second left-hand impl would make `(2.0 * x).sin()` ambiguous to Rust's inference, so
+/// write `x * 2.0f32`.
+pub trait Number: IntoOperand + Copy {}
+
+impl Number for f64 {}
+impl Number for f32 {}
 
 binary_operator!(Add, add, BinaryOp::Add);
 binary_operator!(Sub, sub, BinaryOp::Sub);
