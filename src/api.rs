@@ -155,7 +155,7 @@ impl<P> Cache<P> {
     pub(crate) fn get_or_build(
         &self,
         sig: Signature,
-        build: impl FnOnce(&Signature) -> Result<P, Error>,
+        build: &dyn Fn(&Signature) -> Result<P, Error>,
     ) -> Result<Arc<P>, Error> {
         let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = lock().get(&sig) {
@@ -221,14 +221,7 @@ where
         xs: &[Cow<'_, Value>],
         extra: &[Cow<'_, Value>],
     ) -> Result<Vec<Value>, Error> {
-        let program = self
-            .programs
-            .get_or_build(Signature::of(xs, extra), |sig| self.prepare(sig))?;
-        let mut args: Vec<&Value> = Vec::with_capacity(xs.len() + extra.len() + 4);
-        args.extend(xs.iter().map(|v| &**v));
-        args.extend(&program.constants);
-        args.extend(extra.iter().map(|v| &**v));
-        Ok(eval(&program.func, &args)?)
+        run_program(&self.programs, xs, extra, &|sig| self.prepare(sig))
     }
 
     fn prepare(&self, sig: &Signature) -> Result<Program, Error> {
@@ -257,6 +250,28 @@ where
         args.extend_from_slice(extra);
         Ok(parent.inline_at(&func, &args, self.location))
     }
+}
+
+/// The body of `call_concrete`. Not generic, so it is compiled (and optimised) with
+/// traceform, not in the caller's crate at the caller's optimisation level: the generic layer
+/// a user's crate instantiates stays a few lines.
+fn run_program(
+    programs: &Cache<Program>,
+    xs: &[Cow<'_, Value>],
+    extra: &[Cow<'_, Value>],
+    prepare: &dyn Fn(&Signature) -> Result<Program, Error>,
+) -> Result<Vec<Value>, Error> {
+    let program = programs.get_or_build(Signature::of(xs, extra), prepare)?;
+    let mut args: Vec<&Value> = Vec::with_capacity(xs.len() + extra.len() + 4);
+    args.extend(xs.iter().map(|v| &**v));
+    args.extend(&program.constants);
+    args.extend(extra.iter().map(|v| &**v));
+    evaluate(&program.func, &args)
+}
+
+/// `eval` on borrowed values, instantiated here once (see `run_program`).
+pub(crate) fn evaluate(func: &Func, args: &[&Value]) -> Result<Vec<Value>, Error> {
+    Ok(eval(func, args)?)
 }
 
 const STALE_ARGUMENT: &str = "a tensor of a trace that has already finished was used as an argument (a `Tensor` kept from an earlier trace); pass it as an input instead";

@@ -7,10 +7,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use traceform_ir::{Func, Tensor, TraceOutputs, Type};
-use traceform_runtime::{eval, Value};
+use traceform_runtime::Value;
 use traceform_transforms as tf;
 
-use crate::api::{float_outputs, list, positions, trace_at, Cache, Error, Signature};
+use crate::api::{evaluate, float_outputs, list, positions, trace_at, Cache, Error, Signature};
 use crate::args::Concrete;
 
 /// Which linear map a `Linearizing` makes.
@@ -58,13 +58,8 @@ where
 {
     fn at<V: Concrete>(&self, xs: &[V]) -> AtPoint<V> {
         let values: Vec<Cow<'_, Value>> = xs.iter().map(Concrete::value).collect();
-        let program = self
-            .programs
-            .get_or_build(Signature::of(&values, &[]), |sig| self.prepare(sig))?;
-        let mut args: Vec<&Value> = values.iter().map(|v| &**v).collect();
-        args.extend(&program.constants);
-        let mut outputs = eval(&program.primal, &args)?;
-        let residuals = outputs.split_off(program.n_outputs);
+        let (program, outputs, residuals) =
+            run_primal(&self.programs, &values, &|sig| self.prepare(sig))?;
         let ys = outputs
             .into_iter()
             .map(V::from_value)
@@ -105,6 +100,43 @@ where
     }
 }
 
+/// The program for the signature of `values` (built on the first call), its outputs at
+/// `values` and the residuals. Not generic, so it is compiled with traceform, not in the
+/// caller's crate.
+#[allow(clippy::type_complexity)]
+fn run_primal(
+    programs: &Cache<LinearProgram>,
+    values: &[Cow<'_, Value>],
+    prepare: &dyn Fn(&Signature) -> Result<LinearProgram, Error>,
+) -> Result<(Arc<LinearProgram>, Vec<Value>, Vec<Value>), Error> {
+    let program = programs.get_or_build(Signature::of(values, &[]), prepare)?;
+    let mut args: Vec<&Value> = values.iter().map(|v| &**v).collect();
+    args.extend(&program.constants);
+    let mut outputs = evaluate(&program.primal, &args)?;
+    let residuals = outputs.split_off(program.n_outputs);
+    Ok((program, outputs, residuals))
+}
+
+/// The map of `program` at `residuals` applied to `values`, after checking their types.
+fn apply_map(
+    program: &LinearProgram,
+    residuals: &[Value],
+    values: &[Cow<'_, Value>],
+) -> Result<Vec<Value>, Error> {
+    let given: Vec<Type> = values.iter().map(|v| v.ty()).collect();
+    if given != program.arg_types {
+        return Err(Error::Input(format!(
+            "{} takes ({}), given ({})",
+            program.what,
+            list(&program.arg_types),
+            list(&given)
+        )));
+    }
+    let mut all: Vec<&Value> = residuals.iter().collect();
+    all.extend(values.iter().map(|v| &**v));
+    evaluate(&program.map, &all)
+}
+
 /// A linear map at a fixed point, with the residuals of the forward pass computed once and
 /// reused on every call: the tangent map of `linearize`, or the pullback of `vjp`. Called on
 /// arguments of type `V`, it returns `V::Owned`s.
@@ -124,19 +156,10 @@ impl<V: Concrete> LinearMap<V> {
     /// Applies the map.
     pub fn call(&self, args: &[V]) -> Result<Vec<V::Owned>, Error> {
         let values: Vec<Cow<'_, Value>> = args.iter().map(Concrete::value).collect();
-        let given: Vec<Type> = values.iter().map(|v| v.ty()).collect();
-        let p = &self.program;
-        if given != p.arg_types {
-            return Err(Error::Input(format!(
-                "{} takes ({}), given ({})",
-                p.what,
-                list(&p.arg_types),
-                list(&given)
-            )));
-        }
-        let mut all: Vec<&Value> = self.residuals.iter().collect();
-        all.extend(values.iter().map(|v| &**v));
-        eval(&p.map, &all)?.into_iter().map(V::from_value).collect()
+        apply_map(&self.program, &self.residuals, &values)?
+            .into_iter()
+            .map(V::from_value)
+            .collect()
     }
 
     /// The map as IR: `(residuals..., arguments...) -> results`.
