@@ -390,3 +390,121 @@ fn f32_parameters_beside_i32_inputs_through_values() {
     let g = grad_wrt(&[0], f)(&[Value::from(w), Value::from(&labels)]).unwrap();
     assert_eq!(g[0], Value::from(array![2.0f32, 0.0, 1.0]));
 }
+
+// ---- The snippets of README.md's tour, kept compiling and correct ----
+
+#[test]
+fn readme_reuse() -> Result<(), traceform::Error> {
+    let x = x0();
+    let step = grad(f);
+    for _ in 0..100 {
+        let g = step(&[x.clone()])?;
+        close(&g[0], &x.mapv(|x| x.sin() + x * x.cos()));
+    }
+    Ok(())
+}
+
+#[test]
+fn readme_constants_and_labels() -> Result<(), traceform::Error> {
+    use ndarray::Array2;
+
+    let inputs: Array2<f32> = array![[0.5, -1.0], [1.5, 0.25], [-0.5, 2.0], [1.0, 1.0]];
+    let labels = array![0, 2, 1, 2]; // the i32 class of each row
+    let loss = |p: &[Tensor]| {
+        let (w, b) = (&p[0], &p[1]); // f32[2,3], f32[3]
+        let logits = constant(&inputs).matmul(w) + b; // f32[4,3]
+        let classes = logits.tracer().iota(DType::I32, &[4, 3], 1);
+        let one_hot = classes
+            .eq(constant(&labels).reshape(&[4, 1]))
+            .cast(DType::F32);
+        -(one_hot * logits.log_softmax(1)).sum(&[1]).mean_all()
+    };
+    let (mut w, mut b) = (
+        ArrayD::<f32>::zeros(vec![2, 3]),
+        ArrayD::<f32>::zeros(vec![3]),
+    );
+    let step = grad(loss);
+    for _ in 0..200 {
+        let g = step(&[w.clone(), b.clone()])?;
+        w = &w - &(&g[0] * 0.5);
+        b = &b - &(&g[1] * 0.5);
+    }
+
+    // At zero parameters the loss is ln 3; training separates the classes.
+    let value = traceform::value_and_grad(loss);
+    let zeros = |shape: Vec<usize>| ArrayD::<f32>::zeros(shape);
+    let start = value(&[zeros(vec![2, 3]), zeros(vec![3])])?;
+    assert!((start[0][[]] - 3f32.ln()).abs() < 1e-6, "{}", start[0]);
+    let end = value(&[w.clone(), b.clone()])?;
+    assert!(end[0][[]] < 0.2, "the loss fell to {}", end[0]);
+    let w2 = w.into_dimensionality::<ndarray::Ix2>().unwrap();
+    let logits = inputs.dot(&w2) + &b;
+    for (row, &label) in logits.rows().into_iter().zip(&labels) {
+        let best = (0..3).max_by(|&i, &j| row[i].total_cmp(&row[j])).unwrap();
+        assert_eq!(best as i32, label, "{logits}");
+    }
+    Ok(())
+}
+
+#[test]
+fn readme_wrt() -> Result<(), traceform::Error> {
+    let (x, y) = xy();
+    let g = |p: &[Tensor]| (&p[0] * p[1].sin()).sum_all();
+    let dy = grad_wrt(&[1], g)(&[x.clone(), y.clone()])?; // [x cos y]
+    let (value, pullback) = vjp_wrt(&[1], g)(&[x.clone(), y.clone()])?;
+    let dy_again = pullback.call(&[arr0(1.0).into_dyn()])?; // [x cos y]
+    let h_yy = hessian_wrt(&[1], g)(&[x.clone(), y.clone()])?; // [diag(-x sin y)]
+
+    close(&value[0], &arr0((&x * &y.mapv(f64::sin)).sum()).into_dyn());
+    close(&dy[0], &dg_dy(&x, &y));
+    close(&dy_again[0], &dy[0]);
+    close(&h_yy[0], &diag(&(&x * &y.mapv(|y| -y.sin()))));
+    Ok(())
+}
+
+#[test]
+fn readme_views_and_values() -> Result<(), traceform::Error> {
+    use ndarray::{Array1, Array2};
+
+    let batch: Array2<f64> = array![[0.1, 0.2, 0.3], [0.3, -1.2, 2.0]];
+    let g_row = grad(f)(&[batch.row(1).into_dyn()])?; // Vec<ArrayD<f64>>
+
+    let w: Array1<f32> = array![0.5, 1.5, -2.0];
+    let counts = array![2, 0, 1]; // i32
+    let weighted = |p: &[Tensor]| (&p[0] * p[1].cast(DType::F32)).sum_all();
+    let g_w = grad_wrt(&[0], weighted)(&[Value::from(w), Value::from(counts)])?;
+
+    close(&g_row[0], &x0().mapv(|x| x.sin() + x * x.cos()));
+    assert_eq!(g_w[0], Value::from(array![2.0f32, 0.0, 1.0]));
+    Ok(())
+}
+
+#[test]
+fn readme_ops() -> Result<(), traceform::Error> {
+    let ops = |p: &[Tensor]| {
+        let x = &p[0]; // f64[2,3]
+        let centered = x - x.mean_keepdims(&[1]);
+        let relu = x.gt(0.0).where_(x, 0.0);
+        centered.powi(2).mean_all()
+            + x.logsumexp(&[1]).sum_all()
+            + relu.max_all()
+            + (x.softmax(1) * 2.0f32).sum_all()
+    };
+    let stacked = |p: &[Tensor]| p[0].matmul(&p[1]).sum_all(); // [8,3,4] @ [4,5] -> [8,3,5]
+
+    let x: A = array![[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]].into_dyn();
+    let value = traceform::value_and_grad(ops)(&[x.clone()])?;
+    let mut want = 0.0;
+    for row in x.rows() {
+        let mean = row.sum() / 3.0;
+        want += row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 6.0;
+        want += row.iter().map(|v| v.exp()).sum::<f64>().ln();
+    }
+    want += 2.0 + 2.0 * 2.0; // the largest relu, and two rows of softmax summing to 1, doubled
+    close(&value[0], &arr0(want).into_dyn());
+    let a = ArrayD::from_elem(vec![8, 3, 4], 0.5);
+    let b = ArrayD::from_elem(vec![4, 5], 0.25);
+    let g = grad(stacked)(&[a, b])?;
+    close(&g[1], &ArrayD::from_elem(vec![4, 5], 8.0 * 3.0 * 0.5));
+    Ok(())
+}
