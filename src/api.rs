@@ -1,25 +1,40 @@
 //! The Rust API of the transforms: `jvp(f)(&xs, &ts)`, `grad(f)(&xs)`, `hvp(f)(&xs, &vs)`,
-//! `vjp(f)(&xs)` with a pullback, `value_and_grad`, `jacfwd`, `jacrev`, `hessian`, `linearize`.
+//! `vjp(f)(&xs)` with a pullback, `value_and_grad`, `jacfwd`, `jacrev`, `hessian`,
+//! `linearize`, `linear_transpose`, each also `_wrt` a chosen list of input positions.
 //!
 //! `f` is an ordinary closure over traced tensors, `Fn(&[Tensor]) -> O` with `O` one tensor or
 //! several. A transformed function is a closure generic in its argument type `A: Arg`:
 //!
-//! - called on concrete arrays (`ArrayD<f64>`, `ArrayD<f32>`, `Value`), it traces `f` at their
-//!   types, transforms the graph and evaluates it, returning `Result<Vec<A>, Error>`;
+//! - called on concrete values (`ArrayD<f64>`, `ArrayD<f32>`, their views, `Value`), it traces
+//!   `f` at their types, transforms the graph and evaluates it, returning
+//!   `Result<Vec<_>, Error>`. The transformed program is kept, one per input signature (the
+//!   types of the arguments), so a closure reused in a loop traces and transforms once: later
+//!   calls only evaluate. Constants the closure made (`constant(&data)`) are read when it is
+//!   traced and bound as extra inputs of the program at every call.
 //! - called on `Tensor`s inside another trace, it traces `f` into a closed graph of its own,
-//!   transforms it, and inlines the result into the enclosing trace, returning `Vec<Tensor>`
-//!   (errors are recorded in that trace and returned by its `finish`).
+//!   nested in the innermost trace of its arguments (as in JAX), transforms it, and inlines the
+//!   result there, returning `Vec<Tensor>` (errors are recorded in that trace and returned by
+//!   its `finish`).
 //!
 //! So `jvp(grad(f))` and `grad(|xs| hvp(f)(&xs[..1], &xs[1..])[0].sum_all())` just work, and
 //! since each level differentiates its own closed graph there is no perturbation confusion.
 //! Results are flat vectors in the order of the signature table of `shared/spec/ir-text.md`.
 
+use std::any::Any;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::panic::Location;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use ndarray::ArrayD;
-use traceform_ir::{trace, trace_nested, Func, Tensor, TraceError, TraceOutputs, Tracer, Type};
+use traceform_ir::{
+    innermost_trace, trace, trace_nested, DType, Func, Tensor, TraceError, TraceOutputs, Tracer,
+    Type,
+};
 use traceform_runtime::{eval, EvalError, Value};
 use traceform_transforms::{self as tf, TransformError};
+
+use crate::args::Arg;
 
 /// Everything that can go wrong calling a transformed function.
 #[derive(Debug, thiserror::Error)]
@@ -35,150 +50,306 @@ pub enum Error {
     Input(String),
 }
 
-/// A concrete value a transformed function can be called on.
-pub trait Concrete: Clone {
-    fn to_value(&self) -> Value;
-    fn from_value(v: Value) -> Result<Self, Error>;
-}
-
-impl Concrete for Value {
-    fn to_value(&self) -> Value {
-        self.clone()
-    }
-    fn from_value(v: Value) -> Result<Value, Error> {
-        Ok(v)
-    }
-}
-
-macro_rules! concrete_array {
-    ($t:ty, $variant:ident) => {
-        impl Concrete for ArrayD<$t> {
-            fn to_value(&self) -> Value {
-                Value::$variant(self.as_standard_layout().into_owned())
-            }
-            fn from_value(v: Value) -> Result<Self, Error> {
-                match v {
-                    Value::$variant(a) => Ok(a),
-                    other => Err(Error::Input(format!(
-                        "an output of type {} cannot be returned as ArrayD<{}>; call with `Value`s instead",
-                        other.ty(),
-                        stringify!($t)
-                    ))),
-                }
-            }
-        }
-    };
-}
-
-concrete_array!(f32, F32);
-concrete_array!(f64, F64);
-
-/// An argument of a transformed function: a concrete value, or a traced `Tensor`.
-pub trait Arg: Clone {
-    /// What a transformed function returns for these arguments.
-    type Out;
-    fn arg_type(&self) -> Type;
-    /// The trace these arguments belong to, if they are traced.
-    fn parent(args: &[Self]) -> Option<Tracer>;
-    /// Tensors of the enclosing trace that the traced function captured, as arguments.
-    fn captured(captured: Vec<Tensor>) -> Result<Vec<Self>, Error>;
-    /// Runs `func` on `args`: evaluation for concrete values, inlining for tensors.
-    fn run(func: &Func, args: &[Self]) -> Self::Out;
-    /// The result of a failed call with `args`.
-    fn fail(error: Error, args: &[Self], location: &'static Location<'static>) -> Self::Out;
-}
-
-macro_rules! arg_for_concrete {
-    ($t:ty) => {
-        impl Arg for $t {
-            type Out = Result<Vec<$t>, Error>;
-            fn arg_type(&self) -> Type {
-                self.to_value().ty()
-            }
-            fn parent(_: &[Self]) -> Option<Tracer> {
-                None
-            }
-            fn captured(captured: Vec<Tensor>) -> Result<Vec<Self>, Error> {
-                if captured.is_empty() {
-                    Ok(vec![])
-                } else {
-                    Err(Error::Input(
-                        "a function called on concrete values cannot use tensors of another trace"
-                            .into(),
-                    ))
-                }
-            }
-            fn run(func: &Func, args: &[Self]) -> Self::Out {
-                let values: Vec<Value> = args.iter().map(Concrete::to_value).collect();
-                let refs: Vec<&Value> = values.iter().collect();
-                eval(func, &refs)?
-                    .into_iter()
-                    .map(<$t as Concrete>::from_value)
-                    .collect()
-            }
-            fn fail(error: Error, _: &[Self], _: &'static Location<'static>) -> Self::Out {
-                Err(error)
-            }
-        }
-    };
-}
-
-arg_for_concrete!(Value);
-arg_for_concrete!(ArrayD<f32>);
-arg_for_concrete!(ArrayD<f64>);
-
-impl Arg for Tensor {
-    type Out = Vec<Tensor>;
-    fn arg_type(&self) -> Type {
-        self.ty().clone()
-    }
-    fn parent(args: &[Tensor]) -> Option<Tracer> {
-        args.first().map(Tensor::tracer)
-    }
-    fn captured(captured: Vec<Tensor>) -> Result<Vec<Tensor>, Error> {
-        Ok(captured)
-    }
-    fn run(func: &Func, args: &[Tensor]) -> Vec<Tensor> {
-        args[0].tracer().inline(func, args)
-    }
-    fn fail(error: Error, args: &[Tensor], location: &'static Location<'static>) -> Vec<Tensor> {
-        match args.first() {
-            Some(t) => vec![t.tracer().fail(error.to_string(), location, t.ty().clone())],
-            None => vec![],
-        }
-    }
-}
-
-fn types_of<A: Arg>(args: &[A]) -> Vec<Type> {
-    args.iter().map(Arg::arg_type).collect()
-}
+// ---- Tracing ----
 
 /// `f` traced at `types`, nested in `parent` when the arguments are traced.
-struct Traced {
-    func: Func,
-    /// The positions of the float inputs among `types` (captured values are never
-    /// differentiated).
-    float_inputs: Vec<usize>,
-    captured: Vec<Tensor>,
+pub(crate) struct Traced {
+    pub(crate) func: Func,
+    /// How many of the parameters are `f`'s inputs; the captured tensors (nested) or the
+    /// constants (outermost) follow them and are never differentiated.
+    pub(crate) n_inputs: usize,
+    pub(crate) captured: Vec<Tensor>,
+    pub(crate) constants: Vec<Value>,
 }
 
-fn trace_at<F, O>(f: &F, types: &[Type], parent: Option<&Tracer>) -> Result<Traced, Error>
+pub(crate) fn trace_at<F, O>(
+    f: &F,
+    types: &[Type],
+    parent: Option<&Tracer>,
+) -> Result<Traced, Error>
 where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,
 {
-    let (func, captured) = trace_nested("f", parent, types, |xs| f(xs))?;
-    let float_inputs = (0..types.len())
-        .filter(|&i| types[i].dtype.is_float())
-        .collect();
+    let nested = trace_nested("f", parent, types, |xs| f(xs))?;
+    let constants = nested
+        .constants
+        .into_iter()
+        .map(constant_value)
+        .collect::<Result<_, _>>()?;
     Ok(Traced {
-        func,
-        float_inputs,
-        captured,
+        func: nested.func,
+        n_inputs: types.len(),
+        captured: nested.captured,
+        constants,
     })
 }
 
-/// Checks that `vs` have the types of the inputs at positions `wrt` of `xs`.
+/// The `Value` a constant holds (moved out when nothing else holds it).
+fn constant_value(data: Rc<dyn Any>) -> Result<Value, Error> {
+    match data.downcast::<Value>() {
+        Ok(v) => Ok(Rc::try_unwrap(v).unwrap_or_else(|v| (*v).clone())),
+        Err(_) => Err(Error::Input(
+            "a constant holds data that is not a `Value`: make constants with `traceform::constant`"
+                .into(),
+        )),
+    }
+}
+
+pub(crate) fn types_of(args: &[Tensor]) -> Vec<Type> {
+    args.iter().map(Tensor::ty).collect()
+}
+
+/// The positions to differentiate: `wrt` if given (checked against `f`'s own inputs), else
+/// every float input.
+pub(crate) fn positions(traced: &Traced, wrt: Option<&[usize]>) -> Result<Vec<usize>, Error> {
+    let n = traced.n_inputs;
+    let floats: Vec<usize> = (0..n)
+        .filter(|&i| traced.func.var_type(traced.func.params[i]).dtype.is_float())
+        .collect();
+    if let Some(&i) = wrt.into_iter().flatten().find(|&&i| i >= n) {
+        return Err(TransformError::Wrt(format!(
+            "input position {i} is out of range: the function has {n} input(s)"
+        ))
+        .into());
+    }
+    Ok(tf::check_wrt(&traced.func, Some(wrt.unwrap_or(&floats)))?)
+}
+
+// ---- Programs kept per signature ----
+
+/// The types of the arguments of one call: the inputs, then the extra arguments (tangents,
+/// cotangents, vectors).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Signature {
+    n_inputs: usize,
+    types: Vec<Type>,
+}
+
+impl Signature {
+    pub(crate) fn of(xs: &[Cow<'_, Value>], extra: &[Cow<'_, Value>]) -> Signature {
+        Signature {
+            n_inputs: xs.len(),
+            types: xs.iter().chain(extra).map(|v| v.ty()).collect(),
+        }
+    }
+
+    pub(crate) fn inputs(&self) -> &[Type] {
+        &self.types[..self.n_inputs]
+    }
+
+    pub(crate) fn extra(&self) -> &[Type] {
+        &self.types[self.n_inputs..]
+    }
+}
+
+/// Programs by signature. The lock is not held while a program is built, so the traced
+/// closure may call other transformed closures (or, by a detour, this one).
+pub(crate) struct Cache<P>(Mutex<HashMap<Signature, Arc<P>>>);
+
+impl<P> Cache<P> {
+    pub(crate) fn new() -> Cache<P> {
+        Cache(Mutex::new(HashMap::new()))
+    }
+
+    pub(crate) fn get_or_build(
+        &self,
+        sig: Signature,
+        build: &dyn Fn(&Signature) -> Result<P, Error>,
+    ) -> Result<Arc<P>, Error> {
+        let lock = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(p) = lock().get(&sig) {
+            return Ok(Arc::clone(p));
+        }
+        let p = Arc::new(build(&sig)?);
+        lock().insert(sig, Arc::clone(&p));
+        Ok(p)
+    }
+}
+
+/// A transformed program ready for concrete values: the function, and the constants it binds
+/// after the inputs.
+struct Program {
+    func: Func,
+    constants: Vec<Value>,
+}
+
+/// Which transform a `Transformed` applies.
+#[derive(Clone, Copy)]
+enum Kind {
+    Jvp,
+    Hvp,
+    VjpFlat,
+    Grad,
+    ValueAndGrad,
+    Jacfwd,
+    Jacrev,
+    Hessian,
+    LinearTranspose,
+}
+
+/// A transformed closure: `f`, the transform and its `wrt`, and the programs built so far, one
+/// per signature. What the closures `grad(f)`, `jvp(f)`, ... hold.
+pub struct Transformed<F> {
+    f: F,
+    kind: Kind,
+    wrt: Option<Vec<usize>>,
+    /// Where the user made the transformed closure: failures inside a trace are reported here.
+    location: &'static Location<'static>,
+    programs: Cache<Program>,
+}
+
+impl<F, O> Transformed<F>
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+{
+    #[track_caller]
+    fn new(f: F, kind: Kind, wrt: Option<&[usize]>) -> Transformed<F> {
+        Transformed {
+            f,
+            kind,
+            wrt: wrt.map(<[usize]>::to_vec),
+            location: Location::caller(),
+            programs: Cache::new(),
+        }
+    }
+
+    /// Evaluates the program for the signature of `xs` and `extra`, built on the first call.
+    pub(crate) fn call_concrete(
+        &self,
+        xs: &[Cow<'_, Value>],
+        extra: &[Cow<'_, Value>],
+    ) -> Result<Vec<Value>, Error> {
+        run_program(&self.programs, xs, extra, &|sig| self.prepare(sig))
+    }
+
+    fn prepare(&self, sig: &Signature) -> Result<Program, Error> {
+        let traced = trace_at(&self.f, sig.inputs(), None)?;
+        let func = build(self.kind, self.wrt.as_deref(), &traced, sig.extra())?;
+        Ok(Program {
+            func,
+            constants: traced.constants,
+        })
+    }
+
+    /// Inlines the transformed `f` into the innermost trace of `xs` and `extra`.
+    pub(crate) fn call_traced(&self, xs: &[Tensor], extra: &[Tensor]) -> Vec<Tensor> {
+        match self.inline(xs, extra) {
+            Ok(outputs) => outputs,
+            Err(e) => fail_in_trace(e, xs, extra, self.location),
+        }
+    }
+
+    fn inline(&self, xs: &[Tensor], extra: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+        let parent = enclosing_trace(xs, extra)?;
+        let traced = trace_at(&self.f, &types_of(xs), Some(&parent))?;
+        let func = build(self.kind, self.wrt.as_deref(), &traced, &types_of(extra))?;
+        let mut args = xs.to_vec();
+        args.extend(traced.captured);
+        args.extend_from_slice(extra);
+        Ok(parent.inline_at(&func, &args, self.location))
+    }
+}
+
+/// The body of `call_concrete`. Not generic, so it is compiled (and optimised) with
+/// traceform, not in the caller's crate at the caller's optimisation level: the generic layer
+/// a user's crate instantiates stays a few lines.
+fn run_program(
+    programs: &Cache<Program>,
+    xs: &[Cow<'_, Value>],
+    extra: &[Cow<'_, Value>],
+    prepare: &dyn Fn(&Signature) -> Result<Program, Error>,
+) -> Result<Vec<Value>, Error> {
+    let program = programs.get_or_build(Signature::of(xs, extra), prepare)?;
+    let mut args: Vec<&Value> = Vec::with_capacity(xs.len() + extra.len() + 4);
+    args.extend(xs.iter().map(|v| &**v));
+    args.extend(&program.constants);
+    args.extend(extra.iter().map(|v| &**v));
+    evaluate(&program.func, &args)
+}
+
+/// `eval` on borrowed values, instantiated here once (see `run_program`).
+pub(crate) fn evaluate(func: &Func, args: &[&Value]) -> Result<Vec<Value>, Error> {
+    Ok(eval(func, args)?)
+}
+
+const STALE_ARGUMENT: &str = "a tensor of a trace that has already finished was used as an argument (a `Tensor` kept from an earlier trace); pass it as an input instead";
+
+/// The trace a call on tensors goes in: the innermost trace of its arguments, as in JAX (or,
+/// with no arguments, the trace running the caller).
+fn enclosing_trace(xs: &[Tensor], extra: &[Tensor]) -> Result<Tracer, Error> {
+    if xs.iter().chain(extra).any(|t| t.tracer().is_finished()) {
+        return Err(Error::Input(STALE_ARGUMENT.into()));
+    }
+    innermost_trace(xs.iter().chain(extra))
+        .or_else(Tracer::current)
+        .ok_or_else(|| {
+            Error::Input("a transformed function was called on no tensors outside any trace".into())
+        })
+}
+
+/// Records `error` in the innermost live trace of the arguments (or the caller's), whose
+/// `finish` returns it, and returns a placeholder.
+fn fail_in_trace(
+    error: Error,
+    xs: &[Tensor],
+    extra: &[Tensor],
+    location: &'static Location<'static>,
+) -> Vec<Tensor> {
+    let live = xs.iter().chain(extra).filter(|t| !t.tracer().is_finished());
+    match innermost_trace(live).or_else(Tracer::current) {
+        Some(tracer) => vec![tracer.fail(error.to_string(), location, Type::scalar(DType::F32))],
+        None => vec![],
+    }
+}
+
+// ---- Building the transformed programs ----
+
+/// The transformed function of `traced`, called as `(inputs..., captured or constants...,
+/// extra...)`, after checking that the extra arguments have the types it needs.
+fn build(
+    kind: Kind,
+    wrt: Option<&[usize]>,
+    traced: &Traced,
+    extra: &[Type],
+) -> Result<Func, Error> {
+    let func = &traced.func;
+    let w = positions(traced, wrt)?;
+    let param_types = func.param_types();
+    Ok(match kind {
+        Kind::Jvp => {
+            check_tangents("jvp", &param_types, &w, extra)?;
+            tf::jvp(func, Some(&w))?
+        }
+        Kind::Hvp => {
+            check_tangents("hvp", &param_types, &w, extra)?;
+            tf::hvp(func, Some(&w))?
+        }
+        Kind::VjpFlat => {
+            check_cotangents("vjp", "float outputs", &float_outputs(func), extra)?;
+            tf::vjp(func, Some(&w))?
+        }
+        Kind::Grad => tf::grad(func, Some(&w))?,
+        Kind::ValueAndGrad => tf::value_and_grad(func, Some(&w))?,
+        Kind::Jacfwd => tf::jacfwd(func, Some(&w))?,
+        Kind::Jacrev => tf::jacrev(func, Some(&w))?,
+        Kind::Hessian => tf::hessian(func, Some(&w))?,
+        Kind::LinearTranspose => {
+            check_cotangents("linear_transpose", "outputs", &func.output_types(), extra)?;
+            linear_transpose_program(func, &w, extra)?
+        }
+    })
+}
+
+pub(crate) fn float_outputs(func: &Func) -> Vec<Type> {
+    func.output_types()
+        .into_iter()
+        .filter(|t| t.dtype.is_float())
+        .collect()
+}
+
+/// Checks that `vs` have the types of the inputs at positions `wrt`.
 fn check_tangents(
     what: &str,
     x_types: &[Type],
@@ -203,41 +374,68 @@ fn check_tangents(
     Ok(())
 }
 
-/// Traces `f` at the types of `xs`, lets `build` transform it, and runs the result on
-/// `xs ++ captured ++ extra`, or fails.
-fn call<A, F, O>(
-    f: &F,
-    xs: &[A],
-    extra: &[A],
-    location: &'static Location<'static>,
-    build: impl FnOnce(&Traced) -> Result<Func, Error>,
-) -> A::Out
-where
-    A: Arg,
-    F: Fn(&[Tensor]) -> O,
-    O: TraceOutputs,
-{
-    let prepared = (|| {
-        let parent = A::parent(xs);
-        let traced = trace_at(f, &types_of(xs), parent.as_ref())?;
-        let func = build(&traced)?;
-        let mut args = xs.to_vec();
-        args.extend(A::captured(traced.captured)?);
-        args.extend_from_slice(extra);
-        Ok((func, args))
-    })();
-    match prepared {
-        Ok((func, args)) => A::run(&func, &args),
-        Err(e) => A::fail(e, xs, location),
+/// Checks that the cotangents have the types `want` (of the outputs described by `which`).
+fn check_cotangents(what: &str, which: &str, want: &[Type], given: &[Type]) -> Result<(), Error> {
+    if given != want {
+        return Err(Error::Input(format!(
+            "{what}: the cotangents must have the types of the {which} ({}), given ({})",
+            list(want),
+            list(given)
+        )));
     }
+    Ok(())
 }
 
-/// The positions to differentiate: `wrt` if given (checked), else every float input.
-fn positions(traced: &Traced, wrt: Option<&[usize]>) -> Result<Vec<usize>, Error> {
-    Ok(tf::check_wrt(
-        &traced.func,
-        Some(wrt.unwrap_or(&traced.float_inputs)),
-    )?)
+pub(crate) fn list(types: &[Type]) -> String {
+    types
+        .iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `(all parameters..., cotangents...) -> one cotangent per input in linear`: the transpose
+/// takes the parameters it is not linear in first, so pick them out.
+fn linear_transpose_program(
+    func: &Func,
+    linear: &[usize],
+    ct_types: &[Type],
+) -> Result<Func, Error> {
+    let transposed = tf::transpose_wrt(func, Some(linear))?;
+    let mut types = func.param_types();
+    types.extend_from_slice(ct_types);
+    let n = func.params.len();
+    Ok(trace("linear_transpose_f", &types, |p| {
+        let mut args: Vec<Tensor> = (0..n)
+            .filter(|i| !linear.contains(i))
+            .map(|i| p[i].clone())
+            .collect();
+        args.extend(p[n..].iter().cloned());
+        p[0].tracer().inline(&transposed, &args)
+    })?)
+}
+
+// ---- The transforms ----
+
+/// The closure of a transform taking inputs only.
+fn with_inputs<F, O, A>(t: Transformed<F>) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    move |xs: &[A]| A::call(&t, xs, &[])
+}
+
+/// The closure of a transform taking inputs and one vector per differentiated input or
+/// output.
+fn with_vectors<F, O, A>(t: Transformed<F>) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    move |xs: &[A], vs: &[A]| A::call(&t, xs, vs)
 }
 
 /// Forward mode: `jvp(f)(&xs, &ts)` is `(f(xs)..., tangent of each float output...)`, with
@@ -249,10 +447,10 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    with_vectors_impl(f, None, WithVectors::Jvp)
+    with_vectors(Transformed::new(f, Kind::Jvp, None))
 }
 
-/// `jvp` with respect to the inputs at positions `wrt` only.
+/// `jvp` with respect to the inputs at positions `wrt` only: one tangent per position.
 #[track_caller]
 pub fn jvp_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A], &[A]) -> A::Out
 where
@@ -260,42 +458,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    with_vectors_impl(f, Some(wrt.to_vec()), WithVectors::Jvp)
-}
-
-/// A transform of `traceform_transforms` with a `wrt` argument.
-type Transform = fn(&Func, Option<&[usize]>) -> Result<Func, TransformError>;
-
-/// The two transforms that take one vector per differentiated input.
-#[derive(Clone, Copy)]
-enum WithVectors {
-    Jvp,
-    Hvp,
-}
-
-#[track_caller]
-fn with_vectors_impl<F, O, A>(
-    f: F,
-    wrt: Option<Vec<usize>>,
-    kind: WithVectors,
-) -> impl Fn(&[A], &[A]) -> A::Out
-where
-    F: Fn(&[Tensor]) -> O,
-    O: TraceOutputs,
-    A: Arg,
-{
-    let location = Location::caller();
-    move |xs: &[A], vs: &[A]| {
-        call(&f, xs, vs, location, |traced| {
-            let w = positions(traced, wrt.as_deref())?;
-            let (name, transform): (&str, Transform) = match kind {
-                WithVectors::Jvp => ("jvp", tf::jvp),
-                WithVectors::Hvp => ("hvp", tf::hvp),
-            };
-            check_tangents(name, &types_of(xs), &w, &types_of(vs))?;
-            Ok(transform(&traced.func, Some(&w))?)
-        })
-    }
+    with_vectors(Transformed::new(f, Kind::Jvp, Some(wrt)))
 }
 
 /// Reverse mode as one function of the spec's signature: `vjp_flat(f)(&xs, &cts)` is
@@ -307,35 +470,18 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    let location = Location::caller();
-    move |xs: &[A], cts: &[A]| {
-        call(&f, xs, cts, location, |traced| {
-            let float_outs: Vec<Type> = traced
-                .func
-                .output_types()
-                .into_iter()
-                .filter(|t| t.dtype.is_float())
-                .collect();
-            let ct_types = types_of(cts);
-            if ct_types != float_outs {
-                return Err(Error::Input(format!(
-                    "vjp: the cotangents must have the types of the float outputs ({}), given ({})",
-                    list(&float_outs),
-                    list(&ct_types)
-                )));
-            }
-            let w = positions(traced, None)?;
-            Ok(tf::vjp(&traced.func, Some(&w))?)
-        })
-    }
+    with_vectors(Transformed::new(f, Kind::VjpFlat, None))
 }
 
-fn list(types: &[Type]) -> String {
-    types
-        .iter()
-        .map(|t| t.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// `vjp_flat` returning the cotangents of the inputs at positions `wrt` only.
+#[track_caller]
+pub fn vjp_flat_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    with_vectors(Transformed::new(f, Kind::VjpFlat, Some(wrt)))
 }
 
 /// The gradient of a function with one float scalar output: one gradient per float input.
@@ -346,7 +492,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    reverse_impl(f, None, false)
+    with_inputs(Transformed::new(f, Kind::Grad, None))
 }
 
 /// `grad` with respect to the inputs at positions `wrt` only.
@@ -357,7 +503,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    reverse_impl(f, Some(wrt.to_vec()), false)
+    with_inputs(Transformed::new(f, Kind::Grad, Some(wrt)))
 }
 
 /// `(f(xs), gradients...)` in one pass.
@@ -368,27 +514,18 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    reverse_impl(f, None, true)
+    with_inputs(Transformed::new(f, Kind::ValueAndGrad, None))
 }
 
+/// `value_and_grad` with respect to the inputs at positions `wrt` only.
 #[track_caller]
-fn reverse_impl<F, O, A>(f: F, wrt: Option<Vec<usize>>, with_value: bool) -> impl Fn(&[A]) -> A::Out
+pub fn value_and_grad_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A]) -> A::Out
 where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,
     A: Arg,
 {
-    let location = Location::caller();
-    move |xs: &[A]| {
-        call(&f, xs, &[], location, |traced| {
-            let w = positions(traced, wrt.as_deref())?;
-            Ok(if with_value {
-                tf::value_and_grad(&traced.func, Some(&w))?
-            } else {
-                tf::grad(&traced.func, Some(&w))?
-            })
-        })
-    }
+    with_inputs(Transformed::new(f, Kind::ValueAndGrad, Some(wrt)))
 }
 
 /// Hessian-vector products, forward-over-reverse: `hvp(f)(&xs, &vs)` is one H·v per float
@@ -400,7 +537,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    with_vectors_impl(f, None, WithVectors::Hvp)
+    with_vectors(Transformed::new(f, Kind::Hvp, None))
 }
 
 /// `hvp` with respect to the inputs at positions `wrt` only.
@@ -411,7 +548,7 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    with_vectors_impl(f, Some(wrt.to_vec()), WithVectors::Hvp)
+    with_vectors(Transformed::new(f, Kind::Hvp, Some(wrt)))
 }
 
 /// The transpose of a function linear in its float inputs: `linear_transpose(f)(&xs, &cts)`
@@ -425,36 +562,19 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    let location = Location::caller();
-    move |xs: &[A], cts: &[A]| {
-        call(&f, xs, cts, location, |traced| {
-            let func = &traced.func;
-            let linear = positions(traced, None)?;
-            let transposed = tf::transpose_wrt(func, Some(&linear))?;
-            let out_types = func.output_types();
-            let ct_types = types_of(cts);
-            if ct_types != out_types {
-                return Err(Error::Input(format!(
-                    "linear_transpose: the cotangents must have the output types ({}), given ({})",
-                    list(&out_types),
-                    list(&ct_types)
-                )));
-            }
-            // Called as (xs..., captured..., cts...): pass the transposed function the inputs it
-            // is not linear in, then the cotangents.
-            let mut types = func.param_types();
-            types.extend(ct_types);
-            let n = func.params.len();
-            Ok(trace("linear_transpose_f", &types, |p| {
-                let mut args: Vec<Tensor> = (0..n)
-                    .filter(|i| !linear.contains(i))
-                    .map(|i| p[i].clone())
-                    .collect();
-                args.extend(p[n..].iter().cloned());
-                p[0].tracer().inline(&transposed, &args)
-            })?)
-        })
-    }
+    with_vectors(Transformed::new(f, Kind::LinearTranspose, None))
+}
+
+/// `linear_transpose` of a function linear in the inputs at positions `wrt` (the others, float
+/// or not, are fixed at the values `xs` gives).
+#[track_caller]
+pub fn linear_transpose_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A], &[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    with_vectors(Transformed::new(f, Kind::LinearTranspose, Some(wrt)))
 }
 
 /// The Jacobian by forward mode, one jvp per input element: `jacfwd(f)(&xs)` gives, for each
@@ -467,12 +587,18 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    let location = Location::caller();
-    move |xs: &[A]| {
-        call(&f, xs, &[], location, |traced| {
-            Ok(tf::jacfwd(&traced.func, Some(&positions(traced, None)?))?)
-        })
-    }
+    with_inputs(Transformed::new(f, Kind::Jacfwd, None))
+}
+
+/// `jacfwd` with respect to the inputs at positions `wrt` only (blocks for those inputs).
+#[track_caller]
+pub fn jacfwd_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    with_inputs(Transformed::new(f, Kind::Jacfwd, Some(wrt)))
 }
 
 /// The Jacobian by reverse mode, one vjp per output element; same layout as `jacfwd`.
@@ -483,12 +609,18 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    let location = Location::caller();
-    move |xs: &[A]| {
-        call(&f, xs, &[], location, |traced| {
-            Ok(tf::jacrev(&traced.func, Some(&positions(traced, None)?))?)
-        })
-    }
+    with_inputs(Transformed::new(f, Kind::Jacrev, None))
+}
+
+/// `jacrev` with respect to the inputs at positions `wrt` only.
+#[track_caller]
+pub fn jacrev_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A]) -> A::Out
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+    A: Arg,
+{
+    with_inputs(Transformed::new(f, Kind::Jacrev, Some(wrt)))
 }
 
 /// The Hessian of a scalar function, `jacfwd(jacrev(f))`: for inputs `j, k` (row-major), an
@@ -500,127 +632,16 @@ where
     O: TraceOutputs,
     A: Arg,
 {
-    jacfwd(jacrev::<_, _, Tensor>(f))
+    with_inputs(Transformed::new(f, Kind::Hessian, None))
 }
 
-/// A linear map at a fixed point, with the residuals of the forward pass computed once and
-/// reused on every call: the tangent map of `linearize`, or the pullback of `vjp`.
-pub struct LinearMap<V: Concrete> {
-    func: Func,
-    residuals: Vec<Value>,
-    arg_types: Vec<Type>,
-    what: &'static str,
-    _marker: std::marker::PhantomData<V>,
-}
-
-/// The tangent map of `linearize`: input tangents (one per float input) to output tangents.
-pub type LinearFn<V> = LinearMap<V>;
-
-/// The pullback of `vjp`: output cotangents (one per float output) to input cotangents.
-pub type Pullback<V> = LinearMap<V>;
-
-impl<V: Concrete> LinearMap<V> {
-    /// Applies the map.
-    pub fn call(&self, args: &[V]) -> Result<Vec<V>, Error> {
-        let values: Vec<Value> = args.iter().map(Concrete::to_value).collect();
-        let given: Vec<Type> = values.iter().map(Value::ty).collect();
-        if given != self.arg_types {
-            return Err(Error::Input(format!(
-                "{} takes ({}), given ({})",
-                self.what,
-                list(&self.arg_types),
-                list(&given)
-            )));
-        }
-        let mut all: Vec<&Value> = self.residuals.iter().collect();
-        all.extend(values.iter());
-        eval(&self.func, &all)?
-            .into_iter()
-            .map(V::from_value)
-            .collect()
-    }
-
-    /// The map as IR: `(residuals..., arguments...) -> results`.
-    pub fn func(&self) -> &Func {
-        &self.func
-    }
-}
-
-/// The outputs of `f` at a point, and a linear map there.
-pub type AtPoint<V> = Result<(Vec<V>, LinearMap<V>), Error>;
-
-/// `f` traced at `xs`, linearized with respect to its float inputs, and its primal part run:
-/// the outputs and a linear map whose IR `make` chooses from the linearization.
-fn at_point<F, O, V>(
-    f: &F,
-    xs: &[V],
-    what: &'static str,
-    make: impl FnOnce(&Func, &[usize], tf::Linearized) -> Result<(Func, Vec<Type>), Error>,
-) -> AtPoint<V>
+/// `hessian` with respect to the inputs at positions `wrt` only (blocks for pairs of them).
+#[track_caller]
+pub fn hessian_wrt<F, O, A>(wrt: &[usize], f: F) -> impl Fn(&[A]) -> A::Out
 where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,
-    V: Concrete,
+    A: Arg,
 {
-    let values: Vec<Value> = xs.iter().map(Concrete::to_value).collect();
-    let types: Vec<Type> = values.iter().map(Value::ty).collect();
-    let traced = trace_at(f, &types, None)?;
-    let func = traced.func;
-    let wrt = tf::check_wrt(&func, Some(&traced.float_inputs))?;
-    let j = tf::jvp(&func, Some(&wrt))?;
-    let lin = tf::linearize_jvp(&j, func.params.len(), func.outputs.len())?;
-    let refs: Vec<&Value> = values.iter().collect();
-    let mut outs = eval(&lin.primal, &refs)?;
-    let residuals = outs.split_off(lin.n_outputs);
-    let ys = outs
-        .into_iter()
-        .map(V::from_value)
-        .collect::<Result<_, _>>()?;
-    let (map, arg_types) = make(&func, &wrt, lin)?;
-    Ok((
-        ys,
-        LinearMap {
-            func: map,
-            residuals,
-            arg_types,
-            what,
-            _marker: std::marker::PhantomData,
-        },
-    ))
-}
-
-/// `linearize(f)(&xs)` is `(f(xs), the linear map t -> J t)`; the map reuses the residuals.
-pub fn linearize<F, O, V>(f: F) -> impl Fn(&[V]) -> AtPoint<V>
-where
-    F: Fn(&[Tensor]) -> O,
-    O: TraceOutputs,
-    V: Concrete,
-{
-    move |xs: &[V]| {
-        at_point(&f, xs, "the linearized function", |func, wrt, lin| {
-            let types = func.param_types();
-            Ok((lin.linear, wrt.iter().map(|&i| types[i].clone()).collect()))
-        })
-    }
-}
-
-/// Reverse mode: `vjp(f)(&xs)` is `(f(xs), pullback)`; `pullback.call(&cts)` gives one
-/// cotangent per float input, reusing the residuals of the forward pass.
-pub fn vjp<F, O, V>(f: F) -> impl Fn(&[V]) -> AtPoint<V>
-where
-    F: Fn(&[Tensor]) -> O,
-    O: TraceOutputs,
-    V: Concrete,
-{
-    move |xs: &[V]| {
-        at_point(&f, xs, "the pullback", |func, _, lin| {
-            let transposed = tf::transpose(&lin.linear, lin.n_residuals())?;
-            let cotangents = func
-                .output_types()
-                .into_iter()
-                .filter(|t| t.dtype.is_float())
-                .collect();
-            Ok((transposed, cotangents))
-        })
-    }
+    with_inputs(Transformed::new(f, Kind::Hessian, Some(wrt)))
 }

@@ -5,7 +5,9 @@
 //! interpreter). This crate is the facade: the public API and the `traceform` command line.
 
 pub mod api;
+pub mod args;
 pub mod cli;
+pub mod linear_map;
 pub mod npy;
 pub mod transform;
 
@@ -18,6 +20,11 @@ pub use traceform_runtime::{eval, Value};
 pub use traceform_transforms as transforms;
 
 pub use api::{
-    grad, grad_wrt, hessian, hvp, hvp_wrt, jacfwd, jacrev, jvp, jvp_wrt, linear_transpose,
-    linearize, value_and_grad, vjp, vjp_flat, Arg, Concrete, Error, LinearFn, LinearMap, Pullback,
+    grad, grad_wrt, hessian, hessian_wrt, hvp, hvp_wrt, jacfwd, jacfwd_wrt, jacrev, jacrev_wrt,
+    jvp, jvp_wrt, linear_transpose, linear_transpose_wrt, value_and_grad, value_and_grad_wrt,
+    vjp_flat, vjp_flat_wrt, Error, Transformed,
+};
+pub use args::{constant, Arg, Concrete};
+pub use linear_map::{
+    linearize, linearize_wrt, vjp, vjp_wrt, AtPoint, LinearFn, LinearMap, Pullback,
 };

@@ -9,6 +9,7 @@
 mod analysis;
 mod attrs;
 mod builder;
+mod composite;
 mod func;
 mod graph;
 mod intern;
@@ -34,6 +35,9 @@ pub use print::{
     format_float, format_literal, format_prim, print_func, print_module, write_func, Namer,
 };
 pub use shape::{dot_free_axes, infer_type, literal_dtype, TypeError};
-pub use trace::{trace, trace_nested, IntoOperand, Tensor, TraceError, TraceOutputs, Tracer};
+pub use trace::{
+    innermost_trace, trace, trace_nested, IntoOperand, Nested, Number, Tensor, TraceError,
+    TraceOutputs, Tracer,
+};
 pub use types::{DType, Shape, Type, TypeId, TypeTable, MAX_ELEMENTS};
 pub use verify::{is_keyword, is_valid_name, verify_func, verify_module, VerifyError, KEYWORDS};

@@ -15,6 +15,7 @@
 //! argument into a closed `Func`, rewrites it graph-to-graph, and inlines the result into the
 //! enclosing trace, where it is ordinary equations that an outer transform sees like any other.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::fmt;
 use std::ops;
@@ -56,10 +57,36 @@ struct State {
     error: Option<TraceError>,
     /// Set by `finish`: tensors of a finished trace cannot be used any more.
     finished: bool,
+    /// Why tensors of this trace cannot be used, when it is not the usual stale-trace story.
+    unusable_because: Option<String>,
     /// The enclosing trace, whose tensors this one may capture.
     parent: Option<Tracer>,
     /// Captured tensors of the enclosing trace, each with the parameter standing for it here.
     captured: Vec<(Tensor, Tensor)>,
+    /// Constants (only in a trace without a parent): the data of each, in the order of their
+    /// parameters, which follow the inputs. Whoever runs the function binds them.
+    constants: Vec<Rc<dyn Any>>,
+}
+
+thread_local! {
+    /// The traces whose closures are running on this thread, innermost last.
+    static ACTIVE: RefCell<Vec<Tracer>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps a trace on the `ACTIVE` stack while its closure runs, also through a panic.
+struct Active;
+
+impl Active {
+    fn enter(tracer: &Tracer) -> Active {
+        ACTIVE.with(|a| a.borrow_mut().push(tracer.clone()));
+        Active
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.with(|a| a.borrow_mut().pop());
+    }
 }
 
 /// The function being traced: a shared handle to a strict `Builder`, which this front end
@@ -87,9 +114,61 @@ impl Tracer {
             builder: Builder::new(name),
             error: None,
             finished: false,
+            unusable_because: None,
             parent: None,
             captured: Vec::new(),
+            constants: Vec::new(),
         })))
+    }
+
+    /// A trace that is finished from the start: its tensors fail, when used, with `why`. What
+    /// `constant` returns outside any trace.
+    pub fn unusable(why: &str) -> Tracer {
+        let t = Tracer::new("unusable");
+        {
+            let mut st = t.0.borrow_mut();
+            st.finished = true;
+            st.unusable_because = Some(why.to_string());
+        }
+        t
+    }
+
+    /// The innermost trace whose closure is running on this thread (under `trace` or
+    /// `trace_nested`), if any.
+    pub fn current() -> Option<Tracer> {
+        ACTIVE.with(|a| a.borrow().last().cloned())
+    }
+
+    /// The outermost trace this one is nested in (itself if it has no parent).
+    fn root(&self) -> Tracer {
+        let mut root = self.clone();
+        loop {
+            let parent = root.0.borrow().parent.clone();
+            match parent {
+                Some(p) => root = p,
+                None => return root,
+            }
+        }
+    }
+
+    /// A constant of type `ty` whose value is `data`, opaque here: a parameter of the
+    /// outermost trace (whose runner binds `data` to it), captured into this one like any
+    /// tensor of an enclosing trace. So a constant made at any depth of nested transforms is
+    /// one input of the function finally run, and is never differentiated.
+    #[track_caller]
+    pub fn constant(&self, ty: Type, data: Rc<dyn Any>) -> Tensor {
+        let root = self.root();
+        let param = root.param(ty.clone());
+        root.0.borrow_mut().constants.push(data);
+        match self.lift(&param) {
+            Ok(t) => t,
+            Err(why) => self.fail(format!("`constant`: {why}"), Location::caller(), ty),
+        }
+    }
+
+    /// The data of the constants made in this trace, in parameter order (after the inputs).
+    pub fn take_constants(&self) -> Vec<Rc<dyn Any>> {
+        std::mem::take(&mut self.0.borrow_mut().constants)
     }
 
     /// A trace nested in `parent`: tensors of `parent` (or of its own ancestors) used here are
@@ -145,7 +224,8 @@ impl Tracer {
     /// `Err` says why it cannot be used here.
     fn lift(&self, t: &Tensor) -> Result<Tensor, String> {
         if t.tracer.is_finished() {
-            return Err("a tensor of a trace that has already finished was used (a `Tensor` kept from an earlier trace, or captured by a closure that outlived it); pass it as an input instead".into());
+            let why = t.tracer.0.borrow().unusable_because.clone();
+            return Err(why.unwrap_or_else(|| "a tensor of a trace that has already finished was used (a `Tensor` kept from an earlier trace, or captured by a closure that outlived it); pass it as an input instead".into()));
         }
         if t.tracer.same(self) {
             return Ok(t.clone());
@@ -266,7 +346,17 @@ impl Tracer {
     /// equations keep the locations they carry (the user's lines they came from).
     #[track_caller]
     pub fn inline(&self, func: &Func, args: &[Tensor]) -> Vec<Tensor> {
-        let location = Location::caller();
+        self.inline_at(func, args, Location::caller())
+    }
+
+    /// `inline`, reporting a failure at `location` (the user's call of a transformed
+    /// function, rather than the library's call of `inline`).
+    pub fn inline_at(
+        &self,
+        func: &Func,
+        args: &[Tensor],
+        location: &'static Location<'static>,
+    ) -> Vec<Tensor> {
         let types: Vec<Type> = args.iter().map(Tensor::ty).collect();
         let outputs_on_error = |t: Tensor| func.outputs.iter().map(|_| t.clone()).collect();
         if types != func.param_types() {
@@ -298,13 +388,22 @@ impl Tracer {
         outs.into_iter().map(|a| self.tensor(a)).collect()
     }
 
-    /// Ends the trace: the function returning `outputs`, or the first error recorded.
+    /// Ends the trace: the function returning `outputs`, or the first error recorded. Either
+    /// way the trace is finished: its tensors cannot be used any more.
     #[track_caller]
     pub fn finish(self, outputs: &[Tensor]) -> Result<Func, TraceError> {
-        let location = Location::caller();
-        let recorded = self.0.borrow_mut().error.take();
-        if let Some(e) = recorded {
-            self.0.borrow_mut().finished = true;
+        let result = self.build(outputs, Location::caller());
+        self.0.borrow_mut().finished = true;
+        result
+    }
+
+    /// The function returning `outputs` (lifted into this trace first), or the first error.
+    fn build(
+        &self,
+        outputs: &[Tensor],
+        location: &'static Location<'static>,
+    ) -> Result<Func, TraceError> {
+        if let Some(e) = self.0.borrow_mut().error.take() {
             return Err(e);
         }
         if outputs.is_empty() {
@@ -325,12 +424,7 @@ impl Tracer {
                 }
             }
         }
-        let builder = {
-            let mut st = self.0.borrow_mut();
-            // Tensors of a finished trace can no longer be used: later operations fail cleanly.
-            st.finished = true;
-            std::mem::take(&mut st.builder)
-        };
+        let builder = std::mem::take(&mut self.0.borrow_mut().builder);
         let func = builder.finish(&atoms).map_err(|e| TraceError {
             message: e.message,
             location: match e.loc {
@@ -385,51 +479,87 @@ impl TraceOutputs for (Tensor, Tensor, Tensor) {
     }
 }
 
-/// Traces `f` over parameters of the given types into a function named `name`.
+/// Traces `f` over parameters of the given types into a function named `name`. A closure
+/// that makes constants needs `trace_nested`, which returns their data.
 #[track_caller]
 pub fn trace<O: TraceOutputs>(
     name: &str,
     inputs: &[Type],
     f: impl FnOnce(&[Tensor]) -> O,
 ) -> Result<Func, TraceError> {
-    let tracer = Tracer::new(name);
-    let params: Vec<Tensor> = inputs.iter().map(|t| tracer.param(t.clone())).collect();
-    let outputs = f(&params).into_tensors();
-    drop(params);
-    tracer.finish(&outputs)
+    let traced = trace_nested(name, None, inputs, f)?;
+    if !traced.constants.is_empty() {
+        return Err(TraceError {
+            message: format!(
+                "`{name}` made {} constant(s), which `trace` cannot bind: call it through a transform (`grad`, `jvp`, ...) or `trace_nested`",
+                traced.constants.len()
+            ),
+            location: Location::caller(),
+        });
+    }
+    Ok(traced.func)
+}
+
+/// What `trace_nested` made: the function, and what its caller binds after the inputs.
+pub struct Nested {
+    pub func: Func,
+    /// Tensors of the enclosing trace the closure used, in parameter order.
+    pub captured: Vec<Tensor>,
+    /// The data of the closure's constants, in parameter order (empty in a nested trace,
+    /// whose constants are parameters of the outermost trace, captured).
+    pub constants: Vec<Rc<dyn Any>>,
 }
 
 /// Traces `f` in a trace nested in `parent` (when given): tensors of `parent` that `f` uses
-/// become extra parameters after `inputs`. Returns the function and the captured tensors of
-/// `parent`, in parameter order.
+/// become extra parameters after `inputs`, and so do constants when there is no parent.
+/// While `f` runs, the new trace is `Tracer::current()`.
 #[track_caller]
 pub fn trace_nested<O: TraceOutputs>(
     name: &str,
     parent: Option<&Tracer>,
     inputs: &[Type],
     f: impl FnOnce(&[Tensor]) -> O,
-) -> Result<(Func, Vec<Tensor>), TraceError> {
+) -> Result<Nested, TraceError> {
     let tracer = match parent {
         Some(p) => Tracer::nested(name, p),
         None => Tracer::new(name),
     };
     let params: Vec<Tensor> = inputs.iter().map(|t| tracer.param(t.clone())).collect();
-    let outputs = f(&params).into_tensors();
+    let outputs = {
+        let _active = Active::enter(&tracer);
+        f(&params).into_tensors()
+    };
     drop(params);
     let handle = tracer.clone();
     let func = tracer.finish(&outputs)?;
-    Ok((func, handle.captured()))
+    Ok(Nested {
+        func,
+        captured: handle.captured(),
+        constants: handle.take_constants(),
+    })
 }
 
 /// Something that can stand as an operand next to a tensor: another tensor, or a Rust number
 /// (which becomes a rank-0 literal of the tensor's dtype).
 pub trait IntoOperand {
     fn into_operand(self, like: &Tensor) -> Tensor;
+    /// The tensor, if this operand is one.
+    fn as_tensor(&self) -> Option<&Tensor> {
+        None
+    }
+    /// The dtype of a Rust number's own type (f64, f32, i32), for when no tensor operand gives
+    /// one.
+    fn number_dtype(&self) -> Option<DType> {
+        None
+    }
 }
 
 impl IntoOperand for Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self
+    }
+    fn as_tensor(&self) -> Option<&Tensor> {
+        Some(self)
     }
 }
 
@@ -437,39 +567,46 @@ impl IntoOperand for &Tensor {
     fn into_operand(self, _: &Tensor) -> Tensor {
         self.clone()
     }
-}
-
-impl IntoOperand for f64 {
-    #[track_caller]
-    fn into_operand(self, like: &Tensor) -> Tensor {
-        like.lit(self)
+    fn as_tensor(&self) -> Option<&Tensor> {
+        Some(self)
     }
 }
 
-impl IntoOperand for f32 {
-    #[track_caller]
-    fn into_operand(self, like: &Tensor) -> Tensor {
-        like.lit(f64::from(self))
-    }
+macro_rules! number_operand {
+    ($t:ty, $dtype:ident) => {
+        impl IntoOperand for $t {
+            #[track_caller]
+            fn into_operand(self, like: &Tensor) -> Tensor {
+                like.lit(f64::from(self))
+            }
+            fn number_dtype(&self) -> Option<DType> {
+                Some(DType::$dtype)
+            }
+        }
+    };
 }
 
-impl IntoOperand for i32 {
-    #[track_caller]
-    fn into_operand(self, like: &Tensor) -> Tensor {
-        like.lit(f64::from(self))
-    }
-}
+number_operand!(f64, F64);
+number_operand!(f32, F32);
+number_operand!(i32, I32);
 
-/// The trace an operation on `operands` belongs in: the most deeply nested of theirs (a
-/// nested trace can capture its ancestors' tensors, not the other way round).
+/// The trace an operation on `operands` (at least one) belongs in: the most deeply nested of
+/// theirs (a nested trace can capture its ancestors' tensors, not the other way round).
 fn innermost(operands: &[&Tensor]) -> Tracer {
-    let mut best = operands[0].tracer.clone();
-    for t in &operands[1..] {
+    innermost_trace(operands.iter().copied()).expect("at least one operand")
+}
+
+/// The most deeply nested of the traces of `tensors`, `None` if there are none. Tensors of
+/// traces that do not enclose it are left for `lift` to report when they are used.
+pub fn innermost_trace<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Option<Tracer> {
+    let mut tensors = tensors.into_iter();
+    let mut best = tensors.next()?.tracer.clone();
+    for t in tensors {
         if best.is_ancestor_of(&t.tracer) {
             best = t.tracer.clone();
         }
     }
-    best
+    Some(best)
 }
 
 fn shape_text(shape: &[usize]) -> String {
@@ -896,14 +1033,6 @@ impl Tensor {
             &[self, other],
         )
     }
-    /// Matrix (or vector) product, contracting the last axis of `self` with the first axis of
-    /// `other` (for a vector `other`, its only axis), as `x @ w` in numpy for rank <= 2.
-    #[track_caller]
-    pub fn matmul(&self, other: &Tensor) -> Tensor {
-        let lhs = [self.rank().saturating_sub(1)];
-        let rhs = [0];
-        self.dot_general(other, (&lhs, &rhs), (&[], &[]))
-    }
 }
 
 macro_rules! binary_operator {
@@ -936,17 +1065,17 @@ macro_rules! binary_operator {
                 self.binary($op, rhs)
             }
         }
-        impl ops::$trait<f64> for Tensor {
+        impl<N: Number> ops::$trait<N> for Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn $method(self, rhs: f64) -> Tensor {
+            fn $method(self, rhs: N) -> Tensor {
                 self.binary($op, rhs)
             }
         }
-        impl ops::$trait<f64> for &Tensor {
+        impl<N: Number> ops::$trait<N> for &Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn $method(self, rhs: f64) -> Tensor {
+            fn $method(self, rhs: N) -> Tensor {
                 self.binary($op, rhs)
             }
         }
@@ -966,6 +1095,17 @@ macro_rules! binary_operator {
         }
     };
 }
+
+/// A Rust number that can stand on the right of an arithmetic operator with a tensor
+/// (`x * 2.0`, `x * 2.0f32`): it becomes a literal of the tensor's dtype, like a weakly typed
+/// Python scalar in JAX. One generic impl per operator (rather than one per number type)
+/// keeps `(x * 2.0).sin()` inferable. On the left only f64 is accepted (`2.0 * x`): a
+/// second left-hand impl would make `(2.0 * x).sin()` ambiguous to Rust's inference, so
+/// write `x * 2.0f32`.
+pub trait Number: IntoOperand + Copy {}
+
+impl Number for f64 {}
+impl Number for f32 {}
 
 binary_operator!(Add, add, BinaryOp::Add);
 binary_operator!(Sub, sub, BinaryOp::Sub);

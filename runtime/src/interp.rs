@@ -87,6 +87,14 @@ pub fn eval_with_stats<V: Borrow<Value>>(
     func: &Func,
     inputs: &[V],
 ) -> Result<(Vec<Value>, EvalStats), EvalError> {
+    let inputs: Vec<&Value> = inputs.iter().map(Borrow::borrow).collect();
+    eval_borrowed(func, &inputs)
+}
+
+/// The interpreter loop. Not generic, so it is compiled (and optimised) with this crate: a
+/// crate calling `eval` instantiates only the few lines above at its own optimisation level
+/// (opt-level 0 in a dependent's dev profile).
+fn eval_borrowed(func: &Func, inputs: &[&Value]) -> Result<(Vec<Value>, EvalStats), EvalError> {
     check_inputs(func, inputs)?;
     let too_large = |e: &&traceform_ir::Eqn| func.var_type(e.out).size_bytes() > MAX_VALUE_BYTES;
     if let Some(eqn) = func.eqns.iter().find(too_large) {
@@ -101,7 +109,7 @@ pub fn eval_with_stats<V: Borrow<Value>>(
     let live = Liveness::new(func);
     let mut env: Vec<Slot<'_>> = (0..func.num_vars()).map(|_| Slot::Empty).collect();
     for (p, v) in func.params.iter().zip(inputs) {
-        env[p.index()] = Slot::Input(v.borrow());
+        env[p.index()] = Slot::Input(v);
     }
     let (mut live_bytes, mut peak) = (0usize, 0usize);
     let mut literals: Vec<Value> = Vec::new();

@@ -1,6 +1,6 @@
 //! Runtime values: dense ndarray tensors of one of the IR's dtypes.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array, ArrayD, ArrayView, Dimension, IxDyn};
 use traceform_ir::{DType, Literal, Type};
 
 /// A tensor value. Arrays are kept in standard (row-major) layout.
@@ -89,26 +89,35 @@ impl Value {
     }
 }
 
-impl From<ArrayD<f32>> for Value {
-    fn from(a: ArrayD<f32>) -> Value {
-        Value::F32(a)
-    }
+/// `Value::from` an array of any dimension, owned (moved in), borrowed or viewed (copied into
+/// standard layout), so mixed arguments read `[Value::from(w), Value::from(&labels)]`.
+macro_rules! value_from_arrays {
+    ($t:ty, $variant:ident) => {
+        impl<D: Dimension> From<Array<$t, D>> for Value {
+            fn from(a: Array<$t, D>) -> Value {
+                if a.is_standard_layout() {
+                    Value::$variant(a.into_dyn())
+                } else {
+                    Value::from(a.view())
+                }
+            }
+        }
+
+        impl<D: Dimension> From<&Array<$t, D>> for Value {
+            fn from(a: &Array<$t, D>) -> Value {
+                Value::from(a.view())
+            }
+        }
+
+        impl<D: Dimension> From<ArrayView<'_, $t, D>> for Value {
+            fn from(a: ArrayView<'_, $t, D>) -> Value {
+                Value::$variant(a.as_standard_layout().into_owned().into_dyn())
+            }
+        }
+    };
 }
 
-impl From<ArrayD<f64>> for Value {
-    fn from(a: ArrayD<f64>) -> Value {
-        Value::F64(a)
-    }
-}
-
-impl From<ArrayD<i32>> for Value {
-    fn from(a: ArrayD<i32>) -> Value {
-        Value::I32(a)
-    }
-}
-
-impl From<ArrayD<bool>> for Value {
-    fn from(a: ArrayD<bool>) -> Value {
-        Value::Bool(a)
-    }
-}
+value_from_arrays!(f32, F32);
+value_from_arrays!(f64, F64);
+value_from_arrays!(i32, I32);
+value_from_arrays!(bool, Bool);
