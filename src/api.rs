@@ -25,6 +25,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use traceform_ir::{
@@ -167,6 +168,24 @@ impl<P> Cache<P> {
     }
 }
 
+static SIMPLIFY: AtomicBool = AtomicBool::new(true);
+
+/// Whether programs built from now on for concrete arguments are simplified (the default:
+/// yes). Programs inlined into a trace are not, since the outermost program is. Turning it off
+/// shows the derivative programs as the transforms emit them, and is a way to rule the
+/// simplifier out when chasing a difference; programs already built keep their form.
+pub fn set_simplify(on: bool) {
+    SIMPLIFY.store(on, Ordering::Relaxed);
+}
+
+/// `func` through the simplifier, if it is on.
+pub(crate) fn simplified(func: Func) -> Func {
+    if !SIMPLIFY.load(Ordering::Relaxed) {
+        return func;
+    }
+    tf::simplify(&func, &tf::Limits::for_size(func.eqns.len())).0
+}
+
 /// A transformed program ready for concrete values: the function, and the constants it binds
 /// after the inputs.
 struct Program {
@@ -228,7 +247,7 @@ where
         let traced = trace_at(&self.f, sig.inputs(), None)?;
         let func = build(self.kind, self.wrt.as_deref(), &traced, sig.extra())?;
         Ok(Program {
-            func,
+            func: simplified(func),
             constants: traced.constants,
         })
     }

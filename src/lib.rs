@@ -21,8 +21,8 @@ pub use traceform_transforms as transforms;
 
 pub use api::{
     grad, grad_wrt, hessian, hessian_wrt, hvp, hvp_wrt, jacfwd, jacfwd_wrt, jacrev, jacrev_wrt,
-    jvp, jvp_wrt, linear_transpose, linear_transpose_wrt, value_and_grad, value_and_grad_wrt,
-    vjp_flat, vjp_flat_wrt, Error, Transformed,
+    jvp, jvp_wrt, linear_transpose, linear_transpose_wrt, set_simplify, value_and_grad,
+    value_and_grad_wrt, vjp_flat, vjp_flat_wrt, Error, Transformed,
 };
 pub use args::{constant, Arg, Concrete};
 pub use linear_map::{

@@ -90,9 +90,9 @@ where
             ),
         };
         Ok(LinearProgram {
-            primal: lin.primal,
+            primal: crate::api::simplified(lin.primal),
             n_outputs,
-            map,
+            map: crate::api::simplified(map),
             arg_types,
             constants: traced.constants,
             what: self.kind.what(),

@@ -508,3 +508,22 @@ fn readme_ops() -> Result<(), traceform::Error> {
     close(&g[1], &ArrayD::from_elem(vec![4, 5], 8.0 * 3.0 * 0.5));
     Ok(())
 }
+
+/// The API simplifies the programs it runs (as `run` does), and `set_simplify(false)` runs them
+/// as the transforms emit them: the same values either way.
+#[test]
+fn simplification_is_on_by_default_and_can_be_turned_off() {
+    let f = |xs: &[Tensor]| (&xs[0] * xs[0].sin()).sum_all();
+    let x = ndarray::array![0.3, -1.2, 2.0].into_dyn();
+    let v = ndarray::array![1.0, 0.5, -2.0].into_dyn();
+    let on = traceform::hvp(f)(&[x.clone()], &[v.clone()]).unwrap();
+    traceform::set_simplify(false);
+    let off = traceform::hvp(f)(&[x.clone()], &[v.clone()]).unwrap();
+    traceform::set_simplify(true);
+    let want = x.mapv(|x: f64| 2.0 * x.cos() - x * x.sin()) * &v;
+    for got in [&on[0], &off[0]] {
+        for (a, b) in got.iter().zip(&want) {
+            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{got} vs {want}");
+        }
+    }
+}
