@@ -298,6 +298,40 @@ struct Scope<'a> {
     /// The latest definitions by hash, direct-mapped: operands mostly name recent values,
     /// which are found here without touching the big table.
     recent: [(u64, Var); RECENT],
+    /// Values named as the printer names them (`x<i>` for parameter `i`, `v<k>` for equation
+    /// `k`), by that position (`NONE` where another name was used): found without hashing,
+    /// which is how programs printed by traceform are read.
+    positional: [Vec<Var>; 2],
+}
+
+/// No value at this position.
+const NONE: Var = Var(u32::MAX);
+
+/// What binds a value: a parameter or an equation (an index into `Scope::positional`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Binder {
+    Param = 0,
+    Eqn = 1,
+}
+
+/// The binder and position a name in the printer's own form stands for: `x<i>` is parameter
+/// `i`, `v<k>` equation `k` (canonical decimal digits only).
+fn derived_position(name: &str) -> Option<(Binder, usize)> {
+    let binder = match name.as_bytes().first()? {
+        b'x' => Binder::Param,
+        b'v' => Binder::Eqn,
+        _ => return None,
+    };
+    let digits = &name[1..];
+    let canonical = digits == "0" || !digits.starts_with('0');
+    if !canonical
+        || digits.is_empty()
+        || digits.len() > 9
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    Some((binder, digits.parse().ok()?))
 }
 
 const RECENT: usize = 256;
@@ -308,7 +342,8 @@ impl Default for Scope<'_> {
             table: HashTable::new(),
             keys: Vec::new(),
             defined_at: Vec::new(),
-            recent: [(0, Var(u32::MAX)); RECENT],
+            recent: [(0, NONE); RECENT],
+            positional: [Vec::new(), Vec::new()],
         }
     }
 }
@@ -325,7 +360,21 @@ impl<'a> Scope<'a> {
         self.defined_at.reserve(names);
     }
 
+    fn positional(&self, name: &str) -> Option<Var> {
+        let (binder, i) = derived_position(name)?;
+        self.positional[binder as usize]
+            .get(i)
+            .copied()
+            .filter(|&v| v != NONE)
+    }
+
     fn get(&self, name: &str) -> Option<Var> {
+        if let Some(v) = self.positional(name) {
+            return Some(v);
+        }
+        if self.table.is_empty() {
+            return None;
+        }
         let hash = name_hash(name);
         let (h, v) = self.recent[hash as usize % RECENT];
         if h == hash && self.keys.get(v.index()) == Some(&name) {
@@ -336,12 +385,54 @@ impl<'a> Scope<'a> {
             .copied()
     }
 
+    fn already_defined<T>(&self, name: &str, old: Var, pos: Pos) -> Result<T, ParseError> {
+        let p = self.defined_at[old.index()];
+        error(
+            pos,
+            format!(
+                "`{}` is already defined at {}:{}",
+                quoted(name),
+                p.line,
+                p.col
+            ),
+        )
+    }
+
     /// Defines `name` as `v`, the next value (the parser defines values in order, so it
-    /// knows the value before building it), or says where `name` is already defined. One
-    /// probe of the table does both.
-    fn define(&mut self, name: &'a str, v: Var, pos: Pos) -> Result<(), ParseError> {
-        let hash = name_hash(name);
+    /// knows the value before building it), bound by `binder` at position `index`; or says
+    /// where `name` is already defined. A name in the printer's form at its own position
+    /// needs no hashing; any other takes one probe of the table.
+    fn define(
+        &mut self,
+        name: &'a str,
+        v: Var,
+        pos: Pos,
+        binder: Binder,
+        index: usize,
+    ) -> Result<(), ParseError> {
         debug_assert_eq!(v.index(), self.keys.len(), "values are defined in order");
+        if let Some(old) = self.positional(name) {
+            return self.already_defined(name, old, pos);
+        }
+        if derived_position(name) == Some((binder, index)) {
+            if !self.table.is_empty() {
+                let found = self
+                    .table
+                    .find(name_hash(name), |w| self.keys[w.index()] == name);
+                if let Some(&old) = found {
+                    return self.already_defined(name, old, pos);
+                }
+            }
+            let slots = &mut self.positional[binder as usize];
+            if slots.len() <= index {
+                slots.resize(index + 1, NONE);
+            }
+            slots[index] = v;
+            self.keys.push(name);
+            self.defined_at.push(pos);
+            return Ok(());
+        }
+        let hash = name_hash(name);
         let keys = &self.keys;
         match self.table.entry(
             hash,
@@ -349,16 +440,8 @@ impl<'a> Scope<'a> {
             |w| name_hash(keys[w.index()]),
         ) {
             hashbrown::hash_table::Entry::Occupied(e) => {
-                let p = self.defined_at[e.get().index()];
-                error(
-                    pos,
-                    format!(
-                        "`{}` is already defined at {}:{}",
-                        quoted(name),
-                        p.line,
-                        p.col
-                    ),
-                )
+                let old = *e.get();
+                self.already_defined(name, old, pos)
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
                 e.insert(v);
@@ -608,9 +691,16 @@ impl<'a> Parser<'a> {
             let (pname, ppos) = self.name("a parameter name")?;
             self.expect(Tok::Colon)?;
             let ty = self.parse_type()?;
-            scope.define(pname, Var(b.func().num_vars() as u32), ppos)?;
+            let index = b.func().params.len();
+            scope.define(
+                pname,
+                Var(b.func().num_vars() as u32),
+                ppos,
+                Binder::Param,
+                index,
+            )?;
             let v = b.param(&ty);
-            if !is_derived_name(pname, 'x', b.func().params.len() - 1) {
+            if derived_position(pname) != Some((Binder::Param, index)) {
                 b.set_name(v, pname);
             }
             match self.peek() {
@@ -780,7 +870,8 @@ impl<'a> Parser<'a> {
             }
         }
         let next = Var(b.func().num_vars() as u32);
-        scope.define(out_name, next, out_pos)?;
+        let index = b.func().eqns.len();
+        scope.define(out_name, next, out_pos, Binder::Eqn, index)?;
         b.set_loc(Loc::Text {
             line: prim_pos.line,
             col: prim_pos.col,
@@ -801,7 +892,7 @@ impl<'a> Parser<'a> {
             }
         }
         debug_assert_eq!(v, next, "the builder numbers values in order");
-        if !is_derived_name(out_name, 'v', b.func().eqns.len() - 1) {
+        if derived_position(out_name) != Some((Binder::Eqn, index)) {
             b.set_name(v, out_name);
         }
         Ok(())
@@ -847,17 +938,6 @@ impl<'a> Parser<'a> {
         }
         Ok(outputs)
     }
-}
-
-/// True when `name` is the name the printer derives anyway (`x<i>` for parameter `i`, `v<k>`
-/// for the result of equation `k`), which the side table then need not keep: programs
-/// printed by traceform (and the corpus) name their values this way.
-fn is_derived_name(name: &str, prefix: char, index: usize) -> bool {
-    let Some(digits) = name.strip_prefix(prefix) else {
-        return false;
-    };
-    let canonical = digits == "0" || !digits.starts_with('0');
-    canonical && digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse() == Ok(index)
 }
 
 fn parse_float(text: &str, pos: Pos) -> Result<f64, ParseError> {
@@ -941,6 +1021,40 @@ func rosenbrock(x: f32[5]) -> f32[] {
             text.replace("-2147483648", "-2147483648:i32")
         );
         assert!(parse_func(&text.replace("-2147483648", "-2147483649")).is_err());
+    }
+
+    #[test]
+    fn printer_style_names_resolve_without_hashing_and_still_clash() {
+        let ok = "func f(x0: f32[2], b: f32[2]) -> f32[2] {\n  v0 = sin x0\n  c = mul v0 b\n  v2 = add c v0\n  return v2\n}\n";
+        let f = parse_func(ok).unwrap();
+        assert_eq!(
+            print_func(&parse_func(&print_func(&f)).unwrap()),
+            print_func(&f)
+        );
+        assert!(f.names.get(f.params[1]) == Some("b") && f.names.get(f.params[0]).is_none());
+        let clashes = [
+            (
+                "func f(x: f32[]) -> f32[] {\n  v1 = sin x\n  v1 = cos x\n  return v1\n}\n",
+                3,
+            ),
+            (
+                "func f(x: f32[]) -> f32[] {\n  v0 = sin x\n  v0 = cos x\n  return v0\n}\n",
+                3,
+            ),
+            (
+                "func f(x: f32[]) -> f32[] {\n  v1 = sin x\n  v1 = sin v1\n  return v1\n}\n",
+                3,
+            ),
+            (
+                "func f(x0: f32[]) -> f32[] {\n  x0 = sin x0\n  return x0\n}\n",
+                2,
+            ),
+        ];
+        for (text, line) in clashes {
+            let e = parse_func(text).unwrap_err();
+            assert_eq!(e.line, line, "{text}: {e}");
+            assert!(e.message.contains("is already defined at"), "{e}");
+        }
     }
 
     #[test]
