@@ -58,7 +58,6 @@ fn check_len(prim: &Prim, what: &str, len: usize, rank: usize) -> Result<(), Typ
     Ok(())
 }
 
-/// The shape of an elementwise binary operation: equal shapes, or one operand rank 0.
 /// Which operand's shape an elementwise binary operation has (0 or 1): equal shapes, or one
 /// operand rank 0.
 fn elementwise_shape(prim: &Prim, a: &Type, b: &Type) -> Result<usize, TypeError> {
@@ -381,6 +380,18 @@ fn infer_unchecked(prim: &Prim, args: &[&Type]) -> Result<Inferred, TypeError> {
             check_len(prim, "low", low.len(), x.rank())?;
             check_len(prim, "high", high.len(), x.rank())?;
             check_len(prim, "interior", interior.len(), x.rank())?;
+            let limit = i64::from(u32::MAX);
+            let huge = low
+                .iter()
+                .chain(high.iter())
+                .any(|p| p.unsigned_abs() > limit as u64)
+                || interior.iter().any(|&i| i as u64 > limit as u64);
+            if huge {
+                return fail(
+                    prim,
+                    format!("low, high and interior must be at most {limit} in magnitude"),
+                );
+            }
             let mut shape = Shape::with_capacity(x.rank());
             for d in 0..x.rank() {
                 // i128 cannot overflow here: every term is below 2^64 in magnitude.

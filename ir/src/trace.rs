@@ -656,7 +656,9 @@ impl Tensor {
     pub fn lit(&self, value: f64) -> Tensor {
         let dtype = self.dtype();
         let fits = match dtype {
-            DType::I32 => value.fract() == 0.0 && value.abs() <= f64::from(i32::MAX),
+            DType::I32 => {
+                value.fract() == 0.0 && (f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&value)
+            }
             DType::Bool => value == 0.0 || value == 1.0,
             DType::F32 | DType::F64 => true,
         };

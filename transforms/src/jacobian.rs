@@ -12,7 +12,7 @@
 use traceform_ir::{Atom, Builder, CompareOp, DType, Func, Prim, Type};
 
 use crate::util::finish;
-use crate::{check_scalar, check_wrt, jvp, vjp, TransformError};
+use crate::{check_float_output, check_scalar, check_wrt, jvp, vjp, TransformError};
 
 /// Which derivative seeds the columns (forward) or rows (reverse) of the Jacobian.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,14 @@ fn jacobian(
     mode: Mode,
     name: String,
 ) -> Result<Func, TransformError> {
+    check_float_output(
+        func,
+        if mode == Mode::Forward {
+            "jacfwd"
+        } else {
+            "jacrev"
+        },
+    )?;
     let wrt = check_wrt(func, wrt)?;
     let param_types = func.param_types();
     let float_outs: Vec<Type> = func

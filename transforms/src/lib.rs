@@ -38,6 +38,10 @@ pub enum TransformError {
     /// `grad`/`hvp` of a function that does not return one float scalar.
     #[error("{0}")]
     NotScalar(String),
+    /// Reverse mode or a Jacobian of a function with no float output (nothing to
+    /// differentiate).
+    #[error("{0}")]
+    NoFloatOutput(String),
     /// `transpose` of a function that is not linear.
     #[error("cannot transpose: {eqn}{}: {why}", match loc { Loc::Rust(_) => format!(" (traced at {loc})"), _ => String::new() })]
     NotLinear { eqn: String, loc: Loc, why: String },
@@ -51,7 +55,9 @@ impl TransformError {
     pub fn loc(&self) -> Loc {
         match self {
             TransformError::NotLinear { loc, .. } | TransformError::Internal { loc, .. } => *loc,
-            TransformError::Wrt(_) | TransformError::NotScalar(_) => Loc::Unknown,
+            TransformError::Wrt(_)
+            | TransformError::NotScalar(_)
+            | TransformError::NoFloatOutput(_) => Loc::Unknown,
         }
     }
 
@@ -114,6 +120,20 @@ pub fn check_wrt(func: &Func, wrt: Option<&[usize]>) -> Result<Vec<usize>, Trans
     Ok(positions)
 }
 
+/// An error unless `func` has a float output (what reverse mode and Jacobians differentiate).
+fn check_float_output(func: &Func, what: &str) -> Result<(), TransformError> {
+    let types = func.output_types();
+    if types.iter().any(|t| t.dtype.is_float()) {
+        return Ok(());
+    }
+    let shown: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+    Err(TransformError::NoFloatOutput(format!(
+        "`{what}` needs a function with a float output, but `{}` returns ({})",
+        func.name,
+        shown.join(", ")
+    )))
+}
+
 fn check_scalar(func: &Func, what: &str) -> Result<(), TransformError> {
     let types = func.output_types();
     if types.len() != 1 || types[0].rank() != 0 || !types[0].dtype.is_float() {
@@ -171,6 +191,7 @@ fn compose_reverse(
 /// Reverse mode: `(x1..xn, one cotangent per float output) -> (y1..ym, one cotangent per
 /// input in wrt)`.
 pub fn vjp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
+    check_float_output(func, "vjp")?;
     let wrt = check_wrt(func, wrt)?;
     let rev = reverse(func, &wrt)?;
     let cotangent_types: Vec<_> = func

@@ -163,6 +163,12 @@ pub fn linearize_jvp(
         }
         primal_outputs.push(*a);
     }
+    if jvp.outputs.len() == n_primal_out {
+        return Err(TransformError::NoFloatOutput(format!(
+            "`{}` has no float output to linearize",
+            jvp.name
+        )));
+    }
     primal_outputs.extend(residuals.iter().map(|&r| Atom::Var(r)));
     Ok(Linearized {
         primal: primal.finish(&primal_outputs)?,

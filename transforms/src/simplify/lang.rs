@@ -215,25 +215,30 @@ fn fold(prim: &Prim, fills: &[Option<f64>], dtype: DType) -> Option<f64> {
     }
 }
 
-/// Whether a node whose operands are (`zeros`) structural zeros is one: a linear primitive of
-/// zeros (rank-0 literal zeros, which is what a scalar symbolic zero becomes, count as zeros
-/// beside at least one structural one), or a product with a zero.
+/// Whether a node whose operands are (`zeros`) structural zeros is one: a float linear
+/// primitive of zeros (rank-0 literal zeros, which is what a scalar symbolic zero becomes,
+/// count as zeros beside at least one structural one), or a float product or quotient with a
+/// zero as its linear operand. Never for i32 or bool values, whose zeros are ordinary values.
 fn is_structural_zero(prim: &Prim, zeros: &[bool], fills: &[Option<f64>], types: &[&Type]) -> bool {
-    match prim {
-        Prim::Zeros { .. } => true,
-        _ => {
-            let zero_like = |i: usize| {
-                zeros[i]
-                    || !types[i].dtype.is_float()
-                    || (types[i].rank() == 0 && fills[i] == Some(0.0))
-            };
-            match prim.linearity() {
-                Linearity::Joint => zeros.iter().any(|&z| z) && (0..zeros.len()).all(zero_like),
-                Linearity::Cases => zeros[1] && zeros[2],
-                Linearity::Bilinear => zeros[0] || zeros[1],
-                Linearity::FirstOnly => zeros[0],
-                Linearity::Nonlinear => false,
-            }
+    if let Prim::Zeros { dtype, .. } = prim {
+        return dtype.is_float();
+    }
+    if !types
+        .iter()
+        .all(|t| t.dtype.is_float() || t.dtype == DType::Bool)
+    {
+        return false;
+    }
+    let float = |i: usize| types[i].dtype.is_float();
+    let zero_like =
+        |i: usize| zeros[i] || (float(i) && types[i].rank() == 0 && fills[i] == Some(0.0));
+    match prim.linearity() {
+        Linearity::Joint => {
+            zeros.iter().any(|&z| z) && (0..zeros.len()).all(|i| float(i) && zero_like(i))
         }
+        Linearity::Cases => float(1) && zeros[1] && zeros[2],
+        Linearity::Bilinear => float(0) && (zeros[0] || zeros[1]),
+        Linearity::FirstOnly => float(0) && zeros[0],
+        Linearity::Nonlinear => false,
     }
 }

@@ -1,7 +1,8 @@
 //! The simplifier: equality saturation with egg over the IR, then extraction of the cheapest
 //! equivalent program. It removes what the derivative transforms leave behind (multiplies by
 //! a broadcast 1.0, `integer_pow[y=1]`, structural zeros added in, duplicates, sums of
-//! products with a common factor) and never changes a value beyond float rounding.
+//! products with a common factor) and never changes a value beyond float rounding, with the
+//! exceptions `docs/simplify.md` lists.
 //!
 //! 1. **Into the e-graph** (`into_egraph`): parameters, literals and equations are added in
 //!    program order, so hash-consing shares every repeated computation (CSE for free) and

@@ -220,7 +220,10 @@ fn neg_out_of_product(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
             (None, Some(nb)) => apply(prim.clone(), &[*a, nb]),
             _ => return None,
         },
-        Prim::Binary(BinaryOp::Div) => apply(prim.clone(), &[neg_of(eg, *a)?, *b]),
+        // Not for i32: integer division by 0 is -1 and -i32::MIN wraps.
+        Prim::Binary(BinaryOp::Div) if ty(eg, *a).dtype.is_float() => {
+            apply(prim.clone(), &[neg_of(eg, *a)?, *b])
+        }
         _ => return None,
     };
     Some(Rhs::Op(Prim::Unary(UnaryOp::Neg), vec![negated]))
@@ -263,6 +266,15 @@ fn constant_factors(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
             traceform_ir::DType::F32 => f64::from(c1 as f32 * c2 as f32),
             _ => c1 * c2,
         };
+        // Only where the folded constant is an ordinary number: `(x * 1e30) * 1e30` is not
+        // `x * inf`, nor `(x * 1e-30) * 1e-30` `x * 0`.
+        let ordinary = match dtype {
+            traceform_ir::DType::F32 => (product as f32).is_normal(),
+            _ => product.is_normal(),
+        };
+        if !ordinary {
+            return None;
+        }
         Some(Rhs::Op(
             Prim::Binary(BinaryOp::Mul),
             vec![class(a), Rhs::Lit(Literal::new(product, dtype))],
@@ -414,6 +426,27 @@ mod tests {
         assert_eq!(
             simplified("a = add x x; b = mul a 0.25; return b"),
             "v0: f32[3] = mul x 0.5:f32; return v0"
+        );
+    }
+    #[test]
+    fn integer_zeros_are_values() {
+        assert_eq!(
+            super::super::testing::simplified_text("func f(x: i32[3], y: i32[3]) -> i32[3] {\n  z = zeros[dtype=i32, shape=(3)]\n  a = add z x\n  b = div z y\n  c = mul a b\n  return c\n}\n"),
+            "func f(x: i32[3], y: i32[3]) -> i32[3] {\n  v0: i32[3] = div 0:i32 y\n  v1: i32[3] = mul x v0\n  return v1\n}\n"
+        );
+    }
+    #[test]
+    fn integer_negations_stay_inside_quotients() {
+        assert_eq!(
+            super::super::testing::simplified_text("func f(x: i32[2], y: i32[2]) -> i32[2] {\n  n = neg x\n  d = div n y\n  r = neg d\n  return r\n}\n"),
+            "func f(x: i32[2], y: i32[2]) -> i32[2] {\n  v0: i32[2] = neg x\n  v1: i32[2] = div v0 y\n  v2: i32[2] = neg v1\n  return v2\n}\n"
+        );
+    }
+    #[test]
+    fn constants_that_would_overflow_do_not_fold() {
+        assert_eq!(
+            simplified("a = mul x 1e30; b = mul a 1e30; return b"),
+            "v0: f32[3] = mul x 1e30:f32; v1: f32[3] = mul v0 1e30:f32; return v1"
         );
     }
     #[test]

@@ -1,7 +1,8 @@
 //! Rewrite rules: each a named function from one e-node (and the e-graph, to look at its
-//! operands' classes) to what its class also equals. Rules only ever add equalities that hold
-//! for every value (bitwise, up to the sign of a zero), with one exception the analysis makes
-//! explicit: a product with a *structural* zero is zero (see `lang.rs`). None is an inverse
+//! operands' classes) to what its class also equals. Rules add equalities that hold for every
+//! value up to float rounding (the identities and cancellations bitwise, up to the sign of a
+//! zero; factoring and constant folding round differently), with the exceptions
+//! `docs/simplify.md` lists (a product with a *structural* zero is zero, see `lang.rs`). None is an inverse
 //! of another, and none is associativity or commutativity: the rule set cannot blow up.
 //!
 //! - `identities.rs`: zeros and ones, negations, selects of one value.
