@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use traceform_ir::{parse_module, to_dot, write_func, Func};
 use traceform_runtime::{eval_with_stats, EvalError, Value};
 
@@ -82,18 +82,27 @@ pub enum Format {
     Dot,
 }
 
+/// The program every command starts from: a file and the transforms to apply to it.
+#[derive(Args, Debug)]
+pub struct ProgramArgs {
+    /// A program in the text IR (docs/spec/ir-text.md); its first `func` is the entry.
+    /// Sample programs: tests/data/conformance/*/f.ir, tests/data/workloads/*/f.ir,
+    /// tests/filetests/*.ir.
+    pub file: PathBuf,
+    /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
+    /// hessian (extensions; see docs/transforms.md for their signatures), optionally followed
+    /// by `:i,j,...`, the input positions to differentiate (default: every float input).
+    /// Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
+    #[arg(short = 't', value_name = "T")]
+    pub transforms: Vec<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print the IR at a stage of the pipeline.
     Dump {
-        /// A program in the text IR; its first `func` is the entry.
-        file: PathBuf,
-        /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
-        /// hessian (extensions; see docs/transforms.md for their signatures), optionally
-        /// followed by `:i,j,...`, the input positions to differentiate (default: every float
-        /// input). Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
-        #[arg(short = 't', value_name = "T")]
-        transforms: Vec<String>,
+        #[command(flatten)]
+        program: ProgramArgs,
         /// The stage to print. Default: the last stage the pipeline has for the transforms
         /// given (`simplified` with -t, `input` without).
         #[arg(long, value_enum)]
@@ -107,15 +116,8 @@ pub enum Command {
     },
     /// Run the (transformed) entry function on .npy inputs.
     Run {
-        /// A program in the text IR (shared/spec/ir-text.md); its first `func` is the entry.
-        /// Sample programs: tests/data/conformance/*/f.ir and tests/data/workloads/*/f.ir.
-        file: PathBuf,
-        /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
-        /// hessian (extensions; see docs/transforms.md for their signatures), optionally
-        /// followed by `:i,j,...`, the input positions to differentiate (default: every float
-        /// input). Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
-        #[arg(short = 't', value_name = "T")]
-        transforms: Vec<String>,
+        #[command(flatten)]
+        program: ProgramArgs,
         #[arg(long, value_enum, default_value = "interp")]
         backend: Backend,
         /// Run the transformed program as it is, without simplification.
@@ -129,14 +131,8 @@ pub enum Command {
     },
     /// Time the pipeline and steady-state calls, printing `key: value` lines.
     Bench {
-        /// A program in the text IR; its first `func` is the entry.
-        file: PathBuf,
-        /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
-        /// hessian (extensions; see docs/transforms.md for their signatures), optionally
-        /// followed by `:i,j,...`, the input positions to differentiate (default: every float
-        /// input). Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
-        #[arg(short = 't', value_name = "T")]
-        transforms: Vec<String>,
+        #[command(flatten)]
+        program: ProgramArgs,
         #[arg(long, value_enum, default_value = "interp")]
         backend: Backend,
         /// Run the transformed program as it is, without simplification.
@@ -259,8 +255,7 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
     };
     match cli.command {
         Command::Dump {
-            file,
-            transforms,
+            program: ProgramArgs { file, transforms },
             stage,
             stats,
             format,
@@ -303,8 +298,7 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             }
         }
         Command::Run {
-            file,
-            transforms,
+            program: ProgramArgs { file, transforms },
             backend,
             no_simplify,
             out: out_dir,
@@ -343,8 +337,7 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             }
         }
         Command::Bench {
-            file,
-            transforms,
+            program: ProgramArgs { file, transforms },
             backend,
             no_simplify,
             min_time_ms,

@@ -10,7 +10,7 @@
 
 use std::panic::Location;
 
-use crate::trace::{IntoOperand, Tensor};
+use crate::trace::{shape_text, IntoOperand, Tensor};
 
 /// numpy's broadcast of two shapes (trailing axes aligned, 1 stretches), if they broadcast.
 fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
@@ -30,11 +30,6 @@ fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
             _ => None,
         })
         .collect()
-}
-
-fn shape_text(shape: &[usize]) -> String {
-    let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    format!("[{}]", s.join(","))
 }
 
 impl Tensor {

@@ -150,6 +150,16 @@ pub struct DotDims {
     pub batch: (Axes, Axes),
 }
 
+impl DotDims {
+    /// The dimension numbers of the same product with its operands swapped.
+    pub fn swapped(&self) -> DotDims {
+        DotDims {
+            contract: (self.contract.1.clone(), self.contract.0.clone()),
+            batch: (self.batch.1.clone(), self.batch.0.clone()),
+        }
+    }
+}
+
 /// One primitive with its attributes. Exhaustive matches on this enum are the "checklist" of
 /// everything a primitive needs.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -609,7 +609,7 @@ pub fn innermost_trace<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Opt
     Some(best)
 }
 
-fn shape_text(shape: &[usize]) -> String {
+pub(crate) fn shape_text(shape: &[usize]) -> String {
     let s: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     format!("[{}]", s.join(","))
 }

@@ -254,11 +254,7 @@ fn transpose_rule(
                 let c = dot_transpose_lhs(b, ct, &types[0], ops.known(1), dims, false);
                 out.push((0, c));
             } else {
-                let swapped = DotDims {
-                    contract: (dims.contract.1.clone(), dims.contract.0.clone()),
-                    batch: (dims.batch.1.clone(), dims.batch.0.clone()),
-                };
-                let c = dot_transpose_lhs(b, ct, &types[1], ops.known(0), &swapped, true);
+                let c = dot_transpose_lhs(b, ct, &types[1], ops.known(0), &dims.swapped(), true);
                 out.push((1, c));
             }
         }

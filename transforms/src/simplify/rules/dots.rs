@@ -4,7 +4,7 @@
 //! result back into operand order).
 
 use egg::Id;
-use traceform_ir::{dot_free_axes, Axes, DotDims, Prim};
+use traceform_ir::{dot_free_axes, Axes, Prim};
 
 use super::{apply, op, ops_in, ty, Rhs, Rule};
 use crate::simplify::lang::{Graph, Node};
@@ -22,13 +22,6 @@ pub fn rules() -> Vec<Rule> {
     ]
 }
 
-fn swapped(d: &DotDims) -> DotDims {
-    DotDims {
-        contract: (d.contract.1.clone(), d.contract.0.clone()),
-        batch: (d.batch.1.clone(), d.batch.0.clone()),
-    }
-}
-
 /// `transpose(dot(a, b))` whose permutation keeps the batch axes and puts `b`'s free axes
 /// before `a`'s is `dot(b, a)`.
 fn transpose_of_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
@@ -44,7 +37,7 @@ fn transpose_of_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
             .chain(nb + na..nb + nfree)
             .chain(nb..nb + na)
             .collect();
-        (*perm == want).then(|| apply(Prim::DotGeneral(swapped(d)), &[ab[1], ab[0]]))
+        (*perm == want).then(|| apply(Prim::DotGeneral(d.swapped()), &[ab[1], ab[0]]))
     })
 }
 
