@@ -346,7 +346,7 @@ fn build(
             tf::hvp(func, Some(&w))?
         }
         Kind::VjpFlat => {
-            check_cotangents("vjp", "float outputs", &float_outputs(func), extra)?;
+            check_cotangents("vjp", "float outputs", &func.float_output_types(), extra)?;
             tf::vjp(func, Some(&w))?
         }
         Kind::Grad => tf::grad(func, Some(&w))?,
@@ -359,13 +359,6 @@ fn build(
             linear_transpose_program(func, &w, extra)?
         }
     })
-}
-
-pub(crate) fn float_outputs(func: &Func) -> Vec<Type> {
-    func.output_types()
-        .into_iter()
-        .filter(|t| t.dtype.is_float())
-        .collect()
 }
 
 /// Checks that `vs` have the types of the inputs at positions `wrt`.

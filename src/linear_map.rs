@@ -10,7 +10,7 @@ use traceform_ir::{Func, Tensor, TraceOutputs, Type};
 use traceform_runtime::Value;
 use traceform_transforms as tf;
 
-use crate::api::{evaluate, float_outputs, list, positions, trace_at, Cache, Error, Signature};
+use crate::api::{evaluate, list, positions, trace_at, Cache, Error, Signature};
 use crate::args::Concrete;
 
 /// Which linear map a `Linearizing` makes.
@@ -86,7 +86,7 @@ where
             }
             MapKind::Pullback => (
                 tf::transpose(&lin.linear, lin.n_residuals())?,
-                float_outputs(func),
+                func.float_output_types(),
             ),
         };
         Ok(LinearProgram {

@@ -306,6 +306,16 @@ impl Func {
             .collect()
     }
 
+    /// The types of the float outputs: what tangents and cotangents of the outputs are.
+    pub fn float_output_types(&self) -> Vec<Type> {
+        self.outputs
+            .iter()
+            .map(|a| self.atom_type(a))
+            .filter(|t| t.dtype.is_float())
+            .cloned()
+            .collect()
+    }
+
     /// The name the printer gives `v` (computed over the whole function: use for messages,
     /// not in loops).
     pub fn var_name(&self, v: Var) -> String {

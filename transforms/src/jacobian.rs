@@ -89,11 +89,7 @@ fn jacobian(
     )?;
     let wrt = check_wrt(func, wrt)?;
     let param_types = func.param_types();
-    let float_outs: Vec<Type> = func
-        .output_types()
-        .into_iter()
-        .filter(|t| t.dtype.is_float())
-        .collect();
+    let float_outs = func.float_output_types();
     let derivative = match mode {
         Mode::Forward => jvp(func, Some(&wrt))?,
         Mode::Reverse => vjp(func, Some(&wrt))?,

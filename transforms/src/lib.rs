@@ -194,11 +194,7 @@ pub fn vjp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
     check_float_output(func, "vjp")?;
     let wrt = check_wrt(func, wrt)?;
     let rev = reverse(func, &wrt)?;
-    let cotangent_types: Vec<_> = func
-        .output_types()
-        .into_iter()
-        .filter(|t| t.dtype.is_float())
-        .collect();
+    let cotangent_types = func.float_output_types();
     compose_reverse(
         func,
         &rev,
