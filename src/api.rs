@@ -22,6 +22,7 @@
 
 use std::any::Any;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::rc::Rc;
@@ -72,7 +73,26 @@ where
     F: Fn(&[Tensor]) -> O,
     O: TraceOutputs,
 {
-    let nested = trace_nested("f", parent, types, |xs| f(xs))?;
+    trace_recording_outputs(f, types, parent, &RefCell::new(None))
+}
+
+/// `trace_at`, also leaving the types of `f`'s outputs in `outputs`, even when the trace fails
+/// (then they say what shape of result a failed transform stands in for).
+fn trace_recording_outputs<F, O>(
+    f: &F,
+    types: &[Type],
+    parent: Option<&Tracer>,
+    outputs: &RefCell<Option<Vec<Type>>>,
+) -> Result<Traced, Error>
+where
+    F: Fn(&[Tensor]) -> O,
+    O: TraceOutputs,
+{
+    let nested = trace_nested("f", parent, types, |xs| {
+        let ys = f(xs).into_tensors();
+        *outputs.borrow_mut() = Some(ys.iter().map(Tensor::ty).collect());
+        ys
+    })?;
     let constants = nested
         .constants
         .into_iter()
@@ -254,15 +274,29 @@ where
 
     /// Inlines the transformed `f` into the innermost trace of `xs` and `extra`.
     pub(crate) fn call_traced(&self, xs: &[Tensor], extra: &[Tensor]) -> Vec<Tensor> {
-        match self.inline(xs, extra) {
+        let f_outputs = RefCell::new(None);
+        match self.inline(xs, extra, &f_outputs) {
             Ok(outputs) => outputs,
-            Err(e) => fail_in_trace(e, xs, extra, self.location),
+            Err(e) => {
+                let types = result_types(
+                    self.kind,
+                    self.wrt.as_deref(),
+                    &types_of(xs),
+                    f_outputs.into_inner().as_deref(),
+                );
+                fail_in_trace(e, xs, extra, self.location, &types)
+            }
         }
     }
 
-    fn inline(&self, xs: &[Tensor], extra: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+    fn inline(
+        &self,
+        xs: &[Tensor],
+        extra: &[Tensor],
+        f_outputs: &RefCell<Option<Vec<Type>>>,
+    ) -> Result<Vec<Tensor>, Error> {
         let parent = enclosing_trace(xs, extra)?;
-        let traced = trace_at(&self.f, &types_of(xs), Some(&parent))?;
+        let traced = trace_recording_outputs(&self.f, &types_of(xs), Some(&parent), f_outputs)?;
         let func = build(self.kind, self.wrt.as_deref(), &traced, &types_of(extra))?;
         let mut args = xs.to_vec();
         args.extend(traced.captured);
@@ -309,18 +343,73 @@ fn enclosing_trace(xs: &[Tensor], extra: &[Tensor]) -> Result<Tracer, Error> {
 }
 
 /// Records `error` in the innermost live trace of the arguments (or the caller's), whose
-/// `finish` returns it, and returns a placeholder.
+/// `finish` returns it, and returns placeholders of `types`, so that the caller's code goes on
+/// (indexing the results as it would have) until its trace finishes with the error.
 fn fail_in_trace(
     error: Error,
     xs: &[Tensor],
     extra: &[Tensor],
     location: &'static Location<'static>,
+    types: &[Type],
 ) -> Vec<Tensor> {
     let live = xs.iter().chain(extra).filter(|t| !t.tracer().is_finished());
     match innermost_trace(live).or_else(Tracer::current) {
-        Some(tracer) => vec![tracer.fail(error.to_string(), location, Type::scalar(DType::F32))],
+        Some(tracer) => {
+            let message = error.to_string();
+            types
+                .iter()
+                .map(|ty| tracer.fail(message.clone(), location, ty.clone()))
+                .collect()
+        }
         None => vec![],
     }
+}
+
+/// The types the transform `kind` would have returned, by the signature table of
+/// `docs/transforms.md`, for inputs of `x_types` and a function with outputs of `f_outputs`
+/// (one float scalar when tracing it never got that far). Positions in `wrt` that do not
+/// exist are left out.
+fn result_types(
+    kind: Kind,
+    wrt: Option<&[usize]>,
+    x_types: &[Type],
+    f_outputs: Option<&[Type]>,
+) -> Vec<Type> {
+    let scalar = [Type::scalar(DType::F32)];
+    let ys = f_outputs.unwrap_or(&scalar);
+    let float_ys: Vec<&Type> = ys.iter().filter(|t| t.dtype.is_float()).collect();
+    let w: Vec<&Type> = match wrt {
+        Some(wrt) => wrt.iter().filter_map(|&i| x_types.get(i)).collect(),
+        None => x_types.iter().filter(|t| t.dtype.is_float()).collect(),
+    };
+    let block = |a: &Type, b: &Type| {
+        let mut shape = a.shape.clone();
+        shape.extend_from_slice(&b.shape);
+        Type::new(a.dtype, shape)
+    };
+    let mut out: Vec<Type> = Vec::new();
+    match kind {
+        Kind::Jvp => {
+            out.extend(ys.iter().cloned());
+            out.extend(float_ys.into_iter().cloned());
+        }
+        Kind::VjpFlat | Kind::ValueAndGrad => {
+            out.extend(ys.iter().cloned());
+            out.extend(w.into_iter().cloned());
+        }
+        Kind::Hvp | Kind::Grad | Kind::LinearTranspose => out.extend(w.into_iter().cloned()),
+        Kind::Jacfwd | Kind::Jacrev => {
+            for y in &float_ys {
+                out.extend(w.iter().map(|x| block(y, x)));
+            }
+        }
+        Kind::Hessian => {
+            for a in &w {
+                out.extend(w.iter().map(|b| block(a, b)));
+            }
+        }
+    }
+    out
 }
 
 // ---- Building the transformed programs ----

@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 
 use ndarray::{arr0, array, ArrayD, Axis};
 use traceform::{
-    constant, grad, grad_wrt, hessian_wrt, hvp, jacfwd_wrt, jacrev_wrt, jvp, linear_transpose_wrt,
+    constant, grad, grad_wrt, hessian_wrt, hvp, jacfwd_wrt, jacrev, jacrev_wrt, jvp, linear_transpose_wrt,
     linearize_wrt, trace, value_and_grad_wrt, vjp, vjp_flat_wrt, vjp_wrt, DType, Tensor, Type,
     Value,
 };
@@ -133,6 +133,40 @@ fn bug_1_a_stale_tensor_passed_to_a_nested_transform_is_an_error() {
     let e = grad(outer)(&[x0()]).unwrap_err().to_string();
     assert!(e.contains(STALE), "{e}");
     assert!(e.contains("tests/api_features.rs"), "{e}");
+}
+
+/// A transform that fails inside a trace stands in with the results it would have had, so the
+/// caller's code (which indexes them) runs on to its trace's end, where the error comes out.
+#[test]
+fn a_transform_failing_inside_a_trace_returns_as_many_results_as_it_would_have() {
+    // grad of a non-scalar function, with respect to two inputs: the caller takes result 1.
+    let not_scalar = |xs: &[Tensor]| &xs[0] * &xs[1];
+    let outer = |xs: &[Tensor]| {
+        let gs = grad(not_scalar)(&[xs[0].clone(), xs[0].clone()]);
+        assert_eq!(gs.len(), 2);
+        assert_eq!(gs[1].shape().as_slice(), &[3]);
+        gs[1].sum_all()
+    };
+    let e = grad(outer)(&[x0()]).unwrap_err().to_string();
+    assert!(e.contains("scalar"), "{e}");
+    // jvp of a function whose trace fails, with two outputs: two values, two tangents.
+    let fails = |xs: &[Tensor]| vec![xs[0].reshape(&[2, 2]), xs[0].clone()];
+    let outer = |xs: &[Tensor]| {
+        let r = jvp(fails)(&xs[..1], &xs[..1]);
+        assert_eq!(r.len(), 4);
+        r[3].sum_all()
+    };
+    let e = grad(outer)(&[x0()]).unwrap_err().to_string();
+    assert!(e.contains("reshape"), "{e}");
+    // jacrev: one block per (output, input), shaped output ++ input.
+    let outer = |xs: &[Tensor]| {
+        let r = jacrev(not_scalar)(&[xs[0].clone(), xs[0].clone()]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[1].shape().as_slice(), &[3, 3]);
+        r[1].sum_all()
+    };
+    // jacrev of a product is fine; it is the outer grad of a non-scalar that fails.
+    assert!(jvp(outer)(&[x0()], &[x0()]).is_ok());
 }
 
 // ---- Reuse: one trace per signature ----

@@ -88,7 +88,7 @@ fn assert_names_bad_line(e: impl std::fmt::Display, what: &str) {
 fn rust_locations_survive_every_stacking_of_two_transforms() {
     let (x, t) = (x(), x());
     let inner_grad = |xs: &[Tensor]| grad(bad)(xs).remove(0).sum_all();
-    // The last output is the tangent (a failed call returns one placeholder).
+    // The last output is the tangent (a failed call returns placeholders for every result).
     let inner_jvp = |xs: &[Tensor]| jvp(bad)(&xs[..1], &xs[..1]).pop().unwrap();
     let inner_hvp = |xs: &[Tensor]| hvp(bad)(&xs[..1], &xs[..1]).remove(0).sum_all();
     let inner_vjp = |xs: &[Tensor]| {
