@@ -92,6 +92,7 @@ pub struct ProgramArgs {
     /// A transform to apply: jvp, vjp, grad, hvp (the spec's), or transpose, jacfwd, jacrev,
     /// hessian (extensions; see docs/transforms.md for their signatures), optionally followed
     /// by `:i,j,...`, the input positions to differentiate (default: every float input).
+    /// `outputs:i,j,...` keeps only those outputs (and the work they need).
     /// Repeat to compose, in order: `-t grad -t jvp` is jvp(grad(f)).
     #[arg(short = 't', value_name = "T")]
     pub transforms: Vec<String>,

@@ -20,10 +20,12 @@ pub enum TransformKind {
     Jacfwd,
     Jacrev,
     Hessian,
+    /// Not a derivative: keeps the outputs at the given positions (`outputs:17`).
+    Outputs,
 }
 
 impl TransformKind {
-    pub const ALL: [TransformKind; 8] = [
+    pub const ALL: [TransformKind; 9] = [
         TransformKind::Jvp,
         TransformKind::Vjp,
         TransformKind::Grad,
@@ -32,6 +34,7 @@ impl TransformKind {
         TransformKind::Jacfwd,
         TransformKind::Jacrev,
         TransformKind::Hessian,
+        TransformKind::Outputs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,11 +47,13 @@ impl TransformKind {
             TransformKind::Jacfwd => "jacfwd",
             TransformKind::Jacrev => "jacrev",
             TransformKind::Hessian => "hessian",
+            TransformKind::Outputs => "outputs",
         }
     }
 }
 
-/// One `-t` word: a transform and, optionally, the input positions to differentiate.
+/// One `-t` word: a transform and, optionally, the input positions to differentiate (for
+/// `outputs`, the output positions to keep).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransformSpec {
     pub kind: TransformKind,
@@ -97,6 +102,12 @@ pub fn apply(func: &Func, spec: &TransformSpec) -> Result<Func, TransformError> 
         TransformKind::Jacfwd => tf::jacfwd(func, wrt),
         TransformKind::Jacrev => tf::jacrev(func, wrt),
         TransformKind::Hessian => tf::hessian(func, wrt),
+        TransformKind::Outputs => match wrt {
+            Some(positions) => tf::select_outputs(func, positions),
+            None => Err(TransformError::Wrt(
+                "`-t outputs` needs output positions (e.g. outputs:0,2)".into(),
+            )),
+        },
     }
 }
 

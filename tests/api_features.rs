@@ -10,9 +10,9 @@ use std::cell::{Cell, RefCell};
 
 use ndarray::{arr0, array, ArrayD, Axis};
 use traceform::{
-    constant, grad, grad_wrt, hessian_wrt, hvp, jacfwd_wrt, jacrev, jacrev_wrt, jvp, linear_transpose_wrt,
-    linearize_wrt, trace, value_and_grad_wrt, vjp, vjp_flat_wrt, vjp_wrt, DType, Tensor, Type,
-    Value,
+    constant, grad, grad_wrt, hessian_wrt, hvp, jacfwd_wrt, jacrev, jacrev_wrt, jvp,
+    linear_transpose_wrt, linearize_wrt, trace, value_and_grad_wrt, vjp, vjp_flat_wrt, vjp_wrt,
+    DType, Tensor, Type, Value,
 };
 
 type A = ArrayD<f64>;

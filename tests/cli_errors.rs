@@ -438,6 +438,18 @@ fn transforms_that_do_not_apply() {
         &traceform(&["dump", &sin, "-t", "jvp:0,0", "--stage", "transformed"]),
         "input position 0 is given twice",
     );
+    assert_user_error(
+        &traceform(&["dump", &sin, "-t", "jvp", "-t", "outputs:2"]),
+        "output position 2 is out of range: `jvp_sin` has 2 output(s)",
+    );
+    assert_user_error(
+        &traceform(&["dump", &sin, "-t", "outputs:0,0"]),
+        "output position 0 is given twice",
+    );
+    assert_user_error(
+        &traceform(&["dump", &sin, "-t", "outputs"]),
+        "`-t outputs` needs output positions",
+    );
     // A tangent whose shape differs from its input's.
     let x = corpus("sin", "x0.npy");
     let wrong = corpus("add", "x0.npy");

@@ -29,7 +29,9 @@ pub use func::{Atom, Eqn, Func, Literal, Loc, Module, Names, PrimId, PrimTable, 
 pub use graph::{dataflow_graph, to_dot, Node};
 pub use intern::{Id, Table};
 pub use parse::{parse_func, parse_module, ParseError};
-pub use passes::{eliminate_common_subexpressions, eliminate_dead_code, live_equations};
+pub use passes::{
+    eliminate_common_subexpressions, eliminate_dead_code, live_equations, schedule_for_memory,
+};
 pub use prim::{Axes, BinaryOp, CompareOp, DotDims, Linearity, OpClass, Prim, PrimKind, UnaryOp};
 pub use print::{
     format_float, format_literal, format_prim, print_func, print_module, write_func, Namer,

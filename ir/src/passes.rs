@@ -1,7 +1,8 @@
-//! Cheap whole-function passes: dead-code removal and common-subexpression elimination by
-//! hash-consing. Both are one loop over the equations (never a recursion) and rebuild the
-//! function in place by renumbering its values, without copying types, primitives or names
-//! more than once. They are the fallback for graphs too big for the e-graph simplifier.
+//! Cheap whole-function passes: dead-code removal, common-subexpression elimination by
+//! hash-consing, and scheduling for memory. Each is a loop over the equations (never a
+//! recursion in the graph's depth) and rebuilds the function in place by renumbering its
+//! values, without copying types, primitives or names more than once. The first two are the
+//! fallback for graphs too big for the e-graph simplifier; the scheduler runs after it.
 
 use std::hash::BuildHasher;
 
@@ -86,6 +87,187 @@ pub fn eliminate_common_subexpressions(func: Func) -> Func {
     eliminate_dead_code(compact(func, &keep, &replace))
 }
 
+/// Reorders the equations so that each is computed as late as its users allow, when that
+/// lowers the peak of live memory (`peak_live_bytes`); otherwise returns `func` unchanged.
+/// Dead equations are dropped either way.
+///
+/// The candidate orders are depth-first post-orders from the outputs (taken first to last, and
+/// last to first) that visit, among an equation's operands, the one defined latest first, and
+/// a greedy list schedule that always runs next the ready equation that frees the most bytes
+/// for the fewest it allocates; the one with the lowest peak wins, if it is lower than the
+/// program order's. Derivative programs need it: a transform emits the
+/// whole primal sweep before the sweep that uses its residuals (a transposed backward pass,
+/// the double-vjp trick), so in program order every residual is alive at once; in this order
+/// each residual is computed next to its use and dies there, as in forward mode.
+pub fn schedule_for_memory(func: Func) -> Func {
+    let func = eliminate_dead_code(func);
+    let mut best: Option<(usize, Func)> = None;
+    let mut peak_of_func = None;
+    // From the first output and from the last: a jvp program, say, wants its tangent output's
+    // sweep to pull in the primal values one at a time.
+    for candidate in 0..4 {
+        let order = match candidate {
+            0 => late_first_order(&func, false),
+            1 => late_first_order(&func, true),
+            2 => greedy_order(&func, false),
+            _ => greedy_order(&func, true),
+        };
+        if order.iter().enumerate().all(|(k, &i)| k == i as usize) {
+            continue;
+        }
+        let current = *peak_of_func.get_or_insert_with(|| crate::analysis::peak_live_bytes(&func));
+        let reordered = compact_in_order(func.clone(), &order, &[]);
+        let peak = crate::analysis::peak_live_bytes(&reordered);
+        if peak < best.as_ref().map_or(current, |b| b.0) {
+            best = Some((peak, reordered));
+        }
+    }
+    best.map_or(func, |(_, f)| f)
+}
+
+/// The post-order of `schedule_for_memory` (equation indices), with an explicit stack, from
+/// the outputs in order or in reverse.
+fn late_first_order(func: &Func, outputs_reversed: bool) -> Vec<u32> {
+    const NONE: u32 = u32::MAX;
+    let mut def = vec![NONE; func.num_vars()];
+    for (i, eqn) in func.eqns.iter().enumerate() {
+        def[eqn.out.index()] = i as u32;
+    }
+    let defining = |a: &Atom| match a {
+        Atom::Var(v) => Some(def[v.index()]).filter(|&d| d != NONE),
+        Atom::Lit(_) => None,
+    };
+    // 0: not reached, 1: operands being visited, 2: emitted.
+    let mut state = vec![0u8; func.eqns.len()];
+    let mut order = Vec::with_capacity(func.eqns.len());
+    // (equation, whether its operands have been pushed)
+    let mut stack: Vec<(u32, bool)> = Vec::new();
+    let mut operands: SmallVec<[u32; 4]> = SmallVec::new();
+    // The stack pops the last pushed first.
+    let outputs: Vec<u32> = func.outputs.iter().filter_map(defining).collect();
+    if outputs_reversed {
+        stack.extend(outputs.iter().map(|&d| (d, false)));
+    } else {
+        stack.extend(outputs.iter().rev().map(|&d| (d, false)));
+    }
+    while let Some((e, expanded)) = stack.pop() {
+        let st = &mut state[e as usize];
+        if expanded {
+            if *st != 2 {
+                *st = 2;
+                order.push(e);
+            }
+            continue;
+        }
+        if *st != 0 {
+            continue;
+        }
+        *st = 1;
+        stack.push((e, true));
+        operands.clear();
+        operands.extend(
+            func.args(&func.eqns[e as usize])
+                .iter()
+                .filter_map(defining)
+                .filter(|&d| state[d as usize] == 0),
+        );
+        // Pushed in increasing order, so the latest-defined operand is visited first.
+        operands.sort_unstable();
+        operands.dedup();
+        stack.extend(operands.iter().map(|&d| (d, false)));
+    }
+    order
+}
+
+/// The greedy list schedule of `schedule_for_memory`: among the equations whose operands are
+/// all computed, the one with the highest `bytes it frees - bytes it allocates` runs next
+/// (ties: the earliest in program order, or the latest). Scores only rise as other readers of an operand
+/// run, so an equation is re-queued when it becomes the last reader of one.
+fn greedy_order(func: &Func, latest_first: bool) -> Vec<u32> {
+    use std::collections::BinaryHeap;
+
+    use crate::analysis::{Def, DefUse};
+
+    let du = DefUse::new(func);
+    let live = crate::analysis::Liveness::new(func);
+    let n = func.eqns.len();
+    let bytes = |v: Var| func.var_type(v).size_bytes() as i64;
+    // Distinct variable operands of each equation.
+    let vars_of = |e: usize| -> SmallVec<[Var; 4]> {
+        let mut vs: SmallVec<[Var; 4]> = func
+            .args(&func.eqns[e])
+            .iter()
+            .filter_map(|a| match a {
+                Atom::Var(v) => Some(*v),
+                Atom::Lit(_) => None,
+            })
+            .collect();
+        vs.sort_unstable();
+        vs.dedup();
+        vs
+    };
+    // Per value: how many distinct equations still to run read it.
+    let mut readers_left = vec![0u32; func.num_vars()];
+    let mut waiting = vec![0u32; n];
+    for (e, w) in waiting.iter_mut().enumerate() {
+        for v in vars_of(e) {
+            readers_left[v.index()] += 1;
+            if matches!(du.def[v.index()], Def::Eqn(_)) {
+                *w += 1;
+            }
+        }
+    }
+    let score = |e: usize, readers_left: &[u32]| -> i64 {
+        let out = func.eqns[e].out;
+        let allocated = if live.counted(out) { bytes(out) } else { 0 };
+        let freed: i64 = vars_of(e)
+            .into_iter()
+            .filter(|&v| live.counted(v) && readers_left[v.index()] == 1)
+            .map(bytes)
+            .sum();
+        freed - allocated
+    };
+    // Max-heap on (score, tie-break key).
+    let key = |e: usize| if latest_first { e as i64 } else { -(e as i64) };
+    let mut ready: BinaryHeap<(i64, i64)> = BinaryHeap::new();
+    for (e, _) in waiting.iter().enumerate().filter(|(_, &w)| w == 0) {
+        ready.push((score(e, &readers_left), key(e)));
+    }
+    let mut done = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    while let Some((s, k)) = ready.pop() {
+        let e = k.unsigned_abs() as usize;
+        if done[e] || s != score(e, &readers_left) {
+            continue; // run already, or queued again with its newer score
+        }
+        done[e] = true;
+        order.push(e as u32);
+        for v in vars_of(e) {
+            readers_left[v.index()] -= 1;
+            if readers_left[v.index()] == 1 {
+                // Its one reader left now frees it: queue that reader again if it is ready.
+                let last = du.uses(v).iter().map(|&r| r as usize).find(|&r| !done[r]);
+                if let Some(r) = last.filter(|&r| waiting[r] == 0) {
+                    ready.push((score(r, &readers_left), key(r)));
+                }
+            }
+        }
+        let mut previous = None;
+        for &r in du.uses(func.eqns[e].out) {
+            // An equation reading the result twice is listed twice, next to itself.
+            if previous.replace(r) == Some(r) {
+                continue;
+            }
+            let r = r as usize;
+            waiting[r] -= 1;
+            if waiting[r] == 0 {
+                ready.push((score(r, &readers_left), key(r)));
+            }
+        }
+    }
+    order
+}
+
 fn substitute(a: &Atom, replace: &[Option<Var>]) -> Atom {
     match a {
         Atom::Var(v) => replace
@@ -99,7 +281,15 @@ fn substitute(a: &Atom, replace: &[Option<Var>]) -> Atom {
 
 /// Rebuilds `func` with only the equations marked in `keep`, operands first replaced as
 /// `replace` says, and values renumbered in binding order (parameters, then equations).
-fn compact(mut func: Func, keep: &[bool], replace: &[Option<Var>]) -> Func {
+fn compact(func: Func, keep: &[bool], replace: &[Option<Var>]) -> Func {
+    let order: Vec<u32> = (0..func.eqns.len() as u32)
+        .filter(|&i| keep[i as usize])
+        .collect();
+    compact_in_order(func, &order, replace)
+}
+
+/// `compact` with the kept equations given in the order to emit them (operands before users).
+fn compact_in_order(mut func: Func, order: &[u32], replace: &[Option<Var>]) -> Func {
     let old_types = std::mem::take(&mut func.var_types);
     let old_operands = std::mem::take(&mut func.operands);
     let old_eqns = std::mem::take(&mut func.eqns);
@@ -116,7 +306,7 @@ fn compact(mut func: Func, keep: &[bool], replace: &[Option<Var>]) -> Func {
         .map(|&p| bind(p, &mut func, &mut map))
         .collect();
     let mut args: SmallVec<[Atom; 4]> = SmallVec::new();
-    for (eqn, _) in old_eqns.iter().zip(keep).filter(|(_, &k)| k) {
+    for eqn in order.iter().map(|&i| &old_eqns[i as usize]) {
         let s = eqn.args_start as usize;
         args.clear();
         for a in &old_operands[s..s + eqn.args_len as usize] {
@@ -168,6 +358,27 @@ mod tests {
             print_func(&g),
             "func f(x: f32[3]) -> f32[3] {\n  b: f32[3] = cos x\n  return b\n}\n"
         );
+    }
+
+    #[test]
+    fn residuals_are_computed_next_to_their_use_when_that_holds_less() {
+        // Two residuals computed up front and used one after the other: in program order
+        // both are alive together; scheduled, each is made just before its use.
+        let f = parse_func(
+            "func f(x: f32[4]) -> f32[4] {\n  a: f32[4] = sin x\n  b: f32[4] = cos x\n  c: f32[4] = mul x a\n  d: f32[4] = mul c b\n  return d\n}\n",
+        )
+        .unwrap();
+        let before = crate::analysis::peak_live_bytes(&f);
+        let g = schedule_for_memory(f);
+        verify_func(&g).unwrap();
+        assert_eq!(
+            print_func(&g),
+            "func f(x: f32[4]) -> f32[4] {\n  a: f32[4] = sin x\n  c: f32[4] = mul x a\n  b: f32[4] = cos x\n  d: f32[4] = mul c b\n  return d\n}\n"
+        );
+        assert!(crate::analysis::peak_live_bytes(&g) < before);
+        // Already best: unchanged.
+        let again = print_func(&g);
+        assert_eq!(print_func(&schedule_for_memory(g)), again);
     }
 
     #[test]

@@ -279,6 +279,35 @@ pub fn transpose_wrt(func: &Func, linear: Option<&[usize]>) -> Result<Func, Tran
     Ok(t)
 }
 
+/// Keeps only the outputs at `positions`, in that order, and removes the work no kept output
+/// needs: `(x1..xn) -> (y_i for i in positions)`. With it a derivative program returns what a
+/// JAX user would keep of it, as in the double-vjp trick `vjp(vjp(f))` where only the last
+/// cotangent is wanted and the first backward pass is then dead.
+pub fn select_outputs(func: &Func, positions: &[usize]) -> Result<Func, TransformError> {
+    let n = func.outputs.len();
+    if positions.is_empty() {
+        return Err(TransformError::Wrt(
+            "outputs: no output positions given (expected e.g. outputs:0,2)".into(),
+        ));
+    }
+    for (k, &i) in positions.iter().enumerate() {
+        if i >= n {
+            return Err(TransformError::Wrt(format!(
+                "output position {i} is out of range: `{}` has {n} output(s)",
+                func.name
+            )));
+        }
+        if positions[..k].contains(&i) {
+            return Err(TransformError::Wrt(format!(
+                "output position {i} is given twice"
+            )));
+        }
+    }
+    let mut kept = func.clone();
+    kept.outputs = positions.iter().map(|&i| func.outputs[i]).collect();
+    Ok(eliminate_dead_code(kept))
+}
+
 #[cfg(test)]
 mod tests {
     use traceform_ir::parse_func;

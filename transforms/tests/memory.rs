@@ -4,7 +4,7 @@
 //! residual per layer and holds over ten times more. Figures: run with `--nocapture`.
 
 use traceform_ir::{parse_func, peak_live_bytes, Func};
-use traceform_transforms::{grad, hvp, jvp, vjp};
+use traceform_transforms::{grad, hvp, jvp, select_outputs, simplify, vjp, Limits};
 
 fn workload(name: &str) -> Func {
     let p = format!(
@@ -24,6 +24,10 @@ fn peaks(f: &Func) -> [usize; 5] {
     ]
 }
 
+fn jvp_of(f: &Func) -> Func {
+    jvp(f, None).unwrap()
+}
+
 #[test]
 fn jvp_holds_the_memory_of_f_plus_tangents() {
     for name in ["rosenbrock", "chain", "mlp"] {
@@ -39,8 +43,47 @@ fn jvp_holds_the_memory_of_f_plus_tangents() {
             .max()
             .unwrap();
         assert!(jvp <= 2 * f + largest, "{name}: jvp {jvp} vs f {f}");
+        // And after the simplifier, which emits in an order of its own and then schedules.
+        let j = jvp_of(&w);
+        let simplified = peak_live_bytes(&simplify(&j, &Limits::for_size(j.eqns.len())).0);
+        assert!(
+            simplified <= 2 * f + largest,
+            "{name}: simplified jvp {simplified} vs f {f}"
+        );
     }
     // On the deep chain, reverse mode keeps a residual per layer; forward mode does not.
     let [f, jvp, vjp, _, _] = peaks(&workload("chain"));
     assert!(vjp > 10 * jvp, "chain: vjp {vjp}, jvp {jvp}, f {f}");
+}
+
+/// The double-vjp trick, `vjp` of `vjp` with respect to the cotangent, keeping only the last
+/// output (as JAX's `pull_t(t)` does): the first backward pass is dead, and what is left,
+/// after the pipeline's passes (the simplifier, whose last step schedules for memory), holds
+/// no more than the jvp after the same passes. In program order it holds every residual of
+/// the primal sweep at once; kept whole (with `f` and its gradients as outputs), it holds the
+/// backward pass's residuals.
+#[test]
+fn the_double_vjp_keeping_its_last_output_holds_no_more_than_the_jvp() {
+    for name in ["rosenbrock", "chain", "mlp"] {
+        let f = workload(name);
+        let wrt: Vec<usize> = (0..f.params.len())
+            .filter(|&i| f.var_type(f.params[i]).dtype.is_float())
+            .collect();
+        let v = vjp(&f, Some(&wrt)).unwrap();
+        let cotangent = f.params.len();
+        let vv = vjp(&v, Some(&[cotangent])).unwrap();
+        let last = vv.outputs.len() - 1;
+        let kept = select_outputs(&vv, &[last]).unwrap();
+        let pipeline = |g: &Func| simplify(g, &Limits::for_size(g.eqns.len())).0;
+        let (j, unscheduled, whole) = (
+            peak_live_bytes(&pipeline(&jvp(&f, Some(&wrt)).unwrap())),
+            peak_live_bytes(&kept),
+            peak_live_bytes(&vv),
+        );
+        let d = peak_live_bytes(&pipeline(&kept));
+        eprintln!(
+            "{name} peak live bytes: jvp {j}, double-vjp {d} (program order: {unscheduled}, whole: {whole})"
+        );
+        assert!(d <= j, "{name}: double-vjp {d} vs jvp {j}");
+    }
 }

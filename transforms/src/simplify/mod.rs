@@ -14,6 +14,8 @@
 //!    reported.
 //! 3. **Extraction** (`extract.rs`): the cheapest node of each class by a cost model of FLOPs
 //!    and memory traffic, then the program emitted in dependency order.
+//! 4. **Scheduling** (`traceform_ir::schedule_for_memory`): the equations reordered so that
+//!    each is computed as late as its users allow, when that lowers the peak of live memory.
 //!
 //! A function bigger than the e-graph is allowed to grow to (`Limits::max_eqns`) is passed
 //! through the cheap passes instead (common subexpressions, dead code), so simplification
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use egg::Id;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
-use traceform_ir::{eliminate_common_subexpressions, eliminate_dead_code, Atom, Func};
+use traceform_ir::{eliminate_common_subexpressions, schedule_for_memory, Atom, Func};
 
 pub use extract::{func_work, work, Work};
 use lang::{Facts, Graph, Node};
@@ -143,7 +145,8 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
         rules_fired: rules.iter().map(|r| (r.name, 0)).collect(),
     };
     let out = if eqns_before > limits.max_eqns {
-        // CSE removes what it makes dead.
+        // CSE removes what it makes dead. No scheduling either: at this size its candidate
+        // orders cost more than the rest of the pipeline.
         eliminate_common_subexpressions(func.clone())
     } else {
         let (mut eg, roots, named) = into_egraph(func);
@@ -159,8 +162,11 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
                 names.entry(eg.find(class)).or_insert(name);
             }
         }
-        let simplified = extract::emit(&eg, &choice, func, &roots, &names);
-        eliminate_dead_code(simplified)
+        let emitted = extract::emit(&eg, &choice, func, &roots, &names);
+        // Last, the order: each value computed as late as its users allow, when that holds
+        // less (a transform emits whole sweeps, keeping every residual of one alive for the
+        // next).
+        schedule_for_memory(emitted)
     };
     report.eqns_after = out.eqns.len();
     report.work_after = func_work(&out);
