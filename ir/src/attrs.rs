@@ -6,6 +6,7 @@ use smallvec::SmallVec;
 
 use crate::prim::{Axes, BinaryOp, CompareOp, DotDims, Prim, PrimKind, UnaryOp};
 use crate::types::DType;
+use crate::window::{Select, Window};
 
 /// An attribute value as written in the text.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +110,13 @@ pub fn prim_attrs(prim: &Prim) -> Vec<(&'static str, AttrValue)> {
             ("high", AttrValue::ints(high)),
             ("interior", AttrValue::usizes(interior)),
         ],
+        Prim::ReduceWindowSum(w) | Prim::ReduceWindowMax(w) | Prim::ReduceWindowMin(w) => w.attrs(),
+        Prim::SelectAndGatherAdd { select, window }
+        | Prim::SelectAndScatterAdd { select, window } => {
+            let mut attrs = vec![("select_prim", AttrValue::Name(select.name().into()))];
+            attrs.extend(window.attrs());
+            attrs
+        }
         Prim::DotGeneral(d) => vec![
             (
                 "contract",
@@ -286,6 +294,65 @@ impl AttrSet<'_> {
         let lhs = self.usize_list_of(name, it.next().unwrap_or(AttrValue::Tuple(vec![])))?;
         let rhs = self.usize_list_of(name, it.next().unwrap_or(AttrValue::Tuple(vec![])))?;
         Ok((lhs, rhs))
+    }
+
+    /// The window attributes of `reduce_window_*` and the select-and-gather/scatter pair:
+    /// `window_dimensions` is required, the others default to unit strides and dilations and
+    /// no padding.
+    fn window(&mut self) -> Result<Box<Window>, AttrError> {
+        let dimensions = self.usize_list("window_dimensions")?;
+        let mut window = Window::new(&dimensions, &Axes::from_elem(1, dimensions.len()));
+        if let Some(v) = self.take("window_strides") {
+            window.strides = self.usize_list_of("window_strides", v)?;
+        }
+        if let Some(v) = self.take("base_dilation") {
+            window.base_dilation = self.usize_list_of("base_dilation", v)?;
+        }
+        if let Some(v) = self.take("window_dilation") {
+            window.window_dilation = self.usize_list_of("window_dilation", v)?;
+        }
+        if let Some(v) = self.take("padding") {
+            let pairs = self.as_list("padding", v)?;
+            window.padding = SmallVec::with_capacity(pairs.len());
+            for pair in pairs {
+                let bad = || {
+                    err(
+                        "padding",
+                        "attribute `padding` must hold one (lo,hi) pair of integers per axis, like ((0,0),(1,1))"
+                            .to_string(),
+                    )
+                };
+                let AttrValue::Tuple(items) = pair else {
+                    return Err(bad());
+                };
+                let [lo, hi] = items.as_slice() else {
+                    return Err(bad());
+                };
+                window
+                    .padding
+                    .push((self.as_int("padding", lo)?, self.as_int("padding", hi)?));
+            }
+        }
+        Ok(Box::new(window))
+    }
+
+    /// `select_prim=ge` (max) or `select_prim=le` (min).
+    fn select(&mut self) -> Result<Select, AttrError> {
+        match self.required("select_prim")? {
+            AttrValue::Name(n) => Select::from_name(&n).ok_or_else(|| {
+                err(
+                    "select_prim",
+                    format!("attribute `select_prim` must be `ge` or `le`, found `{n}`"),
+                )
+            }),
+            other => Err(err(
+                "select_prim",
+                format!(
+                    "attribute `select_prim` must be `ge` or `le`, found {}",
+                    other.describe()
+                ),
+            )),
+        }
     }
 
     fn finish(self, prim: Prim) -> Result<Prim, AttrError> {
@@ -469,6 +536,17 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(&str, AttrValue)>) -> Result<Prim
             };
             Prim::DotGeneral(DotDims { contract, batch })
         }
+        PrimKind::ReduceWindowSum => Prim::ReduceWindowSum(set.window()?),
+        PrimKind::ReduceWindowMax => Prim::ReduceWindowMax(set.window()?),
+        PrimKind::ReduceWindowMin => Prim::ReduceWindowMin(set.window()?),
+        PrimKind::SelectAndGatherAdd => Prim::SelectAndGatherAdd {
+            select: set.select()?,
+            window: set.window()?,
+        },
+        PrimKind::SelectAndScatterAdd => Prim::SelectAndScatterAdd {
+            select: set.select()?,
+            window: set.window()?,
+        },
     };
     set.finish(prim)
 }

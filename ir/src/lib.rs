@@ -21,6 +21,7 @@ mod shape;
 mod trace;
 mod types;
 mod verify;
+mod window;
 
 pub use analysis::{peak_live_bytes, Def, DefUse, Liveness};
 pub use attrs::{prim_attrs, prim_from_parts, AttrError, AttrValue};
@@ -41,3 +42,4 @@ pub use trace::{
 };
 pub use types::{DType, Shape, Type, TypeId, TypeTable, MAX_ELEMENTS};
 pub use verify::{is_keyword, is_valid_name, verify_func, verify_module, VerifyError, KEYWORDS};
+pub use window::{AxisWindow, Select, Window};

@@ -13,7 +13,7 @@
 use smallvec::SmallVec;
 use traceform_ir::{
     dot_free_axes, eliminate_dead_code, live_equations, Atom, BinaryOp, Builder, DotDims, Func,
-    Linearity, Loc, Prim, Type, UnaryOp,
+    Linearity, Loc, Prim, Type, UnaryOp, Window,
 };
 
 use crate::linearize::{classify, Kind};
@@ -258,6 +258,23 @@ fn transpose_rule(
                 out.push((1, c));
             }
         }
+        Prim::ReduceWindowSum(window) => {
+            out.push((0, reduce_window_sum_transpose(b, ct, &types[0], window)))
+        }
+        Prim::SelectAndGatherAdd { select, window } => {
+            let scatter = Prim::SelectAndScatterAdd {
+                select: *select,
+                window: window.clone(),
+            };
+            out.push((0, b.eqn(scatter, &[ct, ops.known(1)])));
+        }
+        Prim::SelectAndScatterAdd { select, window } => {
+            let gather = Prim::SelectAndGatherAdd {
+                select: *select,
+                window: window.clone(),
+            };
+            out.push((0, b.eqn(gather, &[ct, ops.known(1)])));
+        }
         // Not linear in any operand: `check_linear` returned the error already.
         Prim::Unary(_)
         | Prim::IntegerPow { .. }
@@ -271,9 +288,45 @@ fn transpose_rule(
         | Prim::ReduceMax { .. }
         | Prim::ReduceMin { .. }
         | Prim::Argmax { .. }
-        | Prim::Argmin { .. } => return Err(format!("`{}` has no transpose rule", prim.name())),
+        | Prim::Argmin { .. }
+        | Prim::ReduceWindowMax(_)
+        | Prim::ReduceWindowMin(_) => {
+            return Err(format!("`{}` has no transpose rule", prim.name()))
+        }
     }
     Ok(out)
+}
+
+/// The cotangent of x for `reduce_window_sum x`, given the result's cotangent `ct`
+/// (`shared/notes/conv-derivatives.md`): `ct` with `s - 1` zeros between neighbours, padded so
+/// that every element of the dilated x sees exactly the outputs whose windows cover it, then
+/// summed over windows of the same shape moved by the base dilation (a window of ones is its own
+/// reflection).
+fn reduce_window_sum_transpose(b: &mut Builder, ct: Atom, x: &Type, window: &Window) -> Atom {
+    let ct_shape = b.ty(&ct).shape.clone();
+    if x.num_elements() == 0 || ct_shape.iter().any(|&y| y == 0) {
+        return b.zeros(x);
+    }
+    let rank = x.rank();
+    let (mut low, mut high) = (SmallVec::new(), SmallVec::new());
+    for d in 0..rank {
+        let axis = window.axis(d, x.shape[d]);
+        let span = axis.span();
+        let used = (ct_shape[d] as i128 - 1) * axis.stride + 1;
+        let lo = span - axis.low - 1;
+        low.push(lo as i64);
+        high.push((axis.dilated_size() + span - 1 - used - lo) as i64);
+    }
+    let zero = b.lit(0.0, x.dtype);
+    let pad = Prim::Pad {
+        low,
+        high,
+        interior: window.strides.iter().map(|s| s - 1).collect(),
+    };
+    let padded = b.eqn(pad, &[ct, zero]);
+    let mut sum = Window::new(&window.dimensions, &window.base_dilation);
+    sum.window_dilation = window.window_dilation.clone();
+    b.eqn(Prim::ReduceWindowSum(Box::new(sum)), &[padded])
 }
 
 /// The cotangent of the left operand of `dot_general(x, y)` given the result's cotangent `ct`:

@@ -1,0 +1,164 @@
+//! Kernels of the windowed reductions (`reduce_window_sum/max/min`) and of the internal
+//! `select_and_gather_add`/`select_and_scatter_add`: one pass over the outputs, each visiting
+//! the elements of x its window reads, in row-major window order, without materialising the
+//! dilated or padded x (holes and padding hold the reduction's identity, so they are skipped).
+//!
+//! Whether a window position reads an element of x is decided axis by axis, so the positions
+//! of an output are the product of per-axis lists, computed once per axis (`Taps`).
+
+use ndarray::{ArrayD, IxDyn};
+use traceform_ir::{Select, Window};
+
+use crate::kernels::Real;
+
+/// Per axis, for each output index, the offsets (index times x's row-major stride) of the
+/// elements of x its window positions read, in window order (a compressed sparse row table).
+struct Taps {
+    out_shape: Vec<usize>,
+    starts: Vec<Vec<usize>>,
+    offsets: Vec<Vec<usize>>,
+}
+
+impl Taps {
+    fn new(window: &Window, x_shape: &[usize], out_shape: &[usize]) -> Taps {
+        let rank = x_shape.len();
+        let mut x_strides = vec![1; rank];
+        for d in (0..rank.saturating_sub(1)).rev() {
+            x_strides[d] = x_strides[d + 1] * x_shape[d + 1];
+        }
+        let mut starts = Vec::with_capacity(rank);
+        let mut offsets = Vec::with_capacity(rank);
+        for d in 0..rank {
+            let axis = window.axis(d, x_shape[d]);
+            let mut start = Vec::with_capacity(out_shape[d] + 1);
+            let mut offset = Vec::new();
+            for y in 0..out_shape[d] {
+                start.push(offset.len());
+                for k in 0..window.dimensions[d] {
+                    if let Some(i) = axis.source(y, k) {
+                        offset.push(i * x_strides[d]);
+                    }
+                }
+            }
+            start.push(offset.len());
+            starts.push(start);
+            offsets.push(offset);
+        }
+        Taps {
+            out_shape: out_shape.to_vec(),
+            starts,
+            offsets,
+        }
+    }
+
+    /// Calls `f(o, taps)` for every output `o` (row-major), with the flat offsets into x of
+    /// the elements its window reads, in row-major window order.
+    fn for_each(&self, mut f: impl FnMut(usize, &[usize])) {
+        let rank = self.out_shape.len();
+        let count: usize = self.out_shape.iter().product();
+        let mut index = vec![0usize; rank];
+        let (mut taps, mut next) = (Vec::new(), Vec::new());
+        for o in 0..count {
+            taps.clear();
+            taps.push(0);
+            for (d, &y) in index.iter().enumerate() {
+                let axis = &self.offsets[d][self.starts[d][y]..self.starts[d][y + 1]];
+                next.clear();
+                for &base in &taps {
+                    next.extend(axis.iter().map(|&off| base + off));
+                }
+                std::mem::swap(&mut taps, &mut next);
+            }
+            f(o, &taps);
+            for d in (0..rank).rev() {
+                index[d] += 1;
+                if index[d] < self.out_shape[d] {
+                    break;
+                }
+                index[d] = 0;
+            }
+        }
+    }
+}
+
+fn flat<T: Clone>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+    match a.as_slice() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
+    }
+}
+
+fn from_vec<T>(shape: &[usize], data: Vec<T>) -> ArrayD<T> {
+    ArrayD::from_shape_vec(IxDyn(shape), data).expect("one element per output")
+}
+
+/// `reduce_window_*`: every output starts at `init` (the reduction's identity) and folds in the
+/// elements of x its window reads with `f(acc, element)`.
+pub fn reduce_window<T: Copy>(
+    x: &ArrayD<T>,
+    window: &Window,
+    out_shape: &[usize],
+    init: T,
+    f: impl Fn(T, T) -> T,
+) -> ArrayD<T> {
+    let xs = flat(x);
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    Taps::new(window, x.shape(), out_shape).for_each(|_, taps| {
+        out.push(taps.iter().fold(init, |acc, &i| f(acc, xs[i])));
+    });
+    from_vec(out_shape, out)
+}
+
+/// Where in x the window's selected element is: the first maximum (minimum), a NaN counting
+/// as the maximum and the minimum (the first NaN is selected, as `reduce_window_max` returns
+/// it); `None` for a window that reads no element of x.
+fn selected<T: Real>(xs: &[T], taps: &[usize], select: Select) -> Option<usize> {
+    let (&first, rest) = taps.split_first()?;
+    let mut best = first;
+    for &i in rest {
+        let (candidate, current) = (xs[i], xs[best]);
+        let wins = match select {
+            Select::Max => candidate > current,
+            Select::Min => candidate < current,
+        };
+        if wins || (candidate.is_nan() && !current.is_nan()) {
+            best = i;
+        }
+    }
+    Some(best)
+}
+
+/// `select_and_gather_add t x`: per window, `t` at the element of x `select` picks (0 for a
+/// window that reads none).
+pub fn select_and_gather_add<T: Real>(
+    t: &ArrayD<T>,
+    x: &ArrayD<T>,
+    select: Select,
+    window: &Window,
+    out_shape: &[usize],
+) -> ArrayD<T> {
+    let (ts, xs) = (flat(t), flat(x));
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    Taps::new(window, x.shape(), out_shape).for_each(|_, taps| {
+        out.push(selected(&xs, taps, select).map_or(T::zero(), |i| ts[i]));
+    });
+    from_vec(out_shape, out)
+}
+
+/// `select_and_scatter_add c x`: x-shaped zeros, with each window's `c` added to the element
+/// of x `select` picks.
+pub fn select_and_scatter_add<T: Real>(
+    c: &ArrayD<T>,
+    x: &ArrayD<T>,
+    select: Select,
+    window: &Window,
+) -> ArrayD<T> {
+    let (cs, xs) = (flat(c), flat(x));
+    let mut out = vec![T::zero(); xs.len()];
+    Taps::new(window, x.shape(), c.shape()).for_each(|o, taps| {
+        if let Some(i) = selected(&xs, taps, select) {
+            out[i] = out[i] + cs[o];
+        }
+    });
+    from_vec(x.shape(), out)
+}
