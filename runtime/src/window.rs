@@ -162,3 +162,137 @@ pub fn select_and_scatter_add<T: Real>(
     });
     from_vec(x.shape(), out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) % n
+        }
+    }
+
+    /// The spec read literally: x dilated and padded into an explicit array whose holes and
+    /// padding are `None`, then every window position visited in row-major order.
+    fn naive_windows(
+        window: &Window,
+        x_shape: &[usize],
+        out_shape: &[usize],
+    ) -> Vec<Vec<Option<usize>>> {
+        let rank = x_shape.len();
+        let count: usize = out_shape.iter().product();
+        let positions: usize = window.size();
+        let mut result = Vec::with_capacity(count);
+        for o in 0..count {
+            let mut y = vec![0; rank];
+            let mut rest = o;
+            for d in (0..rank).rev() {
+                y[d] = rest % out_shape[d];
+                rest /= out_shape[d];
+            }
+            let mut taps = Vec::with_capacity(positions);
+            for k_flat in 0..positions {
+                let mut k = vec![0; rank];
+                let mut rest = k_flat;
+                for d in (0..rank).rev() {
+                    k[d] = rest % window.dimensions[d];
+                    rest /= window.dimensions[d];
+                }
+                let mut flat = Some(0usize);
+                for d in 0..rank {
+                    let p = (y[d] * window.strides[d] + k[d] * window.window_dilation[d]) as i64
+                        - window.padding[d].0;
+                    let bd = window.base_dilation[d] as i64;
+                    let i = p / bd;
+                    let inside = p >= 0 && p % bd == 0 && i < x_shape[d] as i64;
+                    flat = flat.filter(|_| inside).map(|f| f * x_shape[d] + i as usize);
+                }
+                taps.push(flat);
+            }
+            result.push(taps);
+        }
+        result
+    }
+
+    fn random_window(rng: &mut Rng, rank: usize) -> (Window, Vec<usize>) {
+        let shape: Vec<usize> = (0..rank).map(|_| 1 + rng.below(5) as usize).collect();
+        let dims: Vec<usize> = (0..rank).map(|_| 1 + rng.below(3) as usize).collect();
+        let strides: Vec<usize> = (0..rank).map(|_| 1 + rng.below(3) as usize).collect();
+        let mut w = Window::new(&dims, &strides);
+        for d in 0..rank {
+            w.padding[d] = (rng.below(4) as i64 - 1, rng.below(4) as i64 - 1);
+            w.base_dilation[d] = 1 + rng.below(2) as usize;
+            w.window_dilation[d] = 1 + rng.below(2) as usize;
+        }
+        (w, shape)
+    }
+
+    #[test]
+    fn kernels_agree_with_the_spec_read_literally() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut checked = 0;
+        for case in 0..400 {
+            let (window, shape) = random_window(&mut rng, 1 + case % 3);
+            let Ok(out_shape) = window.output_shape(&shape) else {
+                continue;
+            };
+            let n: usize = shape.iter().product();
+            // Few distinct values, so that ties are common.
+            let xs: Vec<f64> = (0..n).map(|_| rng.below(3) as f64).collect();
+            let ts: Vec<f64> = (0..n).map(|_| rng.below(1000) as f64).collect();
+            let x = ArrayD::from_shape_vec(IxDyn(&shape), xs.clone()).unwrap();
+            let t = ArrayD::from_shape_vec(IxDyn(&shape), ts.clone()).unwrap();
+            let xi = x.mapv(|v| v as i32);
+            let windows = naive_windows(&window, &shape, &out_shape);
+            let sums = reduce_window(&x, &window, &out_shape, 0.0, |a, b| a + b);
+            let maxes = reduce_window(&xi, &window, &out_shape, i32::MIN, i32::max);
+            let gathered = select_and_gather_add(&t, &x, Select::Min, &window, &out_shape);
+            let m: usize = out_shape.iter().product();
+            let cs =
+                ArrayD::from_shape_vec(IxDyn(&out_shape), (0..m).map(|o| o as f64 + 1.0).collect())
+                    .unwrap();
+            let scattered = select_and_scatter_add(&cs, &x, Select::Max, &window);
+            let mut want_scatter = vec![0.0; n];
+            for (o, taps) in windows.iter().enumerate() {
+                let elements: Vec<usize> = taps.iter().flatten().copied().collect();
+                let sum: f64 = elements.iter().map(|&i| xs[i]).sum();
+                assert_eq!(sums.as_slice().unwrap()[o], sum, "{window:?} {shape:?}");
+                let max = elements
+                    .iter()
+                    .map(|&i| xs[i] as i32)
+                    .max()
+                    .unwrap_or(i32::MIN);
+                assert_eq!(maxes.as_slice().unwrap()[o], max);
+                // The first minimum (maximum) in window order: the lowest position whose value
+                // no earlier one beats.
+                let first_min =
+                    elements
+                        .iter()
+                        .copied()
+                        .reduce(|best, i| if xs[i] < xs[best] { i } else { best });
+                assert_eq!(
+                    gathered.as_slice().unwrap()[o],
+                    first_min.map_or(0.0, |i| ts[i])
+                );
+                let first_max =
+                    elements
+                        .iter()
+                        .copied()
+                        .reduce(|best, i| if xs[i] > xs[best] { i } else { best });
+                if let Some(i) = first_max {
+                    want_scatter[i] += cs.as_slice().unwrap()[o];
+                }
+            }
+            assert_eq!(scattered.as_slice().unwrap(), want_scatter.as_slice());
+            checked += 1;
+        }
+        assert!(checked > 200, "{checked} configurations checked");
+    }
+}
