@@ -15,6 +15,7 @@ mod graph;
 mod intern;
 mod parse;
 mod passes;
+mod pool;
 mod prim;
 mod print;
 mod shape;
@@ -31,6 +32,7 @@ pub use graph::{dataflow_graph, to_dot, Node};
 pub use intern::{Id, Table};
 pub use parse::{parse_func, parse_module, ParseError};
 pub use passes::{eliminate_common_subexpressions, eliminate_dead_code, live_equations};
+pub use pool::AvgPoolDivisor;
 pub use prim::{Axes, BinaryOp, CompareOp, DotDims, Linearity, OpClass, Prim, PrimKind, UnaryOp};
 pub use print::{
     format_float, format_literal, format_prim, print_func, print_module, write_func, Namer,
