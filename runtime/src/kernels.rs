@@ -733,30 +733,51 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             I32(a) => I32(reduce_window(a, w, &out.shape, 0, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
+        // `max_nan`/`min_nan` written as one select each, which compiles without branches.
         Prim::ReduceWindowMax(w) => match args[0] {
             F32(a) => F32(reduce_window(
                 a,
                 w,
                 &out.shape,
                 f32::NEG_INFINITY,
-                |s, v| max_nan(s, v, f32::is_nan),
+                |s, v| {
+                    if v > s || v.is_nan() {
+                        v
+                    } else {
+                        s
+                    }
+                },
             )),
             F64(a) => F64(reduce_window(
                 a,
                 w,
                 &out.shape,
                 f64::NEG_INFINITY,
-                |s, v| max_nan(s, v, f64::is_nan),
+                |s, v| {
+                    if v > s || v.is_nan() {
+                        v
+                    } else {
+                        s
+                    }
+                },
             )),
             I32(a) => I32(reduce_window(a, w, &out.shape, i32::MIN, i32::max)),
             Bool(_) => return bad(prim, args),
         },
         Prim::ReduceWindowMin(w) => match args[0] {
             F32(a) => F32(reduce_window(a, w, &out.shape, f32::INFINITY, |s, v| {
-                min_nan(s, v, f32::is_nan)
+                if v < s || v.is_nan() {
+                    v
+                } else {
+                    s
+                }
             })),
             F64(a) => F64(reduce_window(a, w, &out.shape, f64::INFINITY, |s, v| {
-                min_nan(s, v, f64::is_nan)
+                if v < s || v.is_nan() {
+                    v
+                } else {
+                    s
+                }
             })),
             I32(a) => I32(reduce_window(a, w, &out.shape, i32::MAX, i32::min)),
             Bool(_) => return bad(prim, args),

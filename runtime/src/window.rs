@@ -4,7 +4,9 @@
 //! dilated or padded x (holes and padding hold the reduction's identity, so they are skipped).
 //!
 //! Whether a window position reads an element of x is decided axis by axis, so the positions
-//! of an output are the product of per-axis lists, computed once per axis (`Taps`).
+//! of an output are the product of per-axis lists, computed once per axis (`Taps`); the
+//! product over all axes but the last is formed once per row of outputs, and the last axis's
+//! list is the inner loop.
 
 use ndarray::{ArrayD, IxDyn};
 use traceform_ir::{Select, Window};
@@ -51,26 +53,40 @@ impl Taps {
         }
     }
 
-    /// Calls `f(o, taps)` for every output `o` (row-major), with the flat offsets into x of
-    /// the elements its window reads, in row-major window order.
-    fn for_each(&self, mut f: impl FnMut(usize, &[usize])) {
-        let rank = self.out_shape.len();
-        let count: usize = self.out_shape.iter().product();
-        let mut index = vec![0usize; rank];
-        let (mut taps, mut next) = (Vec::new(), Vec::new());
-        for o in 0..count {
-            taps.clear();
-            taps.push(0);
+    /// Calls `f(o, prefix, last)` for every output `o` (row-major): the elements of x its
+    /// window reads are at the flat offsets `p + l` for `p` in `prefix` (the positions over
+    /// every axis but the last) and `l` in `last` (over the last axis), `p` outermost: row-major
+    /// window order. `prefix` is built once per row of outputs.
+    fn for_each(&self, mut f: impl FnMut(usize, &[usize], &[usize])) {
+        let Some(last_axis) = self.out_shape.len().checked_sub(1) else {
+            f(0, &[0], &[0]);
+            return;
+        };
+        let rows: usize = self.out_shape[..last_axis].iter().product();
+        let row_len = self.out_shape[last_axis];
+        if rows == 0 || row_len == 0 {
+            return;
+        }
+        let (starts, offsets) = (&self.starts[last_axis], &self.offsets[last_axis]);
+        let mut index = vec![0usize; last_axis];
+        let (mut prefix, mut next) = (Vec::new(), Vec::new());
+        let mut o = 0;
+        for _ in 0..rows {
+            prefix.clear();
+            prefix.push(0);
             for (d, &y) in index.iter().enumerate() {
                 let axis = &self.offsets[d][self.starts[d][y]..self.starts[d][y + 1]];
                 next.clear();
-                for &base in &taps {
+                for &base in &prefix {
                     next.extend(axis.iter().map(|&off| base + off));
                 }
-                std::mem::swap(&mut taps, &mut next);
+                std::mem::swap(&mut prefix, &mut next);
             }
-            f(o, &taps);
-            for d in (0..rank).rev() {
+            for y in 0..row_len {
+                f(o, &prefix, &offsets[starts[y]..starts[y + 1]]);
+                o += 1;
+            }
+            for d in (0..last_axis).rev() {
                 index[d] += 1;
                 if index[d] < self.out_shape[d] {
                     break;
@@ -103,8 +119,14 @@ pub fn reduce_window<T: Copy>(
 ) -> ArrayD<T> {
     let xs = flat(x);
     let mut out = Vec::with_capacity(out_shape.iter().product());
-    Taps::new(window, x.shape(), out_shape).for_each(|_, taps| {
-        out.push(taps.iter().fold(init, |acc, &i| f(acc, xs[i])));
+    Taps::new(window, x.shape(), out_shape).for_each(|_, prefix, last| {
+        let mut acc = init;
+        for &p in prefix {
+            for &l in last {
+                acc = f(acc, xs[p + l]);
+            }
+        }
+        out.push(acc);
     });
     from_vec(out_shape, out)
 }
@@ -112,17 +134,30 @@ pub fn reduce_window<T: Copy>(
 /// Where in x the window's selected element is: the first maximum (minimum), a NaN counting
 /// as the maximum and the minimum (the first NaN is selected, as `reduce_window_max` returns
 /// it); `None` for a window that reads no element of x.
-fn selected<T: Real>(xs: &[T], taps: &[usize], select: Select) -> Option<usize> {
-    let (&first, rest) = taps.split_first()?;
-    let mut best = first;
-    for &i in rest {
-        let (candidate, current) = (xs[i], xs[best]);
-        let wins = match select {
-            Select::Max => candidate > current,
-            Select::Min => candidate < current,
-        };
-        if wins || (candidate.is_nan() && !current.is_nan()) {
-            best = i;
+fn selected<T: Real>(xs: &[T], prefix: &[usize], last: &[usize], select: Select) -> Option<usize> {
+    match select {
+        Select::Max => first_best(xs, prefix, last, |c, v| c > v),
+        Select::Min => first_best(xs, prefix, last, |c, v| c < v),
+    }
+}
+
+/// The first tap no later tap beats: `beats(candidate, current)`, or a NaN over a number.
+/// Written without data-dependent branches (the comparisons of random data mispredict).
+#[inline(always)]
+fn first_best<T: Real>(
+    xs: &[T],
+    prefix: &[usize],
+    last: &[usize],
+    beats: impl Fn(T, T) -> bool,
+) -> Option<usize> {
+    let mut best = prefix.first()? + last.first()?;
+    let mut value = xs[best];
+    for &p in prefix {
+        for &l in last {
+            let candidate = xs[p + l];
+            let wins = beats(candidate, value) | (candidate.is_nan() & !value.is_nan());
+            best = if wins { p + l } else { best };
+            value = if wins { candidate } else { value };
         }
     }
     Some(best)
@@ -139,8 +174,8 @@ pub fn select_and_gather_add<T: Real>(
 ) -> ArrayD<T> {
     let (ts, xs) = (flat(t), flat(x));
     let mut out = Vec::with_capacity(out_shape.iter().product());
-    Taps::new(window, x.shape(), out_shape).for_each(|_, taps| {
-        out.push(selected(&xs, taps, select).map_or(T::zero(), |i| ts[i]));
+    Taps::new(window, x.shape(), out_shape).for_each(|_, prefix, last| {
+        out.push(selected(&xs, prefix, last, select).map_or(T::zero(), |i| ts[i]));
     });
     from_vec(out_shape, out)
 }
@@ -155,8 +190,8 @@ pub fn select_and_scatter_add<T: Real>(
 ) -> ArrayD<T> {
     let (cs, xs) = (flat(c), flat(x));
     let mut out = vec![T::zero(); xs.len()];
-    Taps::new(window, x.shape(), c.shape()).for_each(|o, taps| {
-        if let Some(i) = selected(&xs, taps, select) {
+    Taps::new(window, x.shape(), c.shape()).for_each(|o, prefix, last| {
+        if let Some(i) = selected(&xs, prefix, last, select) {
             out[i] = out[i] + cs[o];
         }
     });
@@ -232,6 +267,25 @@ mod tests {
             w.window_dilation[d] = 1 + rng.below(2) as usize;
         }
         (w, shape)
+    }
+
+    #[test]
+    fn a_nan_is_the_extremum_and_the_first_one_is_selected() {
+        let x = ArrayD::from_shape_vec(IxDyn(&[4]), vec![1.0, f64::NAN, 3.0, f64::NAN]).unwrap();
+        let t = ArrayD::from_shape_vec(IxDyn(&[4]), vec![10.0, 20.0, 30.0, 40.0]).unwrap();
+        let w = Window::new(&[4], &[1]);
+        for select in [Select::Max, Select::Min] {
+            let g = select_and_gather_add(&t, &x, select, &w, &[1]);
+            assert_eq!(g.as_slice().unwrap(), &[20.0]);
+        }
+        let m = reduce_window(&x, &w, &[1], f64::NEG_INFINITY, |s, v| {
+            if v > s || v.is_nan() {
+                v
+            } else {
+                s
+            }
+        });
+        assert!(m[[0]].is_nan());
     }
 
     #[test]
