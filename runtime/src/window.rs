@@ -278,14 +278,15 @@ mod tests {
             let g = select_and_gather_add(&t, &x, select, &w, &[1]);
             assert_eq!(g.as_slice().unwrap(), &[20.0]);
         }
-        let m = reduce_window(&x, &w, &[1], f64::NEG_INFINITY, |s, v| {
-            if v > s || v.is_nan() {
-                v
-            } else {
-                s
-            }
-        });
-        assert!(m[[0]].is_nan());
+        let out = traceform_ir::Type::new(traceform_ir::DType::F64, [1]);
+        let x = crate::Value::F64(x);
+        for prim in [
+            traceform_ir::Prim::ReduceWindowMax(Box::new(w.clone())),
+            traceform_ir::Prim::ReduceWindowMin(Box::new(w.clone())),
+        ] {
+            let m = crate::apply(&prim, &[&x], &out).unwrap();
+            assert!(m.to_f64_vec()[0].is_nan(), "{}", prim.name());
+        }
     }
 
     #[test]
