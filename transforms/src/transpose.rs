@@ -304,7 +304,7 @@ fn transpose_rule(
 /// reflection).
 fn reduce_window_sum_transpose(b: &mut Builder, ct: Atom, x: &Type, window: &Window) -> Atom {
     let ct_shape = b.ty(&ct).shape.clone();
-    if x.num_elements() == 0 || ct_shape.iter().any(|&y| y == 0) {
+    if x.num_elements() == 0 || ct_shape.contains(&0) {
         return b.zeros(x);
     }
     let rank = x.rank();

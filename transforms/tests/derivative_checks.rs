@@ -612,7 +612,7 @@ fn pooling_ties_go_to_the_first_extremum_in_row_major_window_order() {
     )
     .unwrap();
     let x1: (&[usize], Vec<f64>) = (&[6], vec![1.0, 3.0, 3.0, 2.0, 3.0, 3.0]);
-    let g = run_shaped(&grad(&one_axis, None).unwrap(), &[x1.clone()]);
+    let g = run_shaped(&grad(&one_axis, None).unwrap(), std::slice::from_ref(&x1));
     assert_eq!(g[0], [0.0, 2.0, 1.0, 0.0, 1.0, 0.0]);
     let t1: (&[usize], Vec<f64>) = (&[6], vec![10.0, 20.0, 30.0, 40.0, 50.0, 60.0]);
     let j = run_shaped(&jvp(&one_axis, None).unwrap(), &[x1.clone(), t1]);
@@ -634,7 +634,7 @@ fn pooling_ties_go_to_the_first_extremum_in_row_major_window_order() {
         ))
         .unwrap();
         let x: (&[usize], Vec<f64>) = (grid.0, grid.1.iter().map(|v| sign * v).collect());
-        let g = run_shaped(&grad(&f, None).unwrap(), &[x.clone()]);
+        let g = run_shaped(&grad(&f, None).unwrap(), std::slice::from_ref(&x));
         assert_eq!(g[0], want_grad, "{op}");
         // jvp with t = 1..9: the selected elements (0,1), (0,1), (1,0), (1,1) carry 2, 2, 4, 5.
         let j = run_shaped(&jvp(&f, None).unwrap(), &[x.clone(), iota.clone()]);
