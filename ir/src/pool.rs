@@ -97,7 +97,7 @@ impl Tensor {
         };
         let sums = self.reduce_window_sum(&w);
         match divisor {
-            AvgPoolDivisor::WindowSize => sums / window.iter().product::<usize>() as f64,
+            AvgPoolDivisor::WindowSize => sums / window.iter().map(|&w| w as f64).product::<f64>(),
             AvgPoolDivisor::CoveredElements => {
                 let rank = self.rank();
                 let ones = self.lit(1.0).broadcast_in_dim(&self.shape()[2..], &[]);

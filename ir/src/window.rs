@@ -73,9 +73,11 @@ impl Window {
         self.dimensions.len()
     }
 
-    /// The number of positions in one window.
+    /// The number of positions in one window (saturating: attributes come from users).
     pub fn size(&self) -> usize {
-        self.dimensions.iter().product()
+        self.dimensions
+            .iter()
+            .fold(1usize, |n, &d| n.saturating_mul(d))
     }
 
     /// Axis `d`'s geometry for an x axis of `size` elements.
@@ -177,6 +179,21 @@ impl Window {
     }
 }
 
+/// Division rounding down and up, for possibly negative numerators and positive divisors.
+trait DivRound {
+    fn div_floor_i128(self, d: i128) -> i128;
+    fn div_ceil_i128(self, d: i128) -> i128;
+}
+
+impl DivRound for i128 {
+    fn div_floor_i128(self, d: i128) -> i128 {
+        self.div_euclid(d)
+    }
+    fn div_ceil_i128(self, d: i128) -> i128 {
+        -(-self).div_euclid(d)
+    }
+}
+
 /// `(1,2,3)`.
 fn tuple_text(xs: &[usize]) -> String {
     let inner: Vec<String> = xs.iter().map(|x| x.to_string()).collect();
@@ -222,6 +239,33 @@ impl AxisWindow {
             (p - e) / self.stride + 1
         } else {
             0
+        }
+    }
+
+    /// The window positions of output `y` that read an element of x, with the element each
+    /// reads, in window order. The work is bounded by the smaller of the window and the part of
+    /// x it spans, so a window of 2^32 positions over a few elements costs a few steps.
+    pub fn sources(&self, y: usize) -> Vec<(usize, usize)> {
+        let start = y as i128 * self.stride - self.low;
+        let end = start + self.span() - 1;
+        // x's element i sits at padded position i·bd + lo; those in [start, end].
+        let first = start.max(0).div_ceil_i128(self.base_dilation);
+        let last = end.div_floor_i128(self.base_dilation).min(self.size - 1);
+        if last < first {
+            return Vec::new();
+        }
+        if last - first + 1 < self.window {
+            (first..=last)
+                .filter_map(|i| {
+                    let offset = i * self.base_dilation - start;
+                    (offset % self.window_dilation == 0)
+                        .then(|| ((offset / self.window_dilation) as usize, i as usize))
+                })
+                .collect()
+        } else {
+            (0..self.window as usize)
+                .filter_map(|k| self.source(y, k).map(|i| (k, i)))
+                .collect()
         }
     }
 
@@ -296,6 +340,34 @@ mod tests {
         cropped.padding[0] = (-2, 0);
         assert_eq!(cropped.output_shape(&[5]).unwrap().as_slice(), &[3]);
         assert_eq!(cropped.axis(0, 5).source(0, 0), Some(2));
+    }
+
+    #[test]
+    fn sources_lists_the_positions_that_read_x() {
+        for (w, s, lo, hi, bd, wd, n) in [
+            (3, 2, 1, 1, 1, 1, 5),
+            (4, 1, -1, 2, 2, 3, 4),
+            (2, 3, 2, 0, 3, 1, 3),
+            (5, 1, 0, 0, 1, 2, 2),
+        ] {
+            let mut win = Window::new(&[w], &[s]);
+            win.padding[0] = (lo, hi);
+            win.base_dilation[0] = bd;
+            win.window_dilation[0] = wd;
+            let axis = win.axis(0, n);
+            for y in 0..win.output_shape(&[n]).unwrap()[0] {
+                let want: Vec<(usize, usize)> = (0..w)
+                    .filter_map(|k| axis.source(y, k).map(|i| (k, i)))
+                    .collect();
+                assert_eq!(axis.sources(y), want, "{win:?} y={y}");
+            }
+        }
+        // A window of 2^32 - 1 positions over three elements.
+        let mut huge = Window::new(&[u32::MAX as usize], &[1]);
+        huge.padding[0] = (0, i64::from(u32::MAX));
+        let axis = huge.axis(0, 3);
+        assert_eq!(axis.sources(0), [(0, 0), (1, 1), (2, 2)]);
+        assert_eq!(huge.size(), u32::MAX as usize);
     }
 
     #[test]

@@ -36,11 +36,7 @@ impl Taps {
             let mut offset = Vec::new();
             for y in 0..out_shape[d] {
                 start.push(offset.len());
-                for k in 0..window.dimensions[d] {
-                    if let Some(i) = axis.source(y, k) {
-                        offset.push(i * x_strides[d]);
-                    }
-                }
+                offset.extend(axis.sources(y).into_iter().map(|(_, i)| i * x_strides[d]));
             }
             start.push(offset.len());
             starts.push(start);

@@ -314,8 +314,11 @@ fn reduce_window_sum_transpose(b: &mut Builder, ct: Atom, x: &Type, window: &Win
         let span = axis.span();
         let used = (ct_shape[d] as i128 - 1) * axis.stride + 1;
         let lo = span - axis.low - 1;
-        low.push(lo as i64);
-        high.push((axis.dilated_size() + span - 1 - used - lo) as i64);
+        // Out of i64's range only for axes near 2^32 with dilations near 2^32: saturated, so
+        // that `pad`'s shape rule reports it rather than a wrapped-around padding.
+        let saturate = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
+        low.push(saturate(lo));
+        high.push(saturate(axis.dilated_size() + span - 1 - used - lo));
     }
     let zero = b.lit(0.0, x.dtype);
     let pad = Prim::Pad {
