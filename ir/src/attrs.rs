@@ -111,6 +111,11 @@ pub fn prim_attrs(prim: &Prim) -> Vec<(&'static str, AttrValue)> {
             ("interior", AttrValue::usizes(interior)),
         ],
         Prim::ReduceWindowSum(w) | Prim::ReduceWindowMax(w) | Prim::ReduceWindowMin(w) => w.attrs(),
+        Prim::ReduceWindowSumTranspose { shape, window } => {
+            let mut attrs = vec![("shape", AttrValue::usizes(shape))];
+            attrs.extend(window.attrs());
+            attrs
+        }
         Prim::SelectAndGatherAdd { select, window }
         | Prim::SelectAndScatterAdd { select, window } => {
             let mut attrs = vec![("select_prim", AttrValue::Name(select.name().into()))];
@@ -539,6 +544,10 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(&str, AttrValue)>) -> Result<Prim
         PrimKind::ReduceWindowSum => Prim::ReduceWindowSum(set.window()?),
         PrimKind::ReduceWindowMax => Prim::ReduceWindowMax(set.window()?),
         PrimKind::ReduceWindowMin => Prim::ReduceWindowMin(set.window()?),
+        PrimKind::ReduceWindowSumTranspose => Prim::ReduceWindowSumTranspose {
+            shape: set.usize_list("shape")?,
+            window: set.window()?,
+        },
         PrimKind::SelectAndGatherAdd => Prim::SelectAndGatherAdd {
             select: set.select()?,
             window: set.window()?,

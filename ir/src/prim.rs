@@ -250,6 +250,13 @@ pub enum Prim {
     ReduceWindowSum(Box<Window>),
     ReduceWindowMax(Box<Window>),
     ReduceWindowMin(Box<Window>),
+    /// Internal (`docs/ir.md`): `reduce_window_sum_transpose c`, the transpose of
+    /// `reduce_window_sum` over an operand of shape `shape`: each output's `c` added to every
+    /// element of the operand its window reads. Linear.
+    ReduceWindowSumTranspose {
+        shape: Shape,
+        window: Box<Window>,
+    },
     /// Internal (`docs/ir.md`): `select_and_gather_add t x`, the tangent of max/min pooling:
     /// per window, `t` at the element of `x` that `select` picks. Linear in `t`; the selection
     /// is held fixed (zero derivative in `x`).
@@ -344,6 +351,7 @@ prim_kinds!(
     ReduceWindowSum,
     ReduceWindowMax,
     ReduceWindowMin,
+    ReduceWindowSumTranspose,
     SelectAndGatherAdd,
     SelectAndScatterAdd,
 );
@@ -446,6 +454,7 @@ impl PrimKind {
             PrimKind::ReduceWindowSum => "reduce_window_sum",
             PrimKind::ReduceWindowMax => "reduce_window_max",
             PrimKind::ReduceWindowMin => "reduce_window_min",
+            PrimKind::ReduceWindowSumTranspose => "reduce_window_sum_transpose",
             PrimKind::SelectAndGatherAdd => "select_and_gather_add",
             PrimKind::SelectAndScatterAdd => "select_and_scatter_add",
         }
@@ -510,6 +519,7 @@ impl PrimKind {
             | PrimKind::ReduceWindowSum
             | PrimKind::ReduceWindowMax
             | PrimKind::ReduceWindowMin
+            | PrimKind::ReduceWindowSumTranspose
             | PrimKind::SelectAndGatherAdd
             | PrimKind::SelectAndScatterAdd => OpClass::Reduction,
             PrimKind::BroadcastInDim
@@ -562,6 +572,7 @@ impl Prim {
             Prim::ReduceWindowSum(_) => PrimKind::ReduceWindowSum,
             Prim::ReduceWindowMax(_) => PrimKind::ReduceWindowMax,
             Prim::ReduceWindowMin(_) => PrimKind::ReduceWindowMin,
+            Prim::ReduceWindowSumTranspose { .. } => PrimKind::ReduceWindowSumTranspose,
             Prim::SelectAndGatherAdd { .. } => PrimKind::SelectAndGatherAdd,
             Prim::SelectAndScatterAdd { .. } => PrimKind::SelectAndScatterAdd,
         }
@@ -600,7 +611,8 @@ impl Prim {
             | Prim::Slice { .. }
             | Prim::ReduceWindowSum(_)
             | Prim::ReduceWindowMax(_)
-            | Prim::ReduceWindowMin(_) => Some(1),
+            | Prim::ReduceWindowMin(_)
+            | Prim::ReduceWindowSumTranspose { .. } => Some(1),
             Prim::Binary(_)
             | Prim::Compare(_)
             | Prim::And
@@ -633,7 +645,8 @@ impl Prim {
             | Prim::Slice { .. }
             | Prim::Pad { .. }
             | Prim::Concatenate { .. }
-            | Prim::ReduceWindowSum(_) => Linearity::Joint,
+            | Prim::ReduceWindowSum(_)
+            | Prim::ReduceWindowSumTranspose { .. } => Linearity::Joint,
             Prim::ConvertElementType { dtype } => {
                 if dtype.is_float() {
                     Linearity::Joint

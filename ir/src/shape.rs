@@ -444,6 +444,11 @@ fn infer_unchecked(prim: &Prim, args: &[&Type]) -> Result<Inferred, TypeError> {
                 .map(New)
                 .or_else(|m| fail(prim, m))
         }
+        Prim::ReduceWindowSumTranspose { shape, window } => {
+            window::sum_transpose_type(window, shape, args[0])
+                .map(New)
+                .or_else(|m| fail(prim, m))
+        }
         Prim::SelectAndGatherAdd { window, .. } => window::gather_type(window, args[0], args[1])
             .map(New)
             .or_else(|m| fail(prim, m)),

@@ -289,6 +289,26 @@ pub(crate) fn reduce_window_type(window: &Window, x: &Type) -> Result<Type, Stri
     Ok(Type::new(x.dtype, window.output_shape(&x.shape)?))
 }
 
+/// The type of `reduce_window_sum_transpose[shape=S] c`: `c` of the type of
+/// `reduce_window_sum` over an operand of shape `S`; the result has shape `S`.
+pub(crate) fn sum_transpose_type(
+    window: &Window,
+    shape: &[usize],
+    c: &Type,
+) -> Result<Type, String> {
+    if !c.dtype.is_numeric() {
+        return Err(format!("operand 1 must be f32, f64 or i32, found {c}"));
+    }
+    let want = Type::new(c.dtype, window.output_shape(shape)?);
+    if *c != want {
+        return Err(format!(
+            "the cotangent (operand 1) must have the type {want} of the windowed sum over shape {}, found {c}",
+            tuple_text(shape)
+        ));
+    }
+    Ok(Type::new(c.dtype, shape))
+}
+
 /// The type of `select_and_gather_add t x`: the window result's shape, `t` of x's type.
 pub(crate) fn gather_type(window: &Window, t: &Type, x: &Type) -> Result<Type, String> {
     if !x.dtype.is_float() {

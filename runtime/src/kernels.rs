@@ -9,7 +9,9 @@ use ndarray::{
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
 use crate::value::Value;
-use crate::window::{reduce_window, select_and_gather_add, select_and_scatter_add};
+use crate::window::{
+    reduce_window, reduce_window_sum_transpose, select_and_gather_add, select_and_scatter_add,
+};
 
 /// The float element operations the kernels need, for f32 and f64.
 pub trait Real: Copy + PartialOrd + LinalgScalar + std::fmt::Debug {
@@ -780,6 +782,17 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
                 }
             })),
             I32(a) => I32(reduce_window(a, w, &out.shape, i32::MAX, i32::min)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::ReduceWindowSumTranspose { shape, window } => match args[0] {
+            F32(c) => F32(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
+            F64(c) => F64(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
+            I32(c) => I32(reduce_window_sum_transpose(
+                c,
+                window,
+                shape,
+                i32::wrapping_add,
+            )),
             Bool(_) => return bad(prim, args),
         },
         Prim::SelectAndGatherAdd { select, window } => match (args[0], args[1]) {

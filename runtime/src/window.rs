@@ -127,6 +127,27 @@ pub fn reduce_window<T: Copy>(
     from_vec(out_shape, out)
 }
 
+/// `reduce_window_sum_transpose c`: zeros of `x_shape`, with each output's `c` added to every
+/// element its window reads (the adjoint of `reduce_window`'s sum, visit for visit).
+pub fn reduce_window_sum_transpose<T: Copy + Default>(
+    c: &ArrayD<T>,
+    window: &Window,
+    x_shape: &[usize],
+    add: impl Fn(T, T) -> T,
+) -> ArrayD<T> {
+    let cs = flat(c);
+    let mut out = vec![T::default(); x_shape.iter().product()];
+    Taps::new(window, x_shape, c.shape()).for_each(|o, prefix, last| {
+        let value = cs[o];
+        for &p in prefix {
+            for &l in last {
+                out[p + l] = add(out[p + l], value);
+            }
+        }
+    });
+    from_vec(x_shape, out)
+}
+
 /// Where in x the window's selected element is: the first maximum (minimum), a NaN counting
 /// as the maximum and the minimum (the first NaN is selected, as `reduce_window_max` returns
 /// it); `None` for a window that reads no element of x.
@@ -310,10 +331,15 @@ mod tests {
                 ArrayD::from_shape_vec(IxDyn(&out_shape), (0..m).map(|o| o as f64 + 1.0).collect())
                     .unwrap();
             let scattered = select_and_scatter_add(&cs, &x, Select::Max, &window);
+            let spread = reduce_window_sum_transpose(&cs, &window, &shape, |a, b| a + b);
+            let mut want_spread = vec![0.0; n];
             let mut want_scatter = vec![0.0; n];
             for (o, taps) in windows.iter().enumerate() {
                 let elements: Vec<usize> = taps.iter().flatten().copied().collect();
                 let sum: f64 = elements.iter().map(|&i| xs[i]).sum();
+                for &i in &elements {
+                    want_spread[i] += cs.as_slice().unwrap()[o];
+                }
                 assert_eq!(sums.as_slice().unwrap()[o], sum, "{window:?} {shape:?}");
                 let max = elements
                     .iter()
@@ -342,6 +368,7 @@ mod tests {
                 }
             }
             assert_eq!(scattered.as_slice().unwrap(), want_scatter.as_slice());
+            assert_eq!(spread.as_slice().unwrap(), want_spread.as_slice());
             checked += 1;
         }
         assert!(checked > 200, "{checked} configurations checked");

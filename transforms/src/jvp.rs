@@ -103,7 +103,8 @@ pub fn jvp_rule(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], y: Atom) ->
         | Prim::Slice { .. }
         | Prim::Pad { .. }
         | Prim::Concatenate { .. }
-        | Prim::ReduceWindowSum(_) => linear_jvp(b, prim, x, t, &out),
+        | Prim::ReduceWindowSum(_)
+        | Prim::ReduceWindowSumTranspose { .. } => linear_jvp(b, prim, x, t, &out),
         Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             // Ties share the derivative equally, as jax.lax does.
             let t = t[0]?;

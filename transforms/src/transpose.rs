@@ -13,7 +13,7 @@
 use smallvec::SmallVec;
 use traceform_ir::{
     dot_free_axes, eliminate_dead_code, live_equations, Atom, BinaryOp, Builder, DotDims, Func,
-    Linearity, Loc, Prim, Type, UnaryOp, Window,
+    Linearity, Loc, Prim, Type, UnaryOp,
 };
 
 use crate::linearize::{classify, Kind};
@@ -259,7 +259,14 @@ fn transpose_rule(
             }
         }
         Prim::ReduceWindowSum(window) => {
-            out.push((0, reduce_window_sum_transpose(b, ct, &types[0], window)))
+            let transposed = Prim::ReduceWindowSumTranspose {
+                shape: types[0].shape.clone(),
+                window: window.clone(),
+            };
+            out.push((0, b.eqn(transposed, &[ct])));
+        }
+        Prim::ReduceWindowSumTranspose { window, .. } => {
+            out.push((0, b.eqn(Prim::ReduceWindowSum(window.clone()), &[ct])));
         }
         Prim::SelectAndGatherAdd { select, window } => {
             let scatter = Prim::SelectAndScatterAdd {
@@ -295,41 +302,6 @@ fn transpose_rule(
         }
     }
     Ok(out)
-}
-
-/// The cotangent of x for `reduce_window_sum x`, given the result's cotangent `ct`
-/// (`shared/notes/conv-derivatives.md`): `ct` with `s - 1` zeros between neighbours, padded so
-/// that every element of the dilated x sees exactly the outputs whose windows cover it, then
-/// summed over windows of the same shape moved by the base dilation (a window of ones is its own
-/// reflection).
-fn reduce_window_sum_transpose(b: &mut Builder, ct: Atom, x: &Type, window: &Window) -> Atom {
-    let ct_shape = b.ty(&ct).shape.clone();
-    if x.num_elements() == 0 || ct_shape.contains(&0) {
-        return b.zeros(x);
-    }
-    let rank = x.rank();
-    let (mut low, mut high) = (SmallVec::new(), SmallVec::new());
-    for d in 0..rank {
-        let axis = window.axis(d, x.shape[d]);
-        let span = axis.span();
-        let used = (ct_shape[d] as i128 - 1) * axis.stride + 1;
-        let lo = span - axis.low - 1;
-        // Out of i64's range only for axes near 2^32 with dilations near 2^32: saturated, so
-        // that `pad`'s shape rule reports it rather than a wrapped-around padding.
-        let saturate = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
-        low.push(saturate(lo));
-        high.push(saturate(axis.dilated_size() + span - 1 - used - lo));
-    }
-    let zero = b.lit(0.0, x.dtype);
-    let pad = Prim::Pad {
-        low,
-        high,
-        interior: window.strides.iter().map(|s| s - 1).collect(),
-    };
-    let padded = b.eqn(pad, &[ct, zero]);
-    let mut sum = Window::new(&window.dimensions, &window.base_dilation);
-    sum.window_dilation = window.window_dilation.clone();
-    b.eqn(Prim::ReduceWindowSum(Box::new(sum)), &[padded])
 }
 
 /// The cotangent of the left operand of `dot_general(x, y)` given the result's cotangent `ct`:

@@ -307,7 +307,21 @@ fn cases() -> Vec<Case> {
         -1.9,
         1.9,
     ));
-    // The derivative primitives themselves (x selects; t and the scattered values are linear).
+    // The derivative primitives themselves: the windowed sum's transpose (linear), and the
+    // gather and scatter (x selects; t and the scattered values are linear).
+    cases.push(program(
+        "reduce_window_sum_transpose",
+        "func f(c: f64[3,4]) -> f64[] {
+  a = reduce_window_sum_transpose[shape=(4,5), window_dimensions=(2,3), window_strides=(1,2), padding=((0,1),(-1,2)), base_dilation=(1,2), window_dilation=(2,1)] c
+  b = sin a
+  d = mul b a
+  r = reduce_sum[axes=(0,1)] d
+  return r
+}",
+        -1.9,
+        1.9,
+    ));
+    // (x selects; t and the scattered values are linear.)
     cases.push(program(
         "select_and_gather_scatter",
         "func f(x: f64[4,6], t: f64[4,6]) -> f64[] {

@@ -38,6 +38,9 @@ pub fn work(prim: &Prim, out: &Type, ins: &[&Type]) -> Work {
             n * w.size() as f64
         }
         Prim::SelectAndGatherAdd { window, .. } => n * window.size() as f64,
+        Prim::ReduceWindowSumTranspose { window, .. } => {
+            ins[0].num_elements() as f64 * window.size() as f64
+        }
         Prim::SelectAndScatterAdd { window, .. } => {
             ins[0].num_elements() as f64 * window.size() as f64
         }
