@@ -10,7 +10,8 @@ use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Typ
 
 use crate::value::Value;
 use crate::window::{
-    reduce_window, reduce_window_sum_transpose, select_and_gather_add, select_and_scatter_add,
+    reduce_window, reduce_window_extremum, reduce_window_sum_transpose, select_and_gather_add,
+    select_and_scatter_add,
 };
 
 /// The float element operations the kernels need, for f32 and f64.
@@ -735,52 +736,39 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             I32(a) => I32(reduce_window(a, w, &out.shape, 0, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
-        // `max_nan`/`min_nan` written as one select each, which compiles without branches.
         Prim::ReduceWindowMax(w) => match args[0] {
-            F32(a) => F32(reduce_window(
+            F32(a) => F32(reduce_window_extremum(
                 a,
                 w,
                 &out.shape,
                 f32::NEG_INFINITY,
-                |s, v| {
-                    if v > s || v.is_nan() {
-                        v
-                    } else {
-                        s
-                    }
-                },
+                |v, s| v > s,
             )),
-            F64(a) => F64(reduce_window(
+            F64(a) => F64(reduce_window_extremum(
                 a,
                 w,
                 &out.shape,
                 f64::NEG_INFINITY,
-                |s, v| {
-                    if v > s || v.is_nan() {
-                        v
-                    } else {
-                        s
-                    }
-                },
+                |v, s| v > s,
             )),
             I32(a) => I32(reduce_window(a, w, &out.shape, i32::MIN, i32::max)),
             Bool(_) => return bad(prim, args),
         },
         Prim::ReduceWindowMin(w) => match args[0] {
-            F32(a) => F32(reduce_window(a, w, &out.shape, f32::INFINITY, |s, v| {
-                if v < s || v.is_nan() {
-                    v
-                } else {
-                    s
-                }
-            })),
-            F64(a) => F64(reduce_window(a, w, &out.shape, f64::INFINITY, |s, v| {
-                if v < s || v.is_nan() {
-                    v
-                } else {
-                    s
-                }
-            })),
+            F32(a) => F32(reduce_window_extremum(
+                a,
+                w,
+                &out.shape,
+                f32::INFINITY,
+                |v, s| v < s,
+            )),
+            F64(a) => F64(reduce_window_extremum(
+                a,
+                w,
+                &out.shape,
+                f64::INFINITY,
+                |v, s| v < s,
+            )),
             I32(a) => I32(reduce_window(a, w, &out.shape, i32::MAX, i32::min)),
             Bool(_) => return bad(prim, args),
         },

@@ -127,6 +127,34 @@ pub fn reduce_window<T: Copy>(
     from_vec(out_shape, out)
 }
 
+/// `reduce_window_max`/`_min` of floats: every output starts at `init` (the identity) and
+/// takes each element that `beats` it; a window holding a NaN gives NaN. As in `first_best`,
+/// NaNs stay out of the loop's dependency chain.
+pub fn reduce_window_extremum<T: Real>(
+    x: &ArrayD<T>,
+    window: &Window,
+    out_shape: &[usize],
+    init: T,
+    beats: impl Fn(T, T) -> bool,
+) -> ArrayD<T> {
+    let xs = flat(x);
+    let mut out = Vec::with_capacity(out_shape.iter().product());
+    Taps::new(window, x.shape(), out_shape).for_each(|_, prefix, last| {
+        let (mut acc, mut nan) = (init, None);
+        for &p in prefix {
+            for &l in last {
+                let v = xs[p + l];
+                acc = if beats(v, acc) { v } else { acc };
+                if v.is_nan() && nan.is_none() {
+                    nan = Some(v);
+                }
+            }
+        }
+        out.push(nan.unwrap_or(acc));
+    });
+    from_vec(out_shape, out)
+}
+
 /// `reduce_window_sum_transpose c`: zeros of `x_shape`, with each output's `c` added to every
 /// element its window reads (the adjoint of `reduce_window`'s sum, visit for visit).
 pub fn reduce_window_sum_transpose<T: Copy + Default>(
@@ -158,8 +186,9 @@ fn selected<T: Real>(xs: &[T], prefix: &[usize], last: &[usize], select: Select)
     }
 }
 
-/// The first tap no later tap beats: `beats(candidate, current)`, or a NaN over a number.
-/// Written without data-dependent branches (the comparisons of random data mispredict).
+/// The first tap no later tap beats (`beats(candidate, current)`), or the first NaN if there
+/// is one. The main loop has no data-dependent branches (comparisons of random data
+/// mispredict) and keeps NaNs out of its dependency chain: it only notes whether one was seen.
 #[inline(always)]
 fn first_best<T: Real>(
     xs: &[T],
@@ -169,13 +198,21 @@ fn first_best<T: Real>(
 ) -> Option<usize> {
     let mut best = prefix.first()? + last.first()?;
     let mut value = xs[best];
+    let mut any_nan = false;
     for &p in prefix {
         for &l in last {
             let candidate = xs[p + l];
-            let wins = beats(candidate, value) | (candidate.is_nan() & !value.is_nan());
+            let wins = beats(candidate, value);
             best = if wins { p + l } else { best };
             value = if wins { candidate } else { value };
+            any_nan |= candidate.is_nan();
         }
+    }
+    if any_nan {
+        let mut taps = prefix
+            .iter()
+            .flat_map(|&p| last.iter().map(move |&l| p + l));
+        return taps.find(|&i| xs[i].is_nan());
     }
     Some(best)
 }
