@@ -125,23 +125,29 @@ fn avg_pool_with_and_without_counting_padding() {
 
 #[test]
 fn reduce_window_methods_trace_the_primitives() {
-    // Windowed min over one axis with window dilation 2: y[i] = min(x[i], x[i + 2]).
+    // Windowed min, max and sum over one axis with window dilation 2: windows (x[i], x[i + 2]).
     let f = |xs: &[Tensor]| {
-        let mut w = Window::new(&[2], &[1]);
-        w.window_dilation[0] = 2;
+        let w = Window::new(&[2], &[1]).with_window_dilation(&[2]);
         let lo = xs[0].reduce_window_min(&w);
         let hi = xs[0].reduce_window_max(&w);
         let s = xs[0].reduce_window_sum(&w);
-        (&lo * &hi + &s).sum_all()
+        // Base dilation 2 and padding (1, 0): x[i] sits at position 2i + 1 of 10, and the
+        // windows of two at stride 1 cover it twice, x[4] (at position 9) once.
+        let holes = Window::new(&[2], &[1])
+            .with_base_dilation(&[2])
+            .with_padding(&[(1, 0)]);
+        let d = xs[0].reduce_window_sum(&holes);
+        (&lo * &hi + &s).sum_all() + d.sum_all()
     };
     let x = ArrayD::from_shape_vec(IxDyn(&[5]), vec![1.0, 4.0, 3.0, 2.0, 5.0]).unwrap();
     // Windows (x0, x2), (x1, x3), (x2, x4): lo*hi = x0 x2 + x1 x3 + x2 x4, plus the sums.
+    // The last term adds 2, 2, 2, 2, 1.
     let want = [
-        3.0 + 1.0,
-        2.0 + 1.0,
-        1.0 + 5.0 + 1.0 + 1.0,
-        4.0 + 1.0,
-        3.0 + 1.0,
+        3.0 + 1.0 + 2.0,
+        2.0 + 1.0 + 2.0,
+        1.0 + 5.0 + 1.0 + 1.0 + 2.0,
+        4.0 + 1.0 + 2.0,
+        3.0 + 1.0 + 1.0,
     ];
     close(
         &grad(f)(&[x]).unwrap()[0],

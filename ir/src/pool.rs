@@ -101,8 +101,7 @@ impl Tensor {
             AvgPoolDivisor::CoveredElements => {
                 let rank = self.rank();
                 let ones = self.lit(1.0).broadcast_in_dim(&self.shape()[2..], &[]);
-                let mut spatial = Window::new(window, strides);
-                spatial.padding = padding.into();
+                let spatial = Window::new(window, strides).with_padding(padding);
                 let counts = ones.reduce_window_sum(&spatial);
                 let out_shape = sums.shape().to_vec();
                 let spatial_axes: Vec<usize> = (2..rank).collect();

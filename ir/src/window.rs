@@ -69,6 +69,24 @@ impl Window {
         }
     }
 
+    /// The same window with `(lo, hi)` padding per axis (negative crops).
+    pub fn with_padding(mut self, padding: &[(i64, i64)]) -> Window {
+        self.padding = padding.into();
+        self
+    }
+
+    /// The same window over x dilated by `base_dilation` (`bd - 1` holes between neighbours).
+    pub fn with_base_dilation(mut self, base_dilation: &[usize]) -> Window {
+        self.base_dilation = base_dilation.into();
+        self
+    }
+
+    /// The same window with its positions `window_dilation` apart.
+    pub fn with_window_dilation(mut self, window_dilation: &[usize]) -> Window {
+        self.window_dilation = window_dilation.into();
+        self
+    }
+
     pub fn rank(&self) -> usize {
         self.dimensions.len()
     }
