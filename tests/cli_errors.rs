@@ -138,7 +138,7 @@ fn windowed_reduction_attributes() {
             "x",
         ),
         "2:48",
-        "attribute `padding` must hold one (lo,hi) pair of integers per axis",
+        "attribute `padding` of `reduce_window_max` must hold one (lo,hi) pair of integers per axis",
     );
     program_error(
         "window_missing_dimensions",

@@ -301,6 +301,37 @@ impl AttrSet<'_> {
         Ok((lhs, rhs))
     }
 
+    /// A tuple of `(lo,hi)` integer pairs, like `((0,0),(1,-1))` (paddings of the windowed
+    /// reductions and convolutions); one pair may be written `((1,1))` or `((1,1),)`.
+    fn int_pairs_of(
+        &self,
+        name: &str,
+        v: AttrValue,
+    ) -> Result<SmallVec<[(i64, i64); 4]>, AttrError> {
+        let bad = || {
+            err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` must hold one (lo,hi) pair of integers per axis, like ((0,0),(1,1))",
+                    self.prim
+                ),
+            )
+        };
+        let AttrValue::Tuple(pairs) = v else {
+            return Err(bad());
+        };
+        pairs
+            .iter()
+            .map(|pair| match pair {
+                AttrValue::Tuple(items) => match items.as_slice() {
+                    [lo, hi] => Ok((self.as_int(name, lo)?, self.as_int(name, hi)?)),
+                    _ => Err(bad()),
+                },
+                _ => Err(bad()),
+            })
+            .collect()
+    }
+
     /// The window attributes of `reduce_window_*` and the select-and-gather/scatter pair:
     /// `window_dimensions` is required, the others default to unit strides and dilations and
     /// no padding.
@@ -317,26 +348,7 @@ impl AttrSet<'_> {
             window.window_dilation = self.usize_list_of("window_dilation", v)?;
         }
         if let Some(v) = self.take("padding") {
-            let pairs = self.as_list("padding", v)?;
-            window.padding = SmallVec::with_capacity(pairs.len());
-            for pair in pairs {
-                let bad = || {
-                    err(
-                        "padding",
-                        "attribute `padding` must hold one (lo,hi) pair of integers per axis, like ((0,0),(1,1))"
-                            .to_string(),
-                    )
-                };
-                let AttrValue::Tuple(items) = pair else {
-                    return Err(bad());
-                };
-                let [lo, hi] = items.as_slice() else {
-                    return Err(bad());
-                };
-                window
-                    .padding
-                    .push((self.as_int("padding", lo)?, self.as_int("padding", hi)?));
-            }
+            window.padding = self.int_pairs_of("padding", v)?;
         }
         Ok(Box::new(window))
     }
