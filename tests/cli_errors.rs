@@ -130,6 +130,58 @@ fn unknown_primitives_and_attributes() {
 }
 
 #[test]
+fn windowed_reduction_attributes() {
+    program_error(
+        "window_padding_not_pairs",
+        &body(
+            "  y = reduce_window_max[window_dimensions=(2), padding=(1,1)] x\n",
+            "x",
+        ),
+        "2:48",
+        "attribute `padding` of `reduce_window_max` must hold one (lo,hi) pair of integers per axis",
+    );
+    program_error(
+        "window_missing_dimensions",
+        &body("  y = reduce_window_sum[window_strides=(1)] x\n", "x"),
+        "2:7",
+        "`reduce_window_sum` needs the attribute `window_dimensions`",
+    );
+    program_error(
+        "window_rank",
+        &body("  y = reduce_window_min[window_dimensions=(2,2)] x\n", "x"),
+        "2:7",
+        "`reduce_window_min`: window_dimensions has 2 entries but the operand has rank 1",
+    );
+    program_error(
+        "window_zero_stride",
+        &body(
+            "  y = reduce_window_sum[window_dimensions=(2), window_strides=(0)] x\n",
+            "x",
+        ),
+        "2:7",
+        "window_strides (0) must be positive",
+    );
+    program_error(
+        "window_cropped_away",
+        &body(
+            "  y = reduce_window_sum[window_dimensions=(1), padding=((-2,-2))] x\n",
+            "x",
+        ),
+        "2:7",
+        "padded by (-2,-2) would have negative size -1",
+    );
+    program_error(
+        "window_select_prim",
+        &body(
+            "  y = select_and_gather_add[select_prim=gt, window_dimensions=(2)] x x\n",
+            "x",
+        ),
+        "2:29",
+        "attribute `select_prim` must be `ge` or `le`, found `gt`",
+    );
+}
+
+#[test]
 fn undefined_and_redefined_names() {
     program_error(
         "undefined",

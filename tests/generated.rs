@@ -775,8 +775,8 @@ fn report() {
 }
 
 /// The primitives of `shared/spec/ir-text.md` the generator covers: all but
-/// `conv_general_dilated` and `reduce_window_*`, which are not implemented yet.
-const SPEC_PRIMITIVES: [&str; 56] = [
+/// `conv_general_dilated`, which is not implemented yet.
+const SPEC_PRIMITIVES: [&str; 59] = [
     "neg",
     "sin",
     "cos",
@@ -833,6 +833,9 @@ const SPEC_PRIMITIVES: [&str; 56] = [
     "pad",
     "concatenate",
     "dot_general",
+    "reduce_window_sum",
+    "reduce_window_max",
+    "reduce_window_min",
 ];
 
 /// The primitives `n` programs of `cfg` use.

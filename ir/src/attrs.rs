@@ -6,6 +6,7 @@ use smallvec::SmallVec;
 
 use crate::prim::{Axes, BinaryOp, CompareOp, DotDims, Prim, PrimKind, UnaryOp};
 use crate::types::DType;
+use crate::window::{Select, Window};
 
 /// An attribute value as written in the text.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +110,18 @@ pub fn prim_attrs(prim: &Prim) -> Vec<(&'static str, AttrValue)> {
             ("high", AttrValue::ints(high)),
             ("interior", AttrValue::usizes(interior)),
         ],
+        Prim::ReduceWindowSum(w) | Prim::ReduceWindowMax(w) | Prim::ReduceWindowMin(w) => w.attrs(),
+        Prim::ReduceWindowSumTranspose { shape, window } => {
+            let mut attrs = vec![("shape", AttrValue::usizes(shape))];
+            attrs.extend(window.attrs());
+            attrs
+        }
+        Prim::SelectAndGatherAdd { select, window }
+        | Prim::SelectAndScatterAdd { select, window } => {
+            let mut attrs = vec![("select_prim", AttrValue::Name(select.name().into()))];
+            attrs.extend(window.attrs());
+            attrs
+        }
         Prim::DotGeneral(d) => vec![
             (
                 "contract",
@@ -286,6 +299,77 @@ impl AttrSet<'_> {
         let lhs = self.usize_list_of(name, it.next().unwrap_or(AttrValue::Tuple(vec![])))?;
         let rhs = self.usize_list_of(name, it.next().unwrap_or(AttrValue::Tuple(vec![])))?;
         Ok((lhs, rhs))
+    }
+
+    /// A tuple of `(lo,hi)` integer pairs, like `((0,0),(1,-1))` (paddings of the windowed
+    /// reductions and convolutions); one pair may be written `((1,1))` or `((1,1),)`.
+    fn int_pairs_of(
+        &self,
+        name: &str,
+        v: AttrValue,
+    ) -> Result<SmallVec<[(i64, i64); 4]>, AttrError> {
+        let bad = || {
+            err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` must hold one (lo,hi) pair of integers per axis, like ((0,0),(1,1))",
+                    self.prim
+                ),
+            )
+        };
+        let AttrValue::Tuple(pairs) = v else {
+            return Err(bad());
+        };
+        pairs
+            .iter()
+            .map(|pair| match pair {
+                AttrValue::Tuple(items) => match items.as_slice() {
+                    [lo, hi] => Ok((self.as_int(name, lo)?, self.as_int(name, hi)?)),
+                    _ => Err(bad()),
+                },
+                _ => Err(bad()),
+            })
+            .collect()
+    }
+
+    /// The window attributes of `reduce_window_*` and the select-and-gather/scatter pair:
+    /// `window_dimensions` is required, the others default to unit strides and dilations and
+    /// no padding.
+    fn window(&mut self) -> Result<Box<Window>, AttrError> {
+        let dimensions = self.usize_list("window_dimensions")?;
+        let mut window = Window::new(&dimensions, &Axes::from_elem(1, dimensions.len()));
+        if let Some(v) = self.take("window_strides") {
+            window.strides = self.usize_list_of("window_strides", v)?;
+        }
+        if let Some(v) = self.take("base_dilation") {
+            window.base_dilation = self.usize_list_of("base_dilation", v)?;
+        }
+        if let Some(v) = self.take("window_dilation") {
+            window.window_dilation = self.usize_list_of("window_dilation", v)?;
+        }
+        if let Some(v) = self.take("padding") {
+            window.padding = self.int_pairs_of("padding", v)?;
+        }
+        Ok(Box::new(window))
+    }
+
+    /// `select_prim=ge` (max) or `select_prim=le` (min).
+    fn select(&mut self) -> Result<Select, AttrError> {
+        match self.required("select_prim")? {
+            AttrValue::Name(n) => Select::from_name(&n).ok_or_else(|| {
+                err(
+                    "select_prim",
+                    format!("attribute `select_prim` must be `ge` or `le`, found `{n}`"),
+                )
+            }),
+            other => Err(err(
+                "select_prim",
+                format!(
+                    "attribute `select_prim` must be `ge` or `le`, found {}",
+                    other.describe()
+                ),
+            )),
+        }
     }
 
     fn finish(self, prim: Prim) -> Result<Prim, AttrError> {
@@ -469,6 +553,21 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(&str, AttrValue)>) -> Result<Prim
             };
             Prim::DotGeneral(DotDims { contract, batch })
         }
+        PrimKind::ReduceWindowSum => Prim::ReduceWindowSum(set.window()?),
+        PrimKind::ReduceWindowMax => Prim::ReduceWindowMax(set.window()?),
+        PrimKind::ReduceWindowMin => Prim::ReduceWindowMin(set.window()?),
+        PrimKind::ReduceWindowSumTranspose => Prim::ReduceWindowSumTranspose {
+            shape: set.usize_list("shape")?,
+            window: set.window()?,
+        },
+        PrimKind::SelectAndGatherAdd => Prim::SelectAndGatherAdd {
+            select: set.select()?,
+            window: set.window()?,
+        },
+        PrimKind::SelectAndScatterAdd => Prim::SelectAndScatterAdd {
+            select: set.select()?,
+            window: set.window()?,
+        },
     };
     set.finish(prim)
 }

@@ -15,12 +15,14 @@ mod graph;
 mod intern;
 mod parse;
 mod passes;
+mod pool;
 mod prim;
 mod print;
 mod shape;
 mod trace;
 mod types;
 mod verify;
+mod window;
 
 pub use analysis::{peak_live_bytes, Def, DefUse, Liveness};
 pub use attrs::{prim_attrs, prim_from_parts, AttrError, AttrValue};
@@ -32,6 +34,7 @@ pub use parse::{parse_func, parse_module, ParseError};
 pub use passes::{
     eliminate_common_subexpressions, eliminate_dead_code, live_equations, schedule_for_memory,
 };
+pub use pool::AvgPoolDivisor;
 pub use prim::{Axes, BinaryOp, CompareOp, DotDims, Linearity, OpClass, Prim, PrimKind, UnaryOp};
 pub use print::{
     format_float, format_literal, format_prim, print_func, print_module, write_func, Namer,
@@ -43,3 +46,4 @@ pub use trace::{
 };
 pub use types::{DType, Shape, Type, TypeId, TypeTable, MAX_ELEMENTS};
 pub use verify::{is_keyword, is_valid_name, verify_func, verify_module, VerifyError, KEYWORDS};
+pub use window::{AxisWindow, Select, Window};

@@ -17,6 +17,7 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
 use crate::types::{DType, Shape};
+use crate::window::{Select, Window};
 
 /// A list of axes (or axis sizes) of an attribute.
 pub type Axes = SmallVec<[usize; 4]>;
@@ -245,6 +246,30 @@ pub enum Prim {
         axis: usize,
     },
     DotGeneral(DotDims),
+    /// Windowed reductions (`window.rs`); boxed, so that `Prim` stays as small as it was.
+    ReduceWindowSum(Box<Window>),
+    ReduceWindowMax(Box<Window>),
+    ReduceWindowMin(Box<Window>),
+    /// Internal (`docs/ir.md`): `reduce_window_sum_transpose c`, the transpose of
+    /// `reduce_window_sum` over an operand of shape `shape`: each output's `c` added to every
+    /// element of the operand its window reads. Linear.
+    ReduceWindowSumTranspose {
+        shape: Shape,
+        window: Box<Window>,
+    },
+    /// Internal (`docs/ir.md`): `select_and_gather_add t x`, the tangent of max/min pooling:
+    /// per window, `t` at the element of `x` that `select` picks. Linear in `t`; the selection
+    /// is held fixed (zero derivative in `x`).
+    SelectAndGatherAdd {
+        select: Select,
+        window: Box<Window>,
+    },
+    /// Internal (`docs/ir.md`): `select_and_scatter_add c x`, the transpose of the gather: each
+    /// window's `c` added to the element of `x` that `select` picks. Linear in `c`.
+    SelectAndScatterAdd {
+        select: Select,
+        window: Box<Window>,
+    },
 }
 
 /// Defines `PrimKind` and `PrimKind::ALL` from one list, so no variant can be missing from
@@ -323,6 +348,12 @@ prim_kinds!(
     Pad,
     Concatenate,
     DotGeneral,
+    ReduceWindowSum,
+    ReduceWindowMax,
+    ReduceWindowMin,
+    ReduceWindowSumTranspose,
+    SelectAndGatherAdd,
+    SelectAndScatterAdd,
 );
 
 /// What kind of loop a primitive is, for fusion and memory planning.
@@ -352,7 +383,8 @@ pub enum Linearity {
     Cases,
     /// Linear in each operand separately, the other held fixed (`mul`, `dot_general`).
     Bilinear,
-    /// Linear in the first operand only, the others held fixed (`div`).
+    /// Linear in the first operand only, the others held fixed (`div`, and the internal
+    /// `select_and_gather_add`/`select_and_scatter_add`, whose selection is fixed).
     FirstOnly,
     /// Not linear in any operand.
     Nonlinear,
@@ -419,6 +451,12 @@ impl PrimKind {
             PrimKind::Pad => "pad",
             PrimKind::Concatenate => "concatenate",
             PrimKind::DotGeneral => "dot_general",
+            PrimKind::ReduceWindowSum => "reduce_window_sum",
+            PrimKind::ReduceWindowMax => "reduce_window_max",
+            PrimKind::ReduceWindowMin => "reduce_window_min",
+            PrimKind::ReduceWindowSumTranspose => "reduce_window_sum_transpose",
+            PrimKind::SelectAndGatherAdd => "select_and_gather_add",
+            PrimKind::SelectAndScatterAdd => "select_and_scatter_add",
         }
     }
 
@@ -477,7 +515,13 @@ impl PrimKind {
             | PrimKind::ReduceMin
             | PrimKind::Argmax
             | PrimKind::Argmin
-            | PrimKind::Cumsum => OpClass::Reduction,
+            | PrimKind::Cumsum
+            | PrimKind::ReduceWindowSum
+            | PrimKind::ReduceWindowMax
+            | PrimKind::ReduceWindowMin
+            | PrimKind::ReduceWindowSumTranspose
+            | PrimKind::SelectAndGatherAdd
+            | PrimKind::SelectAndScatterAdd => OpClass::Reduction,
             PrimKind::BroadcastInDim
             | PrimKind::Reshape
             | PrimKind::Transpose
@@ -525,6 +569,12 @@ impl Prim {
             Prim::Pad { .. } => PrimKind::Pad,
             Prim::Concatenate { .. } => PrimKind::Concatenate,
             Prim::DotGeneral(_) => PrimKind::DotGeneral,
+            Prim::ReduceWindowSum(_) => PrimKind::ReduceWindowSum,
+            Prim::ReduceWindowMax(_) => PrimKind::ReduceWindowMax,
+            Prim::ReduceWindowMin(_) => PrimKind::ReduceWindowMin,
+            Prim::ReduceWindowSumTranspose { .. } => PrimKind::ReduceWindowSumTranspose,
+            Prim::SelectAndGatherAdd { .. } => PrimKind::SelectAndGatherAdd,
+            Prim::SelectAndScatterAdd { .. } => PrimKind::SelectAndScatterAdd,
         }
     }
 
@@ -558,13 +608,19 @@ impl Prim {
             | Prim::Squeeze { .. }
             | Prim::ExpandDims { .. }
             | Prim::Rev { .. }
-            | Prim::Slice { .. } => Some(1),
+            | Prim::Slice { .. }
+            | Prim::ReduceWindowSum(_)
+            | Prim::ReduceWindowMax(_)
+            | Prim::ReduceWindowMin(_)
+            | Prim::ReduceWindowSumTranspose { .. } => Some(1),
             Prim::Binary(_)
             | Prim::Compare(_)
             | Prim::And
             | Prim::Or
             | Prim::Pad { .. }
-            | Prim::DotGeneral(_) => Some(2),
+            | Prim::DotGeneral(_)
+            | Prim::SelectAndGatherAdd { .. }
+            | Prim::SelectAndScatterAdd { .. } => Some(2),
             Prim::SelectN => Some(3),
             Prim::Iota { .. } | Prim::Zeros { .. } => Some(0),
             Prim::Concatenate { .. } => None,
@@ -588,7 +644,9 @@ impl Prim {
             | Prim::Rev { .. }
             | Prim::Slice { .. }
             | Prim::Pad { .. }
-            | Prim::Concatenate { .. } => Linearity::Joint,
+            | Prim::Concatenate { .. }
+            | Prim::ReduceWindowSum(_)
+            | Prim::ReduceWindowSumTranspose { .. } => Linearity::Joint,
             Prim::ConvertElementType { dtype } => {
                 if dtype.is_float() {
                     Linearity::Joint
@@ -598,7 +656,9 @@ impl Prim {
             }
             Prim::SelectN => Linearity::Cases,
             Prim::Binary(BinaryOp::Mul) | Prim::DotGeneral(_) => Linearity::Bilinear,
-            Prim::Binary(BinaryOp::Div) => Linearity::FirstOnly,
+            Prim::Binary(BinaryOp::Div)
+            | Prim::SelectAndGatherAdd { .. }
+            | Prim::SelectAndScatterAdd { .. } => Linearity::FirstOnly,
             Prim::Unary(_)
             | Prim::IntegerPow { .. }
             | Prim::StopGradient
@@ -611,7 +671,9 @@ impl Prim {
             | Prim::ReduceMax { .. }
             | Prim::ReduceMin { .. }
             | Prim::Argmax { .. }
-            | Prim::Argmin { .. } => Linearity::Nonlinear,
+            | Prim::Argmin { .. }
+            | Prim::ReduceWindowMax(_)
+            | Prim::ReduceWindowMin(_) => Linearity::Nonlinear,
         }
     }
 

@@ -5,6 +5,7 @@
 
 use crate::prim::{DotDims, Prim};
 use crate::types::{DType, Shape, Type, MAX_ELEMENTS};
+use crate::window;
 
 /// Why an equation's operands do not fit its primitive. The message is complete on its own
 /// ("`add`: operand 2 has type f32[3] but operand 1 has f32[4] ...").
@@ -438,6 +439,22 @@ fn infer_unchecked(prim: &Prim, args: &[&Type]) -> Result<Inferred, TypeError> {
             Ok(New(Type::new(first.dtype, shape)))
         }
         Prim::DotGeneral(dims) => dot_general_type(prim, dims, args[0], args[1]).map(New),
+        Prim::ReduceWindowSum(w) | Prim::ReduceWindowMax(w) | Prim::ReduceWindowMin(w) => {
+            window::reduce_window_type(w, args[0])
+                .map(New)
+                .or_else(|m| fail(prim, m))
+        }
+        Prim::ReduceWindowSumTranspose { shape, window } => {
+            window::sum_transpose_type(window, shape, args[0])
+                .map(New)
+                .or_else(|m| fail(prim, m))
+        }
+        Prim::SelectAndGatherAdd { window, .. } => window::gather_type(window, args[0], args[1])
+            .map(New)
+            .or_else(|m| fail(prim, m)),
+        Prim::SelectAndScatterAdd { window, .. } => window::scatter_type(window, args[0], args[1])
+            .map(|_| Operand(1))
+            .or_else(|m| fail(prim, m)),
     }
 }
 

@@ -27,6 +27,7 @@ use crate::func::{Atom, Func, Literal, Loc};
 use crate::prim::{Axes, BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
 use crate::types::{DType, Shape, Type, TypeId};
 use crate::verify::verify_func;
+use crate::window::Window;
 
 /// A trace-time error: what went wrong, and where in the caller's Rust source.
 #[derive(Clone, Debug)]
@@ -1012,6 +1013,24 @@ impl Tensor {
             },
             &[self, &v],
         )
+    }
+    /// `reduce_window_sum` over `window` (one entry per axis of `self`; see `Window` for
+    /// strides, padding and dilations).
+    #[track_caller]
+    pub fn reduce_window_sum(&self, window: &Window) -> Tensor {
+        self.prim1(Prim::ReduceWindowSum(Box::new(window.clone())))
+    }
+    /// `reduce_window_max` over `window`; its derivative goes to the first maximum of each
+    /// window.
+    #[track_caller]
+    pub fn reduce_window_max(&self, window: &Window) -> Tensor {
+        self.prim1(Prim::ReduceWindowMax(Box::new(window.clone())))
+    }
+    /// `reduce_window_min` over `window`; its derivative goes to the first minimum of each
+    /// window.
+    #[track_caller]
+    pub fn reduce_window_min(&self, window: &Window) -> Tensor {
+        self.prim1(Prim::ReduceWindowMin(Box::new(window.clone())))
     }
     /// `concatenate` of `self` followed by `rest`, along `axis`.
     #[track_caller]

@@ -9,6 +9,10 @@ use ndarray::{
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
 use crate::value::Value;
+use crate::window::{
+    reduce_window, reduce_window_extremum, reduce_window_sum_transpose, select_and_gather_add,
+    select_and_scatter_add,
+};
 
 /// The float element operations the kernels need, for f32 and f64.
 pub trait Real: Copy + PartialOrd + LinalgScalar + std::fmt::Debug {
@@ -724,6 +728,69 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             (F32(a), F32(b)) => F32(dot_general(a, b, dims, float_mat_mul)),
             (F64(a), F64(b)) => F64(dot_general(a, b, dims, float_mat_mul)),
             (I32(a), I32(b)) => I32(dot_general(a, b, dims, wrapping_mat_mul)),
+            _ => return bad(prim, args),
+        },
+        Prim::ReduceWindowSum(w) => match args[0] {
+            F32(a) => F32(reduce_window(a, w, &out.shape, 0.0, |s, v| s + v)),
+            F64(a) => F64(reduce_window(a, w, &out.shape, 0.0, |s, v| s + v)),
+            I32(a) => I32(reduce_window(a, w, &out.shape, 0, i32::wrapping_add)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::ReduceWindowMax(w) => match args[0] {
+            F32(a) => F32(reduce_window_extremum(
+                a,
+                w,
+                &out.shape,
+                f32::NEG_INFINITY,
+                |v, s| v > s,
+            )),
+            F64(a) => F64(reduce_window_extremum(
+                a,
+                w,
+                &out.shape,
+                f64::NEG_INFINITY,
+                |v, s| v > s,
+            )),
+            I32(a) => I32(reduce_window(a, w, &out.shape, i32::MIN, i32::max)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::ReduceWindowMin(w) => match args[0] {
+            F32(a) => F32(reduce_window_extremum(
+                a,
+                w,
+                &out.shape,
+                f32::INFINITY,
+                |v, s| v < s,
+            )),
+            F64(a) => F64(reduce_window_extremum(
+                a,
+                w,
+                &out.shape,
+                f64::INFINITY,
+                |v, s| v < s,
+            )),
+            I32(a) => I32(reduce_window(a, w, &out.shape, i32::MAX, i32::min)),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::ReduceWindowSumTranspose { shape, window } => match args[0] {
+            F32(c) => F32(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
+            F64(c) => F64(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
+            I32(c) => I32(reduce_window_sum_transpose(
+                c,
+                window,
+                shape,
+                i32::wrapping_add,
+            )),
+            Bool(_) => return bad(prim, args),
+        },
+        Prim::SelectAndGatherAdd { select, window } => match (args[0], args[1]) {
+            (F32(t), F32(x)) => F32(select_and_gather_add(t, x, *select, window, &out.shape)),
+            (F64(t), F64(x)) => F64(select_and_gather_add(t, x, *select, window, &out.shape)),
+            _ => return bad(prim, args),
+        },
+        Prim::SelectAndScatterAdd { select, window } => match (args[0], args[1]) {
+            (F32(c), F32(x)) => F32(select_and_scatter_add(c, x, *select, window)),
+            (F64(c), F64(x)) => F64(select_and_scatter_add(c, x, *select, window)),
             _ => return bad(prim, args),
         },
     })

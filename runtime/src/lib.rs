@@ -4,6 +4,7 @@
 mod interp;
 mod kernels;
 mod value;
+mod window;
 
 pub use interp::{check_inputs, eval, eval_with_stats, EvalError, EvalStats, MAX_VALUE_BYTES};
 pub use kernels::{apply, KernelError, Real};

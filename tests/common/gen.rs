@@ -17,8 +17,8 @@
 //! such as `add` or `inf0_`.
 //!
 //! What a test can ask for, through [`GenConfig`]:
-//! - an operation set: [`OpSet::all`] (every primitive of the spec but `conv_general_dilated` and
-//!   `reduce_window_*`, non-finite literals and wrapping i32 arithmetic included),
+//! - an operation set: [`OpSet::all`] (every primitive of the spec but `conv_general_dilated`,
+//!   non-finite literals and wrapping i32 arithmetic included),
 //!   [`OpSet::finite`] (the same, every value finite), [`OpSet::fd`] (everything finite
 //!   differences can check: all but `stop_gradient`), [`OpSet::smooth`] (no kinks or jumps at
 //!   all), [`OpSet::linear`] (programs linear in some of their inputs, for `transpose_wrt`); each
@@ -134,6 +134,9 @@ pub enum Op {
     Pad,
     Concatenate,
     DotGeneral,
+    /// `reduce_window_sum reduce_window_max reduce_window_min` (strides, padding that may be
+    /// negative, base and window dilation)
+    ReduceWindow,
     /// `add sub mul div max min neg abs sign` on i32
     IntArith,
     /// An equation whose operands are literals (`sin 2.0:f32`, `add 1.0:f64 2.0:f64`,
@@ -141,7 +144,7 @@ pub enum Op {
     Literal,
 }
 
-const ALL_OPS: [Op; 24] = [
+const ALL_OPS: [Op; 25] = [
     Op::Literal,
     Op::Unary,
     Op::IntegerPow,
@@ -165,6 +168,7 @@ const ALL_OPS: [Op; 24] = [
     Op::Pad,
     Op::Concatenate,
     Op::DotGeneral,
+    Op::ReduceWindow,
     Op::IntArith,
 ];
 
@@ -193,7 +197,7 @@ pub struct OpSet {
 }
 
 impl OpSet {
-    /// Every primitive but `conv_general_dilated` and `reduce_window_*`, with non-finite literals
+    /// Every primitive but `conv_general_dilated`, with non-finite literals
     /// (`inf`, `-inf`, `nan`, `-0.0`) and reductions of empty axes by max/min: for the parser,
     /// printer, verifier and the structure of transformed programs.
     pub fn all() -> OpSet {
@@ -256,6 +260,7 @@ impl OpSet {
                 Pad,
                 Concatenate,
                 DotGeneral,
+                ReduceWindow,
             ],
             excluded: vec![],
             smooth: true,
@@ -291,6 +296,7 @@ impl OpSet {
                 Pad,
                 Concatenate,
                 DotGeneral,
+                ReduceWindow,
                 Select,
             ],
             excluded: vec![],
@@ -1351,6 +1357,11 @@ impl<'c> Builder<'c> {
                 let y = self.moderate(y);
                 self.dot_general(x, y)
             }
+            Op::ReduceWindow => {
+                let x = self.choose(|v| v.dt.is_numeric() && !v.shape.is_empty())?;
+                let x = self.moderate(x);
+                self.reduce_window(x)
+            }
             Op::IntArith => self.int_arith(),
             Op::Literal => self.literal_eqn(),
         }
@@ -2021,6 +2032,125 @@ impl<'c> Builder<'c> {
         Some(out)
     }
 
+    /// `reduce_window_*` of `x` with random attributes. Max and min windows always read an
+    /// element of x (an empty one would be -inf); their indicators are the coordinates of the
+    /// element each window selects (`select_and_gather_add` of an `iota` per axis), which stay
+    /// the same as long as no window's extremum moves.
+    fn reduce_window(&mut self, x: usize) -> Option<usize> {
+        let v = self.var(x).clone();
+        let names: Vec<&'static str> = if self.cfg.ops.smooth || self.cfg.ops.linear {
+            vec!["reduce_window_sum"]
+        } else {
+            vec![
+                "reduce_window_sum",
+                "reduce_window_max",
+                "reduce_window_min",
+            ]
+        };
+        let names: Vec<&'static str> = names
+            .into_iter()
+            .filter(|n| self.cfg.ops.allows(n))
+            .collect();
+        if names.is_empty() || !v.dt.is_numeric() {
+            return None;
+        }
+        let name = self.from(&names);
+        let rank = v.shape.len();
+        let (mut dims, mut strides, mut pads, mut bds, mut wds, mut shape) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for &n in &v.shape {
+            let w = 1 + self.pick(3);
+            let s = self.from(&[1usize, 1, 2, 3]);
+            let mut bd = self.from(&[1usize, 1, 2]);
+            let wd = self.from(&[1usize, 1, 2]);
+            let (mut lo, mut hi) = (self.pick(4) as i64 - 1, self.pick(4) as i64 - 1);
+            if name != "reduce_window_sum" {
+                // Every window reads an element of x: no holes or padding (windows that would
+                // reach past the end are not formed).
+                (bd, lo, hi) = (1, 0, 0);
+            }
+            let dilated = if n == 0 { 0 } else { ((n - 1) * bd + 1) as i64 };
+            let span = ((w - 1) * wd + 1) as i64;
+            if dilated + lo + hi < 0 {
+                hi = -(dilated + lo);
+            }
+            let padded = dilated + lo + hi;
+            let y = if padded >= span {
+                (padded - span) as usize / s + 1
+            } else {
+                0
+            };
+            dims.push(w);
+            strides.push(s);
+            pads.push(format!("({lo},{hi})"));
+            bds.push(bd);
+            wds.push(wd);
+            shape.push(y);
+        }
+        if shape.iter().product::<usize>() > MAX_ELEMS {
+            return None;
+        }
+        let window_size: usize = dims.iter().product();
+        let iv = if name == "reduce_window_sum" {
+            iv_times(window_size, iv_union((v.lo, v.hi), (0.0, 0.0)))
+        } else {
+            (v.lo, v.hi)
+        };
+        let mut attrs = vec![("window_dimensions", Attr::S(tuple(&dims)))];
+        // Optional attributes are written or left out at random (their defaults).
+        if strides.iter().any(|&s| s != 1) || self.one_in(2) {
+            attrs.push(("window_strides", Attr::S(tuple(&strides))));
+        }
+        if pads.iter().any(|p| p != "(0,0)") || self.one_in(2) {
+            attrs.push(("padding", Attr::S(format!("({})", pads.join(",")))));
+        }
+        if bds.iter().any(|&b| b != 1) || self.one_in(2) {
+            attrs.push(("base_dilation", Attr::S(tuple(&bds))));
+        }
+        if wds.iter().any(|&w| w != 1) || self.one_in(2) {
+            attrs.push(("window_dilation", Attr::S(tuple(&wds))));
+        }
+        let out = self.emit(
+            name,
+            attrs.clone(),
+            vec![Atom::V(x)],
+            v.dt,
+            shape.clone(),
+            iv,
+        );
+        if name != "reduce_window_sum" && v.dt.is_float() {
+            let select = if name == "reduce_window_max" {
+                "ge"
+            } else {
+                "le"
+            };
+            let mut gather_attrs = vec![("select_prim", Attr::S(select.into()))];
+            gather_attrs.extend(attrs);
+            for d in 0..rank {
+                let position = self.probe(
+                    "iota",
+                    vec![
+                        ("dtype", Attr::D(v.dt)),
+                        ("shape", Attr::S(tuple(&v.shape))),
+                        ("dim", Attr::S(d.to_string())),
+                    ],
+                    vec![],
+                    v.dt,
+                    v.shape.clone(),
+                );
+                let selected = self.probe(
+                    "select_and_gather_add",
+                    gather_attrs.clone(),
+                    vec![Atom::V(position), Atom::V(x)],
+                    v.dt,
+                    shape.clone(),
+                );
+                self.indicator(selected);
+            }
+        }
+        Some(out)
+    }
+
     fn arg(&mut self) -> Option<usize> {
         let x = self.choose(|v| v.dt.is_numeric() && v.shape.iter().any(|&d| d > 0))?;
         let v = self.var(x).clone();
@@ -2596,6 +2726,10 @@ impl<'c> Builder<'c> {
             Op::Reduce => {
                 let x = self.lin_operand(|_| true)?;
                 self.reduce(x)
+            }
+            Op::ReduceWindow => {
+                let x = self.lin_operand(|v| !v.shape.is_empty())?;
+                self.reduce_window(x)
             }
             Op::Cumsum => {
                 let x = self.lin_operand(|v| !v.shape.is_empty())?;

@@ -35,8 +35,8 @@ pub fn corpus_cases() -> Vec<PathBuf> {
         .collect();
     cases.sort();
     assert!(
-        cases.len() >= 50,
-        "the corpus has 50 cases, found {}",
+        cases.len() >= 56,
+        "the corpus has 56 cases, found {}",
         cases.len()
     );
     cases

@@ -10,8 +10,8 @@
 
 use smallvec::SmallVec;
 use traceform_ir::{
-    eliminate_dead_code, Atom, BinaryOp, Builder, CompareOp, Func, Linearity, Loc, Prim, Type,
-    UnaryOp,
+    eliminate_dead_code, Atom, BinaryOp, Builder, CompareOp, Func, Linearity, Loc, Prim, Select,
+    Type, UnaryOp,
 };
 
 use crate::util::{add, finish, fit, full, instantiate, lookup, Tan};
@@ -102,7 +102,9 @@ pub fn jvp_rule(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], y: Atom) ->
         | Prim::Rev { .. }
         | Prim::Slice { .. }
         | Prim::Pad { .. }
-        | Prim::Concatenate { .. } => linear_jvp(b, prim, x, t, &out),
+        | Prim::Concatenate { .. }
+        | Prim::ReduceWindowSum(_)
+        | Prim::ReduceWindowSumTranspose { .. } => linear_jvp(b, prim, x, t, &out),
         Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             // Ties share the derivative equally, as jax.lax does.
             let t = t[0]?;
@@ -115,6 +117,22 @@ pub fn jvp_rule(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], y: Atom) ->
             let picked = b.mul(t, mask);
             let total = b.reduce_sum(picked, axes);
             Some(b.div(total, counts))
+        }
+        // The tangent at the element each window selects; the selection is fixed.
+        Prim::ReduceWindowMax(window) | Prim::ReduceWindowMin(window) => {
+            let select = match prim {
+                Prim::ReduceWindowMax(_) => Select::Max,
+                _ => Select::Min,
+            };
+            let gather = Prim::SelectAndGatherAdd {
+                select,
+                window: window.clone(),
+            };
+            Some(b.eqn(gather, &[t[0]?, x[0]]))
+        }
+        // Linear in operand 1; zero derivative in the selecting operand x.
+        Prim::SelectAndGatherAdd { .. } | Prim::SelectAndScatterAdd { .. } => {
+            Some(b.eqn(prim.clone(), &[t[0]?, x[1]]))
         }
         Prim::DotGeneral(_) => {
             let left = t[0].map(|ta| b.eqn(prim.clone(), &[ta, x[1]]));

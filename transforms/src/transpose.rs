@@ -258,6 +258,30 @@ fn transpose_rule(
                 out.push((1, c));
             }
         }
+        Prim::ReduceWindowSum(window) => {
+            let transposed = Prim::ReduceWindowSumTranspose {
+                shape: types[0].shape.clone(),
+                window: window.clone(),
+            };
+            out.push((0, b.eqn(transposed, &[ct])));
+        }
+        Prim::ReduceWindowSumTranspose { window, .. } => {
+            out.push((0, b.eqn(Prim::ReduceWindowSum(window.clone()), &[ct])));
+        }
+        Prim::SelectAndGatherAdd { select, window } => {
+            let scatter = Prim::SelectAndScatterAdd {
+                select: *select,
+                window: window.clone(),
+            };
+            out.push((0, b.eqn(scatter, &[ct, ops.known(1)])));
+        }
+        Prim::SelectAndScatterAdd { select, window } => {
+            let gather = Prim::SelectAndGatherAdd {
+                select: *select,
+                window: window.clone(),
+            };
+            out.push((0, b.eqn(gather, &[ct, ops.known(1)])));
+        }
         // Not linear in any operand: `check_linear` returned the error already.
         Prim::Unary(_)
         | Prim::IntegerPow { .. }
@@ -271,7 +295,11 @@ fn transpose_rule(
         | Prim::ReduceMax { .. }
         | Prim::ReduceMin { .. }
         | Prim::Argmax { .. }
-        | Prim::Argmin { .. } => return Err(format!("`{}` has no transpose rule", prim.name())),
+        | Prim::Argmin { .. }
+        | Prim::ReduceWindowMax(_)
+        | Prim::ReduceWindowMin(_) => {
+            return Err(format!("`{}` has no transpose rule", prim.name()))
+        }
     }
     Ok(out)
 }

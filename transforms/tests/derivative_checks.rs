@@ -261,6 +261,82 @@ fn cases() -> Vec<Case> {
         -0.5,
         0.5,
     ));
+    // Windowed reductions: strides, negative padding, base and window dilation, one to three
+    // axes. Every max/min window reads at least one element of x (an empty one is -inf).
+    cases.push(program(
+        "reduce_window_sum",
+        "func f(x: f64[4,5,6], y: f64[7]) -> f64[] {
+  a = reduce_window_sum[window_dimensions=(2,3,2), window_strides=(1,2,3), padding=((1,-1),(2,1),(-1,2)), base_dilation=(2,1,1), window_dilation=(1,2,2)] x
+  b = sin a
+  c = mul b a
+  r = reduce_sum[axes=(0,1,2)] c
+  p = reduce_window_sum[window_dimensions=(3), padding=((2,-1)), window_strides=(2)] y
+  q = mul p p
+  s = reduce_sum[axes=(0)] q
+  out = add r s
+  return out
+}",
+        -1.9,
+        1.9,
+    ));
+    cases.push(program(
+        "reduce_window_max",
+        "func f(x: f64[5,6], y: f64[7]) -> f64[] {
+  a = reduce_window_max[window_dimensions=(2,3), window_strides=(2,1), padding=((1,0),(-1,1)), base_dilation=(1,2), window_dilation=(2,1)] x
+  b = sin a
+  c = mul b a
+  r = reduce_sum[axes=(0,1)] c
+  p = reduce_window_max[window_dimensions=(3), window_strides=(2), padding=((1,1))] y
+  q = mul p p
+  s = reduce_sum[axes=(0)] q
+  out = add r s
+  return out
+}",
+        -1.9,
+        1.9,
+    ));
+    cases.push(program(
+        "reduce_window_min",
+        "func f(x: f64[3,4,5]) -> f64[] {
+  a = reduce_window_min[window_dimensions=(2,2,3), window_strides=(1,2,2), padding=((0,0),(1,0),(0,-1)), window_dilation=(1,2,1)] x
+  b = sin a
+  c = mul b a
+  r = reduce_sum[axes=(0,1,2)] c
+  return r
+}",
+        -1.9,
+        1.9,
+    ));
+    // The derivative primitives themselves: the windowed sum's transpose (linear), and the
+    // gather and scatter (x selects; t and the scattered values are linear).
+    cases.push(program(
+        "reduce_window_sum_transpose",
+        "func f(c: f64[3,4]) -> f64[] {
+  a = reduce_window_sum_transpose[shape=(4,5), window_dimensions=(2,3), window_strides=(1,2), padding=((0,1),(-1,2)), base_dilation=(1,2), window_dilation=(2,1)] c
+  b = sin a
+  d = mul b a
+  r = reduce_sum[axes=(0,1)] d
+  return r
+}",
+        -1.9,
+        1.9,
+    ));
+    // (x selects; t and the scattered values are linear.)
+    cases.push(program(
+        "select_and_gather_scatter",
+        "func f(x: f64[4,6], t: f64[4,6]) -> f64[] {
+  g = select_and_gather_add[select_prim=ge, window_dimensions=(2,2), window_strides=(2,1), padding=((0,0),(1,0)), base_dilation=(1,1), window_dilation=(1,1)] t x
+  h = sin g
+  k = mul h g
+  s = select_and_scatter_add[select_prim=le, window_dimensions=(2,2), window_strides=(2,1), padding=((0,0),(1,0))] k x
+  a = sin s
+  b = mul a t
+  r = reduce_sum[axes=(0,1)] b
+  return r
+}",
+        -1.9,
+        1.9,
+    ));
     cases
 }
 
@@ -520,4 +596,74 @@ fn op_classes_describe_every_primitive() {
         }
     }
     assert_eq!(seen.len(), 5, "every class appears: {seen:?}");
+}
+
+/// Runs `transform(f)` on f64 arrays of the given shapes and returns its outputs.
+fn run_shaped(f: &Func, args: &[(&[usize], Vec<f64>)]) -> Vec<Vec<f64>> {
+    let xs: Vec<ArrayD<f64>> = args
+        .iter()
+        .map(|(shape, data)| ArrayD::from_shape_vec(IxDyn(shape), data.clone()).unwrap())
+        .collect();
+    run(f, &xs)
+        .into_iter()
+        .map(|a| a.iter().copied().collect())
+        .collect()
+}
+
+/// The tie rule of `shared/spec/ir-text.md`: a max (min) window sends its derivative to exactly
+/// one element, the first extremum in row-major window order, never split. Checked against
+/// values worked out by hand, through jvp (the gather), grad (the scatter) and the vjp of the
+/// jvp, in windows along one axis and along two.
+#[test]
+fn pooling_ties_go_to_the_first_extremum_in_row_major_window_order() {
+    // One axis: x = [1, 3, 3, 2, 3, 3], windows of 3 at stride 1 select x[1], x[1], x[2], x[4].
+    let one_axis = parse_func(
+        "func f(x: f64[6]) -> f64[] {
+  m = reduce_window_max[window_dimensions=(3)] x
+  r = reduce_sum[axes=(0)] m
+  return r
+}",
+    )
+    .unwrap();
+    let x1: (&[usize], Vec<f64>) = (&[6], vec![1.0, 3.0, 3.0, 2.0, 3.0, 3.0]);
+    let g = run_shaped(&grad(&one_axis, None).unwrap(), std::slice::from_ref(&x1));
+    assert_eq!(g[0], [0.0, 2.0, 1.0, 0.0, 1.0, 0.0]);
+    let t1: (&[usize], Vec<f64>) = (&[6], vec![10.0, 20.0, 30.0, 40.0, 50.0, 60.0]);
+    let j = run_shaped(&jvp(&one_axis, None).unwrap(), &[x1.clone(), t1]);
+    assert_eq!(j[1], [20.0 + 20.0 + 30.0 + 50.0]);
+
+    // Two axes: in the top-left 2x2 window the 5s at (0,1) and (1,0) tie; row-major order
+    // selects (0,1) (column-major would select (1,0)). The all-zero window selects its first
+    // element. Min pooling of the negation selects the same elements.
+    let grid: (&[usize], Vec<f64>) = (&[3, 3], vec![0.0, 5.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let want_grad = [0.0, 2.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
+    let iota: (&[usize], Vec<f64>) = (&[3, 3], (1..=9).map(f64::from).collect());
+    for (op, sign) in [("reduce_window_max", 1.0), ("reduce_window_min", -1.0)] {
+        let f = parse_func(&format!(
+            "func f(x: f64[3,3]) -> f64[] {{
+  m = {op}[window_dimensions=(2,2)] x
+  r = reduce_sum[axes=(0,1)] m
+  return r
+}}"
+        ))
+        .unwrap();
+        let x: (&[usize], Vec<f64>) = (grid.0, grid.1.iter().map(|v| sign * v).collect());
+        let g = run_shaped(&grad(&f, None).unwrap(), std::slice::from_ref(&x));
+        assert_eq!(g[0], want_grad, "{op}");
+        // jvp with t = 1..9: the selected elements (0,1), (0,1), (1,0), (1,1) carry 2, 2, 4, 5.
+        let j = run_shaped(&jvp(&f, None).unwrap(), &[x.clone(), iota.clone()]);
+        assert_eq!(j[1], [2.0 + 2.0 + 4.0 + 5.0], "{op}");
+        // The vjp of the jvp: the transpose of the gather is the scatter.
+        let jf = jvp(&f, None).unwrap();
+        let vj = vjp(&jf, None).unwrap();
+        let out = run_shaped(
+            &vj,
+            &[x.clone(), iota.clone(), (&[], vec![0.0]), (&[], vec![1.0])],
+        );
+        assert_eq!(out[2], [0.0; 9], "{op}: the selection has no derivative");
+        assert_eq!(out[3], want_grad, "{op}");
+        // hvp: the selection is fixed, so sum-of-max is piecewise linear: H v = 0.
+        let h = run_shaped(&hvp(&f, None).unwrap(), &[x, iota.clone()]);
+        assert_eq!(h[0], [0.0; 9], "{op}");
+    }
 }

@@ -87,3 +87,41 @@ fn the_double_vjp_keeping_its_last_output_holds_no_more_than_the_jvp() {
         assert!(d <= j, "{name}: double-vjp {d} vs jvp {j}");
     }
 }
+
+/// AlexNet's first pooling, 3x3 windows at stride 2 over f32[8,64,55,55]: the jvp holds f's
+/// memory plus tangents, with one `select_and_gather_add` for the tangent (no slice per window
+/// position), and the gradient is one `select_and_scatter_add`; hvp uses the same two, so no
+/// derivative program holds more than a few values of the input's size.
+#[test]
+fn max_pooling_derivatives_are_one_gather_or_scatter() {
+    let f = parse_func(
+        "func f(x: f32[8,64,55,55]) -> f32[] {
+  p = reduce_window_max[window_dimensions=(1,1,3,3), window_strides=(1,1,2,2)] x
+  r = max p 0.0
+  s = mul r r
+  out = reduce_sum[axes=(0,1,2,3)] s
+  return out
+}",
+    )
+    .unwrap();
+    let [peak_f, peak_jvp, _, peak_grad, peak_hvp] = peaks(&f);
+    eprintln!(
+        "max pool peak live bytes: f {peak_f}, jvp {peak_jvp}, grad {peak_grad}, hvp {peak_hvp}"
+    );
+    let pooled = 8 * 64 * 27 * 27 * 4;
+    let input = 8 * 64 * 55 * 55 * 4;
+    assert!(
+        peak_jvp <= 2 * peak_f + pooled,
+        "jvp {peak_jvp} vs f {peak_f}"
+    );
+    assert!(peak_grad <= input + 4 * pooled, "grad {peak_grad}");
+    assert!(peak_hvp <= 2 * input + 8 * pooled, "hvp {peak_hvp}");
+    let count = |g: &Func, name: &str| g.eqns.iter().filter(|e| g.prim(e).name() == name).count();
+    let j = jvp(&f, None).unwrap();
+    assert_eq!(count(&j, "select_and_gather_add"), 1);
+    assert_eq!(count(&j, "slice"), 0);
+    let g = grad(&f, None).unwrap();
+    assert_eq!(count(&g, "select_and_scatter_add"), 1);
+    let h = hvp(&f, None).unwrap();
+    assert_eq!(count(&h, "slice") + count(&h, "pad"), 0);
+}

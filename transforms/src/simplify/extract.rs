@@ -34,6 +34,16 @@ pub fn work(prim: &Prim, out: &Type, ins: &[&Type]) -> Work {
             // axis being batch, free or contracted.
             2.0 * (n * left * right).sqrt()
         }
+        Prim::ReduceWindowSum(w) | Prim::ReduceWindowMax(w) | Prim::ReduceWindowMin(w) => {
+            n * w.size() as f64
+        }
+        Prim::SelectAndGatherAdd { window, .. } => n * window.size() as f64,
+        Prim::ReduceWindowSumTranspose { window, .. } => {
+            ins[0].num_elements() as f64 * window.size() as f64
+        }
+        Prim::SelectAndScatterAdd { window, .. } => {
+            ins[0].num_elements() as f64 * window.size() as f64
+        }
         _ => match prim.class() {
             OpClass::Elementwise => n,
             OpClass::Reduction => ins[0].num_elements() as f64,
