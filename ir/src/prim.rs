@@ -8,14 +8,15 @@
 //! Names and attribute names are those of `shared/spec/ir-text.md` (jax.lax's).
 //!
 //! Attributes are small inline vectors: building or cloning a `Prim` does not allocate for
-//! ranks up to 4. Everything derives `Eq, Ord, Hash`, so a `Prim` can be interned and can be
-//! an e-graph operator.
+//! ranks up to 4 (except a `conv_general_dilated`, whose attributes are boxed). Everything
+//! derives `Eq, Ord, Hash`, so a `Prim` can be interned and can be an e-graph operator.
 
 use std::sync::LazyLock;
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use crate::conv::ConvDims;
 use crate::types::{DType, Shape};
 
 /// A list of axes (or axis sizes) of an attribute.
@@ -245,6 +246,9 @@ pub enum Prim {
         axis: usize,
     },
     DotGeneral(DotDims),
+    /// lhs `[N, C, S..]`, rhs `[O, I, K..]`, result `[N/B, O, Y..]` (see `conv.rs`). Boxed: its
+    /// six attributes would make every `Prim` a quarter larger.
+    ConvGeneralDilated(Box<ConvDims>),
 }
 
 /// Defines `PrimKind` and `PrimKind::ALL` from one list, so no variant can be missing from
@@ -323,6 +327,7 @@ prim_kinds!(
     Pad,
     Concatenate,
     DotGeneral,
+    ConvGeneralDilated,
 );
 
 /// What kind of loop a primitive is, for fusion and memory planning.
@@ -335,7 +340,7 @@ pub enum OpClass {
     Reduction,
     /// Moves or repeats elements without arithmetic (broadcast, reshape, slice, pad, ...).
     DataMovement,
-    /// `dot_general`: a library call.
+    /// `dot_general`, `conv_general_dilated`: a library call (GEMM).
     Contraction,
     /// No operands: `iota`, `zeros`.
     Constant,
@@ -350,7 +355,8 @@ pub enum Linearity {
     Joint,
     /// `select_n`: the predicate (operand 1) is fixed, and it is jointly linear in the cases.
     Cases,
-    /// Linear in each operand separately, the other held fixed (`mul`, `dot_general`).
+    /// Linear in each operand separately, the other held fixed (`mul`, `dot_general`,
+    /// `conv_general_dilated`).
     Bilinear,
     /// Linear in the first operand only, the others held fixed (`div`).
     FirstOnly,
@@ -419,6 +425,7 @@ impl PrimKind {
             PrimKind::Pad => "pad",
             PrimKind::Concatenate => "concatenate",
             PrimKind::DotGeneral => "dot_general",
+            PrimKind::ConvGeneralDilated => "conv_general_dilated",
         }
     }
 
@@ -487,7 +494,7 @@ impl PrimKind {
             | PrimKind::Slice
             | PrimKind::Pad
             | PrimKind::Concatenate => OpClass::DataMovement,
-            PrimKind::DotGeneral => OpClass::Contraction,
+            PrimKind::DotGeneral | PrimKind::ConvGeneralDilated => OpClass::Contraction,
             PrimKind::Iota | PrimKind::Zeros => OpClass::Constant,
         }
     }
@@ -525,6 +532,7 @@ impl Prim {
             Prim::Pad { .. } => PrimKind::Pad,
             Prim::Concatenate { .. } => PrimKind::Concatenate,
             Prim::DotGeneral(_) => PrimKind::DotGeneral,
+            Prim::ConvGeneralDilated(_) => PrimKind::ConvGeneralDilated,
         }
     }
 
@@ -564,7 +572,8 @@ impl Prim {
             | Prim::And
             | Prim::Or
             | Prim::Pad { .. }
-            | Prim::DotGeneral(_) => Some(2),
+            | Prim::DotGeneral(_)
+            | Prim::ConvGeneralDilated(_) => Some(2),
             Prim::SelectN => Some(3),
             Prim::Iota { .. } | Prim::Zeros { .. } => Some(0),
             Prim::Concatenate { .. } => None,
@@ -597,7 +606,9 @@ impl Prim {
                 }
             }
             Prim::SelectN => Linearity::Cases,
-            Prim::Binary(BinaryOp::Mul) | Prim::DotGeneral(_) => Linearity::Bilinear,
+            Prim::Binary(BinaryOp::Mul) | Prim::DotGeneral(_) | Prim::ConvGeneralDilated(_) => {
+                Linearity::Bilinear
+            }
             Prim::Binary(BinaryOp::Div) => Linearity::FirstOnly,
             Prim::Unary(_)
             | Prim::IntegerPow { .. }

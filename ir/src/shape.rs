@@ -438,6 +438,10 @@ fn infer_unchecked(prim: &Prim, args: &[&Type]) -> Result<Inferred, TypeError> {
             Ok(New(Type::new(first.dtype, shape)))
         }
         Prim::DotGeneral(dims) => dot_general_type(prim, dims, args[0], args[1]).map(New),
+        Prim::ConvGeneralDilated(dims) => match dims.output_type(args[0], args[1]) {
+            Ok(ty) => Ok(New(ty)),
+            Err(message) => fail(prim, message),
+        },
     }
 }
 

@@ -8,6 +8,7 @@ use ndarray::{
 };
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
+use crate::conv::conv_general_dilated;
 use crate::value::Value;
 
 /// The float element operations the kernels need, for f32 and f64.
@@ -724,6 +725,11 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             (F32(a), F32(b)) => F32(dot_general(a, b, dims, float_mat_mul)),
             (F64(a), F64(b)) => F64(dot_general(a, b, dims, float_mat_mul)),
             (I32(a), I32(b)) => I32(dot_general(a, b, dims, wrapping_mat_mul)),
+            _ => return bad(prim, args),
+        },
+        Prim::ConvGeneralDilated(dims) => match (args[0], args[1]) {
+            (F32(a), F32(b)) => F32(conv_general_dilated(a, b, dims, &out.shape)),
+            (F64(a), F64(b)) => F64(conv_general_dilated(a, b, dims, &out.shape)),
             _ => return bad(prim, args),
         },
     })
