@@ -252,6 +252,26 @@ mod tests {
     }
 
     #[test]
+    fn one_axis_padding_is_written_either_way_and_defaults_print_in_full() {
+        let text = |padding: &str| {
+            format!(
+                "func f(x: f32[1,2,5], w: f32[3,2,2]) -> f32[1,3,2] {{\n  y = conv_general_dilated[window_strides=(2), padding={padding}] x w\n  return y\n}}\n"
+            )
+        };
+        let a = crate::parse::parse_func(&text("((1,-1))")).unwrap();
+        let b = crate::parse::parse_func(&text("((1,-1),)")).unwrap();
+        assert_eq!(a, b);
+        let printed = crate::print::print_func(&a);
+        assert!(
+            printed.contains("conv_general_dilated[window_strides=(2), padding=((1,-1)), lhs_dilation=(1), rhs_dilation=(1), feature_group_count=1, batch_group_count=1] x w"),
+            "{printed}"
+        );
+        assert_eq!(crate::parse::parse_func(&printed).unwrap(), a);
+        let e = crate::parse::parse_func(&text("(1,-1)")).unwrap_err();
+        assert!(e.to_string().contains("(lo,hi) pairs"), "{e}");
+    }
+
+    #[test]
     fn huge_dilations_are_errors() {
         let e = axis_geometry(1 << 20, 1, 1, (0, 0), 1 << 20, 1).unwrap_err();
         assert!(e.contains("too large"), "{e}");

@@ -31,9 +31,13 @@ fn is_empty(lhs: &Type, rhs: &Type, ct: &Type) -> bool {
     [lhs, rhs, ct].iter().any(|t| t.num_elements() == 0)
 }
 
-/// Swaps axes 0 and 1.
+/// Swaps axes 0 and 1 (a placeholder left by a failed equation, of rank 0, is returned as
+/// it is: the builder reports that failure).
 fn swap01(b: &mut Builder, x: Atom) -> Atom {
     let rank = b.ty(&x).rank();
+    if rank < 2 {
+        return x;
+    }
     let mut perm: SmallVec<[usize; 6]> = (0..rank).collect();
     perm.swap(0, 1);
     b.transpose(x, &perm)
