@@ -13,7 +13,8 @@ pub mod transform;
 
 pub use traceform_ir as ir;
 pub use traceform_ir::{
-    parse_func, parse_module, print_func, trace, DType, Func, Tensor, TraceError, Type,
+    parse_func, parse_module, print_func, trace, ConvDims, ConvPadding, DType, Func, Tensor,
+    TraceError, Type,
 };
 pub use traceform_runtime as runtime;
 pub use traceform_runtime::{eval, Value};

@@ -1,6 +1,8 @@
 //! `conv_general_dilated`: its attributes (`ConvDims`), the geometry of one spatial axis
 //! (dilated, padded and output sizes, in checked arithmetic) and the shape rule, as
-//! `shared/spec/ir-text.md` defines them ("Convolutions and windowed reductions").
+//! `shared/spec/ir-text.md` defines them ("Convolutions and windowed reductions"); and the
+//! layer-style front end on `Tensor`: `conv2d` (NCHW input, OIHW kernel) with `ConvPadding`
+//! (`Valid`, `Same`, or explicit pairs).
 //!
 //! The layout is fixed: lhs `[N, C, S1..Sk]`, rhs `[O, I, K1..Kk]`, result `[N/B, O, Y1..Yk]`.
 //! On each spatial axis the lhs is dilated (`S' = (S - 1)·ld + 1`, 0 when `S = 0`), padded
@@ -10,6 +12,7 @@
 use smallvec::SmallVec;
 
 use crate::prim::Axes;
+use crate::trace::Tensor;
 use crate::types::{Shape, Type};
 
 /// `(lo, hi)` padding per spatial axis; negative entries crop.
@@ -201,6 +204,66 @@ impl ConvDims {
             shape.push(geometry.output);
         }
         Ok(Type::new(lhs.dtype, shape))
+    }
+}
+
+/// How a convolution is padded, as the layers of neural-network libraries say it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConvPadding {
+    /// No padding: only windows that fit.
+    Valid,
+    /// jax's `'SAME'`: `ceil(S / s)` results per axis, the padding split evenly with the odd
+    /// element after.
+    Same,
+    /// `(lo, hi)` per spatial axis.
+    Pairs(PadPairs),
+}
+
+impl ConvPadding {
+    /// The `(lo, hi)` pairs for an lhs of spatial sizes `sizes` and a kernel of spatial sizes
+    /// `kernel` (with its dilation), at these strides. Axes missing from `sizes` or `kernel`
+    /// count as size 0, so a rank error surfaces in the shape rule rather than here.
+    pub fn pairs(
+        &self,
+        sizes: &[usize],
+        kernel: &[usize],
+        strides: &[usize],
+        rhs_dilation: &[usize],
+    ) -> PadPairs {
+        match self {
+            ConvPadding::Valid => strides.iter().map(|_| (0, 0)).collect(),
+            ConvPadding::Pairs(pairs) => pairs.clone(),
+            ConvPadding::Same => (0..strides.len())
+                .map(|d| {
+                    let at = |xs: &[usize]| xs.get(d).copied().unwrap_or(0) as i128;
+                    let (size, stride) = (at(sizes), at(strides).max(1));
+                    let extent = match at(kernel) {
+                        0 => 0,
+                        k => (k - 1) * at(rhs_dilation).max(1) + 1,
+                    };
+                    let outputs = (size + stride - 1) / stride;
+                    let total = ((outputs - 1) * stride + extent - size).max(0);
+                    let lo = total / 2;
+                    let clamp = |x: i128| x.min(i128::from(u32::MAX)) as i64;
+                    (clamp(lo), clamp(total - lo))
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Tensor {
+    /// A 2-d convolution of an NCHW input with an OIHW kernel (`[N, C, H, W]` and
+    /// `[O, C, KH, KW]`, giving `[N, O, H', W']`), as `jax.lax.conv` with these strides and
+    /// padding; no dilation, no groups (`conv_general_dilated` has them).
+    #[track_caller]
+    pub fn conv2d(&self, kernel: &Tensor, strides: [usize; 2], padding: ConvPadding) -> Tensor {
+        let (x, k) = (self.shape(), kernel.shape());
+        let spatial = |s: &[usize]| s.get(2..).unwrap_or(&[]).to_vec();
+        let padding = padding.pairs(&spatial(&x), &spatial(&k), &strides, &[1, 1]);
+        let mut dims = ConvDims::new(&strides, &[]);
+        dims.padding = padding;
+        self.conv_general_dilated(kernel, dims)
     }
 }
 

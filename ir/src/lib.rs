@@ -26,7 +26,7 @@ mod verify;
 pub use analysis::{peak_live_bytes, Def, DefUse, Liveness};
 pub use attrs::{prim_attrs, prim_from_parts, AttrError, AttrValue};
 pub use builder::{BuildError, Builder};
-pub use conv::{axis_geometry, dilated_size, AxisGeometry, ConvDims, PadPairs};
+pub use conv::{axis_geometry, dilated_size, AxisGeometry, ConvDims, ConvPadding, PadPairs};
 pub use func::{Atom, Eqn, Func, Literal, Loc, Module, Names, PrimId, PrimTable, Var};
 pub use graph::{dataflow_graph, to_dot, Node};
 pub use intern::{Id, Table};
