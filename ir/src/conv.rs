@@ -66,6 +66,17 @@ pub fn axis_geometry(
     if stride == 0 || base_dilation == 0 || window_dilation == 0 {
         return Err("strides and dilations must be at least 1".into());
     }
+    let limit = u64::from(u32::MAX);
+    if [stride, base_dilation, window_dilation]
+        .iter()
+        .any(|&x| x as u64 > limit)
+        || lo.unsigned_abs() > limit
+        || hi.unsigned_abs() > limit
+    {
+        return Err(format!(
+            "strides, dilations and padding must be at most {limit} in magnitude"
+        ));
+    }
     let dilated = dilated_size(size, base_dilation)
         .ok_or_else(|| format!("the dilated size of {size} is too large"))?;
     let extent = dilated_size(window, window_dilation)
@@ -338,5 +349,10 @@ mod tests {
     fn huge_dilations_are_errors() {
         let e = axis_geometry(1 << 20, 1, 1, (0, 0), 1 << 20, 1).unwrap_err();
         assert!(e.contains("too large"), "{e}");
+        // Attributes the parser bounds can come from Rust unbounded.
+        let e = axis_geometry(3, 1, 1, (i64::MIN, i64::MAX), 1, 1).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
+        let e = axis_geometry(3, 1, usize::MAX, (0, 0), 1, 1).unwrap_err();
+        assert!(e.contains("at most"), "{e}");
     }
 }
