@@ -648,3 +648,42 @@ fn conv_transposes_satisfy_the_adjoint_identity_on_random_configurations() {
         }
     }
 }
+
+/// Convolutions with nothing to sum or nothing to produce (an empty batch, lhs axis, kernel
+/// axis, feature list, or result axis) transform and run, and their derivatives are zeros.
+#[test]
+fn empty_convolutions_have_zero_derivatives() {
+    let attrs = "window_strides=(1), padding=((0,0))";
+    for (x, w, out) in [
+        ("f64[0,2,4]", "f64[3,2,2]", "f64[0,3,3]"),
+        ("f64[1,2,0]", "f64[3,2,2]", "f64[1,3,0]"),
+        ("f64[1,2,4]", "f64[3,2,0]", "f64[1,3,5]"),
+        ("f64[1,0,4]", "f64[3,0,2]", "f64[1,3,3]"),
+        ("f64[1,2,1]", "f64[3,2,2]", "f64[1,3,0]"),
+    ] {
+        let text = format!(
+            "func f(x: {x}, w: {w}) -> f64[] {{
+  a: {out} = conv_general_dilated[{attrs}] x w
+  b: {out} = cos a
+  r: f64[] = reduce_sum[axes=(0,1,2)] b
+  return r
+}}"
+        );
+        let f = parse_func(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut rng = Rng(3);
+        let xs: Vec<ArrayD<f64>> = f
+            .param_types()
+            .iter()
+            .map(|t| rng.array(t, -1.0, 1.0))
+            .collect();
+        let g = run(&grad(&f, None).unwrap(), &xs);
+        assert!(
+            g.iter().all(|a| a.iter().all(|&v| v == 0.0)),
+            "{text}: {g:?}"
+        );
+        let mut args = xs.clone();
+        args.extend(xs.iter().cloned());
+        let h = run(&hvp(&f, None).unwrap(), &args);
+        assert!(h.iter().all(|a| a.iter().all(|&v| v == 0.0)), "{text}");
+    }
+}
