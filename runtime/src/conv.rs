@@ -59,10 +59,37 @@ fn strides_of(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
+/// On the last spatial axis of an undilated lhs, the positions one kernel tap reads: result
+/// positions `start..end` read lhs positions `first`, `first + stride`, ...; the others read
+/// padding. (Without lhs dilation the valid positions of a tap are one arithmetic run.)
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    start: usize,
+    end: usize,
+    first: usize,
+}
+
+/// The runs of each tap, read off its row of the last axis's `source_table`.
+fn runs(table: &[usize], outputs: usize) -> Vec<Run> {
+    table
+        .chunks(outputs)
+        .map(|row| {
+            let start = row.iter().position(|&s| s != NONE).unwrap_or(0);
+            let end = row.iter().rposition(|&s| s != NONE).map_or(0, |i| i + 1);
+            let first = if start < end { row[start] } else { 0 };
+            Run { start, end, first }
+        })
+        .collect()
+}
+
 /// What stays fixed over one convolution.
 struct Geometry<'a> {
     /// Per spatial axis, see `source_table`.
     tables: Vec<Vec<usize>>,
+    /// Per tap of the last axis, when its lhs dilation is 1: the gather is then a copy
+    /// (stride 1) or a strided copy.
+    last_runs: Option<Vec<Run>>,
+    last_stride: usize,
     kernel: &'a [usize],
     outputs: &'a [usize],
     /// Row-major strides of the lhs spatial axes, of the kernel taps, of the result positions.
@@ -90,7 +117,13 @@ impl Geometry<'_> {
         let y_last = self.outputs[last];
         let width = outer.len() * y_last;
         let mut tap_index = vec![0; k];
-        let mut out_index = vec![0; k];
+        // The coordinates of each outer position on the leading axes, worked out once.
+        let coords: Vec<usize> = outer
+            .clone()
+            .flat_map(|p| {
+                (0..last).map(move |d| p * y_last / self.out_strides[d] % self.outputs[d])
+            })
+            .collect();
         for feature in 0..features {
             let plane = &image[feature * self.plane..(feature + 1) * self.plane];
             for tap in 0..taps {
@@ -99,20 +132,35 @@ impl Geometry<'_> {
                 }
                 let row = &mut columns[(feature * taps + tap) * width..][..width];
                 let last_table = &self.tables[last][tap_index[last] * y_last..][..y_last];
-                for (j, p) in outer.clone().enumerate() {
+                for j in 0..outer.len() {
                     let segment = &mut row[j * y_last..(j + 1) * y_last];
+                    let coord = &coords[j * last..(j + 1) * last];
                     // The lhs offset of the leading axes, or None in padding or a hole.
                     let mut base = Some(0);
                     for d in 0..last {
-                        out_index[d] = p * y_last / self.out_strides[d] % self.outputs[d];
-                        let src = self.tables[d][tap_index[d] * self.outputs[d] + out_index[d]];
+                        let src = self.tables[d][tap_index[d] * self.outputs[d] + coord[d]];
                         base = base
                             .filter(|_| src != NONE)
                             .map(|b| b + src * self.in_strides[d]);
                     }
-                    match base {
-                        None => segment.fill(T::zero()),
-                        Some(base) => {
+                    match (base, &self.last_runs) {
+                        (None, _) => segment.fill(T::zero()),
+                        (Some(base), Some(runs)) => {
+                            let run = runs[tap_index[last]];
+                            segment[..run.start].fill(T::zero());
+                            segment[run.end..].fill(T::zero());
+                            let source = &plane[base + run.first..];
+                            let target = &mut segment[run.start..run.end];
+                            if self.last_stride == 1 {
+                                target.copy_from_slice(&source[..target.len()]);
+                            } else {
+                                let strided = source.iter().step_by(self.last_stride);
+                                for (dst, &src) in target.iter_mut().zip(strided) {
+                                    *dst = src;
+                                }
+                            }
+                        }
+                        (Some(base), None) => {
                             for (dst, &src) in segment.iter_mut().zip(last_table) {
                                 *dst = if src == NONE {
                                     T::zero()
@@ -151,10 +199,15 @@ pub fn conv_general_dilated<T: LinalgScalar>(
     let plane: usize = lhs.shape()[2..].iter().product();
     let mut out = vec![T::zero(); out_shape.iter().product()];
     if !out.is_empty() && rows > 0 {
+        let tables: Vec<Vec<usize>> = (0..k)
+            .map(|d| source_table(dims, d, lhs.shape()[d + 2], kernel[d], outputs[d]))
+            .collect();
+        let last_runs =
+            (dims.lhs_dilation[k - 1] == 1).then(|| runs(&tables[k - 1], outputs[k - 1]));
         let geometry = Geometry {
-            tables: (0..k)
-                .map(|d| source_table(dims, d, lhs.shape()[d + 2], kernel[d], outputs[d]))
-                .collect(),
+            tables,
+            last_runs,
+            last_stride: dims.window_strides[k - 1],
             kernel,
             outputs,
             in_strides: strides_of(&lhs.shape()[2..]),
