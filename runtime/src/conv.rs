@@ -101,15 +101,16 @@ struct Geometry<'a> {
 }
 
 impl Geometry<'_> {
-    /// Fills `columns` (`rows x width`, row-major, `rows = I·taps`) with the windows of
-    /// `image` (I feature planes) at the result positions whose leading k-1 coordinates,
-    /// flattened, are in `outer`; the last axis is taken whole.
+    /// Writes the windows of `image` (I feature planes) at the result positions whose leading
+    /// k-1 coordinates, flattened, are in `outer` (the last axis taken whole) into
+    /// `(columns, row_stride, offset)`: row `r` of the column matrix (`r < I·taps`) from
+    /// `columns[r·row_stride + offset]` on.
     fn gather<T: LinalgScalar>(
         &self,
         image: &[T],
         features: usize,
         outer: std::ops::Range<usize>,
-        columns: &mut [T],
+        (columns, row_stride, offset): (&mut [T], usize, usize),
     ) {
         let k = self.kernel.len();
         let last = k - 1;
@@ -130,7 +131,7 @@ impl Geometry<'_> {
                 for (d, t) in tap_index.iter_mut().enumerate() {
                     *t = tap / self.tap_strides[d] % self.kernel[d];
                 }
-                let row = &mut columns[(feature * taps + tap) * width..][..width];
+                let row = &mut columns[(feature * taps + tap) * row_stride + offset..][..width];
                 let last_table = &self.tables[last][tap_index[last] * y_last..][..y_last];
                 for j in 0..outer.len() {
                     let segment = &mut row[j * y_last..(j + 1) * y_last];
@@ -217,42 +218,78 @@ pub fn conv_general_dilated<T: LinalgScalar>(
         };
         let y_last = outputs[k - 1];
         let outer_total = positions / y_last;
-        let outer_chunk = (COLUMN_BUDGET / (rows * y_last)).clamp(1, outer_total);
-        let mut columns = vec![T::zero(); rows * outer_chunk * y_last];
         let batch = out_shape[0];
-        for n in 0..batch {
-            for q in 0..groups {
-                // Batch group q reads lhs batch entry q·(N/B) + n, all features; feature
-                // group q reads batch entry n, features q·I..(q+1)·I.
-                let (entry, first_feature) = if dims.batch_group_count > 1 {
-                    (q * batch + n, 0)
-                } else {
-                    (n, q * features)
-                };
-                let start = (entry * channels + first_feature) * plane;
-                let image = &x[start..start + features * plane];
-                let weights = ArrayView2::from_shape(
-                    (per_group, rows),
-                    &w[q * per_group * rows..(q + 1) * per_group * rows],
-                )
-                .expect("sizes agree");
-                let block = (n * out_features + q * per_group) * positions;
-                let mut result = ArrayViewMut2::from_shape(
-                    (per_group, positions),
-                    &mut out[block..block + per_group * positions],
-                )
-                .expect("sizes agree");
-                let mut first = 0;
-                while first < outer_total {
-                    let end = (first + outer_chunk).min(outer_total);
-                    let width = (end - first) * y_last;
+        // Whole result rows of several batch entries per product where they fit the budget
+        // (small results: late layers, the kernel's transpose), else chunks of one entry's.
+        let entries_per_product = (COLUMN_BUDGET / (rows * positions)).clamp(1, batch);
+        let outer_chunk = (COLUMN_BUDGET / (rows * y_last)).clamp(1, outer_total);
+        let widest = (entries_per_product * positions).max(outer_chunk * y_last);
+        let mut columns = vec![T::zero(); rows * widest];
+        let mut products = vec![T::zero(); per_group * entries_per_product * positions];
+        // Batch group q reads lhs batch entry q·(N/B) + n, all features; feature group q
+        // reads batch entry n, features q·I..(q+1)·I.
+        let image = |n: usize, q: usize| {
+            let (entry, first_feature) = if dims.batch_group_count > 1 {
+                (q * batch + n, 0)
+            } else {
+                (n, q * features)
+            };
+            let start = (entry * channels + first_feature) * plane;
+            &x[start..start + features * plane]
+        };
+        for q in 0..groups {
+            let weights = ArrayView2::from_shape(
+                (per_group, rows),
+                &w[q * per_group * rows..(q + 1) * per_group * rows],
+            )
+            .expect("sizes agree");
+            let mut n = 0;
+            while n < batch {
+                let count = entries_per_product.min(batch - n);
+                if count > 1 {
+                    let width = count * positions;
                     let cols = &mut columns[..rows * width];
-                    geometry.gather(image, features, first..end, cols);
+                    for i in 0..count {
+                        let target = (&mut *cols, width, i * positions);
+                        geometry.gather(image(n + i, q), features, 0..outer_total, target);
+                    }
                     let cols = ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                    let mut target = result.slice_mut(s![.., first * y_last..end * y_last]);
-                    general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut target);
-                    first = end;
+                    let mut product = ArrayViewMut2::from_shape(
+                        (per_group, width),
+                        &mut products[..per_group * width],
+                    )
+                    .expect("sizes agree");
+                    general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut product);
+                    // Column block i of the product is entry n + i's rows of group q.
+                    for i in 0..count {
+                        for o in 0..per_group {
+                            let to = ((n + i) * out_features + q * per_group + o) * positions;
+                            let from = o * width + i * positions;
+                            out[to..to + positions]
+                                .copy_from_slice(&products[from..from + positions]);
+                        }
+                    }
+                } else {
+                    let block = (n * out_features + q * per_group) * positions;
+                    let mut result = ArrayViewMut2::from_shape(
+                        (per_group, positions),
+                        &mut out[block..block + per_group * positions],
+                    )
+                    .expect("sizes agree");
+                    let mut first = 0;
+                    while first < outer_total {
+                        let end = (first + outer_chunk).min(outer_total);
+                        let width = (end - first) * y_last;
+                        let cols = &mut columns[..rows * width];
+                        geometry.gather(image(n, q), features, first..end, (cols, width, 0));
+                        let cols =
+                            ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
+                        let mut target = result.slice_mut(s![.., first * y_last..end * y_last]);
+                        general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut target);
+                        first = end;
+                    }
                 }
+                n += count;
             }
         }
     }
