@@ -6,10 +6,12 @@
 //! product with the group's kernel rows `[O/g, I·K1..Kk]` (a contiguous block of the rhs in
 //! row-major order) writes the group's block of the result `[O/g, Y1..Yk]`, also contiguous.
 //! The gather is driven by one table per spatial axis (the lhs index each kernel tap reads at
-//! each result position, or none), so it is the same loop for every k; the column matrix is
-//! built in chunks of result rows so that it stays within a fixed budget however large the
-//! kernel. The matrix product is ndarray's `general_mat_mul` (matrixmultiply's GEMM for f32
-//! and f64).
+//! each result position, or none), so it is the same loop for every k; without lhs dilation
+//! each tap reads runs of the last axis, which are copied. The column matrix stays within a
+//! fixed budget however large the kernel or the result: it is built in chunks of result
+//! positions (down to one column), or, where whole results are small, for several batch
+//! entries at once, which then share one product. The matrix product is ndarray's
+//! `general_mat_mul` (matrixmultiply's GEMM for f32 and f64).
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewMut2, IxDyn, LinalgScalar};
@@ -101,30 +103,32 @@ struct Geometry<'a> {
 }
 
 impl Geometry<'_> {
-    /// Writes the windows of `image` (I feature planes) at the result positions whose leading
-    /// k-1 coordinates, flattened, are in `outer` (the last axis taken whole) into
-    /// `(columns, row_stride, offset)`: row `r` of the column matrix (`r < I·taps`) from
-    /// `columns[r·row_stride + offset]` on.
+    /// Writes the windows of `image` (I feature planes) at the result positions `positions`
+    /// (row-major over the spatial axes) into `(columns, row_stride, offset)`: row `r` of the
+    /// column matrix (`r < I·taps`) from `columns[r·row_stride + offset]` on.
     fn gather<T: LinalgScalar>(
         &self,
         image: &[T],
         features: usize,
-        outer: std::ops::Range<usize>,
+        positions: std::ops::Range<usize>,
         (columns, row_stride, offset): (&mut [T], usize, usize),
     ) {
         let k = self.kernel.len();
         let last = k - 1;
         let taps: usize = self.kernel.iter().product();
         let y_last = self.outputs[last];
-        let width = outer.len() * y_last;
-        let mut tap_index = vec![0; k];
-        // The coordinates of each outer position on the leading axes, worked out once.
-        let coords: Vec<usize> = outer
+        let width = positions.len();
+        // The result rows (all but the last axis) the range touches, and their coordinates,
+        // worked out once.
+        let first_row = positions.start / y_last;
+        let rows = first_row..positions.end.div_ceil(y_last);
+        let coords: Vec<usize> = rows
             .clone()
             .flat_map(|p| {
                 (0..last).map(move |d| p * y_last / self.out_strides[d] % self.outputs[d])
             })
             .collect();
+        let mut tap_index = vec![0; k];
         for feature in 0..features {
             let plane = &image[feature * self.plane..(feature + 1) * self.plane];
             for tap in 0..taps {
@@ -132,45 +136,80 @@ impl Geometry<'_> {
                     *t = tap / self.tap_strides[d] % self.kernel[d];
                 }
                 let row = &mut columns[(feature * taps + tap) * row_stride + offset..][..width];
-                let last_table = &self.tables[last][tap_index[last] * y_last..][..y_last];
-                for j in 0..outer.len() {
-                    let segment = &mut row[j * y_last..(j + 1) * y_last];
-                    let coord = &coords[j * last..(j + 1) * last];
-                    // The lhs offset of the leading axes, or None in padding or a hole.
-                    let mut base = Some(0);
-                    for d in 0..last {
-                        let src = self.tables[d][tap_index[d] * self.outputs[d] + coord[d]];
-                        base = base
-                            .filter(|_| src != NONE)
-                            .map(|b| b + src * self.in_strides[d]);
-                    }
-                    match (base, &self.last_runs) {
-                        (None, _) => segment.fill(T::zero()),
-                        (Some(base), Some(runs)) => {
-                            let run = runs[tap_index[last]];
-                            segment[..run.start].fill(T::zero());
-                            segment[run.end..].fill(T::zero());
-                            let source = &plane[base + run.first..];
-                            let target = &mut segment[run.start..run.end];
-                            if self.last_stride == 1 {
-                                target.copy_from_slice(&source[..target.len()]);
-                            } else {
-                                let strided = source.iter().step_by(self.last_stride);
-                                for (dst, &src) in target.iter_mut().zip(strided) {
-                                    *dst = src;
-                                }
-                            }
-                        }
-                        (Some(base), None) => {
-                            for (dst, &src) in segment.iter_mut().zip(last_table) {
-                                *dst = if src == NONE {
-                                    T::zero()
-                                } else {
-                                    plane[base + src]
-                                };
-                            }
+                for p in rows.clone() {
+                    // The part of result row p in the range: last-axis positions y0..y1.
+                    let y0 = positions.start.max(p * y_last) - p * y_last;
+                    let y1 = positions.end.min((p + 1) * y_last) - p * y_last;
+                    let at = p * y_last + y0 - positions.start;
+                    let segment = &mut row[at..at + (y1 - y0)];
+                    let coord = &coords[(p - first_row) * last..][..last];
+                    match self.leading_offset(&tap_index, coord) {
+                        None => segment.fill(T::zero()),
+                        Some(base) => {
+                            self.gather_segment(plane, base, tap_index[last], y0, segment)
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// The lhs offset tap `tap_index` reads on the leading spatial axes at result coordinates
+    /// `coord`, or `None` in padding or a dilation hole.
+    fn leading_offset(&self, tap_index: &[usize], coord: &[usize]) -> Option<usize> {
+        let mut base = 0;
+        for (d, &c) in coord.iter().enumerate() {
+            let src = self.tables[d][tap_index[d] * self.outputs[d] + c];
+            if src == NONE {
+                return None;
+            }
+            base += src * self.in_strides[d];
+        }
+        Some(base)
+    }
+
+    /// Fills `segment`, last-axis result positions `y0..`, with what last-axis tap `tap` reads
+    /// from `plane` at leading offset `base`.
+    fn gather_segment<T: LinalgScalar>(
+        &self,
+        plane: &[T],
+        base: usize,
+        tap: usize,
+        y0: usize,
+        segment: &mut [T],
+    ) {
+        let y1 = y0 + segment.len();
+        match &self.last_runs {
+            Some(runs) => {
+                let run = runs[tap];
+                // A run starts no later than it ends, so neither do the clamped bounds.
+                let (start, end) = (run.start.clamp(y0, y1), run.end.clamp(y0, y1));
+                segment[..start - y0].fill(T::zero());
+                segment[end - y0..].fill(T::zero());
+                let target = &mut segment[start - y0..end - y0];
+                if target.is_empty() {
+                    return;
+                }
+                let source = &plane[base + run.first + (start - run.start) * self.last_stride..];
+                if self.last_stride == 1 {
+                    target.copy_from_slice(&source[..target.len()]);
+                } else {
+                    let strided = source.iter().step_by(self.last_stride);
+                    for (dst, &src) in target.iter_mut().zip(strided) {
+                        *dst = src;
+                    }
+                }
+            }
+            None => {
+                let y_last = self.outputs[self.kernel.len() - 1];
+                let table =
+                    &self.tables[self.kernel.len() - 1][tap * y_last + y0..][..segment.len()];
+                for (dst, &src) in segment.iter_mut().zip(table) {
+                    *dst = if src == NONE {
+                        T::zero()
+                    } else {
+                        plane[base + src]
+                    };
                 }
             }
         }
@@ -216,14 +255,13 @@ pub fn conv_general_dilated<T: LinalgScalar>(
             out_strides: strides_of(outputs),
             plane,
         };
-        let y_last = outputs[k - 1];
-        let outer_total = positions / y_last;
         let batch = out_shape[0];
-        // Whole result rows of several batch entries per product where they fit the budget
-        // (small results: late layers, the kernel's transpose), else chunks of one entry's.
+        // Whole results of several batch entries per product where their columns fit the
+        // budget (small results: late layers, the kernel's transpose); else column chunks of
+        // one entry's result, at least one column wide.
         let entries_per_product = (COLUMN_BUDGET / (rows * positions)).clamp(1, batch);
-        let outer_chunk = (COLUMN_BUDGET / (rows * y_last)).clamp(1, outer_total);
-        let widest = (entries_per_product * positions).max(outer_chunk * y_last);
+        let chunk = (COLUMN_BUDGET / rows).clamp(1, positions);
+        let widest = (entries_per_product * positions).max(chunk);
         let mut columns = vec![T::zero(); rows * widest];
         let mut products = vec![T::zero(); per_group * entries_per_product * positions];
         // Batch group q reads lhs batch entry q·(N/B) + n, all features; feature group q
@@ -251,7 +289,7 @@ pub fn conv_general_dilated<T: LinalgScalar>(
                     let cols = &mut columns[..rows * width];
                     for i in 0..count {
                         let target = (&mut *cols, width, i * positions);
-                        geometry.gather(image(n + i, q), features, 0..outer_total, target);
+                        geometry.gather(image(n + i, q), features, 0..positions, target);
                     }
                     let cols = ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
                     let mut product = ArrayViewMut2::from_shape(
@@ -277,14 +315,14 @@ pub fn conv_general_dilated<T: LinalgScalar>(
                     )
                     .expect("sizes agree");
                     let mut first = 0;
-                    while first < outer_total {
-                        let end = (first + outer_chunk).min(outer_total);
-                        let width = (end - first) * y_last;
+                    while first < positions {
+                        let end = (first + chunk).min(positions);
+                        let width = end - first;
                         let cols = &mut columns[..rows * width];
                         geometry.gather(image(n, q), features, first..end, (cols, width, 0));
                         let cols =
                             ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                        let mut target = result.slice_mut(s![.., first * y_last..end * y_last]);
+                        let mut target = result.slice_mut(s![.., first..end]);
                         general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut target);
                         first = end;
                     }
@@ -417,30 +455,48 @@ mod tests {
     }
 
     #[test]
-    fn chunked_columns_and_non_standard_layouts_agree_with_the_definition() {
-        // A kernel large enough that the column matrix is built in several chunks.
-        let mut rng = Rng(7);
-        let dims = ConvDims {
-            window_strides: [1, 2][..].into(),
-            padding: [(2, 2), (-1, 3)][..].into(),
-            lhs_dilation: [1, 1][..].into(),
-            rhs_dilation: [2, 1][..].into(),
-            feature_group_count: 1,
-            batch_group_count: 1,
-        };
-        let x = rng
-            .array(&[40, 2, 60, 40])
-            .permuted_axes(IxDyn(&[1, 0, 2, 3]));
-        assert!(!x.is_standard_layout());
-        let w = rng.array(&[3, 40, 5, 9]);
+    fn kernels_longer_than_the_budget_are_gathered_a_column_at_a_time() {
+        let taps = COLUMN_BUDGET + 7;
+        let mut rng = Rng(11);
+        let x = rng.array(&[1, 1, 3]);
+        let w = rng.array(&[2, 1, taps]);
+        let dims = ConvDims::new(&[1], &[(taps as i64 - 2, 1)]);
         let out = dims
             .output_type(
                 &Type::new(DType::F64, x.shape()),
                 &Type::new(DType::F64, w.shape()),
             )
             .unwrap();
-        assert!(40 * 45 * out.shape[2] * out.shape[3] > COLUMN_BUDGET);
+        assert_eq!(out.shape.as_slice(), &[1, 2, 3]);
         let got = conv_general_dilated(&x, &w, &dims, &out.shape);
         assert_eq!(got, naive(&x, &w, &dims, &out.shape));
+    }
+
+    #[test]
+    fn chunked_columns_and_non_standard_layouts_agree_with_the_definition() {
+        // A kernel large enough that the column matrix is built in several chunks, which end
+        // inside result rows; both gathers (runs without lhs dilation, tables with it).
+        let mut rng = Rng(7);
+        let x = rng
+            .array(&[28, 2, 60, 40])
+            .permuted_axes(IxDyn(&[1, 0, 2, 3]));
+        assert!(!x.is_standard_layout());
+        let w = rng.array(&[3, 28, 5, 9]);
+        for lhs_dilation in [[1, 1], [1, 2]] {
+            let dims = ConvDims {
+                window_strides: [1, 2][..].into(),
+                padding: [(2, 2), (-1, 3)][..].into(),
+                lhs_dilation: lhs_dilation[..].into(),
+                rhs_dilation: [2, 1][..].into(),
+                feature_group_count: 1,
+                batch_group_count: 1,
+            };
+            let ty = |a: &ArrayD<f64>| Type::new(DType::F64, a.shape());
+            let out = dims.output_type(&ty(&x), &ty(&w)).unwrap();
+            assert!(28 * 45 * out.shape[2] * out.shape[3] > COLUMN_BUDGET);
+            assert_ne!(COLUMN_BUDGET / (28 * 45) % out.shape[3], 0);
+            let got = conv_general_dilated(&x, &w, &dims, &out.shape);
+            assert_eq!(got, naive(&x, &w, &dims, &out.shape), "{dims:?}");
+        }
     }
 }
