@@ -20,38 +20,6 @@ use traceform_ir::ConvDims;
 /// The largest column matrix built at once, in elements (4 MiB of f32).
 const COLUMN_BUDGET: usize = 1 << 20;
 
-/// Marks a kernel tap that reads padding or a dilation hole.
-const NONE: usize = usize::MAX;
-
-/// For one spatial axis: `table[tap * outputs + y]` is the lhs index tap `tap` reads at result
-/// position `y`, or `NONE`.
-fn source_table(dims: &ConvDims, d: usize, size: usize, taps: usize, outputs: usize) -> Vec<usize> {
-    let (stride, rd, ld) = (
-        dims.window_strides[d] as i64,
-        dims.rhs_dilation[d] as i64,
-        dims.lhs_dilation[d] as i64,
-    );
-    let lo = dims.padding[d].0;
-    let dilated = if size == 0 {
-        0
-    } else {
-        (size as i64 - 1) * ld + 1
-    };
-    let mut table = Vec::with_capacity(taps * outputs);
-    for tap in 0..taps as i64 {
-        for y in 0..outputs as i64 {
-            // The position in the dilated, unpadded lhs.
-            let p = y * stride + tap * rd - lo;
-            table.push(if p < 0 || p >= dilated || p % ld != 0 {
-                NONE
-            } else {
-                (p / ld) as usize
-            });
-        }
-    }
-    table
-}
-
 /// Row-major strides of `shape`.
 fn strides_of(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![1; shape.len()];
@@ -61,37 +29,116 @@ fn strides_of(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
-/// On the last spatial axis of an undilated lhs, the positions one kernel tap reads: result
-/// positions `start..end` read lhs positions `first`, `first + stride`, ...; the others read
-/// padding. (Without lhs dilation the valid positions of a tap are one arithmetic run.)
-#[derive(Clone, Copy, Debug)]
+/// `ceil(a / b)` for `b > 0`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    -((-a).div_euclid(b))
+}
+
+/// `(gcd(a, b), x)` with `a·x ≡ gcd (mod b)`, for `a, b > 0`.
+fn gcd_and_inverse(a: i64, b: i64) -> (i64, i64) {
+    let (mut r0, mut r1, mut x0, mut x1) = (a, b, 1i64, 0i64);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (x0, x1) = (x1, x0 - q * x1);
+    }
+    (r0, x0)
+}
+
+/// The result positions at which one kernel tap reads the lhs on one axis: `start`,
+/// `start + step`, ... below `end`, reading lhs indices `first`, `first + source_step`, ...;
+/// every other position reads padding or a dilation hole.
+#[derive(Clone, Copy, Debug, PartialEq)]
 struct Run {
     start: usize,
     end: usize,
+    step: usize,
     first: usize,
+    source_step: usize,
 }
 
-/// The runs of each tap, read off its row of the last axis's `source_table`.
-fn runs(table: &[usize], outputs: usize) -> Vec<Run> {
-    table
-        .chunks(outputs)
-        .map(|row| {
-            let start = row.iter().position(|&s| s != NONE).unwrap_or(0);
-            let end = row.iter().rposition(|&s| s != NONE).map_or(0, |i| i + 1);
-            let first = if start < end { row[start] } else { 0 };
-            Run { start, end, first }
-        })
-        .collect()
+/// One spatial axis as the gather sees it. Result position `y` and tap `t` read the dilated,
+/// padded lhs at `y·stride + t·rhs_dilation`, which is position `p = that - lo` of the dilated
+/// lhs: lhs index `p / lhs_dilation` if `0 <= p < dilated` and `lhs_dilation` divides `p`,
+/// else a zero. (All terms are below 2^34: the shape rule bounded them.)
+#[derive(Clone, Copy, Debug)]
+struct AxisReader {
+    stride: i64,
+    rhs_dilation: i64,
+    lhs_dilation: i64,
+    lo: i64,
+    dilated: i64,
+    outputs: i64,
+}
+
+impl AxisReader {
+    fn new(dims: &ConvDims, d: usize, size: usize, outputs: usize) -> AxisReader {
+        let ld = dims.lhs_dilation[d] as i64;
+        AxisReader {
+            stride: dims.window_strides[d] as i64,
+            rhs_dilation: dims.rhs_dilation[d] as i64,
+            lhs_dilation: ld,
+            lo: dims.padding[d].0,
+            dilated: if size == 0 {
+                0
+            } else {
+                (size as i64 - 1) * ld + 1
+            },
+            outputs: outputs as i64,
+        }
+    }
+
+    /// The lhs index tap `tap` reads at result position `y`, or `None`.
+    fn source(&self, tap: usize, y: usize) -> Option<usize> {
+        let p = y as i64 * self.stride + tap as i64 * self.rhs_dilation - self.lo;
+        let inside = p >= 0 && p < self.dilated && p % self.lhs_dilation == 0;
+        inside.then(|| (p / self.lhs_dilation) as usize)
+    }
+
+    /// Where tap `tap` reads the lhs, as a progression: the positions inside the dilated lhs
+    /// are a range of `y`; of those, the ones on an lhs element solve
+    /// `y·stride ≡ -c (mod lhs_dilation)` (`c = tap·rhs_dilation - lo`), a progression of step
+    /// `lhs_dilation / gcd(stride, lhs_dilation)`.
+    fn run(&self, tap: usize) -> Run {
+        let (s, ld) = (self.stride, self.lhs_dilation);
+        let c = tap as i64 * self.rhs_dilation - self.lo;
+        let lo_y = ceil_div(-c, s).max(0);
+        let hi_y = ceil_div(self.dilated - c, s).min(self.outputs);
+        let empty = Run {
+            start: 0,
+            end: 0,
+            step: 1,
+            first: 0,
+            source_step: 0,
+        };
+        let (g, inverse) = gcd_and_inverse(s, ld);
+        if lo_y >= hi_y || c.rem_euclid(g) != 0 {
+            return empty;
+        }
+        let period = ld / g;
+        // y ≡ (-c/g)·(s/g)^-1 (mod period); i128 as the product may pass 2^63.
+        let residue = (i128::from((-c / g).rem_euclid(period))
+            * i128::from(inverse.rem_euclid(period))
+            % i128::from(period)) as i64;
+        let start = lo_y + (residue - lo_y).rem_euclid(period);
+        if start >= hi_y {
+            return empty;
+        }
+        Run {
+            start: start as usize,
+            end: hi_y as usize,
+            step: period as usize,
+            first: ((start * s + c) / ld) as usize,
+            source_step: (s / g) as usize,
+        }
+    }
 }
 
 /// What stays fixed over one convolution.
 struct Geometry<'a> {
-    /// Per spatial axis, see `source_table`.
-    tables: Vec<Vec<usize>>,
-    /// Per tap of the last axis, when its lhs dilation is 1: the gather is then a copy
-    /// (stride 1) or a strided copy.
-    last_runs: Option<Vec<Run>>,
-    last_stride: usize,
+    axes: Vec<AxisReader>,
+    /// `Run`s of the last axis, one per tap.
+    last_runs: Vec<Run>,
     kernel: &'a [usize],
     outputs: &'a [usize],
     /// Row-major strides of the lhs spatial axes, of the kernel taps, of the result positions.
@@ -135,6 +182,7 @@ impl Geometry<'_> {
                 for (d, t) in tap_index.iter_mut().enumerate() {
                     *t = tap / self.tap_strides[d] % self.kernel[d];
                 }
+                let run = self.last_runs[tap_index[last]];
                 let row = &mut columns[(feature * taps + tap) * row_stride + offset..][..width];
                 for p in rows.clone() {
                     // The part of result row p in the range: last-axis positions y0..y1.
@@ -145,9 +193,7 @@ impl Geometry<'_> {
                     let coord = &coords[(p - first_row) * last..][..last];
                     match self.leading_offset(&tap_index, coord) {
                         None => segment.fill(T::zero()),
-                        Some(base) => {
-                            self.gather_segment(plane, base, tap_index[last], y0, segment)
-                        }
+                        Some(base) => gather_segment(&plane[base..], run, y0, segment),
                     }
                 }
             }
@@ -158,60 +204,48 @@ impl Geometry<'_> {
     /// `coord`, or `None` in padding or a dilation hole.
     fn leading_offset(&self, tap_index: &[usize], coord: &[usize]) -> Option<usize> {
         let mut base = 0;
-        for (d, &c) in coord.iter().enumerate() {
-            let src = self.tables[d][tap_index[d] * self.outputs[d] + c];
-            if src == NONE {
-                return None;
-            }
-            base += src * self.in_strides[d];
+        for (d, &y) in coord.iter().enumerate() {
+            base += self.axes[d].source(tap_index[d], y)? * self.in_strides[d];
         }
         Some(base)
     }
+}
 
-    /// Fills `segment`, last-axis result positions `y0..`, with what last-axis tap `tap` reads
-    /// from `plane` at leading offset `base`.
-    fn gather_segment<T: LinalgScalar>(
-        &self,
-        plane: &[T],
-        base: usize,
-        tap: usize,
-        y0: usize,
-        segment: &mut [T],
-    ) {
-        let y1 = y0 + segment.len();
-        match &self.last_runs {
-            Some(runs) => {
-                let run = runs[tap];
-                // A run starts no later than it ends, so neither do the clamped bounds.
-                let (start, end) = (run.start.clamp(y0, y1), run.end.clamp(y0, y1));
-                segment[..start - y0].fill(T::zero());
-                segment[end - y0..].fill(T::zero());
-                let target = &mut segment[start - y0..end - y0];
-                if target.is_empty() {
-                    return;
-                }
-                let source = &plane[base + run.first + (start - run.start) * self.last_stride..];
-                if self.last_stride == 1 {
-                    target.copy_from_slice(&source[..target.len()]);
-                } else {
-                    let strided = source.iter().step_by(self.last_stride);
-                    for (dst, &src) in target.iter_mut().zip(strided) {
-                        *dst = src;
-                    }
-                }
+/// Fills `segment`, last-axis result positions `y0..`, with what `run` reads of `line`.
+fn gather_segment<T: LinalgScalar>(line: &[T], run: Run, y0: usize, segment: &mut [T]) {
+    let y1 = y0 + segment.len();
+    // The first position of the run at or after y0, and the end within the segment.
+    let skip = (y0.max(run.start) - run.start).div_ceil(run.step);
+    let start = run.start + skip * run.step;
+    let end = run.end.min(y1);
+    if start >= end {
+        segment.fill(T::zero());
+        return;
+    }
+    let source = &line[run.first + skip * run.source_step..];
+    let count = (end - start).div_ceil(run.step);
+    if run.step == 1 {
+        segment[..start - y0].fill(T::zero());
+        segment[end - y0..].fill(T::zero());
+        let target = &mut segment[start - y0..end - y0];
+        if run.source_step == 1 {
+            target.copy_from_slice(&source[..count]);
+        } else {
+            for (dst, &src) in target
+                .iter_mut()
+                .zip(source.iter().step_by(run.source_step))
+            {
+                *dst = src;
             }
-            None => {
-                let y_last = self.outputs[self.kernel.len() - 1];
-                let table =
-                    &self.tables[self.kernel.len() - 1][tap * y_last + y0..][..segment.len()];
-                for (dst, &src) in segment.iter_mut().zip(table) {
-                    *dst = if src == NONE {
-                        T::zero()
-                    } else {
-                        plane[base + src]
-                    };
-                }
-            }
+        }
+    } else {
+        segment.fill(T::zero());
+        let targets = segment[start - y0..].iter_mut().step_by(run.step);
+        for (dst, &src) in targets
+            .zip(source.iter().step_by(run.source_step))
+            .take(count)
+        {
+            *dst = src;
         }
     }
 }
@@ -239,15 +273,12 @@ pub fn conv_general_dilated<T: LinalgScalar>(
     let plane: usize = lhs.shape()[2..].iter().product();
     let mut out = vec![T::zero(); out_shape.iter().product()];
     if !out.is_empty() && rows > 0 {
-        let tables: Vec<Vec<usize>> = (0..k)
-            .map(|d| source_table(dims, d, lhs.shape()[d + 2], kernel[d], outputs[d]))
+        let axes: Vec<AxisReader> = (0..k)
+            .map(|d| AxisReader::new(dims, d, lhs.shape()[d + 2], outputs[d]))
             .collect();
-        let last_runs =
-            (dims.lhs_dilation[k - 1] == 1).then(|| runs(&tables[k - 1], outputs[k - 1]));
         let geometry = Geometry {
-            tables,
-            last_runs,
-            last_stride: dims.window_strides[k - 1],
+            last_runs: (0..kernel[k - 1]).map(|t| axes[k - 1].run(t)).collect(),
+            axes,
             kernel,
             outputs,
             in_strides: strides_of(&lhs.shape()[2..]),
@@ -451,6 +482,30 @@ mod tests {
             let got32 =
                 conv_general_dilated(&x.mapv(|v| v as f32), &w.mapv(|v| v as f32), &dims, &out);
             assert_eq!(got32.mapv(f64::from), want, "f32 case {case}");
+        }
+    }
+
+    #[test]
+    fn runs_are_exactly_the_positions_a_tap_reads() {
+        let mut rng = Rng(99);
+        for _ in 0..2000 {
+            let mut dims = ConvDims::new(&[1 + rng.below(5)], &[(rng.range(-4, 6), 0)]);
+            dims.lhs_dilation[0] = 1 + rng.below(6);
+            dims.rhs_dilation[0] = 1 + rng.below(4);
+            let (size, taps, outputs) = (rng.below(7), 1 + rng.below(5), rng.below(12));
+            let axis = AxisReader::new(&dims, 0, size, outputs);
+            for tap in 0..taps {
+                let run = axis.run(tap);
+                let read: Vec<(usize, usize)> = (0..outputs)
+                    .filter_map(|y| axis.source(tap, y).map(|src| (y, src)))
+                    .collect();
+                let progression: Vec<(usize, usize)> = (run.start..run.end)
+                    .step_by(run.step)
+                    .enumerate()
+                    .map(|(j, y)| (y, run.first + j * run.source_step))
+                    .collect();
+                assert_eq!(progression, read, "{dims:?}, size {size}, tap {tap}: {run:?}");
+            }
         }
     }
 
