@@ -504,7 +504,10 @@ mod tests {
                     .enumerate()
                     .map(|(j, y)| (y, run.first + j * run.source_step))
                     .collect();
-                assert_eq!(progression, read, "{dims:?}, size {size}, tap {tap}: {run:?}");
+                assert_eq!(
+                    progression, read,
+                    "{dims:?}, size {size}, tap {tap}: {run:?}"
+                );
             }
         }
     }
