@@ -13,8 +13,8 @@ pub mod transform;
 
 pub use traceform_ir as ir;
 pub use traceform_ir::{
-    parse_func, parse_module, print_func, trace, AvgPoolDivisor, DType, Func, Tensor, TraceError,
-    Type, Window,
+    parse_func, parse_module, print_func, trace, AvgPoolDivisor, ConvDims, ConvPadding, DType,
+    Func, Tensor, TraceError, Type, Window,
 };
 pub use traceform_runtime as runtime;
 pub use traceform_runtime::{eval, Value};

@@ -543,6 +543,28 @@ fn readme_ops() -> Result<(), traceform::Error> {
     Ok(())
 }
 
+#[test]
+fn readme_conv() -> Result<(), traceform::Error> {
+    use traceform::ConvPadding;
+    let layer = |p: &[Tensor]| {
+        // x: [2,3,8,8], w: [4,3,3,3]
+        let y = p[0].conv2d(&p[1], [1, 1], ConvPadding::Same); // [2,4,8,8]
+        y.gt(0.0).where_(&y, 0.0).mean_all()
+    };
+    let x = ArrayD::from_elem(vec![2, 3, 8, 8], 0.5);
+    let w = ArrayD::from_elem(vec![4, 3, 3, 3], 0.25);
+    let g = grad(layer)(&[x, w])?;
+    // Every result is positive, so d mean / d w[o, c, a, b] is 0.5 times the number of result
+    // positions at which tap (a, b) reads the image (7 or 8 per axis, SAME padding by 1),
+    // times the 2 images, over the 2·4·64 results.
+    let inside = |a: usize| if a == 1 { 8.0 } else { 7.0 };
+    let want = ArrayD::from_shape_fn(vec![4, 3, 3, 3], |i| {
+        2.0 * 0.5 * inside(i[2]) * inside(i[3]) / (2.0 * 4.0 * 64.0)
+    });
+    close(&g[1], &want);
+    Ok(())
+}
+
 /// The API simplifies the programs it runs (as `run` does), and `set_simplify(false)` runs them
 /// as the transforms emit them: the same values either way.
 #[test]

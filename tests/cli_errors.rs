@@ -362,6 +362,67 @@ fn slices_out_of_bounds() {
     );
 }
 
+#[test]
+fn convolution_attributes_and_shapes() {
+    let conv = |attrs: &str, w: &str| {
+        format!(
+            "func f(x: f32[2,4,5], w: {w}) -> f32[2,4,5] {{\n  y = conv_general_dilated[{attrs}] x w\n  return x\n}}\n"
+        )
+    };
+    let kernel = "f32[4,4,2]";
+    program_error(
+        "conv_padding_form",
+        &conv("window_strides=(1), padding=(1,1)", kernel),
+        "2:48",
+        "attribute `padding` of `conv_general_dilated` must be a tuple of (lo,hi) pairs",
+    );
+    program_error(
+        "conv_padding_pair",
+        &conv("window_strides=(1), padding=((1,1,0))", kernel),
+        "2:48",
+        "found a tuple of 3 items",
+    );
+    program_error(
+        "conv_no_strides",
+        &conv("padding=((0,0))", kernel),
+        "2:7",
+        "`conv_general_dilated` needs the attribute `window_strides`",
+    );
+    program_error(
+        "conv_unknown_attr",
+        &conv("window_strides=(1), padding=((0,0)), groups=2", kernel),
+        "2:65",
+        "`conv_general_dilated` has no attribute `groups`",
+    );
+    program_error(
+        "conv_groups",
+        &conv(
+            "window_strides=(1), padding=((0,0)), feature_group_count=3",
+            "f32[4,2,2]",
+        ),
+        "2:7",
+        "`conv_general_dilated`: lhs f32[2,4,5] has 4 features but rhs f32[4,2,2] takes 2 per group times feature_group_count 3",
+    );
+    program_error(
+        "conv_negative_size",
+        &conv("window_strides=(1), padding=((-3,-3))", kernel),
+        "2:7",
+        "`conv_general_dilated`: spatial axis 0: padding (-3,-3) leaves a negative size -1",
+    );
+    program_error(
+        "conv_rank",
+        &conv("window_strides=(1,1), padding=((0,0),(0,0))", kernel),
+        "2:7",
+        "window_strides (1,1) has 2 entries but the operands f32[2,4,5] and f32[4,4,2] have 1 spatial axes",
+    );
+    program_error(
+        "conv_zero_stride",
+        &conv("window_strides=(0), padding=((0,0))", kernel),
+        "2:7",
+        "strides and dilations must be at least 1",
+    );
+}
+
 fn corpus(case: &str, file: &str) -> String {
     common::data_dir()
         .join("conformance")

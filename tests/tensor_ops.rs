@@ -1,11 +1,12 @@
-//! The jax.numpy-style operations on `Tensor` (`ir/src/composite.rs`) and number operands:
-//! each against a closed form in f64 (1e-12 relative), and through `grad`.
+//! The jax.numpy-style operations on `Tensor` (`ir/src/composite.rs`), `conv2d`
+//! (`ir/src/conv.rs`) and number operands: each against a closed form in f64 (1e-12
+//! relative), and through `grad`.
 
 // Arguments are written `&[x.clone()]` like the other calls, for readability.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
 use ndarray::{arr0, array, ArrayD, Axis, Ix2};
-use traceform::{eval, grad, trace, DType, Tensor, Type, Value};
+use traceform::{eval, grad, trace, ConvPadding, DType, Tensor, Type, Value};
 
 type A = ArrayD<f64>;
 
@@ -301,4 +302,104 @@ fn f32_numbers_are_operands() {
     // On an f64 tensor an f32 number is a literal of the tensor's dtype.
     let d = run1(|t| t * 0.5f32 - 0.25f32, &array![1.0, 3.0].into_dyn());
     close(&d, &array![0.25, 1.25].into_dyn());
+}
+
+/// The 2-d cross-correlation of one NCHW image with one OIHW kernel, at stride 1 over the
+/// image padded by `pad` zeros on every side: the closed form `conv2d` is checked against.
+fn correlate(x: &A, w: &A, pad: usize) -> A {
+    let (n, c, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let (o, kh, kw) = (w.shape()[0], w.shape()[2], w.shape()[3]);
+    let (oh, ow) = (h + 2 * pad + 1 - kh, wd + 2 * pad + 1 - kw);
+    ArrayD::from_shape_fn(vec![n, o, oh, ow], |i| {
+        let mut s = 0.0;
+        for ci in 0..c {
+            for a in 0..kh {
+                for b in 0..kw {
+                    let (r, q) = (i[2] + a, i[3] + b);
+                    if r >= pad && q >= pad && r - pad < h && q - pad < wd {
+                        s += x[[i[0], ci, r - pad, q - pad]] * w[[i[1], ci, a, b]];
+                    }
+                }
+            }
+        }
+        s
+    })
+}
+
+#[test]
+fn conv2d_valid_and_same_match_the_cross_correlation() {
+    let x = counting(&[2, 3, 5, 5], 0.125);
+    let w = counting(&[4, 3, 3, 3], -0.0625);
+    let valid = run(
+        |p| vec![p[0].conv2d(&p[1], [1, 1], ConvPadding::Valid)],
+        &[x.clone(), w.clone()],
+    );
+    close(&valid[0], &correlate(&x, &w, 0));
+    let same = run(
+        |p| vec![p[0].conv2d(&p[1], [1, 1], ConvPadding::Same)],
+        &[x.clone(), w.clone()],
+    );
+    close(&same[0], &correlate(&x, &w, 1));
+    // Stride 2 keeps every other position of the stride-1 result, ceil(5/2) = 3 of them.
+    let strided = run(
+        |p| vec![p[0].conv2d(&p[1], [2, 2], ConvPadding::Same)],
+        &[x.clone(), w.clone()],
+    );
+    let every_other = correlate(&x, &w, 1).slice_move(ndarray::s![.., .., ..;2, ..;2]);
+    close(&strided[0], &every_other.into_dyn());
+    let pairs = run(
+        |p| {
+            let padding = ConvPadding::Pairs([(1, 1), (1, 1)][..].into());
+            vec![p[0].conv2d(&p[1], [1, 1], padding)]
+        },
+        &[x.clone(), w.clone()],
+    );
+    close(&pairs[0], &same[0]);
+}
+
+#[test]
+fn conv2d_gradients_are_window_sums() {
+    // d sum(conv2d(x, w)) / d w[o, c, a, b] = the sum of x[., c] over the window offset (a, b).
+    let x = counting(&[2, 2, 4, 5], 0.25);
+    let w = counting(&[3, 2, 2, 3], 0.5);
+    let f = |p: &[Tensor]| p[0].conv2d(&p[1], [1, 1], ConvPadding::Valid).sum_all();
+    let g = grad(f)(&[x.clone(), w.clone()]).unwrap();
+    let want = ArrayD::from_shape_fn(vec![3, 2, 2, 3], |i| {
+        x.slice(ndarray::s![.., i[1], i[2]..i[2] + 3, i[3]..i[3] + 3])
+            .sum()
+    });
+    close(&g[1], &want);
+    // And d / d x[n, c, r, q] = the sum of w[., c] over the taps that read (r, q).
+    let want_x = ArrayD::from_shape_fn(vec![2, 2, 4, 5], |i| {
+        let mut s = 0.0;
+        for a in 0..2 {
+            for b in 0..3 {
+                let (r, q) = (i[2] as i64 - a as i64, i[3] as i64 - b as i64);
+                if (0..3).contains(&r) && (0..3).contains(&q) {
+                    s += w.slice(ndarray::s![.., i[1], a, b]).sum();
+                }
+            }
+        }
+        s
+    });
+    close(&g[0], &want_x);
+}
+
+#[test]
+fn conv_errors_name_the_shapes_and_the_line() {
+    let e = trace_error(
+        |p| p[0].conv2d(&p[1], [1, 1], ConvPadding::Valid).sum_all(),
+        &[&[1, 3, 4, 4], &[2, 2, 3, 3]],
+    );
+    assert!(
+        e.contains("`conv_general_dilated`: lhs f64[1,3,4,4] has 3 features but rhs f64[2,2,3,3]"),
+        "{e}"
+    );
+    assert!(e.contains("tests/tensor_ops.rs"), "{e}");
+    // A kernel of the wrong rank is a shape error too, not a panic of the padding helper.
+    let e = trace_error(
+        |p| p[0].conv2d(&p[1], [1, 1], ConvPadding::Same).sum_all(),
+        &[&[1, 3, 4, 4], &[2]],
+    );
+    assert!(e.contains("must have one rank of at least 3"), "{e}");
 }

@@ -4,6 +4,7 @@
 
 use smallvec::SmallVec;
 
+use crate::conv::{ConvDims, PadPairs};
 use crate::prim::{Axes, BinaryOp, CompareOp, DotDims, Prim, PrimKind, UnaryOp};
 use crate::types::DType;
 use crate::window::{Select, Window};
@@ -25,6 +26,14 @@ impl AttrValue {
 
     fn usizes(xs: &[usize]) -> AttrValue {
         AttrValue::Tuple(xs.iter().map(|&x| AttrValue::Int(x as i64)).collect())
+    }
+
+    fn pairs(xs: &[(i64, i64)]) -> AttrValue {
+        AttrValue::Tuple(
+            xs.iter()
+                .map(|&(lo, hi)| AttrValue::ints(&[lo, hi]))
+                .collect(),
+        )
     }
 
     fn describe(&self) -> &'static str {
@@ -138,6 +147,21 @@ pub fn prim_attrs(prim: &Prim) -> Vec<(&'static str, AttrValue)> {
                 ]),
             ),
         ],
+        // Every attribute, defaults included, as JAX lists them.
+        Prim::ConvGeneralDilated(c) => vec![
+            ("window_strides", AttrValue::usizes(&c.window_strides)),
+            ("padding", AttrValue::pairs(&c.padding)),
+            ("lhs_dilation", AttrValue::usizes(&c.lhs_dilation)),
+            ("rhs_dilation", AttrValue::usizes(&c.rhs_dilation)),
+            (
+                "feature_group_count",
+                AttrValue::Int(c.feature_group_count as i64),
+            ),
+            (
+                "batch_group_count",
+                AttrValue::Int(c.batch_group_count as i64),
+            ),
+        ],
     }
 }
 
@@ -238,21 +262,70 @@ impl AttrSet<'_> {
         let v = self.required(name)?;
         self.as_list(name, v)?
             .iter()
-            .map(|x| {
-                let i = self.as_int(name, x)?;
-                if i.unsigned_abs() > u64::from(u32::MAX) {
-                    return Err(err(
-                        name,
-                        format!(
-                            "attribute `{name}` of `{}` is too large: {i} (magnitude at most {})",
-                            self.prim,
-                            u32::MAX
-                        ),
-                    ));
+            .map(|x| self.bounded_int(name, x))
+            .collect()
+    }
+
+    /// A signed integer of magnitude at most `u32::MAX` (a padding).
+    fn bounded_int(&self, name: &str, v: &AttrValue) -> Result<i64, AttrError> {
+        let i = self.as_int(name, v)?;
+        if i.unsigned_abs() > u64::from(u32::MAX) {
+            return Err(err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` is too large: {i} (magnitude at most {})",
+                    self.prim,
+                    u32::MAX
+                ),
+            ));
+        }
+        Ok(i)
+    }
+
+    /// `((lo,hi),..)`: one pair of signed integers per axis (`((lo,hi))` for one axis).
+    fn pad_pairs(&mut self, name: &str) -> Result<PadPairs, AttrError> {
+        let v = self.required(name)?;
+        let shape_error = |found: &str| {
+            err(
+                name,
+                format!(
+                    "attribute `{name}` of `{}` must be a tuple of (lo,hi) pairs, like ((1,1),(0,2)) or ((1,1)), found {found}",
+                    self.prim
+                ),
+            )
+        };
+        let AttrValue::Tuple(items) = v else {
+            return Err(shape_error(v.describe()));
+        };
+        items
+            .iter()
+            .map(|item| match item {
+                AttrValue::Tuple(pair) if pair.len() == 2 => Ok((
+                    self.bounded_int(name, &pair[0])?,
+                    self.bounded_int(name, &pair[1])?,
+                )),
+                AttrValue::Tuple(other) => {
+                    Err(shape_error(&format!("a tuple of {} items", other.len())))
                 }
-                Ok(i)
+                other => Err(shape_error(other.describe())),
             })
             .collect()
+    }
+
+    /// An optional list of positive integers, all ones when absent.
+    fn dilation(&mut self, name: &str, len: usize) -> Result<Axes, AttrError> {
+        match self.take(name) {
+            Some(v) => self.usize_list_of(name, v),
+            None => Ok(Axes::from_elem(1, len)),
+        }
+    }
+
+    /// An optional count, 1 when absent.
+    fn count(&mut self, name: &str) -> Result<usize, AttrError> {
+        match self.take(name) {
+            Some(v) => self.as_usize(name, &v),
+            None => Ok(1),
+        }
     }
 
     fn usize(&mut self, name: &str) -> Result<usize, AttrError> {
@@ -568,6 +641,19 @@ pub fn prim_from_parts(name: &str, attrs: Vec<(&str, AttrValue)>) -> Result<Prim
             select: set.select()?,
             window: set.window()?,
         },
+        PrimKind::ConvGeneralDilated => {
+            let window_strides = set.usize_list("window_strides")?;
+            let padding = set.pad_pairs("padding")?;
+            let k = window_strides.len();
+            Prim::ConvGeneralDilated(Box::new(ConvDims {
+                window_strides,
+                padding,
+                lhs_dilation: set.dilation("lhs_dilation", k)?,
+                rhs_dilation: set.dilation("rhs_dilation", k)?,
+                feature_group_count: set.count("feature_group_count")?,
+                batch_group_count: set.count("batch_group_count")?,
+            }))
+        }
     };
     set.finish(prim)
 }

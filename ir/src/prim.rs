@@ -8,14 +8,15 @@
 //! Names and attribute names are those of `shared/spec/ir-text.md` (jax.lax's).
 //!
 //! Attributes are small inline vectors: building or cloning a `Prim` does not allocate for
-//! ranks up to 4. Everything derives `Eq, Ord, Hash`, so a `Prim` can be interned and can be
-//! an e-graph operator.
+//! ranks up to 4 (except a `conv_general_dilated`, whose attributes are boxed). Everything
+//! derives `Eq, Ord, Hash`, so a `Prim` can be interned and can be an e-graph operator.
 
 use std::sync::LazyLock;
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use crate::conv::ConvDims;
 use crate::types::{DType, Shape};
 use crate::window::{Select, Window};
 
@@ -270,6 +271,9 @@ pub enum Prim {
         select: Select,
         window: Box<Window>,
     },
+    /// lhs `[N, C, S..]`, rhs `[O, I, K..]`, result `[N/B, O, Y..]` (see `conv.rs`). Boxed: its
+    /// six attributes would make every `Prim` a quarter larger.
+    ConvGeneralDilated(Box<ConvDims>),
 }
 
 /// Defines `PrimKind` and `PrimKind::ALL` from one list, so no variant can be missing from
@@ -354,6 +358,7 @@ prim_kinds!(
     ReduceWindowSumTranspose,
     SelectAndGatherAdd,
     SelectAndScatterAdd,
+    ConvGeneralDilated,
 );
 
 /// What kind of loop a primitive is, for fusion and memory planning.
@@ -366,7 +371,7 @@ pub enum OpClass {
     Reduction,
     /// Moves or repeats elements without arithmetic (broadcast, reshape, slice, pad, ...).
     DataMovement,
-    /// `dot_general`: a library call.
+    /// `dot_general`, `conv_general_dilated`: a library call (GEMM).
     Contraction,
     /// No operands: `iota`, `zeros`.
     Constant,
@@ -381,7 +386,8 @@ pub enum Linearity {
     Joint,
     /// `select_n`: the predicate (operand 1) is fixed, and it is jointly linear in the cases.
     Cases,
-    /// Linear in each operand separately, the other held fixed (`mul`, `dot_general`).
+    /// Linear in each operand separately, the other held fixed (`mul`, `dot_general`,
+    /// `conv_general_dilated`).
     Bilinear,
     /// Linear in the first operand only, the others held fixed (`div`, and the internal
     /// `select_and_gather_add`/`select_and_scatter_add`, whose selection is fixed).
@@ -457,6 +463,7 @@ impl PrimKind {
             PrimKind::ReduceWindowSumTranspose => "reduce_window_sum_transpose",
             PrimKind::SelectAndGatherAdd => "select_and_gather_add",
             PrimKind::SelectAndScatterAdd => "select_and_scatter_add",
+            PrimKind::ConvGeneralDilated => "conv_general_dilated",
         }
     }
 
@@ -531,7 +538,7 @@ impl PrimKind {
             | PrimKind::Slice
             | PrimKind::Pad
             | PrimKind::Concatenate => OpClass::DataMovement,
-            PrimKind::DotGeneral => OpClass::Contraction,
+            PrimKind::DotGeneral | PrimKind::ConvGeneralDilated => OpClass::Contraction,
             PrimKind::Iota | PrimKind::Zeros => OpClass::Constant,
         }
     }
@@ -575,6 +582,7 @@ impl Prim {
             Prim::ReduceWindowSumTranspose { .. } => PrimKind::ReduceWindowSumTranspose,
             Prim::SelectAndGatherAdd { .. } => PrimKind::SelectAndGatherAdd,
             Prim::SelectAndScatterAdd { .. } => PrimKind::SelectAndScatterAdd,
+            Prim::ConvGeneralDilated(_) => PrimKind::ConvGeneralDilated,
         }
     }
 
@@ -620,7 +628,8 @@ impl Prim {
             | Prim::Pad { .. }
             | Prim::DotGeneral(_)
             | Prim::SelectAndGatherAdd { .. }
-            | Prim::SelectAndScatterAdd { .. } => Some(2),
+            | Prim::SelectAndScatterAdd { .. }
+            | Prim::ConvGeneralDilated(_) => Some(2),
             Prim::SelectN => Some(3),
             Prim::Iota { .. } | Prim::Zeros { .. } => Some(0),
             Prim::Concatenate { .. } => None,
@@ -655,7 +664,9 @@ impl Prim {
                 }
             }
             Prim::SelectN => Linearity::Cases,
-            Prim::Binary(BinaryOp::Mul) | Prim::DotGeneral(_) => Linearity::Bilinear,
+            Prim::Binary(BinaryOp::Mul) | Prim::DotGeneral(_) | Prim::ConvGeneralDilated(_) => {
+                Linearity::Bilinear
+            }
             Prim::Binary(BinaryOp::Div)
             | Prim::SelectAndGatherAdd { .. }
             | Prim::SelectAndScatterAdd { .. } => Linearity::FirstOnly,

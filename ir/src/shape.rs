@@ -455,6 +455,10 @@ fn infer_unchecked(prim: &Prim, args: &[&Type]) -> Result<Inferred, TypeError> {
         Prim::SelectAndScatterAdd { window, .. } => window::scatter_type(window, args[0], args[1])
             .map(|_| Operand(1))
             .or_else(|m| fail(prim, m)),
+        Prim::ConvGeneralDilated(dims) => match dims.output_type(args[0], args[1]) {
+            Ok(ty) => Ok(New(ty)),
+            Err(message) => fail(prim, message),
+        },
     }
 }
 

@@ -23,6 +23,7 @@ use std::panic::Location;
 use std::rc::Rc;
 
 use crate::builder::Builder;
+use crate::conv::ConvDims;
 use crate::func::{Atom, Func, Literal, Loc};
 use crate::prim::{Axes, BinaryOp, CompareOp, DotDims, Prim, UnaryOp};
 use crate::types::{DType, Shape, Type, TypeId};
@@ -1053,6 +1054,12 @@ impl Tensor {
             }),
             &[self, other],
         )
+    }
+    /// `conv_general_dilated[dims] self kernel`: `self` is `[N, C, S..]`, `kernel` `[O, I, K..]`
+    /// (see `ConvDims`; `conv2d` is the common case).
+    #[track_caller]
+    pub fn conv_general_dilated(&self, kernel: &Tensor, dims: ConvDims) -> Tensor {
+        innermost(&[self, kernel]).emit(Prim::ConvGeneralDilated(Box::new(dims)), &[self, kernel])
     }
 }
 

@@ -8,6 +8,7 @@ use ndarray::{
 };
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
+use crate::conv::conv_general_dilated;
 use crate::value::Value;
 use crate::window::{
     reduce_window, reduce_window_extremum, reduce_window_sum_transpose, select_and_gather_add,
@@ -791,6 +792,11 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
         Prim::SelectAndScatterAdd { select, window } => match (args[0], args[1]) {
             (F32(c), F32(x)) => F32(select_and_scatter_add(c, x, *select, window)),
             (F64(c), F64(x)) => F64(select_and_scatter_add(c, x, *select, window)),
+            _ => return bad(prim, args),
+        },
+        Prim::ConvGeneralDilated(dims) => match (args[0], args[1]) {
+            (F32(a), F32(b)) => F32(conv_general_dilated(a, b, dims, &out.shape)),
+            (F64(a), F64(b)) => F64(conv_general_dilated(a, b, dims, &out.shape)),
             _ => return bad(prim, args),
         },
     })

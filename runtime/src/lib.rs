@@ -1,6 +1,7 @@
 //! traceform's reference interpreter over ndarray. It defines what every primitive means:
 //! the simplifier and the JIT are correct exactly when they agree with it.
 
+mod conv;
 mod interp;
 mod kernels;
 mod value;

@@ -17,7 +17,7 @@
 //! such as `add` or `inf0_`.
 //!
 //! What a test can ask for, through [`GenConfig`]:
-//! - an operation set: [`OpSet::all`] (every primitive of the spec but `conv_general_dilated`,
+//! - an operation set: [`OpSet::all`] (every primitive of the spec,
 //!   non-finite literals and wrapping i32 arithmetic included),
 //!   [`OpSet::finite`] (the same, every value finite), [`OpSet::fd`] (everything finite
 //!   differences can check: all but `stop_gradient`), [`OpSet::smooth`] (no kinks or jumps at
@@ -137,6 +137,8 @@ pub enum Op {
     /// `reduce_window_sum reduce_window_max reduce_window_min` (strides, padding that may be
     /// negative, base and window dilation)
     ReduceWindow,
+    /// `conv_general_dilated` of two rank-3 values (one spatial axis)
+    Conv,
     /// `add sub mul div max min neg abs sign` on i32
     IntArith,
     /// An equation whose operands are literals (`sin 2.0:f32`, `add 1.0:f64 2.0:f64`,
@@ -144,7 +146,7 @@ pub enum Op {
     Literal,
 }
 
-const ALL_OPS: [Op; 25] = [
+const ALL_OPS: [Op; 26] = [
     Op::Literal,
     Op::Unary,
     Op::IntegerPow,
@@ -169,6 +171,7 @@ const ALL_OPS: [Op; 25] = [
     Op::Concatenate,
     Op::DotGeneral,
     Op::ReduceWindow,
+    Op::Conv,
     Op::IntArith,
 ];
 
@@ -197,7 +200,7 @@ pub struct OpSet {
 }
 
 impl OpSet {
-    /// Every primitive but `conv_general_dilated`, with non-finite literals
+    /// Every primitive, with non-finite literals
     /// (`inf`, `-inf`, `nan`, `-0.0`) and reductions of empty axes by max/min: for the parser,
     /// printer, verifier and the structure of transformed programs.
     pub fn all() -> OpSet {
@@ -261,6 +264,7 @@ impl OpSet {
                 Concatenate,
                 DotGeneral,
                 ReduceWindow,
+                Conv,
             ],
             excluded: vec![],
             smooth: true,
@@ -273,9 +277,10 @@ impl OpSet {
     /// them), built from `neg`, `add`/`sub` of linear values (or of a known zero), `mul`/`div`
     /// by literals or by values of the other inputs, `reduce_sum`, `cumsum`, `broadcast_in_dim`,
     /// `reshape`, `transpose`, `squeeze`, `expand_dims`, `rev`, `slice`, `pad` with 0 or a
-    /// linear scalar, `concatenate`, `dot_general` with one non-linear operand, `select_n` on a
-    /// predicate of the other inputs, `convert_element_type` between floats. The other inputs
-    /// (0 or 1) go through smooth non-linear operations first.
+    /// linear scalar, `concatenate`, `dot_general` and `conv_general_dilated` with one
+    /// non-linear operand, `select_n` on a predicate of the other inputs,
+    /// `convert_element_type` between floats. The other inputs (0 or 1) go through smooth
+    /// non-linear operations first.
     pub fn linear() -> OpSet {
         use Op::*;
         OpSet {
@@ -297,6 +302,7 @@ impl OpSet {
                 Concatenate,
                 DotGeneral,
                 ReduceWindow,
+                Conv,
                 Select,
             ],
             excluded: vec![],
@@ -848,6 +854,16 @@ fn iv_union(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0.min(b.0), a.1.max(b.1))
 }
 
+/// Whether a value of shape `kernel` can be the rhs `[O, I, K]` of a convolution whose lhs has
+/// `c` features: `I` divides `c` and `O` is a multiple of the feature group count `c / I`.
+fn conv_kernel_fits(c: usize, kernel: &[usize]) -> bool {
+    match kernel {
+        [o, i, _] if *i > 0 => c % i == 0 && o % (c / i).max(1) == 0 && c > 0,
+        [_, 0, _] => c == 0,
+        _ => false,
+    }
+}
+
 /// `n` times every element of an interval (`n` terms of a sum).
 fn iv_times(n: usize, a: (f64, f64)) -> (f64, f64) {
     if n == 0 {
@@ -1361,6 +1377,14 @@ impl<'c> Builder<'c> {
                 let x = self.choose(|v| v.dt.is_numeric() && !v.shape.is_empty())?;
                 let x = self.moderate(x);
                 self.reduce_window(x)
+            }
+            Op::Conv => {
+                let x = self.choose(|v| v.dt.is_float() && v.shape.len() == 3)?;
+                let x = self.moderate(x);
+                let (dt, c) = (self.var(x).dt, self.var(x).shape[1]);
+                let y = self.choose(|v| v.dt == dt && conv_kernel_fits(c, &v.shape))?;
+                let y = self.moderate(y);
+                self.conv(x, y)
             }
             Op::IntArith => self.int_arith(),
             Op::Literal => self.literal_eqn(),
@@ -2564,6 +2588,73 @@ impl<'c> Builder<'c> {
         ))
     }
 
+    /// `conv_general_dilated` of `[N, C, S]` and `[O, I, K]` (see `conv_kernel_fits`): one
+    /// spatial axis, since generated values have rank 3 at most; stride, dilations and padding
+    /// (negative too) random; feature groups `C / I`, or batch groups when `I = C` and the
+    /// sizes allow; the optional attributes sometimes left at their defaults.
+    fn conv(&mut self, x: usize, y: usize) -> Option<usize> {
+        if !self.cfg.ops.allows("conv_general_dilated") {
+            return None;
+        }
+        let (vx, vy) = (self.var(x).clone(), self.var(y).clone());
+        if vx.dt != vy.dt || vx.shape.len() != 3 || !conv_kernel_fits(vx.shape[1], &vy.shape) {
+            return None;
+        }
+        let (n, c, size) = (vx.shape[0], vx.shape[1], vx.shape[2]);
+        let (o, i, k) = (vy.shape[0], vy.shape[1], vy.shape[2]);
+        let groups = c.checked_div(i).unwrap_or(1);
+        let batch_choices: Vec<usize> = (2..=4).filter(|b| n % b == 0 && o % b == 0).collect();
+        let batch_groups = if groups == 1 && !batch_choices.is_empty() && self.one_in(3) {
+            self.from(&batch_choices)
+        } else {
+            1
+        };
+        let stride = 1 + self.pick(2);
+        let (ld, rd) = (1 + self.pick(2), 1 + self.pick(2));
+        let (lo, hi) = (self.pick(4) as i64 - 1, self.pick(4) as i64 - 1);
+        let dilated = if size == 0 { 0 } else { (size - 1) * ld + 1 };
+        let padded = usize::try_from(dilated as i64 + lo + hi).ok()?;
+        let extent = if k == 0 { 0 } else { (k - 1) * rd + 1 };
+        let len = if padded >= extent {
+            (padded - extent) / stride + 1
+        } else {
+            0
+        };
+        let shape = vec![n / batch_groups, o, len];
+        if shape.iter().product::<usize>() > MAX_ELEMS {
+            return None;
+        }
+        // Sums of at most I·K products (padding and holes add nothing).
+        let terms = iv_times(i * k, iv_mul((vx.lo, vx.hi), (vy.lo, vy.hi)));
+        let iv = iv_union((0.0, 0.0), terms);
+        let mut attrs = vec![
+            ("window_strides", Attr::S(format!("({stride})"))),
+            ("padding", Attr::S(format!("(({lo},{hi}))"))),
+        ];
+        let defaults = self.one_in(2);
+        for (name, value, default) in [("lhs_dilation", ld, 1), ("rhs_dilation", rd, 1)] {
+            if value != default || !defaults {
+                attrs.push((name, Attr::S(format!("({value})"))));
+            }
+        }
+        for (name, value) in [
+            ("feature_group_count", groups),
+            ("batch_group_count", batch_groups),
+        ] {
+            if value != 1 || !defaults {
+                attrs.push((name, Attr::S(value.to_string())));
+            }
+        }
+        Some(self.emit(
+            "conv_general_dilated",
+            attrs,
+            vec![Atom::V(x), Atom::V(y)],
+            vx.dt,
+            shape,
+            iv,
+        ))
+    }
+
     fn int_arith(&mut self) -> Option<usize> {
         let a = self.choose(|v| v.dt == Dt::I32)?;
         let v = self.var(a).clone();
@@ -2830,6 +2921,25 @@ impl<'c> Builder<'c> {
                     self.dot_general(c, x)
                 } else {
                     self.dot_general(x, c)
+                }
+            }
+            Op::Conv => {
+                // Linear in one operand, the other a non-linear value.
+                let x = self.lin_operand(|v| v.shape.len() == 3)?;
+                let (dt, shape) = (self.var(x).dt, self.var(x).shape.clone());
+                let nonlinear =
+                    |v: &VarInfo| v.dt == dt && (v.kind == Kind::Input || v.kind == Kind::Const);
+                if self.one_in(2) {
+                    let w =
+                        self.choose(|v| nonlinear(v) && conv_kernel_fits(shape[1], &v.shape))?;
+                    let w = self.moderate(w);
+                    self.conv(x, w)
+                } else {
+                    let l = self.choose(|v| {
+                        nonlinear(v) && v.shape.len() == 3 && conv_kernel_fits(v.shape[1], &shape)
+                    })?;
+                    let l = self.moderate(l);
+                    self.conv(l, x)
                 }
             }
             Op::Literal => self.literal_eqn(),

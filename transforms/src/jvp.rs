@@ -134,7 +134,8 @@ pub fn jvp_rule(b: &mut Builder, prim: &Prim, x: &[Atom], t: &[Tan], y: Atom) ->
         Prim::SelectAndGatherAdd { .. } | Prim::SelectAndScatterAdd { .. } => {
             Some(b.eqn(prim.clone(), &[t[0]?, x[1]]))
         }
-        Prim::DotGeneral(_) => {
+        // Bilinear: the product rule, with the primitive itself.
+        Prim::DotGeneral(_) | Prim::ConvGeneralDilated(_) => {
             let left = t[0].map(|ta| b.eqn(prim.clone(), &[ta, x[1]]));
             let right = t[1].map(|tb| b.eqn(prim.clone(), &[x[0], tb]));
             add(b, left, right)

@@ -5,12 +5,13 @@
 //! - `linearize_jvp`: partial evaluation of a jvp program into primal and linear parts
 //!   (`linearize.rs`).
 //! - `transpose`: transposition of a linear function, with transpose rules for the linear
-//!   primitives only (`transpose.rs`).
+//!   primitives only (`transpose.rs`; those of `conv_general_dilated` in `conv.rs`).
 //! - `vjp` = transpose(linearize(jvp)); `grad`, `value_and_grad` for scalar outputs;
 //!   `hvp` = jvp(grad) (forward-over-reverse).
 //!
 //! The transformed signatures are the table of `shared/spec/ir-text.md`.
 
+mod conv;
 mod jacobian;
 mod jvp;
 mod linearize;

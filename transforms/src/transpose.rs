@@ -16,6 +16,7 @@ use traceform_ir::{
     Linearity, Loc, Prim, Type, UnaryOp,
 };
 
+use crate::conv::{conv_transpose_lhs, conv_transpose_rhs};
 use crate::linearize::{classify, Kind};
 use crate::util::{add, describe_eqn, finish, lookup, unbroadcast, Tan};
 use crate::TransformError;
@@ -281,6 +282,15 @@ fn transpose_rule(
                 window: window.clone(),
             };
             out.push((0, b.eqn(gather, &[ct, ops.known(1)])));
+        }
+        Prim::ConvGeneralDilated(dims) => {
+            if lin[0] {
+                let c = conv_transpose_lhs(b, dims, ct, &types[0], ops.known(1));
+                out.push((0, c));
+            } else {
+                let c = conv_transpose_rhs(b, dims, ct, ops.known(0), &types[1]);
+                out.push((1, c));
+            }
         }
         // Not linear in any operand: `check_linear` returned the error already.
         Prim::Unary(_)

@@ -17,7 +17,7 @@
 //! slip through without all three checks.
 
 use ndarray::{ArrayD, IxDyn};
-use traceform_ir::{parse_func, Func, PrimKind, Type};
+use traceform_ir::{parse_func, Atom, Builder, ConvDims, DType, Func, Prim, PrimKind, Type};
 use traceform_runtime::{eval, Value};
 use traceform_transforms::{grad, hvp, jvp, vjp};
 
@@ -337,7 +337,58 @@ fn cases() -> Vec<Case> {
         -1.9,
         1.9,
     ));
+    cases.extend(conv_cases());
     cases
+}
+
+/// `conv_general_dilated` with respect to both operands, covering every attribute: strides,
+/// negative padding, lhs and rhs dilation, feature and batch groups, 1, 2 and 3 spatial axes.
+/// Each convolution is followed by `sin`, so the hvp sees the transposed convolutions
+/// differentiated again.
+fn conv_cases() -> Vec<Case> {
+    let conv = |name, params: &str, attrs: &str, out: &str| {
+        let axes: Vec<String> = (0..out.split(',').count()).map(|d| d.to_string()).collect();
+        program(
+            name,
+            &format!(
+                "func f({params}) -> f64[] {{
+  a: f64[{out}] = conv_general_dilated[{attrs}] x w
+  b: f64[{out}] = sin a
+  r: f64[] = reduce_sum[axes=({})] b
+  return r
+}}",
+                axes.join(",")
+            ),
+            -1.0,
+            1.0,
+        )
+    };
+    vec![
+        conv(
+            "conv1d_feature_groups_rhs_dilation_negative_padding",
+            "x: f64[2,4,7], w: f64[6,2,3]",
+            "window_strides=(2), padding=((-1,2)), rhs_dilation=(2), feature_group_count=2",
+            "2,6,2",
+        ),
+        conv(
+            "conv2d_batch_groups_lhs_dilation_strides",
+            "x: f64[4,3,4,5], w: f64[6,3,2,3]",
+            "window_strides=(1,2), padding=((1,-1),(2,1)), lhs_dilation=(2,1), rhs_dilation=(1,1), feature_group_count=1, batch_group_count=2",
+            "2,6,6,3",
+        ),
+        conv(
+            "conv2d_feature_groups_both_dilations",
+            "x: f64[2,6,5,4], w: f64[3,2,2,2]",
+            "window_strides=(2,1), padding=((2,0),(0,-1)), lhs_dilation=(1,2), rhs_dilation=(2,2), feature_group_count=3",
+            "2,3,3,4",
+        ),
+        conv(
+            "conv3d_every_attribute",
+            "x: f64[1,2,4,3,5], w: f64[2,2,2,2,3]",
+            "window_strides=(1,1,2), padding=((0,1),(1,0),(-1,1)), lhs_dilation=(1,2,1), rhs_dilation=(2,1,1)",
+            "1,2,3,5,2",
+        ),
+    ]
 }
 
 /// A deterministic generator (xorshift64*), so failures reproduce.
@@ -587,7 +638,11 @@ fn op_classes_describe_every_primitive() {
                 OpClass::Reduction => {
                     assert!(out.rank() <= largest.unwrap().rank(), "{}", prim.name())
                 }
-                OpClass::Contraction => assert_eq!(prim.name(), "dot_general"),
+                OpClass::Contraction => assert!(
+                    matches!(prim.name(), "dot_general" | "conv_general_dilated"),
+                    "{}",
+                    prim.name()
+                ),
                 OpClass::DataMovement => {
                     assert_eq!(out.dtype, f.atom_type(&args[0]).dtype, "{}", prim.name())
                 }
@@ -665,5 +720,116 @@ fn pooling_ties_go_to_the_first_extremum_in_row_major_window_order() {
         // hvp: the selection is fixed, so sum-of-max is piecewise linear: H v = 0.
         let h = run_shaped(&hvp(&f, None).unwrap(), &[x, iota.clone()]);
         assert_eq!(h[0], [0.0; 9], "{op}");
+    }
+}
+
+/// A random valid convolution of small f64 operands: groups of either kind, dilations, strides
+/// and paddings (negative ones too) over 1 to 3 spatial axes.
+fn random_conv(rng: &mut Rng) -> (Vec<usize>, Vec<usize>, ConvDims) {
+    let mut below = |n: usize| (rng.uniform(0.0, n as f64) as usize).min(n - 1);
+    loop {
+        let k = 1 + below(3);
+        let (g, b) = match below(3) {
+            0 => (1, 1),
+            1 => (2 + below(2), 1),
+            _ => (1, 2 + below(2)),
+        };
+        let i = 1 + below(2);
+        let mut lhs = vec![b * (1 + below(2)), g * i];
+        let mut rhs = vec![g * b * (1 + below(2)), i];
+        let mut dims = ConvDims::new(&[], &[]);
+        for _ in 0..k {
+            lhs.push(1 + below(5));
+            rhs.push(1 + below(3));
+            dims.window_strides.push(1 + below(3));
+            dims.lhs_dilation.push(1 + below(3));
+            dims.rhs_dilation.push(1 + below(3));
+            dims.padding
+                .push((below(6) as i64 - 2, below(6) as i64 - 2));
+        }
+        dims.feature_group_count = g;
+        dims.batch_group_count = b;
+        let ty = |s: &[usize]| Type::new(DType::F64, s);
+        if let Ok(out) = dims.output_type(&ty(&lhs), &ty(&rhs)) {
+            if out.num_elements() > 0 {
+                return (lhs, rhs, dims);
+            }
+        }
+    }
+}
+
+/// The transposes of `conv_general_dilated` with respect to each operand, the other held
+/// fixed, satisfy the adjoint identity <c, J t> = <J^T c, t> on 300 random convolutions.
+#[test]
+fn conv_transposes_satisfy_the_adjoint_identity_on_random_configurations() {
+    let mut rng = Rng(0xc0ffee);
+    for case in 0..300 {
+        let (lhs, rhs, dims) = random_conv(&mut rng);
+        let mut b = Builder::new("conv");
+        let x = Atom::Var(b.param(&Type::new(DType::F64, &lhs)));
+        let w = Atom::Var(b.param(&Type::new(DType::F64, &rhs)));
+        let y = b.eqn(Prim::ConvGeneralDilated(Box::new(dims.clone())), &[x, w]);
+        let f = b.finish(&[y]).unwrap();
+        let inputs: Vec<ArrayD<f64>> = f
+            .param_types()
+            .iter()
+            .map(|t| rng.array(t, -1.0, 1.0))
+            .collect();
+        let c = rng.array(&f.output_types()[0], -1.0, 1.0);
+        for operand in 0..2 {
+            let wrt = [operand];
+            let t = rng.array(&f.param_types()[operand], -1.0, 1.0);
+            let mut args = inputs.clone();
+            args.push(t.clone());
+            let jt = run(&jvp(&f, Some(&wrt)).unwrap(), &args).remove(1);
+            let mut args = inputs.clone();
+            args.push(c.clone());
+            let jc = run(&vjp(&f, Some(&wrt)).unwrap(), &args).remove(1);
+            let (lhs_dot, rhs_dot) = ((&c * &jt).sum(), (&jc * &t).sum());
+            assert!(
+                (lhs_dot - rhs_dot).abs() <= 1e-12 * (1.0 + lhs_dot.abs()),
+                "case {case}, operand {operand}: {lhs:?} * {rhs:?} with {dims:?}: \
+                 <c, Jt> = {lhs_dot}, <J^T c, t> = {rhs_dot}"
+            );
+        }
+    }
+}
+
+/// Convolutions with nothing to sum or nothing to produce (an empty batch, lhs axis, kernel
+/// axis, feature list, or result axis) transform and run, and their derivatives are zeros.
+#[test]
+fn empty_convolutions_have_zero_derivatives() {
+    let attrs = "window_strides=(1), padding=((0,0))";
+    for (x, w, out) in [
+        ("f64[0,2,4]", "f64[3,2,2]", "f64[0,3,3]"),
+        ("f64[1,2,0]", "f64[3,2,2]", "f64[1,3,0]"),
+        ("f64[1,2,4]", "f64[3,2,0]", "f64[1,3,5]"),
+        ("f64[1,0,4]", "f64[3,0,2]", "f64[1,3,3]"),
+        ("f64[1,2,1]", "f64[3,2,2]", "f64[1,3,0]"),
+    ] {
+        let text = format!(
+            "func f(x: {x}, w: {w}) -> f64[] {{
+  a: {out} = conv_general_dilated[{attrs}] x w
+  b: {out} = cos a
+  r: f64[] = reduce_sum[axes=(0,1,2)] b
+  return r
+}}"
+        );
+        let f = parse_func(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut rng = Rng(3);
+        let xs: Vec<ArrayD<f64>> = f
+            .param_types()
+            .iter()
+            .map(|t| rng.array(t, -1.0, 1.0))
+            .collect();
+        let g = run(&grad(&f, None).unwrap(), &xs);
+        assert!(
+            g.iter().all(|a| a.iter().all(|&v| v == 0.0)),
+            "{text}: {g:?}"
+        );
+        let mut args = xs.clone();
+        args.extend(xs.iter().cloned());
+        let h = run(&hvp(&f, None).unwrap(), &args);
+        assert!(h.iter().all(|a| a.iter().all(|&v| v == 0.0)), "{text}");
     }
 }

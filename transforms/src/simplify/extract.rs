@@ -44,6 +44,8 @@ pub fn work(prim: &Prim, out: &Type, ins: &[&Type]) -> Work {
         Prim::SelectAndScatterAdd { window, .. } => {
             ins[0].num_elements() as f64 * window.size() as f64
         }
+        // 2 · result elements · I · K1..Kk: one multiply-add per kernel tap of its group.
+        Prim::ConvGeneralDilated(_) => 2.0 * n * ins[1].shape[1..].iter().product::<usize>() as f64,
         _ => match prim.class() {
             OpClass::Elementwise => n,
             OpClass::Reduction => ins[0].num_elements() as f64,

@@ -1,0 +1,560 @@
+//! The `conv_general_dilated` kernel: im2col then GEMM, for any number of spatial axes.
+//!
+//! For each result batch entry and each group (feature or batch group), the lhs window under
+//! every result position is gathered into a column matrix `[I·K1..Kk, Y1..Yk]` (holes of the
+//! lhs dilation and padding read as zero, negative padding simply never read), and one matrix
+//! product with the group's kernel rows `[O/g, I·K1..Kk]` (a contiguous block of the rhs in
+//! row-major order) writes the group's block of the result `[O/g, Y1..Yk]`, also contiguous.
+//! The gather is driven by one table per spatial axis (the lhs index each kernel tap reads at
+//! each result position, or none), so it is the same loop for every k; without lhs dilation
+//! each tap reads runs of the last axis, which are copied. The column matrix stays within a
+//! fixed budget however large the kernel or the result: it is built in chunks of result
+//! positions (down to one column), or, where whole results are small, for several batch
+//! entries at once, which then share one product. The matrix product is ndarray's
+//! `general_mat_mul` (matrixmultiply's GEMM for f32 and f64).
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{s, ArrayD, ArrayView2, ArrayViewMut2, IxDyn, LinalgScalar};
+use traceform_ir::ConvDims;
+
+/// The largest column matrix built at once, in elements (4 MiB of f32).
+const COLUMN_BUDGET: usize = 1 << 20;
+
+/// Row-major strides of `shape`.
+fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut strides = vec![1; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * shape[d + 1];
+    }
+    strides
+}
+
+/// `ceil(a / b)` for `b > 0`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    -((-a).div_euclid(b))
+}
+
+/// `(gcd(a, b), x)` with `a·x ≡ gcd (mod b)`, for `a, b > 0`.
+fn gcd_and_inverse(a: i64, b: i64) -> (i64, i64) {
+    let (mut r0, mut r1, mut x0, mut x1) = (a, b, 1i64, 0i64);
+    while r1 != 0 {
+        let q = r0 / r1;
+        (r0, r1) = (r1, r0 - q * r1);
+        (x0, x1) = (x1, x0 - q * x1);
+    }
+    (r0, x0)
+}
+
+/// The result positions at which one kernel tap reads the lhs on one axis: `start`,
+/// `start + step`, ... below `end`, reading lhs indices `first`, `first + source_step`, ...;
+/// every other position reads padding or a dilation hole.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Run {
+    start: usize,
+    end: usize,
+    step: usize,
+    first: usize,
+    source_step: usize,
+}
+
+/// One spatial axis as the gather sees it. Result position `y` and tap `t` read the dilated,
+/// padded lhs at `y·stride + t·rhs_dilation`, which is position `p = that - lo` of the dilated
+/// lhs: lhs index `p / lhs_dilation` if `0 <= p < dilated` and `lhs_dilation` divides `p`,
+/// else a zero. (All terms are below 2^34: the shape rule bounded them.)
+#[derive(Clone, Copy, Debug)]
+struct AxisReader {
+    stride: i64,
+    rhs_dilation: i64,
+    lhs_dilation: i64,
+    lo: i64,
+    dilated: i64,
+    outputs: i64,
+}
+
+impl AxisReader {
+    fn new(dims: &ConvDims, d: usize, size: usize, outputs: usize) -> AxisReader {
+        let ld = dims.lhs_dilation[d] as i64;
+        AxisReader {
+            stride: dims.window_strides[d] as i64,
+            rhs_dilation: dims.rhs_dilation[d] as i64,
+            lhs_dilation: ld,
+            lo: dims.padding[d].0,
+            dilated: if size == 0 {
+                0
+            } else {
+                (size as i64 - 1) * ld + 1
+            },
+            outputs: outputs as i64,
+        }
+    }
+
+    /// The lhs index tap `tap` reads at result position `y`, or `None`.
+    fn source(&self, tap: usize, y: usize) -> Option<usize> {
+        let p = y as i64 * self.stride + tap as i64 * self.rhs_dilation - self.lo;
+        let inside = p >= 0 && p < self.dilated && p % self.lhs_dilation == 0;
+        inside.then(|| (p / self.lhs_dilation) as usize)
+    }
+
+    /// Where tap `tap` reads the lhs, as a progression: the positions inside the dilated lhs
+    /// are a range of `y`; of those, the ones on an lhs element solve
+    /// `y·stride ≡ -c (mod lhs_dilation)` (`c = tap·rhs_dilation - lo`), a progression of step
+    /// `lhs_dilation / gcd(stride, lhs_dilation)`.
+    fn run(&self, tap: usize) -> Run {
+        let (s, ld) = (self.stride, self.lhs_dilation);
+        let c = tap as i64 * self.rhs_dilation - self.lo;
+        let lo_y = ceil_div(-c, s).max(0);
+        let hi_y = ceil_div(self.dilated - c, s).min(self.outputs);
+        let empty = Run {
+            start: 0,
+            end: 0,
+            step: 1,
+            first: 0,
+            source_step: 0,
+        };
+        let (g, inverse) = gcd_and_inverse(s, ld);
+        if lo_y >= hi_y || c.rem_euclid(g) != 0 {
+            return empty;
+        }
+        let period = ld / g;
+        // y ≡ (-c/g)·(s/g)^-1 (mod period); i128 as the product may pass 2^63.
+        let residue = (i128::from((-c / g).rem_euclid(period))
+            * i128::from(inverse.rem_euclid(period))
+            % i128::from(period)) as i64;
+        let start = lo_y + (residue - lo_y).rem_euclid(period);
+        if start >= hi_y {
+            return empty;
+        }
+        Run {
+            start: start as usize,
+            end: hi_y as usize,
+            step: period as usize,
+            first: ((start * s + c) / ld) as usize,
+            source_step: (s / g) as usize,
+        }
+    }
+}
+
+/// What stays fixed over one convolution.
+struct Geometry<'a> {
+    axes: Vec<AxisReader>,
+    /// `Run`s of the last axis, one per tap.
+    last_runs: Vec<Run>,
+    kernel: &'a [usize],
+    outputs: &'a [usize],
+    /// Row-major strides of the lhs spatial axes, of the kernel taps, of the result positions.
+    in_strides: Vec<usize>,
+    tap_strides: Vec<usize>,
+    out_strides: Vec<usize>,
+    /// Elements of one lhs feature plane.
+    plane: usize,
+}
+
+impl Geometry<'_> {
+    /// Writes the windows of `image` (I feature planes) at the result positions `positions`
+    /// (row-major over the spatial axes) into `(columns, row_stride, offset)`: row `r` of the
+    /// column matrix (`r < I·taps`) from `columns[r·row_stride + offset]` on.
+    fn gather<T: LinalgScalar>(
+        &self,
+        image: &[T],
+        features: usize,
+        positions: std::ops::Range<usize>,
+        (columns, row_stride, offset): (&mut [T], usize, usize),
+    ) {
+        let k = self.kernel.len();
+        let last = k - 1;
+        let taps: usize = self.kernel.iter().product();
+        let y_last = self.outputs[last];
+        let width = positions.len();
+        // The result rows (all but the last axis) the range touches, and their coordinates,
+        // worked out once.
+        let first_row = positions.start / y_last;
+        let rows = first_row..positions.end.div_ceil(y_last);
+        let coords: Vec<usize> = rows
+            .clone()
+            .flat_map(|p| {
+                (0..last).map(move |d| p * y_last / self.out_strides[d] % self.outputs[d])
+            })
+            .collect();
+        let mut tap_index = vec![0; k];
+        for feature in 0..features {
+            let plane = &image[feature * self.plane..(feature + 1) * self.plane];
+            for tap in 0..taps {
+                for (d, t) in tap_index.iter_mut().enumerate() {
+                    *t = tap / self.tap_strides[d] % self.kernel[d];
+                }
+                let run = self.last_runs[tap_index[last]];
+                let row = &mut columns[(feature * taps + tap) * row_stride + offset..][..width];
+                for p in rows.clone() {
+                    // The part of result row p in the range: last-axis positions y0..y1.
+                    let y0 = positions.start.max(p * y_last) - p * y_last;
+                    let y1 = positions.end.min((p + 1) * y_last) - p * y_last;
+                    let at = p * y_last + y0 - positions.start;
+                    let segment = &mut row[at..at + (y1 - y0)];
+                    let coord = &coords[(p - first_row) * last..][..last];
+                    match self.leading_offset(&tap_index, coord) {
+                        None => segment.fill(T::zero()),
+                        Some(base) => gather_segment(&plane[base..], run, y0, segment),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The lhs offset tap `tap_index` reads on the leading spatial axes at result coordinates
+    /// `coord`, or `None` in padding or a dilation hole.
+    fn leading_offset(&self, tap_index: &[usize], coord: &[usize]) -> Option<usize> {
+        let mut base = 0;
+        for (d, &y) in coord.iter().enumerate() {
+            base += self.axes[d].source(tap_index[d], y)? * self.in_strides[d];
+        }
+        Some(base)
+    }
+}
+
+/// Fills `segment`, last-axis result positions `y0..`, with what `run` reads of `line`.
+fn gather_segment<T: LinalgScalar>(line: &[T], run: Run, y0: usize, segment: &mut [T]) {
+    let y1 = y0 + segment.len();
+    // The first position of the run at or after y0, and the end within the segment.
+    let skip = (y0.max(run.start) - run.start).div_ceil(run.step);
+    let start = run.start + skip * run.step;
+    let end = run.end.min(y1);
+    if start >= end {
+        segment.fill(T::zero());
+        return;
+    }
+    let source = &line[run.first + skip * run.source_step..];
+    let count = (end - start).div_ceil(run.step);
+    if run.step == 1 {
+        segment[..start - y0].fill(T::zero());
+        segment[end - y0..].fill(T::zero());
+        let target = &mut segment[start - y0..end - y0];
+        if run.source_step == 1 {
+            target.copy_from_slice(&source[..count]);
+        } else {
+            for (dst, &src) in target
+                .iter_mut()
+                .zip(source.iter().step_by(run.source_step))
+            {
+                *dst = src;
+            }
+        }
+    } else {
+        segment.fill(T::zero());
+        let targets = segment[start - y0..].iter_mut().step_by(run.step);
+        for (dst, &src) in targets
+            .zip(source.iter().step_by(run.source_step))
+            .take(count)
+        {
+            *dst = src;
+        }
+    }
+}
+
+/// `conv_general_dilated[dims] lhs rhs`, whose verified result shape is `out_shape`.
+pub fn conv_general_dilated<T: LinalgScalar>(
+    lhs: &ArrayD<T>,
+    rhs: &ArrayD<T>,
+    dims: &ConvDims,
+    out_shape: &[usize],
+) -> ArrayD<T> {
+    let lhs = lhs.as_standard_layout();
+    let rhs = rhs.as_standard_layout();
+    let x = lhs.as_slice().expect("standard layout");
+    let w = rhs.as_slice().expect("standard layout");
+    let (channels, features, out_features) = (lhs.shape()[1], rhs.shape()[1], rhs.shape()[0]);
+    let kernel = &rhs.shape()[2..];
+    let outputs = &out_shape[2..];
+    let k = kernel.len();
+    let groups = dims.group_count();
+    let per_group = out_features / groups.max(1);
+    let taps: usize = kernel.iter().product();
+    let rows = features * taps;
+    let positions: usize = outputs.iter().product();
+    let plane: usize = lhs.shape()[2..].iter().product();
+    let mut out = vec![T::zero(); out_shape.iter().product()];
+    if !out.is_empty() && rows > 0 {
+        let axes: Vec<AxisReader> = (0..k)
+            .map(|d| AxisReader::new(dims, d, lhs.shape()[d + 2], outputs[d]))
+            .collect();
+        let geometry = Geometry {
+            last_runs: (0..kernel[k - 1]).map(|t| axes[k - 1].run(t)).collect(),
+            axes,
+            kernel,
+            outputs,
+            in_strides: strides_of(&lhs.shape()[2..]),
+            tap_strides: strides_of(kernel),
+            out_strides: strides_of(outputs),
+            plane,
+        };
+        let batch = out_shape[0];
+        // Whole results of several batch entries per product where their columns fit the
+        // budget (small results: late layers, the kernel's transpose); else column chunks of
+        // one entry's result, at least one column wide.
+        let entries_per_product = (COLUMN_BUDGET / (rows * positions)).clamp(1, batch);
+        let chunk = (COLUMN_BUDGET / rows).clamp(1, positions);
+        let widest = (entries_per_product * positions).max(chunk);
+        let mut columns = vec![T::zero(); rows * widest];
+        let mut products = vec![T::zero(); per_group * entries_per_product * positions];
+        // Batch group q reads lhs batch entry q·(N/B) + n, all features; feature group q
+        // reads batch entry n, features q·I..(q+1)·I.
+        let image = |n: usize, q: usize| {
+            let (entry, first_feature) = if dims.batch_group_count > 1 {
+                (q * batch + n, 0)
+            } else {
+                (n, q * features)
+            };
+            let start = (entry * channels + first_feature) * plane;
+            &x[start..start + features * plane]
+        };
+        for q in 0..groups {
+            let weights = ArrayView2::from_shape(
+                (per_group, rows),
+                &w[q * per_group * rows..(q + 1) * per_group * rows],
+            )
+            .expect("sizes agree");
+            let mut n = 0;
+            while n < batch {
+                let count = entries_per_product.min(batch - n);
+                if count > 1 {
+                    let width = count * positions;
+                    let cols = &mut columns[..rows * width];
+                    for i in 0..count {
+                        let target = (&mut *cols, width, i * positions);
+                        geometry.gather(image(n + i, q), features, 0..positions, target);
+                    }
+                    let cols = ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
+                    let mut product = ArrayViewMut2::from_shape(
+                        (per_group, width),
+                        &mut products[..per_group * width],
+                    )
+                    .expect("sizes agree");
+                    general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut product);
+                    // Column block i of the product is entry n + i's rows of group q.
+                    for i in 0..count {
+                        for o in 0..per_group {
+                            let to = ((n + i) * out_features + q * per_group + o) * positions;
+                            let from = o * width + i * positions;
+                            out[to..to + positions]
+                                .copy_from_slice(&products[from..from + positions]);
+                        }
+                    }
+                } else {
+                    let block = (n * out_features + q * per_group) * positions;
+                    let mut result = ArrayViewMut2::from_shape(
+                        (per_group, positions),
+                        &mut out[block..block + per_group * positions],
+                    )
+                    .expect("sizes agree");
+                    let mut first = 0;
+                    while first < positions {
+                        let end = (first + chunk).min(positions);
+                        let width = end - first;
+                        let cols = &mut columns[..rows * width];
+                        geometry.gather(image(n, q), features, first..end, (cols, width, 0));
+                        let cols =
+                            ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
+                        let mut target = result.slice_mut(s![.., first..end]);
+                        general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut target);
+                        first = end;
+                    }
+                }
+                n += count;
+            }
+        }
+    }
+    ArrayD::from_shape_vec(IxDyn(out_shape), out).expect("sizes agree")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traceform_ir::{DType, Type};
+
+    /// A deterministic generator (xorshift64*), so failures reproduce.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+
+        fn range(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + self.below((hi - lo + 1) as usize) as i64
+        }
+
+        /// Small integers, so that every sum is exact in f64 and the order does not matter.
+        fn array(&mut self, shape: &[usize]) -> ArrayD<f64> {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| self.range(-3, 3) as f64)
+        }
+    }
+
+    /// The spec's definition, term by term.
+    fn naive(lhs: &ArrayD<f64>, rhs: &ArrayD<f64>, dims: &ConvDims, out: &[usize]) -> ArrayD<f64> {
+        let (n_all, o_all, i_all) = (lhs.shape()[0], rhs.shape()[0], rhs.shape()[1]);
+        let (g, b) = (dims.feature_group_count, dims.batch_group_count);
+        let k = dims.spatial_rank();
+        ArrayD::from_shape_fn(IxDyn(out), |idx| {
+            let (n, o) = (idx[0], idx[1]);
+            let feature_group = o / (o_all / g);
+            let batch_group = o / (o_all / b);
+            let mut sum = 0.0;
+            let kernel = &rhs.shape()[2..];
+            let taps: usize = kernel.iter().product();
+            for i in 0..i_all {
+                for tap in 0..taps {
+                    let mut kappa = vec![0; k];
+                    let mut rest = tap;
+                    for d in (0..k).rev() {
+                        kappa[d] = rest % kernel[d];
+                        rest /= kernel[d];
+                    }
+                    let mut at = vec![n + batch_group * (n_all / b), feature_group * i_all + i];
+                    let mut inside = true;
+                    for d in 0..k {
+                        let size = lhs.shape()[d + 2] as i64;
+                        let ld = dims.lhs_dilation[d] as i64;
+                        let p = (idx[d + 2] * dims.window_strides[d]
+                            + kappa[d] * dims.rhs_dilation[d])
+                            as i64
+                            - dims.padding[d].0;
+                        if p < 0 || p % ld != 0 || p / ld >= size {
+                            inside = false;
+                        }
+                        at.push((p.max(0) / ld) as usize);
+                    }
+                    if inside {
+                        let mut r = vec![o, i];
+                        r.extend_from_slice(&kappa);
+                        sum += lhs[IxDyn(&at)] * rhs[IxDyn(&r)];
+                    }
+                }
+            }
+            sum
+        })
+    }
+
+    /// A random valid convolution: (lhs shape, rhs shape, attributes, result shape).
+    fn random_case(rng: &mut Rng) -> (Vec<usize>, Vec<usize>, ConvDims, Vec<usize>) {
+        loop {
+            let k = 1 + rng.below(3);
+            let (g, b) = match rng.below(3) {
+                0 => (1, 1),
+                1 => (1 + rng.below(3), 1),
+                _ => (1, 1 + rng.below(3)),
+            };
+            let i = 1 + rng.below(3);
+            let o = g * b * (1 + rng.below(2));
+            let n = b * (1 + rng.below(2));
+            let mut lhs = vec![n, g * i];
+            let mut rhs = vec![o, i];
+            let mut dims = ConvDims::new(&[], &[]);
+            for _ in 0..k {
+                lhs.push(rng.below(6));
+                rhs.push(1 + rng.below(3));
+                dims.window_strides.push(1 + rng.below(3));
+                dims.lhs_dilation.push(1 + rng.below(3));
+                dims.rhs_dilation.push(1 + rng.below(3));
+                dims.padding.push((rng.range(-2, 3), rng.range(-2, 3)));
+            }
+            dims.feature_group_count = g;
+            dims.batch_group_count = b;
+            let ty = |s: &[usize]| Type::new(DType::F64, s);
+            if let Ok(out) = dims.output_type(&ty(&lhs), &ty(&rhs)) {
+                if out.num_elements() > 0 || rng.below(10) == 0 {
+                    return (lhs, rhs, dims, out.shape.to_vec());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn im2col_gemm_matches_the_definition_on_random_convolutions() {
+        let mut rng = Rng(0x5eed);
+        for case in 0..400 {
+            let (ls, rs, dims, out) = random_case(&mut rng);
+            let (x, w) = (rng.array(&ls), rng.array(&rs));
+            let want = naive(&x, &w, &dims, &out);
+            let got = conv_general_dilated(&x, &w, &dims, &out);
+            assert_eq!(got, want, "case {case}: {ls:?} * {rs:?} with {dims:?}");
+            let got32 =
+                conv_general_dilated(&x.mapv(|v| v as f32), &w.mapv(|v| v as f32), &dims, &out);
+            assert_eq!(got32.mapv(f64::from), want, "f32 case {case}");
+        }
+    }
+
+    #[test]
+    fn runs_are_exactly_the_positions_a_tap_reads() {
+        let mut rng = Rng(99);
+        for _ in 0..2000 {
+            let mut dims = ConvDims::new(&[1 + rng.below(5)], &[(rng.range(-4, 6), 0)]);
+            dims.lhs_dilation[0] = 1 + rng.below(6);
+            dims.rhs_dilation[0] = 1 + rng.below(4);
+            let (size, taps, outputs) = (rng.below(7), 1 + rng.below(5), rng.below(12));
+            let axis = AxisReader::new(&dims, 0, size, outputs);
+            for tap in 0..taps {
+                let run = axis.run(tap);
+                let read: Vec<(usize, usize)> = (0..outputs)
+                    .filter_map(|y| axis.source(tap, y).map(|src| (y, src)))
+                    .collect();
+                let progression: Vec<(usize, usize)> = (run.start..run.end)
+                    .step_by(run.step)
+                    .enumerate()
+                    .map(|(j, y)| (y, run.first + j * run.source_step))
+                    .collect();
+                assert_eq!(
+                    progression, read,
+                    "{dims:?}, size {size}, tap {tap}: {run:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_longer_than_the_budget_are_gathered_a_column_at_a_time() {
+        let taps = COLUMN_BUDGET + 7;
+        let mut rng = Rng(11);
+        let x = rng.array(&[1, 1, 3]);
+        let w = rng.array(&[2, 1, taps]);
+        let dims = ConvDims::new(&[1], &[(taps as i64 - 2, 1)]);
+        let out = dims
+            .output_type(
+                &Type::new(DType::F64, x.shape()),
+                &Type::new(DType::F64, w.shape()),
+            )
+            .unwrap();
+        assert_eq!(out.shape.as_slice(), &[1, 2, 3]);
+        let got = conv_general_dilated(&x, &w, &dims, &out.shape);
+        assert_eq!(got, naive(&x, &w, &dims, &out.shape));
+    }
+
+    #[test]
+    fn chunked_columns_and_non_standard_layouts_agree_with_the_definition() {
+        // A kernel large enough that the column matrix is built in several chunks, which end
+        // inside result rows; both gathers (runs without lhs dilation, tables with it).
+        let mut rng = Rng(7);
+        let x = rng
+            .array(&[28, 2, 60, 40])
+            .permuted_axes(IxDyn(&[1, 0, 2, 3]));
+        assert!(!x.is_standard_layout());
+        let w = rng.array(&[3, 28, 5, 9]);
+        for lhs_dilation in [[1, 1], [1, 2]] {
+            let dims = ConvDims {
+                window_strides: [1, 2][..].into(),
+                padding: [(2, 2), (-1, 3)][..].into(),
+                lhs_dilation: lhs_dilation[..].into(),
+                rhs_dilation: [2, 1][..].into(),
+                feature_group_count: 1,
+                batch_group_count: 1,
+            };
+            let ty = |a: &ArrayD<f64>| Type::new(DType::F64, a.shape());
+            let out = dims.output_type(&ty(&x), &ty(&w)).unwrap();
+            assert!(28 * 45 * out.shape[2] * out.shape[3] > COLUMN_BUDGET);
+            assert_ne!(COLUMN_BUDGET / (28 * 45) % out.shape[3], 0);
+            let got = conv_general_dilated(&x, &w, &dims, &out.shape);
+            assert_eq!(got, naive(&x, &w, &dims, &out.shape), "{dims:?}");
+        }
+    }
+}
