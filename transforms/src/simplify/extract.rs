@@ -131,27 +131,69 @@ pub fn choose(eg: &Graph) -> FxHashMap<Id, Node> {
         .collect()
 }
 
-/// The classes reachable from `roots` through the chosen nodes, children before parents.
-fn order(eg: &Graph, choice: &FxHashMap<Id, Node>, roots: &[Id]) -> Vec<Id> {
-    let mut done: FxHashMap<Id, bool> = FxHashMap::default();
-    let mut out = Vec::new();
-    let mut stack: Vec<(Id, bool)> = roots.iter().rev().map(|&r| (eg.find(r), false)).collect();
-    while let Some((c, expanded)) = stack.pop() {
-        if expanded {
-            if done.insert(c, true) != Some(true) {
-                out.push(c);
-            }
+/// The classes reachable from `roots` through the chosen nodes, children before parents, in
+/// the source program's order where it says: a class holding an equation of the source comes
+/// at that equation's position (`positions`), one the rules made at its latest child's. So
+/// simplifying does not regroup a program's sweeps (a jvp's primal and tangent work stay
+/// interleaved, and the primal values die as the transform planned).
+fn order(
+    eg: &Graph,
+    choice: &FxHashMap<Id, Node>,
+    roots: &[Id],
+    positions: &FxHashMap<Id, u32>,
+) -> Vec<Id> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+
+    // Reachable classes, and how many distinct chosen children each waits for.
+    let mut index: FxHashMap<Id, usize> = FxHashMap::default();
+    let mut classes: Vec<Id> = Vec::new();
+    let mut stack: Vec<Id> = roots.iter().map(|&r| eg.find(r)).collect();
+    while let Some(c) = stack.pop() {
+        if index.contains_key(&c) {
             continue;
         }
-        if done.contains_key(&c) {
-            continue;
+        index.insert(c, classes.len());
+        classes.push(c);
+        stack.extend(choice[&c].children().iter().map(|&ch| eg.find(ch)));
+    }
+    let n = classes.len();
+    let mut waiting = vec![0u32; n];
+    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, &c) in classes.iter().enumerate() {
+        let mut children: SmallVec<[usize; 3]> = choice[&c]
+            .children()
+            .iter()
+            .map(|&ch| index[&eg.find(ch)])
+            .collect();
+        children.sort_unstable();
+        children.dedup();
+        waiting[i] = children.len() as u32;
+        for ch in children {
+            parents[ch].push(i);
         }
-        done.insert(c, false);
-        stack.push((c, true));
-        for &child in choice[&c].children().iter().rev() {
-            let child = eg.find(child);
-            if !done.contains_key(&child) {
-                stack.push((child, false));
+    }
+    let mut key = vec![0u32; n];
+    let mut ready: BinaryHeap<Reverse<(u32, usize)>> = BinaryHeap::new();
+    for i in (0..n).filter(|&i| waiting[i] == 0) {
+        key[i] = positions.get(&classes[i]).copied().unwrap_or(0);
+        ready.push(Reverse((key[i], i)));
+    }
+    let mut out = Vec::with_capacity(n);
+    while let Some(Reverse((_, i))) = ready.pop() {
+        out.push(classes[i]);
+        for k in 0..parents[i].len() {
+            let p = parents[i][k];
+            waiting[p] -= 1;
+            if waiting[p] == 0 {
+                let latest_child = choice[&classes[p]]
+                    .children()
+                    .iter()
+                    .map(|&ch| key[index[&eg.find(ch)]])
+                    .max()
+                    .unwrap_or(0);
+                key[p] = positions.get(&classes[p]).copied().unwrap_or(latest_child);
+                ready.push(Reverse((key[p], p)));
             }
         }
     }
@@ -159,7 +201,7 @@ fn order(eg: &Graph, choice: &FxHashMap<Id, Node>, roots: &[Id]) -> Vec<Id> {
 }
 
 /// Emits the chosen program: the parameters of `source` (with their names), then one
-/// equation per chosen class in dependency order, each with its class's source location and
+/// equation per chosen class in dependency order (`order`), each with its class's source location and
 /// the parsed name `names` gives it.
 pub fn emit(
     eg: &Graph,
@@ -167,6 +209,7 @@ pub fn emit(
     source: &Func,
     roots: &[Id],
     names: &FxHashMap<Id, &str>,
+    positions: &FxHashMap<Id, u32>,
 ) -> Func {
     let mut b = Builder::new(source.name.clone());
     let params: Vec<Atom> = source
@@ -181,7 +224,7 @@ pub fn emit(
         })
         .collect();
     let mut atom: FxHashMap<Id, Atom> = FxHashMap::default();
-    for c in order(eg, choice, roots) {
+    for c in order(eg, choice, roots, positions) {
         let a = match &choice[&c] {
             Node::Param(i) => params[*i as usize],
             Node::Lit(l) => Atom::Lit(*l),

@@ -149,7 +149,7 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
         // orders cost more than the rest of the pipeline.
         eliminate_common_subexpressions(func.clone())
     } else {
-        let (mut eg, roots, named) = into_egraph(func);
+        let (mut eg, roots, named, eqn_classes) = into_egraph(func);
         let (stop, iterations) = saturate(&mut eg, &rules, limits, &mut report.rules_fired);
         report.stop = stop;
         report.iterations = iterations;
@@ -162,7 +162,13 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
                 names.entry(eg.find(class)).or_insert(name);
             }
         }
-        let emitted = extract::emit(&eg, &choice, func, &roots, &names);
+        // Each class is emitted where its first equation stood: the transforms' order (which
+        // interleaves a sweep with the one it feeds) survives simplification.
+        let mut positions: FxHashMap<Id, u32> = FxHashMap::default();
+        for (i, &c) in eqn_classes.iter().enumerate() {
+            positions.entry(eg.find(c)).or_insert(i as u32);
+        }
+        let emitted = extract::emit(&eg, &choice, func, &roots, &names, &positions);
         // Last, the order: each value computed as late as its users allow, when that holds
         // less (a transform emits whole sweeps, keeping every residual of one alive for the
         // next).
@@ -175,14 +181,18 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
 }
 
 /// The e-graph of `func` (equations added in program order, so shared by hash-consing), the
-/// classes of its outputs, and the class of each equation result that has a parsed name.
-fn into_egraph(func: &Func) -> (Graph, Vec<Id>, Vec<(Id, traceform_ir::Var)>) {
+/// classes of its outputs, the class of each equation result that has a parsed name, and the
+/// class of each equation, in program order.
+type Inserted = (Graph, Vec<Id>, Vec<(Id, traceform_ir::Var)>, Vec<Id>);
+
+fn into_egraph(func: &Func) -> Inserted {
     let facts = Facts {
         param_types: func.param_types(),
         prims: Default::default(),
     };
     let mut eg = Graph::new(facts);
     let mut class: Vec<Option<Id>> = vec![None; func.num_vars()];
+    let mut eqn_classes = Vec::with_capacity(func.eqns.len());
     for (i, p) in func.params.iter().enumerate() {
         class[p.index()] = Some(eg.add(Node::Param(i as u32)));
     }
@@ -204,6 +214,7 @@ fn into_egraph(func: &Func) -> (Graph, Vec<Id>, Vec<(Id, traceform_ir::Var)>) {
             eg.set_analysis_data(id, data);
         }
         class[eqn.out.index()] = Some(id);
+        eqn_classes.push(id);
     }
     let roots = func
         .outputs
@@ -217,7 +228,7 @@ fn into_egraph(func: &Func) -> (Graph, Vec<Id>, Vec<(Id, traceform_ir::Var)>) {
         .filter_map(|e| Some((class[e.out.index()]?, e.out)))
         .collect();
     eg.rebuild();
-    (eg, roots, named)
+    (eg, roots, named, eqn_classes)
 }
 
 /// Applies every rule to every node until nothing changes or a limit is reached; returns why
