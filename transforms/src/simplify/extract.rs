@@ -182,8 +182,7 @@ fn order(
     let mut out = Vec::with_capacity(n);
     while let Some(Reverse((_, i))) = ready.pop() {
         out.push(classes[i]);
-        for k in 0..parents[i].len() {
-            let p = parents[i][k];
+        for &p in &parents[i] {
             waiting[p] -= 1;
             if waiting[p] == 0 {
                 let latest_child = choice[&classes[p]]
