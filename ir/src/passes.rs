@@ -91,7 +91,8 @@ pub fn eliminate_common_subexpressions(func: Func) -> Func {
 /// lowers the peak of live memory (`peak_live_bytes`); otherwise returns `func` unchanged.
 /// Dead equations are dropped either way.
 ///
-/// The candidate orders are depth-first post-orders from the outputs (taken first to last, and
+/// The candidate orders are the program order with every equation sunk as late as its users
+/// allow (`sunk_order`), depth-first post-orders from the outputs (taken first to last, and
 /// last to first) that visit, among an equation's operands, the one defined latest first, and
 /// a greedy list schedule that always runs next the ready equation that frees the most bytes
 /// for the fewest it allocates; the one with the lowest peak wins, if it is lower than the
@@ -105,11 +106,15 @@ pub fn schedule_for_memory(func: Func) -> Func {
     let mut peak_of_func = None;
     // From the first output and from the last: a jvp program, say, wants its tangent output's
     // sweep to pull in the primal values one at a time.
-    for candidate in 0..4 {
+    for candidate in 0..8 {
         let order = match candidate {
-            0 => late_first_order(&func, false),
-            1 => late_first_order(&func, true),
-            2 => greedy_order(&func, false),
+            0 => sunk_order(&func, true),
+            1 => sunk_order(&func, false),
+            2 => late_first_order(&func, false, false),
+            3 => late_first_order(&func, true, false),
+            4 => late_first_order(&func, false, true),
+            5 => late_first_order(&func, true, true),
+            6 => greedy_order(&func, false),
             _ => greedy_order(&func, true),
         };
         if order.iter().enumerate().all(|(k, &i)| k == i as usize) {
@@ -125,9 +130,60 @@ pub fn schedule_for_memory(func: Func) -> Func {
     best.map_or(func, |(_, f)| f)
 }
 
+/// Every equation moved as late as its users allow: a topological sort of the reversed graph
+/// (users before what they read) that places an equation as soon as its last user is placed
+/// (a stack of the ready ones), reversed. A residual computed in one sweep thus lands just
+/// before its first use in the next.
+fn sunk_order(func: &Func, earliest_nearest: bool) -> Vec<u32> {
+    const NONE: u32 = u32::MAX;
+    let n = func.eqns.len();
+    let mut def = vec![NONE; func.num_vars()];
+    for (i, eqn) in func.eqns.iter().enumerate() {
+        def[eqn.out.index()] = i as u32;
+    }
+    let producers = |e: usize| -> SmallVec<[u32; 4]> {
+        let mut ds: SmallVec<[u32; 4]> = func
+            .args(&func.eqns[e])
+            .iter()
+            .filter_map(|a| match a {
+                Atom::Var(v) => Some(def[v.index()]).filter(|&d| d != NONE),
+                Atom::Lit(_) => None,
+            })
+            .collect();
+        ds.sort_unstable();
+        ds.dedup();
+        ds
+    };
+    let mut users = vec![0u32; n];
+    for e in 0..n {
+        for d in producers(e) {
+            users[d as usize] += 1;
+        }
+    }
+    // Popped last-pushed first. Of the producers an equation frees at once, the one pushed
+    // last lands nearest to it: the earliest in program order, or the latest.
+    let mut ready: Vec<u32> = (0..n as u32).filter(|&e| users[e as usize] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(e) = ready.pop() {
+        order.push(e);
+        let mut freed = producers(e as usize);
+        if earliest_nearest {
+            freed.reverse();
+        }
+        for d in freed {
+            users[d as usize] -= 1;
+            if users[d as usize] == 0 {
+                ready.push(d);
+            }
+        }
+    }
+    order.reverse();
+    order
+}
+
 /// The post-order of `schedule_for_memory` (equation indices), with an explicit stack, from
 /// the outputs in order or in reverse.
-fn late_first_order(func: &Func, outputs_reversed: bool) -> Vec<u32> {
+fn late_first_order(func: &Func, outputs_reversed: bool, by_cone: bool) -> Vec<u32> {
     const NONE: u32 = u32::MAX;
     let mut def = vec![NONE; func.num_vars()];
     for (i, eqn) in func.eqns.iter().enumerate() {
@@ -137,6 +193,24 @@ fn late_first_order(func: &Func, outputs_reversed: bool) -> Vec<u32> {
         Atom::Var(v) => Some(def[v.index()]).filter(|&d| d != NONE),
         Atom::Lit(_) => None,
     };
+    // ln(1 + the equations behind each one, counted as a tree): Sethi and Ullman's rule of
+    // evaluating the bigger operand first, so its temporaries are gone before the smaller
+    // one's result has to be held. Logarithms, since shared values make tree sizes explode.
+    let cone: Option<Vec<f64>> = by_cone.then(|| {
+        let mut cone = vec![0.0f64; func.eqns.len()];
+        for (i, eqn) in func.eqns.iter().enumerate() {
+            let logs: SmallVec<[f64; 4]> = func
+                .args(eqn)
+                .iter()
+                .filter_map(defining)
+                .map(|d| cone[d as usize])
+                .collect();
+            let top = logs.iter().copied().fold(0.0f64, f64::max);
+            let sum: f64 = (-top).exp() + logs.iter().map(|l| (l - top).exp()).sum::<f64>();
+            cone[i] = top + sum.ln();
+        }
+        cone
+    });
     // 0: not reached, 1: operands being visited, 2: emitted.
     let mut state = vec![0u8; func.eqns.len()];
     let mut order = Vec::with_capacity(func.eqns.len());
@@ -171,9 +245,17 @@ fn late_first_order(func: &Func, outputs_reversed: bool) -> Vec<u32> {
                 .filter_map(defining)
                 .filter(|&d| state[d as usize] == 0),
         );
-        // Pushed in increasing order, so the latest-defined operand is visited first.
+        // Pushed in increasing order, so the latest-defined operand (or the one with the
+        // biggest cone of work behind it) is visited first.
         operands.sort_unstable();
         operands.dedup();
+        if let Some(cone) = &cone {
+            operands.sort_by(|&a, &b| {
+                cone[a as usize]
+                    .total_cmp(&cone[b as usize])
+                    .then(a.cmp(&b))
+            });
+        }
         stack.extend(operands.iter().map(|&d| (d, false)));
     }
     order
