@@ -125,3 +125,35 @@ fn max_pooling_derivatives_are_one_gather_or_scatter() {
     let h = hvp(&f, None).unwrap();
     assert_eq!(count(&h, "slice") + count(&h, "pad"), 0);
 }
+
+/// The seed's case, by the static estimate after the pipeline's passes: AlexNet's jvp holds at
+/// most 2.1x what its eval holds and less than XLA's 42.3 MiB of temporaries, and the
+/// double-vjp trick keeping its last output holds no more than the jvp (the same figures
+/// `bench` measures, since the interpreter frees by the same liveness).
+#[test]
+fn alexnet_jvp_holds_f_plus_tangents_and_the_double_vjp_no_more() {
+    let f = workload("alexnet");
+    let wrt: Vec<usize> = (0..16).collect();
+    let pipeline = |g: &Func| simplify(g, &Limits::for_size(g.eqns.len())).0;
+    let eval = peak_live_bytes(&pipeline(&f));
+    let jvp_peak = peak_live_bytes(&pipeline(&jvp(&f, Some(&wrt)).unwrap()));
+    let vv = vjp(&vjp(&f, Some(&wrt)).unwrap(), Some(&[18])).unwrap();
+    let last = vv.outputs.len() - 1;
+    let double_vjp = peak_live_bytes(&pipeline(&select_outputs(&vv, &[last]).unwrap()));
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    eprintln!(
+        "alexnet peak MiB: eval {:.1}, jvp {:.1}, double-vjp {:.1}",
+        mib(eval),
+        mib(jvp_peak),
+        mib(double_vjp)
+    );
+    assert!(
+        jvp_peak as f64 <= 2.1 * eval as f64,
+        "jvp {jvp_peak} vs eval {eval}"
+    );
+    assert!(mib(jvp_peak) <= 42.3, "jvp {jvp_peak}");
+    assert!(
+        double_vjp <= jvp_peak,
+        "double-vjp {double_vjp} vs jvp {jvp_peak}"
+    );
+}
