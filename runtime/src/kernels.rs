@@ -515,6 +515,26 @@ fn dot_general<T: LinalgScalar>(
     let (b, m, k, n) = (size(x, lb), size(x, &lf), size(x, lc), size(y, &rf));
     let xperm: Vec<usize> = lb.iter().chain(&lf).chain(lc).copied().collect();
     let yperm: Vec<usize> = rb.iter().chain(rc).chain(&rf).copied().collect();
+    if lb.is_empty() && x.ndim() == 2 && y.ndim() == 2 && lc.len() == 1 && rc.len() == 1 {
+        // A product of two matrices: the GEMM reads them in place with any strides, so a
+        // matrix used as stored or transposed is never copied (a dense layer's weights, hundreds
+        // of MiB for AlexNet, were copied on every call).
+        let xi = x
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("rank 2");
+        let yi = y
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .expect("rank 2");
+        let (xi, yi) = (
+            xi.permuted_axes([lf[0], lc[0]]),
+            yi.permuted_axes([rc[0], rf[0]]),
+        );
+        let mut out = ndarray::Array2::<T>::zeros((m, n));
+        mat_mul(xi, yi, out.view_mut());
+        return out.into_dyn();
+    }
     let x3 = reshape(&transpose(x, &xperm), &[b, m, k]);
     let y3 = reshape(&transpose(y, &yperm), &[b, k, n]);
     let mut out = ndarray::Array3::<T>::zeros((b, m, n));
