@@ -1,0 +1,950 @@
+//! Lowering of one fused [`Kernel`] to one Cranelift function `fn(buffers: *const *mut u8)`.
+//!
+//! The loop nest runs over the kernel's domain after *collapsing* it: size-1 axes are dropped
+//! and neighbouring axes merged wherever every load, iota and the output index them as one
+//! (an elementwise chain over equal shapes becomes one flat loop). The innermost axis is
+//! vectorised (F32X4 / F64X2, with a scalar tail) when every node is of the kernel's float
+//! dtype and has a vector form, and every load is contiguous or a broadcast along it.
+//!
+//! Transcendentals (and `pow`, `atan2`) are host kernels over tiles (`host.rs`): each node gets
+//! a *level* (the number of transcendentals on its longest path from a load), the innermost
+//! axis is cut into tiles of `host::TILE` elements, and each tile runs one pass per level:
+//! pass `p` computes what it needs from loads, literals and the tiles of transcendentals of
+//! level `<= p`, and stores the operands of the transcendentals of level `p + 1` into their
+//! tiles; between passes each such tile is handed to its host kernel. The last pass stores the
+//! root, or folds it into a reduction.
+//!
+//! Reductions fold in row-major order of the domain: an innermost reduced axis into a
+//! register accumulator (one vector, folded into the output once per tile), an innermost kept
+//! axis straight into the output elements.
+//!
+//! Every operation reproduces the interpreter's kernel: NaN-propagating `max`/`min` with the
+//! same choice at ties, XLA's integer division (`x / 0 = -1`, wrapping), saturating
+//! float-to-int conversion, `round` half away from zero, `integer_pow` by the same
+//! square-and-multiply.
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8};
+use cranelift_codegen::ir::{
+    AbiParam, Endianness, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value,
+};
+use cranelift_frontend::{FunctionBuilder, Variable};
+use cranelift_module::{FuncId, Module};
+use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
+
+use crate::host::{self, TILE};
+use crate::plan::{Affine, Kernel, NodeOp, ReduceOp};
+
+/// Cranelift's scalar type of a dtype (`bool` is one byte, 0 or 1).
+fn scalar_type(dtype: DType) -> Type {
+    match dtype {
+        DType::F32 => F32,
+        DType::F64 => F64,
+        DType::I32 => I32,
+        DType::Bool => I8,
+    }
+}
+
+/// The loop shape after collapsing, and each affine function's offset and per-axis
+/// coefficients over it.
+struct Collapsed {
+    dims: Vec<i64>,
+    /// Per affine function (loads and iotas in node order, then the output).
+    funcs: Vec<(i64, Vec<i64>)>,
+    empty: bool,
+}
+
+fn collapse(domain: &[usize], affines: &[&Affine]) -> Collapsed {
+    let empty = domain.contains(&0);
+    let kept: Vec<usize> = (0..domain.len()).filter(|&d| domain[d] != 1).collect();
+    // Runs of kept axes that every function indexes as one.
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    for &d in &kept {
+        let merge = match runs.last() {
+            Some(run) => {
+                let prev = *run.last().expect("runs are not empty");
+                affines
+                    .iter()
+                    .all(|a| a.coef[prev] == a.coef[d] * domain[d] as i64)
+            }
+            None => false,
+        };
+        match runs.last_mut() {
+            Some(run) if merge => run.push(d),
+            _ => runs.push(vec![d]),
+        }
+    }
+    let mut dims: Vec<i64> = runs
+        .iter()
+        .map(|r| r.iter().map(|&d| domain[d] as i64).product())
+        .collect();
+    let mut funcs: Vec<(i64, Vec<i64>)> = affines
+        .iter()
+        .map(|a| {
+            let coef = runs
+                .iter()
+                .map(|r| a.coef[*r.last().expect("not empty")])
+                .collect();
+            (a.offset, coef)
+        })
+        .collect();
+    if dims.is_empty() {
+        dims.push(1);
+        for f in &mut funcs {
+            f.1.push(0);
+        }
+    }
+    Collapsed { dims, funcs, empty }
+}
+
+/// True for nodes computed by a host kernel over a tile.
+fn is_transcendental(op: &NodeOp) -> bool {
+    match op {
+        NodeOp::Apply {
+            prim: Prim::Unary(u),
+            ..
+        } => host::unary(*u, DType::F32).is_some(),
+        NodeOp::Apply {
+            prim: Prim::Binary(b),
+            ..
+        } => host::binary(*b, DType::F32).is_some(),
+        _ => false,
+    }
+}
+
+/// True for nodes with an F32X4 / F64X2 form (transcendentals are tiles, which are).
+fn has_vector_form(op: &NodeOp) -> bool {
+    match op {
+        NodeOp::Load { .. } | NodeOp::Literal(_) => true,
+        NodeOp::Iota(_) => false,
+        NodeOp::Apply { prim, .. } => match prim {
+            Prim::Unary(u) => !matches!(u, UnaryOp::Sign | UnaryOp::Round) || is_transcendental(op),
+            Prim::IntegerPow { .. } | Prim::StopGradient | Prim::Binary(_) => true,
+            _ => false,
+        },
+    }
+}
+
+/// What the emitter needs while building one kernel's function.
+struct Emitter<'k> {
+    kernel: &'k Kernel,
+    c: Collapsed,
+    /// Per node: index into `c.funcs` (loads and iotas).
+    func_of: Vec<usize>,
+    /// Per node: its pass level.
+    level: Vec<usize>,
+    passes: usize,
+    /// Vector lanes (1: scalar).
+    width: u32,
+    /// Per node: base pointer of its buffer (loads), tile addresses (transcendentals).
+    base: Vec<Option<Value>>,
+    tile: Vec<Option<(Value, Option<Value>)>>,
+    host: Vec<Option<cranelift_codegen::ir::FuncRef>>,
+    out_base: Value,
+    flags: MemFlagsData,
+}
+
+/// Compiles `kernel` into the function `id` of `module`; `slot` gives each materialised
+/// value's index in the buffer table.
+pub fn compile_kernel<M: Module>(
+    module: &mut M,
+    ctx: &mut cranelift_codegen::Context,
+    fctx: &mut cranelift_frontend::FunctionBuilderContext,
+    id: FuncId,
+    kernel: &Kernel,
+    slot: &dyn Fn(Var) -> usize,
+    host_ids: &dyn Fn(&'static str) -> FuncId,
+) -> Result<(), String> {
+    let ptr_ty = module.target_config().pointer_type();
+    ctx.func.signature.params.push(AbiParam::new(ptr_ty));
+    ctx.func.name = cranelift_codegen::ir::UserFuncName::user(0, id.as_u32());
+    let n = kernel.nodes.len();
+    let mut affines: Vec<&Affine> = Vec::new();
+    let mut func_of = vec![usize::MAX; n];
+    for (i, node) in kernel.nodes.iter().enumerate() {
+        if let NodeOp::Load { at: a, .. } | NodeOp::Iota(a) = &node.op {
+            func_of[i] = affines.len();
+            affines.push(a);
+        }
+    }
+    let row_major = row_major_affine(&kernel.domain);
+    let out_affine = match &kernel.reduce {
+        Some((_, at)) => at,
+        None => &row_major,
+    };
+    affines.push(out_affine);
+    let c = collapse(&kernel.domain, &affines);
+    let mut level = vec![0usize; n];
+    for (i, node) in kernel.nodes.iter().enumerate() {
+        if let NodeOp::Apply { args, .. } = &node.op {
+            let l = args.iter().map(|&a| level[a as usize]).max().unwrap_or(0);
+            level[i] = l + usize::from(is_transcendental(&node.op));
+        }
+    }
+    let passes = level.last().copied().unwrap_or(0) + 1;
+    let inner = c.dims.len() - 1;
+    let float = kernel.out_dtype.is_float()
+        && kernel
+            .nodes
+            .iter()
+            .all(|nd| nd.dtype == kernel.out_dtype && has_vector_form(&nd.op));
+    let contiguous = c.funcs.iter().all(|f| f.1[inner] == 0 || f.1[inner] == 1);
+    let width = match kernel.out_dtype {
+        DType::F32 if float && contiguous => 4,
+        DType::F64 if float && contiguous => 2,
+        _ => 1,
+    };
+    let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let table = b.block_params(entry)[0];
+    let flags = MemFlagsData::new().with_notrap();
+    let load_ptr = |b: &mut FunctionBuilder, v: Var| {
+        b.ins().load(
+            ptr_ty,
+            flags,
+            table,
+            (slot(v) * ptr_ty.bytes() as usize) as i32,
+        )
+    };
+    let mut base = vec![None; n];
+    let mut tile = vec![None; n];
+    let mut host_refs = vec![None; n];
+    for (i, node) in kernel.nodes.iter().enumerate() {
+        match &node.op {
+            NodeOp::Load { var, .. } => base[i] = Some(load_ptr(&mut b, *var)),
+            op if is_transcendental(op) => {
+                let size = (TILE * node.dtype.size_bytes()) as u32;
+                let mut make = || {
+                    let ss = b.create_sized_stack_slot(StackSlotData::new(
+                        StackSlotKind::ExplicitSlot,
+                        size,
+                        4,
+                    ));
+                    b.ins().stack_addr(ptr_ty, ss, 0)
+                };
+                let a = make();
+                let binary = matches!(op, NodeOp::Apply { args, .. } if args.len() == 2);
+                let second = if binary { Some(make()) } else { None };
+                tile[i] = Some((a, second));
+                let hf = match op {
+                    NodeOp::Apply {
+                        prim: Prim::Unary(u),
+                        ..
+                    } => host::unary(*u, node.dtype),
+                    NodeOp::Apply {
+                        prim: Prim::Binary(bo),
+                        ..
+                    } => host::binary(*bo, node.dtype),
+                    _ => None,
+                }
+                .ok_or("a transcendental without a host kernel")?;
+                let fid = host_ids(hf.name);
+                host_refs[i] = Some(module.declare_func_in_func(fid, b.func));
+            }
+            _ => {}
+        }
+    }
+    let out_base = load_ptr(&mut b, kernel.out);
+    let e = Emitter {
+        kernel,
+        c,
+        func_of,
+        level,
+        passes,
+        width,
+        base,
+        tile,
+        host: host_refs,
+        out_base,
+        flags,
+    };
+    if let Some((op, at)) = &kernel.reduce {
+        let out_len: i64 = kernel
+            .domain
+            .iter()
+            .zip(&at.coef)
+            .filter(|(_, &c)| c != 0)
+            .map(|(&d, _)| d as i64)
+            .product();
+        let end = b.ins().iconst(I64, out_len);
+        let zero = b.ins().iconst(I64, 0);
+        let init = e.identity(&mut b, *op, 1);
+        let out_base = e.out_base;
+        let size = kernel.out_dtype.size_bytes() as i64;
+        counted_loop(&mut b, zero, end, 1, &mut |b, j| {
+            let off = b.ins().imul_imm_s(j, size);
+            let addr = b.ins().iadd(out_base, off);
+            b.ins().store(flags, init, addr, 0);
+        });
+    }
+    if !e.c.empty {
+        e.emit_nest(&mut b, 0, &[]);
+    }
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(module.target_config());
+    Ok(())
+}
+
+/// The row-major element offset over `domain` as an affine function of its index.
+fn row_major_affine(domain: &[usize]) -> Affine {
+    let mut coef = vec![0i64; domain.len()];
+    let mut stride = 1i64;
+    for d in (0..domain.len()).rev() {
+        coef[d] = stride;
+        stride *= domain[d] as i64;
+    }
+    Affine { offset: 0, coef }
+}
+
+/// `for i in (start..end).step_by(step)` while `i + step <= end`; returns the variable
+/// holding the first index not run (for a tail loop).
+fn counted_loop(
+    b: &mut FunctionBuilder,
+    start: Value,
+    end: Value,
+    step: i64,
+    body: &mut dyn FnMut(&mut FunctionBuilder, Value),
+) -> Variable {
+    let var = b.declare_var(I64);
+    b.def_var(var, start);
+    let header = b.create_block();
+    let body_block = b.create_block();
+    let exit = b.create_block();
+    b.ins().jump(header, &[]);
+    b.switch_to_block(header);
+    let i = b.use_var(var);
+    let next = b.ins().iadd_imm_s(i, step);
+    let go = b.ins().icmp(IntCC::SignedLessThanOrEqual, next, end);
+    b.ins().brif(go, body_block, &[], exit, &[]);
+    b.switch_to_block(body_block);
+    body(b, i);
+    let next = b.ins().iadd_imm_s(i, step);
+    b.def_var(var, next);
+    b.ins().jump(header, &[]);
+    b.switch_to_block(exit);
+    var
+}
+
+impl Emitter<'_> {
+    fn reduce_op(&self) -> Option<ReduceOp> {
+        self.kernel.reduce.as_ref().map(|(op, _)| *op)
+    }
+
+    fn vector_type(&self, dtype: DType, width: u32) -> Type {
+        match (dtype, width) {
+            (DType::F32, 4) => F32X4,
+            (DType::F64, 2) => F64X2,
+            _ => scalar_type(dtype),
+        }
+    }
+
+    fn constant(&self, b: &mut FunctionBuilder, dtype: DType, x: f64, width: u32) -> Value {
+        let s = match dtype {
+            DType::F32 => b.ins().f32const(x as f32),
+            DType::F64 => b.ins().f64const(x),
+            DType::I32 => b.ins().iconst(I32, i64::from(x as i32)),
+            DType::Bool => b.ins().iconst(I8, i64::from(x != 0.0)),
+        };
+        if width > 1 {
+            b.ins().splat(self.vector_type(dtype, width), s)
+        } else {
+            s
+        }
+    }
+
+    fn identity(&self, b: &mut FunctionBuilder, op: ReduceOp, width: u32) -> Value {
+        let dtype = self.kernel.out_dtype;
+        let x = match (op, dtype) {
+            (ReduceOp::Sum, _) => 0.0,
+            (ReduceOp::Max, DType::I32) => f64::from(i32::MIN),
+            (ReduceOp::Min, DType::I32) => f64::from(i32::MAX),
+            (ReduceOp::Max, _) => f64::NEG_INFINITY,
+            (ReduceOp::Min, _) => f64::INFINITY,
+        };
+        self.constant(b, dtype, x, width)
+    }
+
+    /// The loops over the outer axes `level..`, then the innermost axis.
+    fn emit_nest(&self, b: &mut FunctionBuilder, level: usize, index: &[Value]) {
+        let inner = self.c.dims.len() - 1;
+        if level == inner {
+            // Offsets of every affine function at this outer index.
+            let outer: Vec<Value> = self
+                .c
+                .funcs
+                .iter()
+                .map(|(offset, coef)| {
+                    let mut acc = b.ins().iconst(I64, *offset);
+                    for (d, &i) in index.iter().enumerate() {
+                        if coef[d] != 0 {
+                            let t = b.ins().imul_imm_s(i, coef[d]);
+                            acc = b.ins().iadd(acc, t);
+                        }
+                    }
+                    acc
+                })
+                .collect();
+            self.emit_inner(b, &outer);
+            return;
+        }
+        let zero = b.ins().iconst(I64, 0);
+        let end = b.ins().iconst(I64, self.c.dims[level]);
+        counted_loop(b, zero, end, 1, &mut |b, i| {
+            let mut idx = index.to_vec();
+            idx.push(i);
+            self.emit_nest(b, level + 1, &idx);
+        });
+    }
+
+    /// The innermost axis: tiles (when there are transcendentals), passes, vector and tail
+    /// loops, and the reduction's fold.
+    fn emit_inner(&self, b: &mut FunctionBuilder, outer: &[Value]) {
+        let inner = self.c.dims.len() - 1;
+        let n = self.c.dims[inner];
+        let tiled = self.passes > 1;
+        let chunk = if tiled { TILE as i64 } else { n.max(1) };
+        let zero = b.ins().iconst(I64, 0);
+        let end = b.ins().iconst(I64, n);
+        // Tiles: every full tile, then the rest.
+        let full = counted_loop(b, zero, end, chunk, &mut |b, c0| {
+            let len = b.ins().iconst(I64, chunk);
+            self.emit_tile(b, outer, c0, len);
+        });
+        let c0 = b.use_var(full);
+        let rest = b.ins().isub(end, c0);
+        let more = b.ins().icmp_imm_s(IntCC::SignedGreaterThan, rest, 0);
+        let tail = b.create_block();
+        let done = b.create_block();
+        b.ins().brif(more, tail, &[], done, &[]);
+        b.switch_to_block(tail);
+        self.emit_tile(b, outer, c0, rest);
+        b.ins().jump(done, &[]);
+        b.switch_to_block(done);
+    }
+
+    /// One tile `[c0, c0 + len)` of the innermost axis: every pass, host calls between them.
+    fn emit_tile(&self, b: &mut FunctionBuilder, outer: &[Value], c0: Value, len: Value) {
+        let n = self.kernel.nodes.len();
+        let out_fn = self.c.funcs.len() - 1;
+        let inner = self.c.dims.len() - 1;
+        let reduce_inner = self.kernel.reduce.is_some() && self.c.funcs[out_fn].1[inner] == 0;
+        let acc_vars = if reduce_inner {
+            let op = self.reduce_op().expect("reducing");
+            let vt = self.vector_type(self.kernel.out_dtype, self.width);
+            let st = scalar_type(self.kernel.out_dtype);
+            let v = b.declare_var(vt);
+            let s = b.declare_var(st);
+            let iv = self.identity(b, op, self.width);
+            let is = self.identity(b, op, 1);
+            b.def_var(v, iv);
+            b.def_var(s, is);
+            Some((v, s))
+        } else {
+            None
+        };
+        for pass in 0..self.passes {
+            let last = pass + 1 == self.passes;
+            // What this pass computes: the operands of the next level's transcendentals, or
+            // the root.
+            let mut need = vec![false; n];
+            let targets: Vec<usize> = if last {
+                vec![n - 1]
+            } else {
+                (0..n)
+                    .filter(|&i| {
+                        is_transcendental(&self.kernel.nodes[i].op) && self.level[i] == pass + 1
+                    })
+                    .collect()
+            };
+            for &t in &targets {
+                if last {
+                    need[t] = true;
+                } else if let NodeOp::Apply { args, .. } = &self.kernel.nodes[t].op {
+                    for &a in args {
+                        need[a as usize] = true;
+                    }
+                }
+            }
+            for i in (0..n).rev() {
+                if !need[i] {
+                    continue;
+                }
+                let node = &self.kernel.nodes[i];
+                let from_tile = is_transcendental(&node.op) && self.level[i] <= pass;
+                if let (NodeOp::Apply { args, .. }, false) = (&node.op, from_tile) {
+                    for &a in args {
+                        need[a as usize] = true;
+                    }
+                }
+            }
+            let zero = b.ins().iconst(I64, 0);
+            let body = |b: &mut FunctionBuilder, j: Value, width: u32| {
+                let i = b.ins().iadd(c0, j);
+                let vals = self.emit_nodes(b, outer, &need, pass, (i, j), width);
+                if !last {
+                    for &t in &targets {
+                        let (ta, tb) = self.tile[t].expect("a tile");
+                        let NodeOp::Apply { args, .. } = &self.kernel.nodes[t].op else {
+                            unreachable!("transcendentals are applications")
+                        };
+                        let size = self.kernel.nodes[t].dtype.size_bytes() as i64;
+                        let off = b.ins().imul_imm_s(j, size);
+                        let a_addr = b.ins().iadd(ta, off);
+                        let va = vals[args[0] as usize].expect("needed");
+                        b.ins().store(self.flags, va, a_addr, 0);
+                        if let Some(tb) = tb {
+                            let b_addr = b.ins().iadd(tb, off);
+                            let vb = vals[args[1] as usize].expect("needed");
+                            b.ins().store(self.flags, vb, b_addr, 0);
+                        }
+                    }
+                    return;
+                }
+                let root = vals[n - 1].expect("the root is computed");
+                self.emit_result(b, outer, root, i, width, acc_vars);
+            };
+            let rest = if self.width > 1 {
+                let w = self.width;
+                let v = counted_loop(b, zero, len, i64::from(w), &mut |b, j| body(b, j, w));
+                b.use_var(v)
+            } else {
+                zero
+            };
+            counted_loop(b, rest, len, 1, &mut |b, j| body(b, j, 1));
+            if !last {
+                for &t in &targets {
+                    let (ta, tb) = self.tile[t].expect("a tile");
+                    let f = self.host[t].expect("a host kernel");
+                    match tb {
+                        Some(tb) => b.ins().call(f, &[ta, tb, len]),
+                        None => b.ins().call(f, &[ta, len]),
+                    };
+                }
+            }
+        }
+        if let Some((v, s)) = acc_vars {
+            let op = self.reduce_op().expect("reducing");
+            let mut acc = b.use_var(s);
+            let vec = b.use_var(v);
+            if self.width > 1 {
+                for lane in 0..self.width {
+                    let x = b.ins().extractlane(vec, lane as u8);
+                    acc = self.combine(b, op, acc, x, 1);
+                }
+            }
+            let addr = self.address(b, outer, self.out_base, self.kernel.out_dtype, out_fn, None);
+            let old = b
+                .ins()
+                .load(scalar_type(self.kernel.out_dtype), self.flags, addr, 0);
+            let new = self.combine(b, op, old, acc, 1);
+            b.ins().store(self.flags, new, addr, 0);
+        }
+    }
+
+    /// The address of element `outer + i * coef` of function `f`'s buffer.
+    fn address(
+        &self,
+        b: &mut FunctionBuilder,
+        outer: &[Value],
+        base: Value,
+        dtype: DType,
+        f: usize,
+        i: Option<Value>,
+    ) -> Value {
+        let inner = self.c.dims.len() - 1;
+        let coef = self.c.funcs[f].1[inner];
+        let mut off = outer[f];
+        if let (Some(i), true) = (i, coef != 0) {
+            let t = b.ins().imul_imm_s(i, coef);
+            off = b.ins().iadd(off, t);
+        }
+        let bytes = b.ins().imul_imm_s(off, dtype.size_bytes() as i64);
+        b.ins().iadd(base, bytes)
+    }
+
+    /// Stores the root at index `i`, or folds it into the reduction.
+    fn emit_result(
+        &self,
+        b: &mut FunctionBuilder,
+        outer: &[Value],
+        root: Value,
+        i: Value,
+        width: u32,
+        acc: Option<(Variable, Variable)>,
+    ) {
+        let out_fn = self.c.funcs.len() - 1;
+        let dtype = self.kernel.out_dtype;
+        match (self.reduce_op(), acc) {
+            (Some(op), Some((v, s))) => {
+                let var = if width > 1 { v } else { s };
+                let old = b.use_var(var);
+                let new = self.combine(b, op, old, root, width);
+                b.def_var(var, new);
+            }
+            (Some(op), None) => {
+                let addr = self.address(b, outer, self.out_base, dtype, out_fn, Some(i));
+                let ty = self.vector_type(dtype, width);
+                let old = b.ins().load(ty, self.flags, addr, 0);
+                let new = self.combine(b, op, old, root, width);
+                b.ins().store(self.flags, new, addr, 0);
+            }
+            (None, _) => {
+                let addr = self.address(b, outer, self.out_base, dtype, out_fn, Some(i));
+                b.ins().store(self.flags, root, addr, 0);
+            }
+        }
+    }
+
+    fn combine(
+        &self,
+        b: &mut FunctionBuilder,
+        op: ReduceOp,
+        acc: Value,
+        x: Value,
+        width: u32,
+    ) -> Value {
+        let dtype = self.kernel.out_dtype;
+        let bin = match op {
+            ReduceOp::Sum => BinaryOp::Add,
+            ReduceOp::Max => BinaryOp::Max,
+            ReduceOp::Min => BinaryOp::Min,
+        };
+        binary(b, bin, dtype, acc, x, width)
+    }
+
+    /// Computes the `need`ed nodes of pass `pass` at inner index `i` (tile index `j`).
+    fn emit_nodes(
+        &self,
+        b: &mut FunctionBuilder,
+        outer: &[Value],
+        need: &[bool],
+        pass: usize,
+        (i, j): (Value, Value),
+        width: u32,
+    ) -> Vec<Option<Value>> {
+        let mut vals: Vec<Option<Value>> = vec![None; need.len()];
+        for (k, node) in self.kernel.nodes.iter().enumerate() {
+            if !need[k] {
+                continue;
+            }
+            let ty = self.vector_type(node.dtype, width);
+            let v = match &node.op {
+                NodeOp::Load { .. } => {
+                    let f = self.func_of[k];
+                    let inner = self.c.dims.len() - 1;
+                    let base = self.base[k].expect("a load has a base");
+                    let addr = self.address(b, outer, base, node.dtype, f, Some(i));
+                    if width > 1 && self.c.funcs[f].1[inner] == 0 {
+                        let s = b.ins().load(scalar_type(node.dtype), self.flags, addr, 0);
+                        b.ins().splat(ty, s)
+                    } else {
+                        b.ins().load(ty, self.flags, addr, 0)
+                    }
+                }
+                NodeOp::Literal(x) => self.constant(b, node.dtype, *x, width),
+                NodeOp::Iota(_) => {
+                    let f = self.func_of[k];
+                    let inner = self.c.dims.len() - 1;
+                    let t = b.ins().imul_imm_s(i, self.c.funcs[f].1[inner]);
+                    let idx = b.ins().iadd(outer[f], t);
+                    match node.dtype {
+                        DType::F32 => b.ins().fcvt_from_sint(F32, idx),
+                        DType::F64 => b.ins().fcvt_from_sint(F64, idx),
+                        _ => b.ins().ireduce(I32, idx),
+                    }
+                }
+                op if is_transcendental(op) && self.level[k] <= pass => {
+                    let (ta, _) = self.tile[k].expect("a tile");
+                    let off = b.ins().imul_imm_s(j, node.dtype.size_bytes() as i64);
+                    let addr = b.ins().iadd(ta, off);
+                    b.ins().load(ty, self.flags, addr, 0)
+                }
+                NodeOp::Apply { prim, args } => {
+                    let xs: Vec<Value> = args
+                        .iter()
+                        .map(|&a| vals[a as usize].expect("operands come first"))
+                        .collect();
+                    let dts: Vec<DType> = args
+                        .iter()
+                        .map(|&a| self.kernel.nodes[a as usize].dtype)
+                        .collect();
+                    apply(b, prim, &xs, &dts, node.dtype, width)
+                }
+            };
+            vals[k] = Some(v);
+        }
+        vals
+    }
+}
+
+/// A float constant of `dtype`, splatted to `width` lanes.
+fn fconst(b: &mut FunctionBuilder, dtype: DType, x: f64, width: u32) -> Value {
+    let s = match dtype {
+        DType::F32 => b.ins().f32const(x as f32),
+        _ => b.ins().f64const(x),
+    };
+    match (dtype, width) {
+        (DType::F32, 4) => b.ins().splat(F32X4, s),
+        (DType::F64, 2) => b.ins().splat(F64X2, s),
+        _ => s,
+    }
+}
+
+/// `c ? x : y` for scalars (`c` an I8) and lane masks (`c` from a vector comparison).
+fn pick(b: &mut FunctionBuilder, c: Value, x: Value, y: Value, width: u32) -> Value {
+    if width > 1 {
+        let ty = b.func.dfg.value_type(x);
+        let mask = b.ins().bitcast(
+            ty,
+            MemFlagsData::new().with_endianness(Endianness::Little),
+            c,
+        );
+        b.ins().bitselect(mask, x, y)
+    } else {
+        b.ins().select(c, x, y)
+    }
+}
+
+/// A binary operation on values of `dtype`.
+fn binary(
+    b: &mut FunctionBuilder,
+    op: BinaryOp,
+    dtype: DType,
+    x: Value,
+    y: Value,
+    width: u32,
+) -> Value {
+    if dtype == DType::I32 {
+        return match op {
+            BinaryOp::Add => b.ins().iadd(x, y),
+            BinaryOp::Sub => b.ins().isub(x, y),
+            BinaryOp::Mul => b.ins().imul(x, y),
+            BinaryOp::Max => b.ins().smax(x, y),
+            BinaryOp::Min => b.ins().smin(x, y),
+            // XLA: x / 0 = -1, and i32::MIN / -1 wraps to i32::MIN (x / 1).
+            BinaryOp::Div | BinaryOp::Pow | BinaryOp::Atan2 => {
+                let zero = b.ins().icmp_imm_s(IntCC::Equal, y, 0);
+                let min = b.ins().icmp_imm_s(IntCC::Equal, x, i64::from(i32::MIN));
+                let neg1 = b.ins().icmp_imm_s(IntCC::Equal, y, -1);
+                let overflow = b.ins().band(min, neg1);
+                let bad = b.ins().bor(zero, overflow);
+                let one = b.ins().iconst(I32, 1);
+                let safe = b.ins().select(bad, one, y);
+                let q = b.ins().sdiv(x, safe);
+                let m1 = b.ins().iconst(I32, -1);
+                b.ins().select(zero, m1, q)
+            }
+        };
+    }
+    match op {
+        BinaryOp::Add => b.ins().fadd(x, y),
+        BinaryOp::Sub => b.ins().fsub(x, y),
+        BinaryOp::Mul => b.ins().fmul(x, y),
+        BinaryOp::Div => b.ins().fdiv(x, y),
+        // The interpreter's max_nan / min_nan: x if x is NaN or wins, else y if y is NaN or
+        // wins, else x (ties keep the first operand).
+        BinaryOp::Max | BinaryOp::Min => {
+            let wins = if op == BinaryOp::Max {
+                FloatCC::GreaterThan
+            } else {
+                FloatCC::LessThan
+            };
+            let x_nan = b.ins().fcmp(FloatCC::Unordered, x, x);
+            let x_wins = b.ins().fcmp(wins, x, y);
+            let keep_x = b.ins().bor(x_nan, x_wins);
+            let y_nan = b.ins().fcmp(FloatCC::Unordered, y, y);
+            let y_wins = b.ins().fcmp(wins, y, x);
+            let take_y = b.ins().bor(y_nan, y_wins);
+            let not_x = b.ins().bnot(keep_x);
+            let choose_y = b.ins().band(not_x, take_y);
+            pick(b, choose_y, y, x, width)
+        }
+        BinaryOp::Pow | BinaryOp::Atan2 => unreachable!("host kernels"),
+    }
+}
+
+/// An elementwise primitive (not a transcendental) on `xs` of dtypes `dts`, giving `dtype`.
+fn apply(
+    b: &mut FunctionBuilder,
+    prim: &Prim,
+    xs: &[Value],
+    dts: &[DType],
+    dtype: DType,
+    width: u32,
+) -> Value {
+    match prim {
+        Prim::Unary(op) => unary(b, *op, dts[0], xs[0], width),
+        Prim::IntegerPow { y } => integer_pow(b, dtype, xs[0], *y, width),
+        Prim::StopGradient => xs[0],
+        Prim::Binary(op) => binary(b, *op, dtype, xs[0], xs[1], width),
+        Prim::Compare(op) => {
+            if dts[0].is_float() {
+                let cc = match op {
+                    CompareOp::Lt => FloatCC::LessThan,
+                    CompareOp::Le => FloatCC::LessThanOrEqual,
+                    CompareOp::Gt => FloatCC::GreaterThan,
+                    CompareOp::Ge => FloatCC::GreaterThanOrEqual,
+                    CompareOp::Eq => FloatCC::Equal,
+                    CompareOp::Ne => FloatCC::NotEqual,
+                };
+                b.ins().fcmp(cc, xs[0], xs[1])
+            } else {
+                let signed = dts[0] == DType::I32;
+                let cc = match (op, signed) {
+                    (CompareOp::Lt, true) => IntCC::SignedLessThan,
+                    (CompareOp::Le, true) => IntCC::SignedLessThanOrEqual,
+                    (CompareOp::Gt, true) => IntCC::SignedGreaterThan,
+                    (CompareOp::Ge, true) => IntCC::SignedGreaterThanOrEqual,
+                    (CompareOp::Lt, false) => IntCC::UnsignedLessThan,
+                    (CompareOp::Le, false) => IntCC::UnsignedLessThanOrEqual,
+                    (CompareOp::Gt, false) => IntCC::UnsignedGreaterThan,
+                    (CompareOp::Ge, false) => IntCC::UnsignedGreaterThanOrEqual,
+                    (CompareOp::Eq, _) => IntCC::Equal,
+                    (CompareOp::Ne, _) => IntCC::NotEqual,
+                };
+                b.ins().icmp(cc, xs[0], xs[1])
+            }
+        }
+        Prim::And => b.ins().band(xs[0], xs[1]),
+        Prim::Or => b.ins().bor(xs[0], xs[1]),
+        Prim::Not => b.ins().bxor_imm_s(xs[0], 1),
+        Prim::SelectN => b.ins().select(xs[0], xs[2], xs[1]),
+        Prim::ConvertElementType { dtype: to } => convert(b, xs[0], dts[0], *to),
+        _ => unreachable!("only elementwise primitives are nodes"),
+    }
+}
+
+fn unary(b: &mut FunctionBuilder, op: UnaryOp, dtype: DType, x: Value, width: u32) -> Value {
+    if dtype == DType::I32 {
+        return match op {
+            UnaryOp::Abs => b.ins().iabs(x),
+            UnaryOp::Sign => {
+                let one = b.ins().iconst(I32, 1);
+                let m1 = b.ins().iconst(I32, -1);
+                let zero = b.ins().iconst(I32, 0);
+                let pos = b.ins().icmp_imm_s(IntCC::SignedGreaterThan, x, 0);
+                let neg = b.ins().icmp_imm_s(IntCC::SignedLessThan, x, 0);
+                let r = b.ins().select(neg, m1, zero);
+                b.ins().select(pos, one, r)
+            }
+            _ => b.ins().ineg(x),
+        };
+    }
+    match op {
+        UnaryOp::Neg => b.ins().fneg(x),
+        UnaryOp::Abs => b.ins().fabs(x),
+        UnaryOp::Sqrt => b.ins().sqrt(x),
+        UnaryOp::Rsqrt => {
+            let one = fconst(b, dtype, 1.0, width);
+            let s = b.ins().sqrt(x);
+            b.ins().fdiv(one, s)
+        }
+        UnaryOp::Floor => b.ins().floor(x),
+        UnaryOp::Ceil => b.ins().ceil(x),
+        // Half away from zero: trunc, then one more step away from zero if the dropped
+        // fraction is at least a half (x - trunc(x) is exact).
+        UnaryOp::Round => {
+            let t = b.ins().trunc(x);
+            let d = b.ins().fsub(x, t);
+            let ad = b.ins().fabs(d);
+            let half = fconst(b, dtype, 0.5, 1);
+            let up = b.ins().fcmp(FloatCC::GreaterThanOrEqual, ad, half);
+            let one = fconst(b, dtype, 1.0, 1);
+            let step = b.ins().fcopysign(one, x);
+            let away = b.ins().fadd(t, step);
+            b.ins().select(up, away, t)
+        }
+        // -1, 0 or 1; zeros keep their sign and NaN stays NaN.
+        UnaryOp::Sign => {
+            let zero = fconst(b, dtype, 0.0, 1);
+            let one = fconst(b, dtype, 1.0, 1);
+            let m1 = fconst(b, dtype, -1.0, 1);
+            let pos = b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+            let neg = b.ins().fcmp(FloatCC::LessThan, x, zero);
+            let r = b.ins().select(neg, m1, x);
+            b.ins().select(pos, one, r)
+        }
+        UnaryOp::Sin
+        | UnaryOp::Cos
+        | UnaryOp::Tan
+        | UnaryOp::Tanh
+        | UnaryOp::Exp
+        | UnaryOp::Log
+        | UnaryOp::Log1p
+        | UnaryOp::Expm1
+        | UnaryOp::Logistic
+        | UnaryOp::Erf => unreachable!("host kernels"),
+    }
+}
+
+/// The interpreter's `integer_pow`: the small powers as written there, else
+/// square-and-multiply, then the reciprocal for a negative power.
+fn integer_pow(b: &mut FunctionBuilder, dtype: DType, x: Value, y: i32, width: u32) -> Value {
+    match y {
+        1 => return x,
+        2 => return b.ins().fmul(x, x),
+        3 => {
+            let sq = b.ins().fmul(x, x);
+            return b.ins().fmul(x, sq);
+        }
+        -1 => {
+            let one = fconst(b, dtype, 1.0, width);
+            return b.ins().fdiv(one, x);
+        }
+        -2 => {
+            let one = fconst(b, dtype, 1.0, width);
+            let sq = b.ins().fmul(x, x);
+            return b.ins().fdiv(one, sq);
+        }
+        _ => {}
+    }
+    let (mut base, mut n) = (x, y.unsigned_abs());
+    let mut acc: Option<Value> = None;
+    while n > 0 {
+        if n & 1 == 1 {
+            acc = Some(match acc {
+                Some(a) => b.ins().fmul(a, base),
+                None => base,
+            });
+        }
+        n >>= 1;
+        if n > 0 {
+            base = b.ins().fmul(base, base);
+        }
+    }
+    let acc = match acc {
+        Some(a) => a,
+        None => fconst(b, dtype, 1.0, width),
+    };
+    if y < 0 {
+        let one = fconst(b, dtype, 1.0, width);
+        b.ins().fdiv(one, acc)
+    } else {
+        acc
+    }
+}
+
+/// `convert_element_type` from `from` to `to`, as the interpreter converts.
+fn convert(b: &mut FunctionBuilder, x: Value, from: DType, to: DType) -> Value {
+    match (from, to) {
+        (a, c) if a == c => x,
+        (DType::F32, DType::F64) => b.ins().fpromote(F64, x),
+        (DType::F64, DType::F32) => b.ins().fdemote(F32, x),
+        (DType::F32 | DType::F64, DType::I32) => b.ins().fcvt_to_sint_sat(I32, x),
+        (DType::F32 | DType::F64, DType::Bool) => {
+            let zero = fconst(b, from, 0.0, 1);
+            b.ins().fcmp(FloatCC::NotEqual, x, zero)
+        }
+        (DType::I32, DType::F32 | DType::F64) => b.ins().fcvt_from_sint(scalar_type(to), x),
+        (DType::I32, DType::Bool) => b.ins().icmp_imm_s(IntCC::NotEqual, x, 0),
+        (DType::Bool, DType::I32) => b.ins().uextend(I32, x),
+        (DType::Bool, DType::F32 | DType::F64) => {
+            let w = b.ins().uextend(I32, x);
+            b.ins().fcvt_from_sint(scalar_type(to), w)
+        }
+        _ => unreachable!("every pair of dtypes is listed"),
+    }
+}

@@ -1,0 +1,645 @@
+//! The fusion plan: which equations become one compiled loop, which a GEMM call and which an
+//! explicit runtime-kernel call, and which values are materialised in memory.
+//!
+//! A value is *inlined* (never materialised) when its equation is fusible, it is not an
+//! output, and every read of it is by one equation that can take a fused operand (see
+//! [`accepts_fused_operand`]). Each equation whose result is not inlined is a step; a fused
+//! step ([`Kernel`]) computes its root and everything inlined into it in one loop nest over the
+//! root's shape (a reduction's: its operand's shape). Broadcasts, slices, reverses,
+//! transposes, squeezes, expand_dims and reshapes of materialised values are not loops of
+//! their own: they become index arithmetic ([`IndexMap`]) on the loads of the fused loop.
+//!
+//! Everything here is a loop over the equations, forwards or backwards: nothing recurses in the
+//! depth of the graph.
+
+use std::fmt::Write as _;
+
+use smallvec::SmallVec;
+use traceform_ir::{Atom, DType, Def, DefUse, Func, OpClass, Prim, Var};
+
+/// An affine function of the loop index of a kernel: `offset + sum_d coef[d] * i_d`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Affine {
+    pub offset: i64,
+    pub coef: Vec<i64>,
+}
+
+impl Affine {
+    fn constant(offset: i64, rank: usize) -> Affine {
+        Affine {
+            offset,
+            coef: vec![0; rank],
+        }
+    }
+}
+
+/// The multi-index of a value (one [`Affine`] per axis) as a function of the loop index of
+/// the kernel it is read in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexMap {
+    pub axes: Vec<Affine>,
+}
+
+impl IndexMap {
+    /// The identity over a loop of rank `rank`.
+    fn identity(rank: usize) -> IndexMap {
+        let axes = (0..rank)
+            .map(|d| {
+                let mut a = Affine::constant(0, rank);
+                a.coef[d] = 1;
+                a
+            })
+            .collect();
+        IndexMap { axes }
+    }
+
+    /// The element offset in a row-major buffer of `shape` (an affine function of the loop
+    /// index too).
+    fn row_major_offset(&self, shape: &[usize], rank: usize) -> Affine {
+        let mut out = Affine::constant(0, rank);
+        let mut stride = 1i64;
+        for (k, a) in self.axes.iter().enumerate().rev() {
+            out.offset += stride * a.offset;
+            for (o, c) in out.coef.iter_mut().zip(&a.coef) {
+                *o += stride * c;
+            }
+            stride *= shape[k] as i64;
+        }
+        out
+    }
+}
+
+/// One node of a fused kernel's expression, in topological order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeOp {
+    /// An element of materialised value `var`, at element offset `at` of its row-major buffer.
+    Load { var: Var, at: Affine },
+    /// A constant.
+    Literal(f64),
+    /// The loop-index-dependent value of an `iota` (before conversion to its dtype).
+    Iota(Affine),
+    /// An elementwise primitive applied to earlier nodes.
+    Apply {
+        prim: Prim,
+        args: SmallVec<[u32; 3]>,
+    },
+}
+
+/// A node and its element type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub op: NodeOp,
+    pub dtype: DType,
+}
+
+/// How a reducing kernel combines elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+}
+
+/// A fused loop: the root's value computed for every index of `domain`, stored into `out` (at
+/// the row-major position), or folded into `out` at `reduce.out_at` by `reduce.op`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// The equations computed, in program order (the root last).
+    pub eqns: Vec<u32>,
+    pub domain: Vec<usize>,
+    pub nodes: Vec<Node>,
+    pub out: Var,
+    pub out_dtype: DType,
+    pub reduce: Option<(ReduceOp, Affine)>,
+}
+
+/// What one step of the plan does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepKind {
+    /// A compiled fused loop.
+    Kernel(Kernel),
+    /// `dot_general` of floats through matrixmultiply.
+    Gemm { eqn: u32 },
+    /// An explicit call of the runtime's kernel for the equation (see `docs/jit.md`).
+    Runtime { eqn: u32 },
+}
+
+/// One step and the equation whose result it materialises.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub kind: StepKind,
+    pub out: Var,
+    /// Materialised values the step reads.
+    pub reads: Vec<Var>,
+}
+
+/// The whole plan: steps in program order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// Per value: materialised (a parameter, or the result of a step).
+    pub materialised: Vec<bool>,
+}
+
+/// True when `prim` may be computed inside a fused loop (as arithmetic or as index arithmetic).
+pub fn is_fusible(prim: &Prim) -> bool {
+    match prim.class() {
+        OpClass::Elementwise | OpClass::Constant => true,
+        OpClass::DataMovement => !matches!(prim, Prim::Pad { .. } | Prim::Concatenate { .. }),
+        OpClass::Reduction | OpClass::Contraction => false,
+    }
+}
+
+/// The reduction a fused kernel can end in, if `prim` is one.
+fn reduce_op(prim: &Prim) -> Option<ReduceOp> {
+    match prim {
+        Prim::ReduceSum { .. } => Some(ReduceOp::Sum),
+        Prim::ReduceMax { .. } => Some(ReduceOp::Max),
+        Prim::ReduceMin { .. } => Some(ReduceOp::Min),
+        _ => None,
+    }
+}
+
+/// True when equation `consumer` may read the result of equation `producer` without it being
+/// materialised. A reshape reads its operand from memory (its index arithmetic is that of a
+/// row-major buffer). A consumer with more elements than the producer (a broadcast, or a
+/// rank-0 operand of an elementwise primitive) would recompute the producer's arithmetic for
+/// every copy, so only constants are inlined there.
+fn accepts_fused_operand(func: &Func, consumer: u32, producer: usize) -> bool {
+    let eqn = &func.eqns[consumer as usize];
+    let prim = func.prim(eqn);
+    if !is_fusible(prim) && reduce_op(prim).is_none() {
+        return false;
+    }
+    if matches!(prim, Prim::Reshape { .. }) {
+        return false;
+    }
+    let made = &func.eqns[producer];
+    let grows = func.var_type(eqn.out).num_elements() > func.var_type(made.out).num_elements();
+    !grows || func.prim(made).class() == OpClass::Constant
+}
+
+impl Plan {
+    /// Plans `func` (verified).
+    pub fn new(func: &Func) -> Plan {
+        let n = func.eqns.len();
+        let def_use = DefUse::new(func);
+        let mut is_output = vec![false; func.num_vars()];
+        for a in &func.outputs {
+            if let Atom::Var(v) = a {
+                is_output[v.index()] = true;
+            }
+        }
+        // consumer[k]: the one equation that reads equation k's result, if it is inlined.
+        let mut consumer: Vec<Option<u32>> = vec![None; n];
+        for (k, eqn) in func.eqns.iter().enumerate() {
+            let uses = def_use.uses(eqn.out);
+            let prim = func.prim(eqn);
+            if is_output[eqn.out.index()] || uses.is_empty() || !is_fusible(prim) {
+                continue;
+            }
+            if uses.iter().all(|&u| u == uses[0]) && accepts_fused_operand(func, uses[0], k) {
+                consumer[k] = Some(uses[0]);
+            }
+        }
+        // root[k]: the step equation k is computed in (consumers come after producers).
+        let mut root: Vec<u32> = (0..n as u32).collect();
+        for k in (0..n).rev() {
+            if let Some(c) = consumer[k] {
+                root[k] = root[c as usize];
+            }
+        }
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for k in 0..n {
+            members[root[k] as usize].push(k as u32);
+        }
+        let inl = Inlining {
+            consumer,
+            def: def_use.def,
+        };
+        let consumer = &inl.consumer;
+        let mut materialised = vec![false; func.num_vars()];
+        for p in &func.params {
+            materialised[p.index()] = true;
+        }
+        let mut steps = Vec::new();
+        for k in 0..n {
+            if consumer[k].is_some() {
+                continue;
+            }
+            let eqn = &func.eqns[k];
+            materialised[eqn.out.index()] = true;
+            let prim = func.prim(eqn);
+            let kind = if is_fusible(prim) || reduce_op(prim).is_some() {
+                StepKind::Kernel(build_kernel(func, &members[k], &inl))
+            } else if matches!(prim, Prim::DotGeneral(_)) && func.var_type(eqn.out).dtype.is_float()
+            {
+                StepKind::Gemm { eqn: k as u32 }
+            } else {
+                StepKind::Runtime { eqn: k as u32 }
+            };
+            let mut reads = Vec::new();
+            match &kind {
+                StepKind::Kernel(kernel) => {
+                    for node in &kernel.nodes {
+                        if let NodeOp::Load { var, .. } = node.op {
+                            reads.push(var);
+                        }
+                    }
+                }
+                StepKind::Gemm { .. } | StepKind::Runtime { .. } => {
+                    reads.extend(func.args(eqn).iter().filter_map(Atom::as_var));
+                }
+            }
+            reads.sort_unstable();
+            reads.dedup();
+            steps.push(Step {
+                kind,
+                out: eqn.out,
+                reads,
+            });
+        }
+        Plan {
+            steps,
+            materialised,
+        }
+    }
+
+    /// The plan as text: one line per step, naming the equations it computes.
+    pub fn describe(&self, func: &Func) -> String {
+        let mut s = String::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            let out = func.var_name(step.out);
+            let ty = func.var_type(step.out);
+            let names = |eqns: &[u32]| {
+                eqns.iter()
+                    .map(|&k| {
+                        let e = &func.eqns[k as usize];
+                        format!("{}={}", func.var_name(e.out), func.prim(e).name())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let _ = match &step.kind {
+                StepKind::Kernel(k) => writeln!(
+                    s,
+                    "step {i}: loop over {:?}{} -> {out}: {ty} [{}]",
+                    k.domain,
+                    if k.reduce.is_some() {
+                        " (reducing)"
+                    } else {
+                        ""
+                    },
+                    names(&k.eqns)
+                ),
+                StepKind::Gemm { eqn } => {
+                    writeln!(s, "step {i}: gemm -> {out}: {ty} [{}]", names(&[*eqn]))
+                }
+                StepKind::Runtime { eqn } => writeln!(
+                    s,
+                    "step {i}: runtime kernel -> {out}: {ty} [{}]",
+                    names(&[*eqn])
+                ),
+            };
+        }
+        s
+    }
+}
+
+/// The index map of operand `slot` of equation `eqn`, read at `map` (the map of the
+/// equation's own result), as a function of a loop of rank `rank`.
+fn operand_map(func: &Func, eqn: u32, slot: usize, map: &IndexMap, rank: usize) -> IndexMap {
+    let e = &func.eqns[eqn as usize];
+    let operand_shape = &func.atom_type(&func.args(e)[slot]).shape;
+    if operand_shape.is_empty() {
+        return IndexMap { axes: Vec::new() };
+    }
+    let zero = || Affine::constant(0, rank);
+    let axes = match func.prim(e) {
+        Prim::BroadcastInDim { dims, .. } => dims
+            .iter()
+            .enumerate()
+            .map(|(k, &d)| {
+                if operand_shape[k] == 1 {
+                    zero()
+                } else {
+                    map.axes[d].clone()
+                }
+            })
+            .collect(),
+        Prim::Slice { start, strides, .. } => map
+            .axes
+            .iter()
+            .enumerate()
+            .map(|(k, a)| Affine {
+                offset: start[k] as i64 + strides[k] as i64 * a.offset,
+                coef: a.coef.iter().map(|c| c * strides[k] as i64).collect(),
+            })
+            .collect(),
+        Prim::Rev { dims } => map
+            .axes
+            .iter()
+            .enumerate()
+            .map(|(k, a)| {
+                if dims.contains(&k) {
+                    Affine {
+                        offset: operand_shape[k] as i64 - 1 - a.offset,
+                        coef: a.coef.iter().map(|c| -c).collect(),
+                    }
+                } else {
+                    a.clone()
+                }
+            })
+            .collect(),
+        Prim::Transpose { perm } => {
+            let mut axes = vec![zero(); operand_shape.len()];
+            for (d, &p) in perm.iter().enumerate() {
+                axes[p] = map.axes[d].clone();
+            }
+            axes
+        }
+        Prim::Squeeze { dims } => {
+            let mut kept = map.axes.iter();
+            (0..operand_shape.len())
+                .map(|k| {
+                    if dims.contains(&k) {
+                        zero()
+                    } else {
+                        kept.next().cloned().unwrap_or_else(zero)
+                    }
+                })
+                .collect()
+        }
+        Prim::ExpandDims { dims } => map
+            .axes
+            .iter()
+            .enumerate()
+            .filter(|(d, _)| !dims.contains(d))
+            .map(|(_, a)| a.clone())
+            .collect(),
+        // Elementwise (an operand of the result's shape) and reductions (the loop runs over
+        // the operand's shape).
+        _ => map.axes.clone(),
+    };
+    IndexMap { axes }
+}
+
+/// The fused kernel of the equations `members` (program order; the root last).
+fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
+    let root = *members.last().expect("a step has its root");
+    let root_eqn = &func.eqns[root as usize];
+    let root_prim = func.prim(root_eqn);
+    let out_ty = func.var_type(root_eqn.out);
+    let reduce = reduce_op(root_prim);
+    let domain: Vec<usize> = if reduce.is_some() {
+        func.atom_type(&func.args(root_eqn)[0]).shape.to_vec()
+    } else {
+        out_ty.shape.to_vec()
+    };
+    let rank = domain.len();
+    // Maps, from the root down (reverse program order: consumers before producers).
+    let position = |k: u32| members.binary_search(&k).expect("a member");
+    let mut maps: Vec<Option<IndexMap>> = vec![None; members.len()];
+    maps[members.len() - 1] = Some(IndexMap::identity(rank));
+    for (i, &k) in members.iter().enumerate().rev() {
+        let map = maps[i].clone().expect("consumers come first");
+        for (slot, a) in func.args(&func.eqns[k as usize]).iter().enumerate() {
+            if let Atom::Var(v) = a {
+                if let Some(p) = inl.producer_in(*v, k) {
+                    maps[position(p)] = Some(operand_map(func, k, slot, &map, rank));
+                }
+            }
+        }
+    }
+    // Nodes, in program order.
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut node_of: Vec<u32> = vec![0; members.len()];
+    for (i, &k) in members.iter().enumerate() {
+        let eqn = &func.eqns[k as usize];
+        let prim = func.prim(eqn);
+        let map = maps[i].as_ref().expect("every member has a map");
+        let dtype = func.var_type(eqn.out).dtype;
+        if k == root && reduce.is_some() {
+            break;
+        }
+        let operand = |slot: usize, nodes: &mut Vec<Node>| -> u32 {
+            let a = &func.args(eqn)[slot];
+            match a {
+                Atom::Lit(l) => {
+                    nodes.push(Node {
+                        op: NodeOp::Literal(l.value),
+                        dtype: l.dtype,
+                    });
+                    (nodes.len() - 1) as u32
+                }
+                Atom::Var(v) => match inl.producer_in(*v, k) {
+                    Some(p) => node_of[position(p)],
+                    None => {
+                        let ty = func.var_type(*v);
+                        let at = match prim {
+                            Prim::Reshape { .. } => {
+                                map.row_major_offset(&func.var_type(eqn.out).shape, rank)
+                            }
+                            _ => operand_map(func, k, slot, map, rank)
+                                .row_major_offset(&ty.shape, rank),
+                        };
+                        nodes.push(Node {
+                            op: NodeOp::Load { var: *v, at },
+                            dtype: ty.dtype,
+                        });
+                        (nodes.len() - 1) as u32
+                    }
+                },
+            }
+        };
+        let id = match prim {
+            Prim::Iota { dim, .. } => {
+                nodes.push(Node {
+                    op: NodeOp::Iota(map.axes[*dim].clone()),
+                    dtype,
+                });
+                (nodes.len() - 1) as u32
+            }
+            Prim::Zeros { .. } => {
+                nodes.push(Node {
+                    op: NodeOp::Literal(0.0),
+                    dtype,
+                });
+                (nodes.len() - 1) as u32
+            }
+            _ if prim.class() == OpClass::DataMovement => operand(0, &mut nodes),
+            _ => {
+                let args = (0..func.args(eqn).len())
+                    .map(|slot| operand(slot, &mut nodes))
+                    .collect();
+                nodes.push(Node {
+                    op: NodeOp::Apply {
+                        prim: prim.clone(),
+                        args,
+                    },
+                    dtype,
+                });
+                (nodes.len() - 1) as u32
+            }
+        };
+        node_of[i] = id;
+    }
+    if let Some(op) = reduce {
+        // The root reads its operand, which is either inlined (the last node) or a load.
+        let a = &func.args(root_eqn)[0];
+        let inlined = a.as_var().and_then(|v| inl.producer_in(v, root)).is_some();
+        if !inlined {
+            nodes.push(match a {
+                Atom::Var(v) => Node {
+                    op: NodeOp::Load {
+                        var: *v,
+                        at: IndexMap::identity(rank).row_major_offset(&domain, rank),
+                    },
+                    dtype: out_ty.dtype,
+                },
+                Atom::Lit(l) => Node {
+                    op: NodeOp::Literal(l.value),
+                    dtype: l.dtype,
+                },
+            });
+        }
+        let (Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes }) =
+            root_prim
+        else {
+            unreachable!("reduce_op matched")
+        };
+        let mut out_at = Affine::constant(0, rank);
+        let mut stride = 1i64;
+        for d in (0..rank).rev() {
+            if !axes.contains(&d) {
+                out_at.coef[d] = stride;
+                stride *= domain[d] as i64;
+            }
+        }
+        return Kernel {
+            eqns: members.to_vec(),
+            domain,
+            nodes,
+            out: root_eqn.out,
+            out_dtype: out_ty.dtype,
+            reduce: Some((op, out_at)),
+        };
+    }
+    Kernel {
+        eqns: members.to_vec(),
+        domain,
+        nodes,
+        out: root_eqn.out,
+        out_dtype: out_ty.dtype,
+        reduce: None,
+    }
+}
+
+/// Per equation, the one equation it is inlined into; per value, the equation defining it.
+struct Inlining {
+    consumer: Vec<Option<u32>>,
+    def: Vec<Def>,
+}
+
+impl Inlining {
+    /// The equation producing `v` if it is inlined into equation `reader`.
+    fn producer_in(&self, v: Var, reader: u32) -> Option<u32> {
+        match self.def[v.index()] {
+            Def::Eqn(k) => (self.consumer[k as usize] == Some(reader)).then_some(k),
+            Def::Param(_) | Def::None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traceform_ir::parse_func;
+
+    fn plan(src: &str) -> (Func, Plan) {
+        let f = parse_func(src).unwrap();
+        let p = Plan::new(&f);
+        (f, p)
+    }
+
+    #[test]
+    fn an_elementwise_chain_is_one_loop() {
+        let (f, p) = plan(
+            "func f(x: f32[8], y: f32[8]) -> f32[8] {\n  a: f32[8] = mul x y\n  b: f32[8] = exp a\n  c: f32[8] = add b 1.0\n  return c\n}\n",
+        );
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(
+            p.describe(&f),
+            "step 0: loop over [8] -> c: f32[8] [a=mul b=exp c=add]\n"
+        );
+        let StepKind::Kernel(k) = &p.steps[0].kind else {
+            panic!("a kernel")
+        };
+        // x, y, mul, exp, the literal, add.
+        assert_eq!(k.nodes.len(), 6);
+        assert!(!p.materialised[f.eqns[0].out.index()]);
+    }
+
+    #[test]
+    fn rosenbrock_is_one_reducing_loop() {
+        let (f, p) = plan(
+            "func r(x: f32[10]) -> f32[] {\n  a: f32[9] = slice[start=(1), limit=(10)] x\n  b: f32[9] = slice[start=(0), limit=(9)] x\n  c: f32[9] = integer_pow[y=2] b\n  d: f32[9] = sub a c\n  e: f32[] = reduce_sum[axes=(0)] d\n  return e\n}\n",
+        );
+        assert_eq!(
+            p.describe(&f),
+            "step 0: loop over [9] (reducing) -> e: f32[] [a=slice b=slice c=integer_pow d=sub e=reduce_sum]\n"
+        );
+        let StepKind::Kernel(k) = &p.steps[0].kind else {
+            panic!("a kernel")
+        };
+        let loads: Vec<&Affine> = k
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                NodeOp::Load { at, .. } => Some(at),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(loads[0].offset, 1);
+        assert_eq!(loads[1].offset, 0);
+        assert_eq!(loads[0].coef, vec![1]);
+    }
+
+    #[test]
+    fn shared_values_outputs_and_library_calls_are_materialised() {
+        let (f, p) = plan(
+            "func f(x: f32[4,4], y: f32[4]) -> (f32[4,4], f32[4]) {\n  a: f32[4,4] = exp x\n  b: f32[4,4] = dot_general[contract=((1),(0)), batch=((),())] a a\n  c: f32[4] = cumsum[axis=0, reverse=false] y\n  d: f32[4] = neg c\n  e: f32[4,4] = transpose[perm=(1,0)] b\n  return e, d\n}\n",
+        );
+        assert_eq!(
+            p.describe(&f),
+            "step 0: loop over [4, 4] -> a: f32[4,4] [a=exp]\n\
+             step 1: gemm -> b: f32[4,4] [b=dot_general]\n\
+             step 2: runtime kernel -> c: f32[4] [c=cumsum]\n\
+             step 3: loop over [4] -> d: f32[4] [d=neg]\n\
+             step 4: loop over [4, 4] -> e: f32[4,4] [e=transpose]\n"
+        );
+    }
+
+    #[test]
+    fn expanding_broadcasts_do_not_recompute_arithmetic() {
+        let (f, p) = plan(
+            "func f(x: f32[4]) -> f32[4,3] {\n  a: f32[4] = exp x\n  b: f32[4,3] = broadcast_in_dim[shape=(4,3), dims=(0)] a\n  c: f32[4,3] = iota[dtype=f32, shape=(4,3), dim=1]\n  d: f32[4,3] = add b c\n  return d\n}\n",
+        );
+        assert_eq!(
+            p.describe(&f),
+            "step 0: loop over [4] -> a: f32[4] [a=exp]\n\
+             step 1: loop over [4, 3] -> d: f32[4,3] [b=broadcast_in_dim c=iota d=add]\n"
+        );
+    }
+
+    #[test]
+    fn a_value_read_twice_by_one_equation_is_inlined_once() {
+        let (_, p) = plan(
+            "func f(x: f32[4]) -> f32[4] {\n  a: f32[4] = sin x\n  b: f32[4] = mul a a\n  return b\n}\n",
+        );
+        let StepKind::Kernel(k) = &p.steps[0].kind else {
+            panic!("a kernel")
+        };
+        assert_eq!(k.nodes.len(), 3, "x, sin, mul: {:?}", k.nodes);
+    }
+}

@@ -1,0 +1,106 @@
+//! Hand-written programs, one feature each, compiled and compared with the interpreter.
+
+use ndarray::ArrayD;
+use traceform_ir::{parse_func, Func};
+use traceform_runtime::{eval, Value};
+
+fn inputs_for(f: &Func) -> Vec<Value> {
+    f.param_types()
+        .iter()
+        .enumerate()
+        .map(|(p, ty)| {
+            let n = ty.num_elements();
+            let xs: Vec<f64> = (0..n)
+                .map(|i| ((i * 7 + p * 3) % 11) as f64 * 0.37 - 1.6)
+                .collect();
+            let shape = ty.shape.to_vec();
+            match ty.dtype {
+                traceform_ir::DType::F32 => Value::F32(
+                    ArrayD::from_shape_vec(shape, xs.iter().map(|&x| x as f32).collect()).unwrap(),
+                ),
+                traceform_ir::DType::F64 => Value::F64(ArrayD::from_shape_vec(shape, xs).unwrap()),
+                traceform_ir::DType::I32 => Value::I32(
+                    ArrayD::from_shape_vec(shape, xs.iter().map(|&x| (x * 3.0) as i32).collect())
+                        .unwrap(),
+                ),
+                traceform_ir::DType::Bool => Value::Bool(
+                    ArrayD::from_shape_vec(shape, xs.iter().map(|&x| x > 0.0).collect()).unwrap(),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Compiles `src`, runs it and the interpreter on the same inputs, and checks they agree
+/// (bit for bit unless `tol` allows a relative difference).
+fn check(src: &str, tol: f64) -> traceform_jit::Executable {
+    let f = parse_func(src).unwrap();
+    let inputs = inputs_for(&f);
+    let want = eval(&f, &inputs).unwrap();
+    let exe = traceform_jit::compile(&f).unwrap_or_else(|e| panic!("{e}"));
+    let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), want.len());
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.ty(), w.ty(), "output {k}");
+        for (i, (a, b)) in g.to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
+            let ok =
+                (a.is_nan() && b.is_nan()) || *a == b || (a - b).abs() <= tol * b.abs().max(1e-30);
+            assert!(
+                ok,
+                "output {k} element {i}: jit {a}, interpreter {b}\n{}",
+                exe.describe()
+            );
+        }
+    }
+    exe
+}
+
+#[test]
+fn elementwise_chain() {
+    check("func f(x: f32[10], y: f32[10]) -> f32[10] {\n  a: f32[10] = mul x y\n  b: f32[10] = sub a 1.5\n  c: f32[10] = max b x\n  d: f32[10] = integer_pow[y=3] c\n  return d\n}\n", 0.0);
+}
+
+#[test]
+fn transcendentals_in_tiles() {
+    check("func f(x: f32[1100]) -> (f32[1100], f64[7]) {\n  a: f32[1100] = exp x\n  b: f32[1100] = mul a x\n  c: f32[1100] = log1p b\n  d: f32[1100] = pow c 1.5\n  e: f32[1100] = add d a\n  g: f64[7] = iota[dtype=f64, shape=(7), dim=0]\n  h: f64[7] = tanh g\n  return e, h\n}\n", 0.0);
+}
+
+#[test]
+fn reductions() {
+    check("func f(x: f32[3,5,7]) -> (f32[], f32[5], f32[3,7], f32[3]) {\n  a: f32[3,5,7] = sin x\n  s: f32[] = reduce_sum[axes=(0,1,2)] a\n  m: f32[5] = reduce_max[axes=(0,2)] x\n  n: f32[3,7] = reduce_min[axes=(1)] x\n  q: f32[3] = reduce_sum[axes=(1,2)] x\n  return s, m, n, q\n}\n", 1e-5);
+}
+
+#[test]
+fn index_arithmetic() {
+    check("func f(x: f64[4,6], y: f64[6]) -> f64[6,4] {\n  a: f64[6,4] = transpose[perm=(1,0)] x\n  b: f64[6,4] = broadcast_in_dim[shape=(6,4), dims=(0)] y\n  c: f64[6,4] = rev[dims=(0)] b\n  d: f64[6,4] = add a c\n  e: f64[3,2] = slice[start=(0,1), limit=(6,4), strides=(2,2)] d\n  g: f64[6] = reshape[shape=(6)] e\n  h: f64[1,6] = expand_dims[dims=(0)] g\n  k: f64[6] = squeeze[dims=(0)] h\n  m: f64[6,4] = broadcast_in_dim[shape=(6,4), dims=(0)] k\n  n: f64[6,4] = mul m d\n  return n\n}\n", 0.0);
+}
+
+#[test]
+fn integers_and_bools() {
+    check("func f(x: i32[9], y: i32[9], z: f32[9]) -> (i32[9], bool[9], f32[9], i32[], i32[9]) {\n  a: i32[9] = div x y\n  b: bool[9] = lt x y\n  c: bool[9] = gt z 0.0\n  d: bool[9] = and b c\n  m: f32[9] = round z\n  e: f32[9] = select_n d z m\n  g: i32[] = reduce_max[axes=(0)] a\n  h: i32[9] = convert_element_type[dtype=i32] z\n  k: i32[9] = sign h\n  n: f32[9] = add e m\n  return a, d, n, g, k\n}\n", 0.0);
+}
+
+#[test]
+fn gemm_and_runtime_calls() {
+    check("func f(x: f32[2,3,4], y: f32[4,2,5], z: f64[3,4], w: f64[5,4]) -> (f32[2,3,5], f64[3,5], f32[2,4,3], i32[2,4]) {\n  a: f32[2,3,5] = dot_general[contract=((2),(0)), batch=((0),(1))] x y\n  b: f64[3,5] = dot_general[contract=((1),(1)), batch=((),())] z w\n  c: f32[2,4,3] = transpose[perm=(0,2,1)] x\n  d: f32[2,4,3] = cumsum[axis=2, reverse=true] c\n  e: i32[2,4] = argmax[axis=2] d\n  return a, b, d, e\n}\n", 1e-6);
+}
+
+#[test]
+fn empty_and_scalar_shapes() {
+    check("func f(x: f32[0,3], y: f32[]) -> (f32[3], f32[0,3], f32[], f32[]) {\n  a: f32[3] = reduce_sum[axes=(0)] x\n  b: f32[0,3] = exp x\n  c: f32[] = exp y\n  d: f32[] = add c 1.0\n  return a, b, d, y\n}\n", 0.0);
+}
+
+#[test]
+fn wrong_inputs_are_errors() {
+    let f = parse_func("func f(x: f32[2]) -> f32[2] {\n  return x\n}\n").unwrap();
+    let exe = traceform_jit::compile(&f).unwrap();
+    let bad = Value::F32(ArrayD::zeros(vec![3]));
+    assert_eq!(
+        exe.run(&[bad]).unwrap_err().to_string(),
+        "input 0 (`x`) must be f32[2], given f32[3]"
+    );
+    assert_eq!(
+        exe.run::<Value>(&[]).unwrap_err().to_string(),
+        "`f` takes 1 input(s), given 0"
+    );
+}
