@@ -232,7 +232,9 @@ impl Plan {
             let prim = func.prim(eqn);
             let kind = if is_fusible(prim) || reduce_op(prim).is_some() {
                 StepKind::Kernel(build_kernel(func, &members[k], &inl))
-            } else if matches!(prim, Prim::DotGeneral(_)) && func.var_type(eqn.out).dtype.is_float()
+            } else if matches!(prim, Prim::DotGeneral(_))
+                && func.var_type(eqn.out).dtype.is_float()
+                && func.args(eqn).iter().all(|a| a.as_var().is_some())
             {
                 StepKind::Gemm { eqn: k as u32 }
             } else {
