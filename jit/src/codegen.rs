@@ -33,7 +33,7 @@ use cranelift_module::{FuncId, Module};
 use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
 
 use crate::host::{self, TILE};
-use crate::plan::{Affine, Kernel, NodeOp, ReduceOp};
+use crate::plan::{Affine, Fill, Kernel, NodeOp, ReduceOp};
 
 /// Cranelift's scalar type of a dtype (`bool` is one byte, 0 or 1).
 fn scalar_type(dtype: DType) -> Type {
@@ -168,9 +168,9 @@ pub fn compile_kernel<M: Module>(
         }
     }
     let row_major = row_major_affine(&kernel.domain);
-    let out_affine = match &kernel.reduce {
-        Some((_, at)) => at,
-        None => &row_major,
+    let out_affine = match (&kernel.reduce, &kernel.scatter) {
+        (Some((_, at)), _) | (None, Some((at, _))) => at,
+        (None, None) => &row_major,
     };
     affines.push(out_affine);
     let c = collapse(&kernel.domain, &affines);
@@ -260,17 +260,18 @@ pub fn compile_kernel<M: Module>(
         out_base,
         flags,
     };
-    if let Some((op, at)) = &kernel.reduce {
-        let out_len: i64 = kernel
-            .domain
-            .iter()
-            .zip(&at.coef)
-            .filter(|(_, &c)| c != 0)
-            .map(|(&d, _)| d as i64)
-            .product();
-        let end = b.ins().iconst(I64, out_len);
+    let init = match (&kernel.reduce, &kernel.scatter) {
+        (Some((op, _)), _) => Some(e.identity(&mut b, *op, 1)),
+        (None, Some((_, Fill::Literal(x)))) => Some(e.constant(&mut b, kernel.out_dtype, *x, 1)),
+        (None, Some((_, Fill::Var(v)))) => {
+            let p = load_ptr(&mut b, *v);
+            Some(b.ins().load(scalar_type(kernel.out_dtype), flags, p, 0))
+        }
+        (None, None) => None,
+    };
+    if let Some(init) = init {
+        let end = b.ins().iconst(I64, kernel.out_len as i64);
         let zero = b.ins().iconst(I64, 0);
-        let init = e.identity(&mut b, *op, 1);
         let out_base = e.out_base;
         let size = kernel.out_dtype.size_bytes() as i64;
         counted_loop(&mut b, zero, end, 1, &mut |b, j| {

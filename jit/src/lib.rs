@@ -29,7 +29,7 @@ use traceform_ir::{Atom, DType, Func, Prim, Type, Var};
 use traceform_runtime::{apply, check_inputs, Value, MAX_VALUE_BYTES};
 
 pub use memory::{MemoryPlan, Place};
-pub use plan::{is_fusible, Plan, Step, StepKind};
+pub use plan::{is_fusible, lowering, Lowering, Plan, Step, StepKind};
 
 /// Why a function could not be compiled or run.
 #[derive(Clone, Debug, thiserror::Error)]

@@ -15,7 +15,7 @@
 use std::fmt::Write as _;
 
 use smallvec::SmallVec;
-use traceform_ir::{Atom, DType, Def, DefUse, Func, OpClass, Prim, Var};
+use traceform_ir::{Atom, DType, Def, DefUse, Func, OpClass, Prim, PrimKind, Var};
 
 /// An affine function of the loop index of a kernel: `offset + sum_d coef[d] * i_d`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,7 +101,8 @@ pub enum ReduceOp {
 }
 
 /// A fused loop: the root's value computed for every index of `domain`, stored into `out` (at
-/// the row-major position), or folded into `out` at `reduce.out_at` by `reduce.op`.
+/// the row-major position), folded into `out` at `reduce.1` by `reduce.0`, or (`pad`) stored
+/// at `scatter.0` into an `out` filled with `scatter.1`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Kernel {
     /// The equations computed, in program order (the root last).
@@ -110,7 +111,20 @@ pub struct Kernel {
     pub nodes: Vec<Node>,
     pub out: Var,
     pub out_dtype: DType,
+    /// Elements of `out`.
+    pub out_len: usize,
     pub reduce: Option<(ReduceOp, Affine)>,
+    /// For `pad`: where each element of the domain (the operand's part that lands inside the
+    /// result) is stored, the rest of `out` being filled first.
+    pub scatter: Option<(Affine, Fill)>,
+}
+
+/// The value a scattering kernel fills its output with first.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fill {
+    Literal(f64),
+    /// A materialised rank-0 value.
+    Var(Var),
 }
 
 /// What one step of the plan does.
@@ -141,17 +155,96 @@ pub struct Plan {
     pub materialised: Vec<bool>,
 }
 
+/// How the JIT computes a primitive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lowering {
+    /// Arithmetic inside a fused loop.
+    Loop,
+    /// Index arithmetic on the loads of a fused loop (or a copying loop of its own).
+    IndexMap,
+    /// The end of a fused loop, folding its elements.
+    Reduction,
+    /// The end of a fused loop over the operand, storing each element at its place in a
+    /// result filled with the padding value first.
+    Scatter,
+    /// matrixmultiply's `sgemm` / `dgemm` (floats; i32 and literal operands go to the
+    /// runtime kernel).
+    Gemm,
+    /// An explicit call of the runtime's kernel (`traceform_runtime::apply`), listed in
+    /// `docs/jit.md`.
+    RuntimeKernel,
+}
+
+/// How the JIT computes each primitive: the table of `docs/jit.md`.
+pub fn lowering(kind: PrimKind) -> Lowering {
+    match kind {
+        PrimKind::Neg
+        | PrimKind::Sin
+        | PrimKind::Cos
+        | PrimKind::Tan
+        | PrimKind::Tanh
+        | PrimKind::Exp
+        | PrimKind::Log
+        | PrimKind::Log1p
+        | PrimKind::Expm1
+        | PrimKind::Sqrt
+        | PrimKind::Rsqrt
+        | PrimKind::Abs
+        | PrimKind::Sign
+        | PrimKind::Logistic
+        | PrimKind::Erf
+        | PrimKind::Floor
+        | PrimKind::Ceil
+        | PrimKind::Round
+        | PrimKind::IntegerPow
+        | PrimKind::StopGradient
+        | PrimKind::Add
+        | PrimKind::Sub
+        | PrimKind::Mul
+        | PrimKind::Div
+        | PrimKind::Pow
+        | PrimKind::Max
+        | PrimKind::Min
+        | PrimKind::Atan2
+        | PrimKind::Lt
+        | PrimKind::Le
+        | PrimKind::Gt
+        | PrimKind::Ge
+        | PrimKind::Eq
+        | PrimKind::Ne
+        | PrimKind::And
+        | PrimKind::Or
+        | PrimKind::Not
+        | PrimKind::SelectN
+        | PrimKind::ConvertElementType
+        | PrimKind::Iota
+        | PrimKind::Zeros => Lowering::Loop,
+        PrimKind::BroadcastInDim
+        | PrimKind::Reshape
+        | PrimKind::Transpose
+        | PrimKind::Squeeze
+        | PrimKind::ExpandDims
+        | PrimKind::Rev
+        | PrimKind::Slice => Lowering::IndexMap,
+        PrimKind::ReduceSum | PrimKind::ReduceMax | PrimKind::ReduceMin => Lowering::Reduction,
+        PrimKind::DotGeneral => Lowering::Gemm,
+        PrimKind::Pad => Lowering::Scatter,
+        PrimKind::Argmax | PrimKind::Argmin | PrimKind::Cumsum | PrimKind::Concatenate => {
+            Lowering::RuntimeKernel
+        }
+    }
+}
+
 /// True when `prim` may be computed inside a fused loop (as arithmetic or as index arithmetic).
 pub fn is_fusible(prim: &Prim) -> bool {
-    match prim.class() {
-        OpClass::Elementwise | OpClass::Constant => true,
-        OpClass::DataMovement => !matches!(prim, Prim::Pad { .. } | Prim::Concatenate { .. }),
-        OpClass::Reduction | OpClass::Contraction => false,
-    }
+    matches!(lowering(prim.kind()), Lowering::Loop | Lowering::IndexMap)
 }
 
 /// The reduction a fused kernel can end in, if `prim` is one.
 fn reduce_op(prim: &Prim) -> Option<ReduceOp> {
+    if lowering(prim.kind()) != Lowering::Reduction {
+        return None;
+    }
     match prim {
         Prim::ReduceSum { .. } => Some(ReduceOp::Sum),
         Prim::ReduceMax { .. } => Some(ReduceOp::Max),
@@ -168,13 +261,18 @@ fn reduce_op(prim: &Prim) -> Option<ReduceOp> {
 fn accepts_fused_operand(func: &Func, consumer: u32, producer: usize) -> bool {
     let eqn = &func.eqns[consumer as usize];
     let prim = func.prim(eqn);
-    if !is_fusible(prim) && reduce_op(prim).is_none() {
-        return false;
-    }
-    if matches!(prim, Prim::Reshape { .. }) {
-        return false;
-    }
     let made = &func.eqns[producer];
+    match lowering(prim.kind()) {
+        // A pad reads each element of its operand once; its padding value is filled in.
+        Lowering::Scatter => return func.args(eqn)[1] != Atom::Var(made.out),
+        Lowering::Reduction | Lowering::Loop => {}
+        Lowering::IndexMap => {
+            if matches!(prim, Prim::Reshape { .. }) {
+                return false;
+            }
+        }
+        Lowering::Gemm | Lowering::RuntimeKernel => return false,
+    }
     let grows = func.var_type(eqn.out).num_elements() > func.var_type(made.out).num_elements();
     !grows || func.prim(made).class() == OpClass::Constant
 }
@@ -230,7 +328,11 @@ impl Plan {
             let eqn = &func.eqns[k];
             materialised[eqn.out.index()] = true;
             let prim = func.prim(eqn);
-            let kind = if is_fusible(prim) || reduce_op(prim).is_some() {
+            let kind = if is_fusible(prim)
+                || matches!(
+                    lowering(prim.kind()),
+                    Lowering::Reduction | Lowering::Scatter
+                ) {
                 StepKind::Kernel(build_kernel(func, &members[k], &inl))
             } else if matches!(prim, Prim::DotGeneral(_))
                 && func.var_type(eqn.out).dtype.is_float()
@@ -247,6 +349,9 @@ impl Plan {
                         if let NodeOp::Load { var, .. } = node.op {
                             reads.push(var);
                         }
+                    }
+                    if let Some((_, Fill::Var(v))) = &kernel.scatter {
+                        reads.push(*v);
                     }
                 }
                 StepKind::Gemm { .. } | StepKind::Runtime { .. } => {
@@ -372,6 +477,17 @@ fn operand_map(func: &Func, eqn: u32, slot: usize, map: &IndexMap, rank: usize) 
                 })
                 .collect()
         }
+        Prim::Pad { low, interior, .. } => {
+            let out_shape = &func.var_type(e.out).shape;
+            pad_window(low, interior, operand_shape, out_shape)
+                .iter()
+                .zip(&map.axes)
+                .map(|(&(first, _), a)| Affine {
+                    offset: first + a.offset,
+                    coef: a.coef.clone(),
+                })
+                .collect()
+        }
         Prim::ExpandDims { dims } => map
             .axes
             .iter()
@@ -393,11 +509,18 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
     let root_prim = func.prim(root_eqn);
     let out_ty = func.var_type(root_eqn.out);
     let reduce = reduce_op(root_prim);
-    let domain: Vec<usize> = if reduce.is_some() {
-        func.atom_type(&func.args(root_eqn)[0]).shape.to_vec()
-    } else {
-        out_ty.shape.to_vec()
+    let operand_ty = || func.atom_type(&func.args(root_eqn)[0]);
+    let domain: Vec<usize> = match root_prim {
+        _ if reduce.is_some() => operand_ty().shape.to_vec(),
+        Prim::Pad { low, interior, .. } => {
+            pad_window(low, interior, &operand_ty().shape, &out_ty.shape)
+                .iter()
+                .map(|&(_, extent)| extent as usize)
+                .collect()
+        }
+        _ => out_ty.shape.to_vec(),
     };
+    let ends_in_operand = reduce.is_some() || matches!(root_prim, Prim::Pad { .. });
     let rank = domain.len();
     // Maps, from the root down (reverse program order: consumers before producers).
     let position = |k: u32| members.binary_search(&k).expect("a member");
@@ -421,7 +544,7 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
         let prim = func.prim(eqn);
         let map = maps[i].as_ref().expect("every member has a map");
         let dtype = func.var_type(eqn.out).dtype;
-        if k == root && reduce.is_some() {
+        if k == root && ends_in_operand {
             break;
         }
         let operand = |slot: usize, nodes: &mut Vec<Node>| -> u32 {
@@ -486,55 +609,100 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
         };
         node_of[i] = id;
     }
-    if let Some(op) = reduce {
-        // The root reads its operand, which is either inlined (the last node) or a load.
-        let a = &func.args(root_eqn)[0];
-        let inlined = a.as_var().and_then(|v| inl.producer_in(v, root)).is_some();
-        if !inlined {
-            nodes.push(match a {
-                Atom::Var(v) => Node {
-                    op: NodeOp::Load {
-                        var: *v,
-                        at: IndexMap::identity(rank).row_major_offset(&domain, rank),
-                    },
-                    dtype: out_ty.dtype,
-                },
-                Atom::Lit(l) => Node {
-                    op: NodeOp::Literal(l.value),
-                    dtype: l.dtype,
-                },
-            });
-        }
-        let (Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes }) =
-            root_prim
-        else {
-            unreachable!("reduce_op matched")
-        };
-        let mut out_at = Affine::constant(0, rank);
-        let mut stride = 1i64;
-        for d in (0..rank).rev() {
-            if !axes.contains(&d) {
-                out_at.coef[d] = stride;
-                stride *= domain[d] as i64;
-            }
-        }
-        return Kernel {
-            eqns: members.to_vec(),
-            domain,
-            nodes,
-            out: root_eqn.out,
-            out_dtype: out_ty.dtype,
-            reduce: Some((op, out_at)),
-        };
-    }
-    Kernel {
+    let mut kernel = Kernel {
         eqns: members.to_vec(),
         domain,
         nodes,
         out: root_eqn.out,
         out_dtype: out_ty.dtype,
+        out_len: out_ty.num_elements(),
         reduce: None,
+        scatter: None,
+    };
+    if !ends_in_operand {
+        return kernel;
     }
+    // The root reads its operand, which is either inlined (the last node) or a load.
+    let a = &func.args(root_eqn)[0];
+    let inlined = a.as_var().and_then(|v| inl.producer_in(v, root)).is_some();
+    if !inlined {
+        kernel.nodes.push(match a {
+            Atom::Var(v) => Node {
+                op: NodeOp::Load {
+                    var: *v,
+                    at: operand_map(func, root, 0, &IndexMap::identity(rank), rank)
+                        .row_major_offset(&operand_ty().shape, rank),
+                },
+                dtype: out_ty.dtype,
+            },
+            Atom::Lit(l) => Node {
+                op: NodeOp::Literal(l.value),
+                dtype: l.dtype,
+            },
+        });
+    }
+    match root_prim {
+        Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
+            let mut out_at = Affine::constant(0, rank);
+            let mut stride = 1i64;
+            for d in (0..rank).rev() {
+                if !axes.contains(&d) {
+                    out_at.coef[d] = stride;
+                    stride *= kernel.domain[d] as i64;
+                }
+            }
+            kernel.reduce = reduce.map(|op| (op, out_at));
+        }
+        Prim::Pad { low, interior, .. } => {
+            let window = pad_window(low, interior, &operand_ty().shape, &out_ty.shape);
+            let placed = IndexMap {
+                axes: window
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &(first, _))| {
+                        let step = interior[k] as i64 + 1;
+                        let mut a = Affine::constant(low[k] + first * step, rank);
+                        a.coef[k] = step;
+                        a
+                    })
+                    .collect(),
+            };
+            let fill = match &func.args(root_eqn)[1] {
+                Atom::Lit(l) => Fill::Literal(l.value),
+                Atom::Var(v) => Fill::Var(*v),
+            };
+            kernel.scatter = Some((placed.row_major_offset(&out_ty.shape, rank), fill));
+        }
+        _ => unreachable!("only reductions and pads end in their operand"),
+    }
+    kernel
+}
+
+/// Per axis of a pad's operand: the first element that lands inside the result, and how many
+/// do (operand element `i` lands at `low + i * (interior + 1)`; negative padding crops).
+fn pad_window(
+    low: &[i64],
+    interior: &[usize],
+    operand_shape: &[usize],
+    out_shape: &[usize],
+) -> Vec<(i64, i64)> {
+    (0..operand_shape.len())
+        .map(|d| {
+            let step = interior[d] as i64 + 1;
+            let (n, size) = (operand_shape[d] as i64, out_shape[d] as i64);
+            let first = if low[d] < 0 {
+                (-low[d] + step - 1) / step
+            } else {
+                0
+            };
+            let last = if n == 0 {
+                -1
+            } else {
+                (n - 1).min((size - 1 - low[d]).div_euclid(step))
+            };
+            (first, (last - first + 1).max(0))
+        })
+        .collect()
 }
 
 /// Per equation, the one equation it is inlined into; per value, the equation defining it.

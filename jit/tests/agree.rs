@@ -104,3 +104,50 @@ fn wrong_inputs_are_errors() {
         "`f` takes 1 input(s), given 0"
     );
 }
+
+#[test]
+fn pads_are_scattering_loops() {
+    let exe = check("func f(x: f32[4,5], v: f32[]) -> (f32[6,12], f32[2,4], f32[0,3], f32[9,5]) {\n  e: f32[4,5] = exp x\n  a: f32[6,12] = pad[low=(1,-1), high=(1,4), interior=(0,1)] e v\n  b: f32[2,4] = pad[low=(-3,-5), high=(1,0), interior=(0,1)] x 9.0\n  c: f32[0,3] = pad[low=(-4,0), high=(0,-2)] x 9.0\n  d: f32[9,5] = pad[low=(2,0), high=(3,0)] x 0.0\n  return a, b, c, d\n}\n", 0.0);
+    let plan = exe.describe();
+    assert!(!plan.contains("runtime kernel"), "{plan}");
+    assert!(
+        plan.contains("[e=exp a=pad]"),
+        "exp fuses into the pad: {plan}"
+    );
+}
+
+#[test]
+fn runtime_kernel_calls_agree() {
+    let exe = check("func f(x: f32[3,4], y: i32[2,4]) -> (f32[6,4], i32[3], f32[3,4], i32[4], f32[]) {\n  a: f32[6,4] = concatenate[axis=0] x x\n  c: f32[6,4] = exp a\n  b: i32[3] = argmin[axis=1] x\n  d: f32[3,4] = cumsum[axis=1, reverse=false] x\n  e: i32[4] = argmax[axis=0] y\n  g: f32[] = dot_general[contract=((),()), batch=((),())] 2.0 3.0\n  return c, b, d, e, g\n}\n", 0.0);
+    let plan = exe.describe();
+    for name in ["concatenate", "argmin", "cumsum", "argmax", "dot_general"] {
+        assert!(plan.contains("runtime kernel -> "), "{plan}");
+        assert!(plan.contains(name), "{name}: {plan}");
+    }
+}
+
+/// `docs/jit.md` lists exactly the primitives the JIT computes by a runtime-kernel call.
+#[test]
+fn the_docs_list_every_runtime_kernel_call() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/jit.md")).unwrap();
+    let section = doc
+        .split("## Runtime kernel calls")
+        .nth(1)
+        .expect("docs/jit.md has a `## Runtime kernel calls` section");
+    let section = section.split("\n## ").next().unwrap();
+    let mut listed: Vec<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let mut calls: Vec<String> = traceform_ir::PrimKind::ALL
+        .iter()
+        .filter(|&&k| traceform_jit::lowering(k) == traceform_jit::Lowering::RuntimeKernel)
+        .map(|k| k.name().to_string())
+        .collect();
+    calls.sort();
+    assert_eq!(listed, calls);
+}
