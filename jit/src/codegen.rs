@@ -33,6 +33,9 @@ use cranelift_module::{FuncId, Module};
 use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
 
 use crate::host::{self, TILE};
+
+/// Independent vector accumulators of a loop reducing its innermost axis.
+const UNROLL: usize = 4;
 use crate::plan::{Affine, Fill, Kernel, NodeOp, ReduceOp};
 
 /// Cranelift's scalar type of a dtype (`bool` is one byte, 0 or 1).
@@ -432,17 +435,26 @@ impl Emitter<'_> {
         let out_fn = self.c.funcs.len() - 1;
         let inner = self.c.dims.len() - 1;
         let reduce_inner = self.kernel.reduce.is_some() && self.c.funcs[out_fn].1[inner] == 0;
+        // An innermost reduced axis: UNROLL independent vector accumulators (one is
+        // latency-bound) and a scalar one for the tail.
+        let unroll = if reduce_inner && self.width > 1 {
+            UNROLL
+        } else {
+            1
+        };
         let acc_vars = if reduce_inner {
             let op = self.reduce_op().expect("reducing");
             let vt = self.vector_type(self.kernel.out_dtype, self.width);
             let st = scalar_type(self.kernel.out_dtype);
-            let v = b.declare_var(vt);
+            let vs: Vec<Variable> = (0..unroll).map(|_| b.declare_var(vt)).collect();
             let s = b.declare_var(st);
             let iv = self.identity(b, op, self.width);
             let is = self.identity(b, op, 1);
-            b.def_var(v, iv);
+            for &v in &vs {
+                b.def_var(v, iv);
+            }
             b.def_var(s, is);
-            Some((v, s))
+            Some((vs, s))
         } else {
             None
         };
@@ -482,7 +494,7 @@ impl Emitter<'_> {
                 }
             }
             let zero = b.ins().iconst(I64, 0);
-            let body = |b: &mut FunctionBuilder, j: Value, width: u32| {
+            let body = |b: &mut FunctionBuilder, j: Value, width: u32, lane_group: usize| {
                 let i = b.ins().iadd(c0, j);
                 let vals = self.emit_nodes(b, outer, &need, pass, (i, j), width);
                 if !last {
@@ -505,16 +517,30 @@ impl Emitter<'_> {
                     return;
                 }
                 let root = vals[n - 1].expect("the root is computed");
-                self.emit_result(b, outer, root, i, width, acc_vars);
+                let acc =
+                    acc_vars
+                        .as_ref()
+                        .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
+                self.emit_result(b, outer, root, i, width, acc);
             };
-            let rest = if self.width > 1 {
+            let mut rest = zero;
+            if self.width > 1 && unroll > 1 && last {
                 let w = self.width;
-                let v = counted_loop(b, zero, len, i64::from(w), &mut |b, j| body(b, j, w));
-                b.use_var(v)
-            } else {
-                zero
-            };
-            counted_loop(b, rest, len, 1, &mut |b, j| body(b, j, 1));
+                let step = i64::from(w) * unroll as i64;
+                let v = counted_loop(b, rest, len, step, &mut |b, j| {
+                    for u in 0..unroll {
+                        let ju = b.ins().iadd_imm_s(j, i64::from(w) * u as i64);
+                        body(b, ju, w, u);
+                    }
+                });
+                rest = b.use_var(v);
+            }
+            if self.width > 1 {
+                let w = self.width;
+                let v = counted_loop(b, rest, len, i64::from(w), &mut |b, j| body(b, j, w, 0));
+                rest = b.use_var(v);
+            }
+            counted_loop(b, rest, len, 1, &mut |b, j| body(b, j, 1, 0));
             if !last {
                 for &t in &targets {
                     let (ta, tb) = self.tile[t].expect("a tile");
@@ -526,10 +552,14 @@ impl Emitter<'_> {
                 }
             }
         }
-        if let Some((v, s)) = acc_vars {
+        if let Some((vs, s)) = acc_vars {
             let op = self.reduce_op().expect("reducing");
             let mut acc = b.use_var(s);
-            let vec = b.use_var(v);
+            let mut vec = b.use_var(vs[0]);
+            for &v in &vs[1..] {
+                let other = b.use_var(v);
+                vec = self.combine(b, op, vec, other, self.width);
+            }
             if self.width > 1 {
                 for lane in 0..self.width {
                     let x = b.ins().extractlane(vec, lane as u8);
@@ -574,13 +604,12 @@ impl Emitter<'_> {
         root: Value,
         i: Value,
         width: u32,
-        acc: Option<(Variable, Variable)>,
+        acc: Option<Variable>,
     ) {
         let out_fn = self.c.funcs.len() - 1;
         let dtype = self.kernel.out_dtype;
         match (self.reduce_op(), acc) {
-            (Some(op), Some((v, s))) => {
-                let var = if width > 1 { v } else { s };
+            (Some(op), Some(var)) => {
                 let old = b.use_var(var);
                 let new = self.combine(b, op, old, root, width);
                 b.def_var(var, new);

@@ -151,3 +151,8 @@ fn the_docs_list_every_runtime_kernel_call() {
     calls.sort();
     assert_eq!(listed, calls);
 }
+
+#[test]
+fn long_reductions_use_several_accumulators() {
+    check("func f(x: f32[3,1001], y: f64[999]) -> (f32[3], f32[], f64[], f64[], f32[3]) {\n  a: f32[3,1001] = mul x x\n  s: f32[3] = reduce_sum[axes=(1)] a\n  t: f32[] = reduce_sum[axes=(0,1)] x\n  u: f64[] = reduce_max[axes=(0)] y\n  w: f64[999] = exp y\n  v: f64[] = reduce_min[axes=(0)] w\n  m: f32[3] = reduce_max[axes=(1)] x\n  return s, t, u, v, m\n}\n", 1e-5);
+}
