@@ -517,10 +517,9 @@ impl Emitter<'_> {
                     return;
                 }
                 let root = vals[n - 1].expect("the root is computed");
-                let acc =
-                    acc_vars
-                        .as_ref()
-                        .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
+                let acc = acc_vars
+                    .as_ref()
+                    .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
                 self.emit_result(b, outer, root, i, width, acc);
             };
             let mut rest = zero;

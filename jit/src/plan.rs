@@ -288,12 +288,41 @@ impl Plan {
                 is_output[v.index()] = true;
             }
         }
+        // view[k]: equation k only re-indexes a value that is surely materialised (a
+        // parameter, a result that is never inlined, or another view): every reader loads
+        // through it, however many there are, and it is never a step of its own.
+        let mut view = vec![false; n];
+        for (k, eqn) in func.eqns.iter().enumerate() {
+            let prim = func.prim(eqn);
+            let uses = def_use.uses(eqn.out);
+            if is_output[eqn.out.index()]
+                || uses.is_empty()
+                || lowering(prim.kind()) != Lowering::IndexMap
+                || !uses.iter().all(|&u| accepts_fused_operand(func, u, k))
+            {
+                continue;
+            }
+            let Some(Atom::Var(v)) = func.args(eqn).first() else {
+                continue;
+            };
+            view[k] = match def_use.def[v.index()] {
+                Def::Param(_) => true,
+                Def::Eqn(q) => {
+                    let q_prim = func.prim(&func.eqns[q as usize]);
+                    let surely_materialised = !is_fusible(q_prim);
+                    (view[q as usize] && !matches!(prim, Prim::Reshape { .. }))
+                        || (surely_materialised && !is_output[v.index()])
+                        || is_output[v.index()]
+                }
+                Def::None => false,
+            };
+        }
         // consumer[k]: the one equation that reads equation k's result, if it is inlined.
         let mut consumer: Vec<Option<u32>> = vec![None; n];
         for (k, eqn) in func.eqns.iter().enumerate() {
             let uses = def_use.uses(eqn.out);
             let prim = func.prim(eqn);
-            if is_output[eqn.out.index()] || uses.is_empty() || !is_fusible(prim) {
+            if is_output[eqn.out.index()] || uses.is_empty() || !is_fusible(prim) || view[k] {
                 continue;
             }
             if uses.iter().all(|&u| u == uses[0]) && accepts_fused_operand(func, uses[0], k) {
@@ -313,6 +342,7 @@ impl Plan {
         }
         let inl = Inlining {
             consumer,
+            view,
             def: def_use.def,
         };
         let consumer = &inl.consumer;
@@ -322,7 +352,7 @@ impl Plan {
         }
         let mut steps = Vec::new();
         for k in 0..n {
-            if consumer[k].is_some() {
+            if consumer[k].is_some() || inl.view[k] {
                 continue;
             }
             let eqn = &func.eqns[k];
@@ -537,6 +567,7 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
         }
     }
     // Nodes, in program order.
+    let views = std::cell::RefCell::new(Vec::new());
     let mut nodes: Vec<Node> = Vec::new();
     let mut node_of: Vec<u32> = vec![0; members.len()];
     for (i, &k) in members.iter().enumerate() {
@@ -561,15 +592,21 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
                     Some(p) => node_of[position(p)],
                     None => {
                         let ty = func.var_type(*v);
-                        let at = match prim {
-                            Prim::Reshape { .. } => {
-                                map.row_major_offset(&func.var_type(eqn.out).shape, rank)
-                            }
-                            _ => operand_map(func, k, slot, map, rank)
-                                .row_major_offset(&ty.shape, rank),
+                        let op = match prim {
+                            Prim::Reshape { .. } => NodeOp::Load {
+                                var: *v,
+                                at: map.row_major_offset(&func.var_type(eqn.out).shape, rank),
+                            },
+                            _ => inl.load(
+                                func,
+                                *v,
+                                operand_map(func, k, slot, map, rank),
+                                rank,
+                                &mut views.borrow_mut(),
+                            ),
                         };
                         nodes.push(Node {
-                            op: NodeOp::Load { var: *v, at },
+                            op,
                             dtype: ty.dtype,
                         });
                         (nodes.len() - 1) as u32
@@ -620,6 +657,7 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
         scatter: None,
     };
     if !ends_in_operand {
+        kernel.eqns = with_views(members, views.into_inner());
         return kernel;
     }
     // The root reads its operand, which is either inlined (the last node) or a load.
@@ -628,11 +666,13 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
     if !inlined {
         kernel.nodes.push(match a {
             Atom::Var(v) => Node {
-                op: NodeOp::Load {
-                    var: *v,
-                    at: operand_map(func, root, 0, &IndexMap::identity(rank), rank)
-                        .row_major_offset(&operand_ty().shape, rank),
-                },
+                op: inl.load(
+                    func,
+                    *v,
+                    operand_map(func, root, 0, &IndexMap::identity(rank), rank),
+                    rank,
+                    &mut views.borrow_mut(),
+                ),
                 dtype: out_ty.dtype,
             },
             Atom::Lit(l) => Node {
@@ -675,7 +715,16 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
         }
         _ => unreachable!("only reductions and pads end in their operand"),
     }
+    kernel.eqns = with_views(members, views.into_inner());
     kernel
+}
+
+/// The equations of a kernel: its members and the views it loads through, in program order.
+fn with_views(members: &[u32], mut views: Vec<u32>) -> Vec<u32> {
+    views.extend_from_slice(members);
+    views.sort_unstable();
+    views.dedup();
+    views
 }
 
 /// Per axis of a pad's operand: the first element that lands inside the result, and how many
@@ -708,10 +757,46 @@ fn pad_window(
 /// Per equation, the one equation it is inlined into; per value, the equation defining it.
 struct Inlining {
     consumer: Vec<Option<u32>>,
+    view: Vec<bool>,
     def: Vec<Def>,
 }
 
 impl Inlining {
+    /// A load of `v` read at `map`: through any views, down to the materialised value.
+    /// The views gone through are added to `views`.
+    fn load(
+        &self,
+        func: &Func,
+        v: Var,
+        map: IndexMap,
+        rank: usize,
+        views: &mut Vec<u32>,
+    ) -> NodeOp {
+        let (mut var, mut map) = (v, map);
+        loop {
+            let Def::Eqn(p) = self.def[var.index()] else {
+                break;
+            };
+            if !self.view[p as usize] {
+                break;
+            }
+            views.push(p);
+            let eqn = &func.eqns[p as usize];
+            let Some(Atom::Var(operand)) = func.args(eqn).first() else {
+                break;
+            };
+            if let Prim::Reshape { .. } = func.prim(eqn) {
+                // The operand is materialised (a reshape over a view is not a view).
+                let at = map.row_major_offset(&func.var_type(eqn.out).shape, rank);
+                return NodeOp::Load { var: *operand, at };
+            }
+            map = operand_map(func, p, 0, &map, rank);
+            var = *operand;
+        }
+        let at = map.row_major_offset(&func.var_type(var).shape, rank);
+        NodeOp::Load { var, at }
+    }
+
     /// The equation producing `v` if it is inlined into equation `reader`.
     fn producer_in(&self, v: Var, reader: u32) -> Option<u32> {
         match self.def[v.index()] {
@@ -770,8 +855,9 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(loads[0].offset, 1);
-        assert_eq!(loads[1].offset, 0);
+        // b = x[0..9] (read by integer_pow, first), a = x[1..10]: both loads of x itself.
+        assert_eq!(loads[0].offset, 0);
+        assert_eq!(loads[1].offset, 1);
         assert_eq!(loads[0].coef, vec![1]);
     }
 
@@ -800,6 +886,20 @@ mod tests {
             "step 0: loop over [4] -> a: f32[4] [a=exp]\n\
              step 1: loop over [4, 3] -> d: f32[4,3] [b=broadcast_in_dim c=iota d=add]\n"
         );
+    }
+
+    #[test]
+    fn views_of_parameters_are_loads_wherever_they_are_read() {
+        // s is read by two equations that end up in two steps; it is never a step itself.
+        let (f, p) = plan(
+            "func f(x: f32[10]) -> (f32[9], f32[9]) {\n  s: f32[9] = slice[start=(1), limit=(10)] x\n  a: f32[9] = exp s\n  b: f32[9] = neg s\n  return a, b\n}\n",
+        );
+        assert_eq!(
+            p.describe(&f),
+            "step 0: loop over [9] -> a: f32[9] [s=slice a=exp]\n\
+             step 1: loop over [9] -> b: f32[9] [s=slice b=neg]\n"
+        );
+        assert!(!p.materialised[f.eqns[0].out.index()]);
     }
 
     #[test]
