@@ -15,10 +15,14 @@
 use std::fmt::Write as _;
 
 use smallvec::SmallVec;
-use traceform_ir::{Atom, DType, Def, DefUse, Func, OpClass, Prim, PrimKind, Var};
+use std::collections::{HashMap, HashSet};
+
+use traceform_ir::{
+    Atom, BinaryOp, DType, Def, DefUse, Func, OpClass, Prim, PrimKind, UnaryOp, Var,
+};
 
 /// An affine function of the loop index of a kernel: `offset + sum_d coef[d] * i_d`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Affine {
     pub offset: i64,
     pub coef: Vec<i64>,
@@ -35,7 +39,7 @@ impl Affine {
 
 /// The multi-index of a value (one [`Affine`] per axis) as a function of the loop index of
 /// the kernel it is read in.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct IndexMap {
     pub axes: Vec<Affine>,
 }
@@ -288,71 +292,48 @@ impl Plan {
                 is_output[v.index()] = true;
             }
         }
-        // view[k]: equation k only re-indexes a value that is surely materialised (a
-        // parameter, a result that is never inlined, or another view): every reader loads
-        // through it, however many there are, and it is never a step of its own.
-        let mut view = vec![false; n];
+        // inlined[k]: equation k is computed inside the loops of its readers, never stored.
+        // A value read by one equation is inlined whenever that reader can take it; one read
+        // by several is inlined (recomputed by each) only when it is cheap: at most
+        // `CHEAP_OPS` arithmetic operations including what is inlined into it, and no
+        // transcendental. Decided in program order: a cost counts the operands' decisions.
+        let mut inlined = vec![false; n];
+        let mut cost = vec![0usize; n];
         for (k, eqn) in func.eqns.iter().enumerate() {
             let prim = func.prim(eqn);
             let uses = def_use.uses(eqn.out);
-            if is_output[eqn.out.index()]
-                || uses.is_empty()
-                || lowering(prim.kind()) != Lowering::IndexMap
-                || !uses.iter().all(|&u| accepts_fused_operand(func, u, k))
-            {
-                continue;
-            }
-            let Some(Atom::Var(v)) = func.args(eqn).first() else {
-                continue;
+            let own = match lowering(prim.kind()) {
+                Lowering::IndexMap => 0,
+                _ if is_transcendental_prim(prim) => CHEAP_OPS + 1,
+                _ => 1,
             };
-            view[k] = match def_use.def[v.index()] {
-                Def::Param(_) => true,
-                Def::Eqn(q) => {
-                    let q_prim = func.prim(&func.eqns[q as usize]);
-                    let surely_materialised = !is_fusible(q_prim);
-                    (view[q as usize] && !matches!(prim, Prim::Reshape { .. }))
-                        || (surely_materialised && !is_output[v.index()])
-                        || is_output[v.index()]
-                }
-                Def::None => false,
-            };
-        }
-        // consumer[k]: the one equation that reads equation k's result, if it is inlined.
-        let mut consumer: Vec<Option<u32>> = vec![None; n];
-        for (k, eqn) in func.eqns.iter().enumerate() {
-            let uses = def_use.uses(eqn.out);
-            let prim = func.prim(eqn);
-            if is_output[eqn.out.index()] || uses.is_empty() || !is_fusible(prim) || view[k] {
+            cost[k] = own
+                + func
+                    .args(eqn)
+                    .iter()
+                    .filter_map(|a| match def_use.def[a.as_var()?.index()] {
+                        Def::Eqn(p) if inlined[p as usize] => Some(cost[p as usize]),
+                        _ => None,
+                    })
+                    .sum::<usize>();
+            if is_output[eqn.out.index()] || uses.is_empty() || !is_fusible(prim) {
                 continue;
             }
-            if uses.iter().all(|&u| u == uses[0]) && accepts_fused_operand(func, uses[0], k) {
-                consumer[k] = Some(uses[0]);
-            }
-        }
-        // root[k]: the step equation k is computed in (consumers come after producers).
-        let mut root: Vec<u32> = (0..n as u32).collect();
-        for k in (0..n).rev() {
-            if let Some(c) = consumer[k] {
-                root[k] = root[c as usize];
-            }
-        }
-        let mut members: Vec<Vec<u32>> = vec![Vec::new(); n];
-        for k in 0..n {
-            members[root[k] as usize].push(k as u32);
+            let one_reader = uses.iter().all(|&u| u == uses[0]);
+            inlined[k] = uses.iter().all(|&u| accepts_fused_operand(func, u, k))
+                && (one_reader || cost[k] <= CHEAP_OPS);
         }
         let inl = Inlining {
-            consumer,
-            view,
+            inlined,
             def: def_use.def,
         };
-        let consumer = &inl.consumer;
         let mut materialised = vec![false; func.num_vars()];
         for p in &func.params {
             materialised[p.index()] = true;
         }
         let mut steps = Vec::new();
         for k in 0..n {
-            if consumer[k].is_some() || inl.view[k] {
+            if inl.inlined[k] {
                 continue;
             }
             let eqn = &func.eqns[k];
@@ -363,7 +344,7 @@ impl Plan {
                     lowering(prim.kind()),
                     Lowering::Reduction | Lowering::Scatter
                 ) {
-                StepKind::Kernel(build_kernel(func, &members[k], &inl))
+                StepKind::Kernel(build_kernel(func, k as u32, &inl))
             } else if matches!(prim, Prim::DotGeneral(_))
                 && func.var_type(eqn.out).dtype.is_float()
                 && func.args(eqn).iter().all(|a| a.as_var().is_some())
@@ -532,9 +513,18 @@ fn operand_map(func: &Func, eqn: u32, slot: usize, map: &IndexMap, rank: usize) 
     IndexMap { axes }
 }
 
-/// The fused kernel of the equations `members` (program order; the root last).
-fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
-    let root = *members.last().expect("a step has its root");
+/// What the walk building a kernel's nodes does next.
+enum Task {
+    /// Make sure equation `k` has a node at this map (its operands first).
+    Visit(u32, IndexMap),
+    /// Make equation `k`'s node at this map (its operands' nodes exist).
+    Make(u32, IndexMap),
+}
+
+/// The fused kernel whose step computes equation `root`: a walk down from the root through the
+/// inlined equations (an explicit stack, not recursion), one node per equation and index map
+/// (an equation read at two different places of the loop is two nodes).
+fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
     let root_eqn = &func.eqns[root as usize];
     let root_prim = func.prim(root_eqn);
     let out_ty = func.var_type(root_eqn.out);
@@ -550,104 +540,151 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
         }
         _ => out_ty.shape.to_vec(),
     };
-    let ends_in_operand = reduce.is_some() || matches!(root_prim, Prim::Pad { .. });
     let rank = domain.len();
-    // Maps, from the root down (reverse program order: consumers before producers).
-    let position = |k: u32| members.binary_search(&k).expect("a member");
-    let mut maps: Vec<Option<IndexMap>> = vec![None; members.len()];
-    maps[members.len() - 1] = Some(IndexMap::identity(rank));
-    for (i, &k) in members.iter().enumerate().rev() {
-        let map = maps[i].clone().expect("consumers come first");
-        for (slot, a) in func.args(&func.eqns[k as usize]).iter().enumerate() {
-            if let Atom::Var(v) = a {
-                if let Some(p) = inl.producer_in(*v, k) {
-                    maps[position(p)] = Some(operand_map(func, k, slot, &map, rank));
-                }
-            }
-        }
-    }
-    // Nodes, in program order.
-    let views = std::cell::RefCell::new(Vec::new());
+    let ends_in_operand = reduce.is_some() || matches!(root_prim, Prim::Pad { .. });
     let mut nodes: Vec<Node> = Vec::new();
-    let mut node_of: Vec<u32> = vec![0; members.len()];
-    for (i, &k) in members.iter().enumerate() {
+    let mut made: HashMap<(u32, IndexMap), u32> = HashMap::new();
+    let mut eqns = vec![root];
+    // The node of operand `slot` of equation `k` read at `map`, if it exists (an inlined
+    // operand not made yet is `Err` with its equation and map).
+    let operand_node = |k: u32,
+                        slot: usize,
+                        map: &IndexMap,
+                        nodes: &mut Vec<Node>,
+                        made: &HashMap<(u32, IndexMap), u32>|
+     -> Result<u32, (u32, IndexMap)> {
         let eqn = &func.eqns[k as usize];
-        let prim = func.prim(eqn);
-        let map = maps[i].as_ref().expect("every member has a map");
-        let dtype = func.var_type(eqn.out).dtype;
-        if k == root && ends_in_operand {
-            break;
-        }
-        let operand = |slot: usize, nodes: &mut Vec<Node>| -> u32 {
-            let a = &func.args(eqn)[slot];
-            match a {
-                Atom::Lit(l) => {
-                    nodes.push(Node {
-                        op: NodeOp::Literal(l.value),
-                        dtype: l.dtype,
-                    });
-                    (nodes.len() - 1) as u32
+        match &func.args(eqn)[slot] {
+            Atom::Lit(l) => {
+                nodes.push(Node {
+                    op: NodeOp::Literal(l.value),
+                    dtype: l.dtype,
+                });
+                Ok((nodes.len() - 1) as u32)
+            }
+            Atom::Var(v) => {
+                let at_map = operand_map(func, k, slot, map, rank);
+                if let Some(p) = inl.inlined_producer(*v) {
+                    return made.get(&(p, at_map.clone())).copied().ok_or((p, at_map));
                 }
-                Atom::Var(v) => match inl.producer_in(*v, k) {
-                    Some(p) => node_of[position(p)],
-                    None => {
-                        let ty = func.var_type(*v);
-                        let op = match prim {
-                            Prim::Reshape { .. } => NodeOp::Load {
-                                var: *v,
-                                at: map.row_major_offset(&func.var_type(eqn.out).shape, rank),
-                            },
-                            _ => inl.load(
-                                func,
-                                *v,
-                                operand_map(func, k, slot, map, rank),
-                                rank,
-                                &mut views.borrow_mut(),
-                            ),
-                        };
-                        nodes.push(Node {
-                            op,
-                            dtype: ty.dtype,
-                        });
-                        (nodes.len() - 1) as u32
+                let at = match func.prim(eqn) {
+                    Prim::Reshape { .. } => {
+                        map.row_major_offset(&func.var_type(eqn.out).shape, rank)
                     }
-                },
-            }
-        };
-        let id = match prim {
-            Prim::Iota { dim, .. } => {
+                    _ => at_map.row_major_offset(&func.var_type(*v).shape, rank),
+                };
                 nodes.push(Node {
-                    op: NodeOp::Iota(map.axes[*dim].clone()),
-                    dtype,
+                    op: NodeOp::Load { var: *v, at },
+                    dtype: func.var_type(*v).dtype,
                 });
-                (nodes.len() - 1) as u32
+                Ok((nodes.len() - 1) as u32)
             }
-            Prim::Zeros { .. } => {
-                nodes.push(Node {
-                    op: NodeOp::Literal(0.0),
-                    dtype,
-                });
-                (nodes.len() - 1) as u32
+        }
+    };
+    // The value the loop computes: the root's, or (reductions, pads) its operand's.
+    let mut stack = vec![Task::Visit(root, IndexMap::identity(rank))];
+    let mut started: HashSet<(u32, IndexMap)> = HashSet::new();
+    let mut top_node = None;
+    while let Some(task) = stack.pop() {
+        match task {
+            Task::Visit(k, map) => {
+                // Each equation and map is walked once (in a DAG, a second path finds it
+                // made, or started by a reader that is still being made).
+                if !started.insert((k, map.clone())) {
+                    continue;
+                }
+                let eqn = &func.eqns[k as usize];
+                let slots = if k == root && ends_in_operand {
+                    1
+                } else {
+                    func.args(eqn).len()
+                };
+                stack.push(Task::Make(k, map.clone()));
+                for slot in 0..slots {
+                    if let Atom::Var(v) = &func.args(eqn)[slot] {
+                        if let Some(p) = inl.inlined_producer(*v) {
+                            let at_map = operand_map(func, k, slot, &map, rank);
+                            if !made.contains_key(&(p, at_map.clone())) {
+                                stack.push(Task::Visit(p, at_map));
+                            }
+                        }
+                    }
+                }
             }
-            _ if prim.class() == OpClass::DataMovement => operand(0, &mut nodes),
-            _ => {
-                let args = (0..func.args(eqn).len())
-                    .map(|slot| operand(slot, &mut nodes))
-                    .collect();
-                nodes.push(Node {
-                    op: NodeOp::Apply {
-                        prim: prim.clone(),
-                        args,
-                    },
-                    dtype,
-                });
-                (nodes.len() - 1) as u32
+            Task::Make(k, map) => {
+                if made.contains_key(&(k, map.clone())) {
+                    continue;
+                }
+                let eqn = &func.eqns[k as usize];
+                let prim = func.prim(eqn);
+                let dtype = func.var_type(eqn.out).dtype;
+                let operand = |slot: usize, nodes: &mut Vec<Node>| {
+                    operand_node(k, slot, &map, nodes, &made)
+                        .expect("operands are made before their readers")
+                };
+                let id = if k == root && ends_in_operand {
+                    let id = operand(0, &mut nodes);
+                    top_node = Some(id);
+                    id
+                } else {
+                    match prim {
+                        Prim::Iota { dim, .. } => {
+                            nodes.push(Node {
+                                op: NodeOp::Iota(map.axes[*dim].clone()),
+                                dtype,
+                            });
+                            (nodes.len() - 1) as u32
+                        }
+                        Prim::Zeros { .. } => {
+                            nodes.push(Node {
+                                op: NodeOp::Literal(0.0),
+                                dtype,
+                            });
+                            (nodes.len() - 1) as u32
+                        }
+                        _ if prim.class() == OpClass::DataMovement => operand(0, &mut nodes),
+                        _ => {
+                            let args = (0..func.args(eqn).len())
+                                .map(|slot| operand(slot, &mut nodes))
+                                .collect();
+                            nodes.push(Node {
+                                op: NodeOp::Apply {
+                                    prim: prim.clone(),
+                                    args,
+                                },
+                                dtype,
+                            });
+                            (nodes.len() - 1) as u32
+                        }
+                    }
+                };
+                if k != root {
+                    eqns.push(k);
+                }
+                made.insert((k, map), id);
             }
-        };
-        node_of[i] = id;
+        }
     }
+    // The computed value must be the last node (codegen stores or folds the last node).
+    let last = match top_node {
+        Some(id) => id,
+        None => *made
+            .get(&(root, IndexMap::identity(rank)))
+            .expect("the root is made"),
+    };
+    if last as usize != nodes.len() - 1 {
+        nodes.push(Node {
+            op: NodeOp::Apply {
+                prim: Prim::StopGradient,
+                args: smallvec::smallvec![last],
+            },
+            dtype: nodes[last as usize].dtype,
+        });
+    }
+    eqns.sort_unstable();
+    eqns.dedup();
     let mut kernel = Kernel {
-        eqns: members.to_vec(),
+        eqns,
         domain,
         nodes,
         out: root_eqn.out,
@@ -656,31 +693,6 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
         reduce: None,
         scatter: None,
     };
-    if !ends_in_operand {
-        kernel.eqns = with_views(members, views.into_inner());
-        return kernel;
-    }
-    // The root reads its operand, which is either inlined (the last node) or a load.
-    let a = &func.args(root_eqn)[0];
-    let inlined = a.as_var().and_then(|v| inl.producer_in(v, root)).is_some();
-    if !inlined {
-        kernel.nodes.push(match a {
-            Atom::Var(v) => Node {
-                op: inl.load(
-                    func,
-                    *v,
-                    operand_map(func, root, 0, &IndexMap::identity(rank), rank),
-                    rank,
-                    &mut views.borrow_mut(),
-                ),
-                dtype: out_ty.dtype,
-            },
-            Atom::Lit(l) => Node {
-                op: NodeOp::Literal(l.value),
-                dtype: l.dtype,
-            },
-        });
-    }
     match root_prim {
         Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             let mut out_at = Affine::constant(0, rank);
@@ -713,18 +725,9 @@ fn build_kernel(func: &Func, members: &[u32], inl: &Inlining) -> Kernel {
             };
             kernel.scatter = Some((placed.row_major_offset(&out_ty.shape, rank), fill));
         }
-        _ => unreachable!("only reductions and pads end in their operand"),
+        _ => {}
     }
-    kernel.eqns = with_views(members, views.into_inner());
     kernel
-}
-
-/// The equations of a kernel: its members and the views it loads through, in program order.
-fn with_views(members: &[u32], mut views: Vec<u32>) -> Vec<u32> {
-    views.extend_from_slice(members);
-    views.sort_unstable();
-    views.dedup();
-    views
 }
 
 /// Per axis of a pad's operand: the first element that lands inside the result, and how many
@@ -754,57 +757,44 @@ fn pad_window(
         .collect()
 }
 
-/// Per equation, the one equation it is inlined into; per value, the equation defining it.
+/// Which equations are inlined; per value, the equation defining it.
 struct Inlining {
-    consumer: Vec<Option<u32>>,
-    view: Vec<bool>,
+    inlined: Vec<bool>,
     def: Vec<Def>,
 }
 
 impl Inlining {
-    /// A load of `v` read at `map`: through any views, down to the materialised value.
-    /// The views gone through are added to `views`.
-    fn load(
-        &self,
-        func: &Func,
-        v: Var,
-        map: IndexMap,
-        rank: usize,
-        views: &mut Vec<u32>,
-    ) -> NodeOp {
-        let (mut var, mut map) = (v, map);
-        loop {
-            let Def::Eqn(p) = self.def[var.index()] else {
-                break;
-            };
-            if !self.view[p as usize] {
-                break;
-            }
-            views.push(p);
-            let eqn = &func.eqns[p as usize];
-            let Some(Atom::Var(operand)) = func.args(eqn).first() else {
-                break;
-            };
-            if let Prim::Reshape { .. } = func.prim(eqn) {
-                // The operand is materialised (a reshape over a view is not a view).
-                let at = map.row_major_offset(&func.var_type(eqn.out).shape, rank);
-                return NodeOp::Load { var: *operand, at };
-            }
-            map = operand_map(func, p, 0, &map, rank);
-            var = *operand;
-        }
-        let at = map.row_major_offset(&func.var_type(var).shape, rank);
-        NodeOp::Load { var, at }
-    }
-
-    /// The equation producing `v` if it is inlined into equation `reader`.
-    fn producer_in(&self, v: Var, reader: u32) -> Option<u32> {
+    /// The equation producing `v`, if it is inlined into its readers.
+    fn inlined_producer(&self, v: Var) -> Option<u32> {
         match self.def[v.index()] {
-            Def::Eqn(k) => (self.consumer[k as usize] == Some(reader)).then_some(k),
+            Def::Eqn(k) => self.inlined[k as usize].then_some(k),
             Def::Param(_) | Def::None => None,
         }
     }
 }
+
+/// True for primitives computed by host kernels over tiles (never recomputed per reader).
+fn is_transcendental_prim(prim: &Prim) -> bool {
+    matches!(
+        prim,
+        Prim::Unary(
+            UnaryOp::Sin
+                | UnaryOp::Cos
+                | UnaryOp::Tan
+                | UnaryOp::Tanh
+                | UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Log1p
+                | UnaryOp::Expm1
+                | UnaryOp::Logistic
+                | UnaryOp::Erf
+        ) | Prim::Binary(BinaryOp::Pow | BinaryOp::Atan2)
+    )
+}
+
+/// The most arithmetic operations a value read by several equations may cost to be recomputed
+/// by each of them instead of stored.
+const CHEAP_OPS: usize = 6;
 
 #[cfg(test)]
 mod tests {
