@@ -147,20 +147,45 @@ struct Emitter<'k> {
     flags: MemFlagsData,
 }
 
-/// Compiles `kernel` into the function `id` of `module`; `slot` gives each materialised
-/// value's index in the buffer table.
-pub fn compile_kernel<M: Module>(
+/// Compiles `kernels` (consecutive steps) into the one function `id` of `module`, their loops
+/// one after another; `slot` gives each materialised value's index in the buffer table.
+pub fn compile_segment<M: Module>(
     module: &mut M,
     ctx: &mut cranelift_codegen::Context,
     fctx: &mut cranelift_frontend::FunctionBuilderContext,
     id: FuncId,
-    kernel: &Kernel,
+    kernels: &[&Kernel],
     slot: &dyn Fn(Var) -> usize,
     host_ids: &dyn Fn(&'static str) -> FuncId,
 ) -> Result<(), String> {
     let ptr_ty = module.target_config().pointer_type();
     ctx.func.signature.params.push(AbiParam::new(ptr_ty));
     ctx.func.name = cranelift_codegen::ir::UserFuncName::user(0, id.as_u32());
+    let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let table = b.block_params(entry)[0];
+    for kernel in kernels {
+        emit_kernel(module, &mut b, table, kernel, slot, host_ids)?;
+    }
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(module.target_config());
+    Ok(())
+}
+
+/// Emits the loops of one kernel at the builder's current block, leaving it in the block
+/// after them.
+fn emit_kernel<M: Module>(
+    module: &mut M,
+    b: &mut FunctionBuilder,
+    table: Value,
+    kernel: &Kernel,
+    slot: &dyn Fn(Var) -> usize,
+    host_ids: &dyn Fn(&'static str) -> FuncId,
+) -> Result<(), String> {
+    let ptr_ty = module.target_config().pointer_type();
     let n = kernel.nodes.len();
     let mut affines: Vec<&Affine> = Vec::new();
     let mut func_of = vec![usize::MAX; n];
@@ -197,11 +222,6 @@ pub fn compile_kernel<M: Module>(
         DType::F64 if float && contiguous => 2,
         _ => 1,
     };
-    let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
-    let entry = b.create_block();
-    b.append_block_params_for_function_params(entry);
-    b.switch_to_block(entry);
-    let table = b.block_params(entry)[0];
     let flags = MemFlagsData::new().with_notrap();
     let load_ptr = |b: &mut FunctionBuilder, v: Var| {
         b.ins().load(
@@ -216,7 +236,7 @@ pub fn compile_kernel<M: Module>(
     let mut host_refs = vec![None; n];
     for (i, node) in kernel.nodes.iter().enumerate() {
         match &node.op {
-            NodeOp::Load { var, .. } => base[i] = Some(load_ptr(&mut b, *var)),
+            NodeOp::Load { var, .. } => base[i] = Some(load_ptr(b, *var)),
             op if is_transcendental(op) => {
                 let size = (TILE * node.dtype.size_bytes()) as u32;
                 let mut make = || {
@@ -249,7 +269,7 @@ pub fn compile_kernel<M: Module>(
             _ => {}
         }
     }
-    let out_base = load_ptr(&mut b, kernel.out);
+    let out_base = load_ptr(b, kernel.out);
     let e = Emitter {
         kernel,
         c,
@@ -264,31 +284,45 @@ pub fn compile_kernel<M: Module>(
         flags,
     };
     let init = match (&kernel.reduce, &kernel.scatter) {
-        (Some((op, _)), _) => Some(e.identity(&mut b, *op, 1)),
-        (None, Some((_, Fill::Literal(x)))) => Some(e.constant(&mut b, kernel.out_dtype, *x, 1)),
+        (Some((op, _)), _) => Some(e.identity(b, *op, 1)),
+        (None, Some((_, Fill::Literal(x)))) => Some(e.constant(b, kernel.out_dtype, *x, 1)),
         (None, Some((_, Fill::Var(v)))) => {
-            let p = load_ptr(&mut b, *v);
+            let p = load_ptr(b, *v);
             Some(b.ins().load(scalar_type(kernel.out_dtype), flags, p, 0))
         }
         (None, None) => None,
     };
     if let Some(init) = init {
+        // The fill: vector stores, then a scalar tail.
         let end = b.ins().iconst(I64, kernel.out_len as i64);
         let zero = b.ins().iconst(I64, 0);
         let out_base = e.out_base;
         let size = kernel.out_dtype.size_bytes() as i64;
-        counted_loop(&mut b, zero, end, 1, &mut |b, j| {
+        let lanes = match kernel.out_dtype {
+            DType::F32 => 4,
+            DType::F64 => 2,
+            DType::I32 | DType::Bool => 1,
+        };
+        let mut rest = zero;
+        if lanes > 1 {
+            let vt = e.vector_type(kernel.out_dtype, lanes);
+            let wide = b.ins().splat(vt, init);
+            let v = counted_loop(b, zero, end, i64::from(lanes), &mut |b, j| {
+                let off = b.ins().imul_imm_s(j, size);
+                let addr = b.ins().iadd(out_base, off);
+                b.ins().store(flags, wide, addr, 0);
+            });
+            rest = b.use_var(v);
+        }
+        counted_loop(b, rest, end, 1, &mut |b, j| {
             let off = b.ins().imul_imm_s(j, size);
             let addr = b.ins().iadd(out_base, off);
             b.ins().store(flags, init, addr, 0);
         });
     }
     if !e.c.empty {
-        e.emit_nest(&mut b, 0, &[]);
+        e.emit_nest(b, 0, &[]);
     }
-    b.ins().return_(&[]);
-    b.seal_all_blocks();
-    b.finalize(module.target_config());
     Ok(())
 }
 
@@ -408,25 +442,33 @@ impl Emitter<'_> {
     fn emit_inner(&self, b: &mut FunctionBuilder, outer: &[Value]) {
         let inner = self.c.dims.len() - 1;
         let n = self.c.dims[inner];
-        let tiled = self.passes > 1;
-        let chunk = if tiled { TILE as i64 } else { n.max(1) };
         let zero = b.ins().iconst(I64, 0);
         let end = b.ins().iconst(I64, n);
-        // Tiles: every full tile, then the rest.
-        let full = counted_loop(b, zero, end, chunk, &mut |b, c0| {
-            let len = b.ins().iconst(I64, chunk);
-            self.emit_tile(b, outer, c0, len);
-        });
-        let c0 = b.use_var(full);
-        let rest = b.ins().isub(end, c0);
-        let more = b.ins().icmp_imm_s(IntCC::SignedGreaterThan, rest, 0);
-        let tail = b.create_block();
-        let done = b.create_block();
-        b.ins().brif(more, tail, &[], done, &[]);
-        b.switch_to_block(tail);
-        self.emit_tile(b, outer, c0, rest);
-        b.ins().jump(done, &[]);
-        b.switch_to_block(done);
+        if self.passes == 1 || n <= TILE as i64 {
+            // One tile: the whole axis.
+            self.emit_tile(b, outer, zero, end);
+            return;
+        }
+        // Tiles of TILE elements, the last one shorter: one copy of the code.
+        let c0 = b.declare_var(I64);
+        b.def_var(c0, zero);
+        let header = b.create_block();
+        let body = b.create_block();
+        let exit = b.create_block();
+        b.ins().jump(header, &[]);
+        b.switch_to_block(header);
+        let at = b.use_var(c0);
+        let go = b.ins().icmp(IntCC::SignedLessThan, at, end);
+        b.ins().brif(go, body, &[], exit, &[]);
+        b.switch_to_block(body);
+        let left = b.ins().isub(end, at);
+        let tile = b.ins().iconst(I64, TILE as i64);
+        let len = b.ins().smin(left, tile);
+        self.emit_tile(b, outer, at, len);
+        let next = b.ins().iadd_imm_s(at, TILE as i64);
+        b.def_var(c0, next);
+        b.ins().jump(header, &[]);
+        b.switch_to_block(exit);
     }
 
     /// One tile `[c0, c0 + len)` of the innermost axis: every pass, host calls between them.
@@ -522,8 +564,12 @@ impl Emitter<'_> {
                     .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
                 self.emit_result(b, outer, root, i, width, acc);
             };
+            // Which loops can run at all, from the static length of the axis (every tile but
+            // the last is a multiple of the vector width).
+            let n_inner = self.c.dims[inner];
+            let w64 = i64::from(self.width);
             let mut rest = zero;
-            if self.width > 1 && unroll > 1 && last {
+            if self.width > 1 && unroll > 1 && last && n_inner >= w64 * unroll as i64 {
                 let w = self.width;
                 let step = i64::from(w) * unroll as i64;
                 let v = counted_loop(b, rest, len, step, &mut |b, j| {
@@ -534,12 +580,14 @@ impl Emitter<'_> {
                 });
                 rest = b.use_var(v);
             }
-            if self.width > 1 {
+            if self.width > 1 && n_inner >= w64 {
                 let w = self.width;
                 let v = counted_loop(b, rest, len, i64::from(w), &mut |b, j| body(b, j, w, 0));
                 rest = b.use_var(v);
             }
-            counted_loop(b, rest, len, 1, &mut |b, j| body(b, j, 1, 0));
+            if self.width == 1 || n_inner % w64 != 0 {
+                counted_loop(b, rest, len, 1, &mut |b, j| body(b, j, 1, 0));
+            }
             if !last {
                 for &t in &targets {
                     let (ta, tb) = self.tile[t].expect("a tile");

@@ -60,7 +60,8 @@ enum Exec {
 
 /// A compiled function.
 pub struct Executable {
-    module: Option<JITModule>,
+    /// The modules holding the compiled loops (freed on drop).
+    modules: Vec<JITModule>,
     func: Func,
     plan: Plan,
     memory: MemoryPlan,
@@ -74,19 +75,23 @@ pub struct Executable {
 
 impl Drop for Executable {
     fn drop(&mut self) {
-        if let Some(module) = self.module.take() {
-            // SAFETY: no function pointer of this module outlives the executable.
+        for module in self.modules.drain(..) {
+            // SAFETY: no function pointer of these modules outlives the executable.
             unsafe { module.free_memory() };
         }
     }
 }
 
-fn isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
+/// Loops over fewer elements than this are compiled without Cranelift's optimiser: it
+/// doubles compile time, and a loop this short runs in well under a microsecond either way.
+const OPTIMISE_FROM_ELEMENTS: usize = 4096;
+
+fn isa(opt_level: &str) -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
         f.set(k, v).map_err(|e| format!("flag {k}={v}: {e}"))
     };
-    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "opt_level", opt_level)?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     // The verifier in debug builds (tests), not in release, where it doubles compile time.
@@ -101,6 +106,73 @@ fn isa() -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
         .finish(settings::Flags::new(flags))
         .map_err(|e| format!("host not supported: {e}"))
 }
+
+/// A JIT module with the host kernels declared.
+struct CodeModule {
+    module: JITModule,
+    host_ids: Vec<(&'static str, FuncId)>,
+}
+
+impl CodeModule {
+    fn new(opt_level: &str) -> Result<CodeModule, String> {
+        let mut builder = JITBuilder::with_isa(isa(opt_level)?, default_libcall_names());
+        let hosts = host::all();
+        for h in &hosts {
+            builder.symbol(h.name, h.address);
+        }
+        let mut module = JITModule::new(builder);
+        let ptr = module.target_config().pointer_type();
+        let mut host_ids = Vec::new();
+        for h in &hosts {
+            let mut sig = module.make_signature();
+            sig.params.push(AbiParam::new(ptr));
+            if h.binary {
+                sig.params.push(AbiParam::new(ptr));
+            }
+            sig.params.push(AbiParam::new(types::I64));
+            let id = module
+                .declare_function(h.name, Linkage::Import, &sig)
+                .map_err(|e| e.to_string())?;
+            host_ids.push((h.name, id));
+        }
+        Ok(CodeModule { module, host_ids })
+    }
+
+    /// Compiles consecutive fused loops as the one function `loops{first}`.
+    fn add_segment(
+        &mut self,
+        first: usize,
+        kernels: &[&plan::Kernel],
+        slot: &dyn Fn(Var) -> usize,
+        ctx: &mut cranelift_codegen::Context,
+        fctx: &mut cranelift_frontend::FunctionBuilderContext,
+    ) -> Result<FuncId, String> {
+        let module = &mut self.module;
+        let host_ids = &self.host_ids;
+        let lookup = |name: &'static str| {
+            host_ids
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|&(_, id)| id)
+                .expect("every host kernel is declared")
+        };
+        let mut sig = module.make_signature();
+        sig.params
+            .push(AbiParam::new(module.target_config().pointer_type()));
+        let id = module
+            .declare_function(&format!("loops{first}"), Linkage::Local, &sig)
+            .map_err(|e| e.to_string())?;
+        codegen::compile_segment(module, ctx, fctx, id, kernels, slot, &lookup)?;
+        module
+            .define_function(id, ctx)
+            .map_err(|e| format!("steps from {first}: {e:?}"))?;
+        module.clear_context(ctx);
+        Ok(id)
+    }
+}
+
+/// At most this many fused loops go into one compiled function.
+const SEGMENT_LOOPS: usize = 8;
 
 /// Compiles `func` (verified).
 pub fn compile(func: &Func) -> Result<Executable, JitError> {
@@ -131,77 +203,70 @@ pub fn compile(func: &Func) -> Result<Executable, JitError> {
             slots.push(Var(v as u32));
         }
     }
-    let mut builder = JITBuilder::with_isa(isa().map_err(err)?, default_libcall_names());
-    let hosts = host::all();
-    for h in &hosts {
-        builder.symbol(h.name, h.address);
-    }
-    let mut module = JITModule::new(builder);
-    let ptr = module.target_config().pointer_type();
-    let mut host_ids: Vec<(&'static str, FuncId)> = Vec::new();
-    for h in &hosts {
-        let mut sig = module.make_signature();
-        sig.params.push(AbiParam::new(ptr));
-        if h.binary {
-            sig.params.push(AbiParam::new(ptr));
-        }
-        sig.params.push(AbiParam::new(types::I64));
-        let id = module
-            .declare_function(h.name, Linkage::Import, &sig)
-            .map_err(|e| err(e.to_string()))?;
-        host_ids.push((h.name, id));
-    }
-    let lookup = |name: &'static str| {
-        host_ids
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, id)| id)
-            .expect("every host kernel is declared")
-    };
     let slot = |v: Var| slot_of[v.index()] as usize;
-    let mut ctx = module.make_context();
+    // Two modules: short loops unoptimised, long ones optimised (made only when needed).
+    let mut modules: [Option<CodeModule>; 2] = [None, None];
+    let mut ctx = cranelift_codegen::Context::new();
     let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
-    let mut ids = Vec::new();
-    for (i, step) in plan.steps.iter().enumerate() {
-        if let StepKind::Kernel(kernel) = &step.kind {
-            let mut sig = module.make_signature();
-            sig.params.push(AbiParam::new(ptr));
-            let id = module
-                .declare_function(&format!("loop{i}"), Linkage::Local, &sig)
-                .map_err(|e| err(e.to_string()))?;
-            codegen::compile_kernel(&mut module, &mut ctx, &mut fctx, id, kernel, &slot, &lookup)
-                .map_err(err)?;
-            module
-                .define_function(id, &mut ctx)
-                .map_err(|e| err(format!("step {i}: {e:?}")))?;
-            module.clear_context(&mut ctx);
-            ids.push(Some(id));
-        } else {
-            ids.push(None);
-        }
+    // Runs of consecutive fused loops of one module become one function each.
+    enum Planned {
+        Segment(usize, FuncId),
+        Other(Exec),
     }
-    module
-        .finalize_definitions()
-        .map_err(|e| err(e.to_string()))?;
-    let exec = plan
-        .steps
-        .iter()
-        .zip(&ids)
-        .map(|(step, id)| match (&step.kind, id) {
-            (StepKind::Kernel(_), Some(id)) => {
-                let code = module.get_finalized_function(*id);
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut i = 0;
+    while i < plan.steps.len() {
+        let step = &plan.steps[i];
+        let StepKind::Kernel(kernel) = &step.kind else {
+            planned.push(Planned::Other(match &step.kind {
+                StepKind::Gemm { eqn } => Exec::Gemm(*eqn),
+                _ => Exec::Runtime(step_eqn(func, step)),
+            }));
+            i += 1;
+            continue;
+        };
+        let class = |k: &plan::Kernel| {
+            usize::from(k.domain.iter().product::<usize>() >= OPTIMISE_FROM_ELEMENTS)
+        };
+        let which = class(kernel);
+        let mut kernels = vec![kernel];
+        while kernels.len() < SEGMENT_LOOPS {
+            match plan.steps.get(i + kernels.len()).map(|s| &s.kind) {
+                Some(StepKind::Kernel(k)) if class(k) == which => kernels.push(k),
+                _ => break,
+            }
+        }
+        if modules[which].is_none() {
+            let level = if which == 1 { "speed" } else { "none" };
+            modules[which] = Some(CodeModule::new(level).map_err(err)?);
+        }
+        let m = modules[which].as_mut().expect("made above");
+        let id = m
+            .add_segment(i, &kernels, &slot, &mut ctx, &mut fctx)
+            .map_err(err)?;
+        planned.push(Planned::Segment(which, id));
+        i += kernels.len();
+    }
+    for m in modules.iter_mut().flatten() {
+        m.module
+            .finalize_definitions()
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let exec = planned
+        .into_iter()
+        .map(|p| match p {
+            Planned::Segment(which, id) => {
+                let m = modules[which].as_ref().expect("compiled into");
+                let code = m.module.get_finalized_function(id);
                 // SAFETY: compiled with the signature `fn(*const *mut u8)`.
                 Exec::Kernel(unsafe { std::mem::transmute::<*const u8, KernelFn>(code) })
             }
-            (StepKind::Gemm { eqn }, _) => Exec::Gemm(*eqn),
-            (StepKind::Runtime { .. }, _) | (StepKind::Kernel(_), None) => {
-                Exec::Runtime(step_eqn(func, step))
-            }
+            Planned::Other(e) => e,
         })
         .collect();
     let arena = Mutex::new(vec![0u64; memory.arena_bytes.div_ceil(8)]);
     Ok(Executable {
-        module: Some(module),
+        modules: modules.into_iter().flatten().map(|m| m.module).collect(),
         func: func.clone(),
         plan,
         memory,
