@@ -25,9 +25,7 @@
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8};
-use cranelift_codegen::ir::{
-    AbiParam, Endianness, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value,
-};
+use cranelift_codegen::ir::{AbiParam, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{FuncId, Module};
 use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
@@ -156,6 +154,7 @@ pub fn compile_segment<M: Module>(
     id: FuncId,
     kernels: &[&Kernel],
     slot: &dyn Fn(Var) -> usize,
+    scratch_slot: usize,
     host_ids: &dyn Fn(&'static str) -> FuncId,
 ) -> Result<(), String> {
     let ptr_ty = module.target_config().pointer_type();
@@ -167,7 +166,7 @@ pub fn compile_segment<M: Module>(
     b.switch_to_block(entry);
     let table = b.block_params(entry)[0];
     for kernel in kernels {
-        emit_kernel(module, &mut b, table, kernel, slot, host_ids)?;
+        emit_kernel(module, &mut b, table, kernel, slot, scratch_slot, host_ids)?;
     }
     b.ins().return_(&[]);
     b.seal_all_blocks();
@@ -183,6 +182,7 @@ fn emit_kernel<M: Module>(
     table: Value,
     kernel: &Kernel,
     slot: &dyn Fn(Var) -> usize,
+    scratch_slot: usize,
     host_ids: &dyn Fn(&'static str) -> FuncId,
 ) -> Result<(), String> {
     let ptr_ty = module.target_config().pointer_type();
@@ -233,19 +233,25 @@ fn emit_kernel<M: Module>(
     };
     let mut base = vec![None; n];
     let mut tile = vec![None; n];
+    // Tiles live in the scratch buffer (the table's last entry), not on the stack: a loop with
+    // many transcendentals would otherwise need a frame of megabytes.
+    let scratch = b.ins().load(
+        ptr_ty,
+        flags,
+        table,
+        (scratch_slot * ptr_ty.bytes() as usize) as i32,
+    );
+    let mut scratch_used = 0usize;
     let mut host_refs = vec![None; n];
     for (i, node) in kernel.nodes.iter().enumerate() {
         match &node.op {
             NodeOp::Load { var, .. } => base[i] = Some(load_ptr(b, *var)),
             op if is_transcendental(op) => {
-                let size = (TILE * node.dtype.size_bytes()) as u32;
+                let size = TILE * node.dtype.size_bytes();
                 let mut make = || {
-                    let ss = b.create_sized_stack_slot(StackSlotData::new(
-                        StackSlotKind::ExplicitSlot,
-                        size,
-                        4,
-                    ));
-                    b.ins().stack_addr(ptr_ty, ss, 0)
+                    let at = b.ins().iadd_imm_s(scratch, scratch_used as i64);
+                    scratch_used += size;
+                    at
                 };
                 let a = make();
                 let binary = matches!(op, NodeOp::Apply { args, .. } if args.len() == 2);
@@ -324,6 +330,22 @@ fn emit_kernel<M: Module>(
         e.emit_nest(b, 0, &[]);
     }
     Ok(())
+}
+
+/// Bytes of scratch a kernel's tiles need.
+pub fn scratch_bytes(kernel: &Kernel) -> usize {
+    kernel
+        .nodes
+        .iter()
+        .filter(|n| is_transcendental(&n.op))
+        .map(|n| {
+            let tiles = match &n.op {
+                NodeOp::Apply { args, .. } => args.len(),
+                _ => 1,
+            };
+            tiles * TILE * n.dtype.size_bytes()
+        })
+        .sum()
 }
 
 /// The row-major element offset over `domain` as an affine function of its index.

@@ -70,7 +70,9 @@ pub struct Executable {
     /// Per buffer-table index: the value.
     slots: Vec<Var>,
     exec: Vec<Exec>,
+    /// The arena of intermediate values, then the scratch of transcendental tiles.
     arena: Mutex<Vec<u64>>,
+    scratch_bytes: usize,
 }
 
 impl Drop for Executable {
@@ -144,6 +146,7 @@ impl CodeModule {
         first: usize,
         kernels: &[&plan::Kernel],
         slot: &dyn Fn(Var) -> usize,
+        scratch_slot: usize,
         ctx: &mut cranelift_codegen::Context,
         fctx: &mut cranelift_frontend::FunctionBuilderContext,
     ) -> Result<FuncId, String> {
@@ -162,7 +165,7 @@ impl CodeModule {
         let id = module
             .declare_function(&format!("loops{first}"), Linkage::Local, &sig)
             .map_err(|e| e.to_string())?;
-        codegen::compile_segment(module, ctx, fctx, id, kernels, slot, &lookup)?;
+        codegen::compile_segment(module, ctx, fctx, id, kernels, slot, scratch_slot, &lookup)?;
         module
             .define_function(id, ctx)
             .map_err(|e| format!("steps from {first}: {e:?}"))?;
@@ -242,7 +245,7 @@ pub fn compile(func: &Func) -> Result<Executable, JitError> {
         }
         let m = modules[which].as_mut().expect("made above");
         let id = m
-            .add_segment(i, &kernels, &slot, &mut ctx, &mut fctx)
+            .add_segment(i, &kernels, &slot, slots.len(), &mut ctx, &mut fctx)
             .map_err(err)?;
         planned.push(Planned::Segment(which, id));
         i += kernels.len();
@@ -264,7 +267,17 @@ pub fn compile(func: &Func) -> Result<Executable, JitError> {
             Planned::Other(e) => e,
         })
         .collect();
-    let arena = Mutex::new(vec![0u64; memory.arena_bytes.div_ceil(8)]);
+    let scratch_bytes = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Kernel(k) => Some(codegen::scratch_bytes(k)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let arena_words = (memory.arena_bytes + scratch_bytes).div_ceil(8);
+    let arena = Mutex::new(vec![0u64; arena_words]);
     Ok(Executable {
         modules: modules.into_iter().flatten().map(|m| m.module).collect(),
         func: func.clone(),
@@ -274,6 +287,7 @@ pub fn compile(func: &Func) -> Result<Executable, JitError> {
         slots,
         exec,
         arena,
+        scratch_bytes,
     })
 }
 
@@ -372,7 +386,10 @@ impl Executable {
                 ));
             }
         }
-        s.push_str(&format!("arena: {} bytes\n", self.memory.arena_bytes));
+        s.push_str(&format!(
+            "arena: {} bytes (and {} bytes of tiles for transcendentals)\n",
+            self.memory.arena_bytes, self.scratch_bytes
+        ));
         s
     }
 
@@ -412,7 +429,7 @@ impl Executable {
             .collect();
         let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner());
         let arena_ptr = arena.as_mut_ptr() as *mut u8;
-        let table: Vec<*mut u8> = self
+        let mut table: Vec<*mut u8> = self
             .slots
             .iter()
             .map(|v| match self.memory.places[v.index()] {
@@ -423,6 +440,8 @@ impl Executable {
                 Place::None => std::ptr::null_mut(),
             })
             .collect();
+        // SAFETY: the scratch follows the values in the arena (64-byte aligned).
+        table.push(unsafe { arena_ptr.add(self.memory.arena_bytes) });
         for exec in &self.exec {
             match exec {
                 // SAFETY: the table holds a buffer of the right size for every value the loop
