@@ -62,7 +62,8 @@ fn elementwise_chain() {
 
 #[test]
 fn transcendentals_in_tiles() {
-    check("func f(x: f32[1100]) -> (f32[1100], f64[7]) {\n  a: f32[1100] = exp x\n  b: f32[1100] = mul a x\n  c: f32[1100] = log1p b\n  d: f32[1100] = pow c 1.5\n  e: f32[1100] = add d a\n  g: f64[7] = iota[dtype=f64, shape=(7), dim=0]\n  h: f64[7] = tanh g\n  return e, h\n}\n", 0.0);
+    // 1e-6: f32 exp is a polynomial within 1 ulp of the interpreter's.
+    check("func f(x: f32[1100]) -> (f32[1100], f64[7]) {\n  a: f32[1100] = exp x\n  b: f32[1100] = mul a x\n  c: f32[1100] = log1p b\n  d: f32[1100] = pow c 1.5\n  e: f32[1100] = add d a\n  g: f64[7] = iota[dtype=f64, shape=(7), dim=0]\n  h: f64[7] = tanh g\n  return e, h\n}\n", 1e-5);
 }
 
 #[test]
@@ -157,9 +158,10 @@ fn long_reductions_use_several_accumulators() {
     check("func f(x: f32[3,1001], y: f64[999]) -> (f32[3], f32[], f64[], f64[], f32[3]) {\n  a: f32[3,1001] = mul x x\n  s: f32[3] = reduce_sum[axes=(1)] a\n  t: f32[] = reduce_sum[axes=(0,1)] x\n  u: f64[] = reduce_max[axes=(0)] y\n  w: f64[999] = exp y\n  v: f64[] = reduce_min[axes=(0)] w\n  m: f32[3] = reduce_max[axes=(1)] x\n  return s, t, u, v, m\n}\n", 1e-5);
 }
 
-/// The accuracy figure of docs/jit.md: every transcendental, in both float dtypes, on 4099
+/// The accuracy figures of docs/jit.md: every transcendental, in both float dtypes, on 4099
 /// points spread over [-60, 60] plus the special values, equals the interpreter bit for bit
-/// (maximum error 0 ulp; NaN compared as NaN).
+/// (NaN compared as NaN), except the f32 polynomials `exp`, `tanh` and `logistic`, within
+/// 1, 2 and 4 ulps (`host.rs` measures those on 2 million points).
 #[test]
 fn transcendentals_equal_the_interpreter_bit_for_bit() {
     let mut xs: Vec<f64> = (0..4090)
@@ -196,39 +198,65 @@ fn transcendentals_equal_the_interpreter_bit_for_bit() {
             let src = format!(
                 "func f(x: {t}[{n}]) -> {t}[{n}] {{\n  a: {t}[{n}] = {op} x\n  return a\n}}\n"
             );
-            bitwise(&src, &[value.clone()], op);
+            let ulps = match (t, op) {
+                ("f32", "exp") => 1,
+                ("f32", "tanh") => 2,
+                ("f32", "logistic") => 4,
+                _ => 0,
+            };
+            within_ulps(&src, &[value.clone()], op, ulps);
         }
         for op in ["pow", "atan2"] {
             let src = format!("func f(x: {t}[{n}], y: {t}[{n}]) -> {t}[{n}] {{\n  r: {t}[{n}] = rev[dims=(0)] y\n  a: {t}[{n}] = {op} x r\n  return a\n}}\n");
-            bitwise(&src, &[value.clone(), value.clone()], op);
+            within_ulps(&src, &[value.clone(), value.clone()], op, 0);
         }
     }
 }
 
-fn bitwise(src: &str, inputs: &[Value], op: &str) {
+/// Runs `src` on both backends; every output element within `max_ulps` of the interpreter's.
+fn within_ulps(src: &str, inputs: &[Value], op: &str, max_ulps: i64) {
     let f = parse_func(src).unwrap();
     let want = eval(&f, inputs).unwrap();
     let got = traceform_jit::compile(&f).unwrap().run(inputs).unwrap();
-    let bits = |v: &Value| -> Vec<u64> {
+    // Floats ordered as integers (NaN as one value), so a difference counts ulps.
+    let keys = |v: &Value| -> Vec<i64> {
         match v {
             Value::F32(a) => a
                 .iter()
                 .map(|x| {
-                    if x.is_nan() {
-                        1
+                    let i = if x.is_nan() {
+                        i32::MAX
                     } else {
-                        u64::from(x.to_bits())
-                    }
+                        x.to_bits() as i32
+                    };
+                    i64::from(if i < 0 { i32::MIN - i } else { i })
                 })
                 .collect(),
             Value::F64(a) => a
                 .iter()
-                .map(|x| if x.is_nan() { 1 } else { x.to_bits() })
+                .map(|x| {
+                    let i = if x.is_nan() {
+                        i64::MAX
+                    } else {
+                        x.to_bits() as i64
+                    };
+                    if i < 0 {
+                        i64::MIN - i
+                    } else {
+                        i
+                    }
+                })
                 .collect(),
             _ => unreachable!(),
         }
     };
-    assert_eq!(bits(&got[0]), bits(&want[0]), "{op}: {src}");
+    let worst = keys(&got[0])
+        .iter()
+        .zip(keys(&want[0]))
+        .map(|(a, b)| a.abs_diff(b))
+        .max()
+        .unwrap_or(0);
+    assert!(worst <= max_ulps as u64, "{op}: {worst} ulps\n{src}");
 }
 
 /// A loop with hundreds of transcendentals (one tile each, in the heap scratch, not on the
@@ -241,7 +269,8 @@ fn long_fused_chains_of_transcendentals() {
         src.push_str(&format!("  v{i}: f32[700] = {op} v{}\n", i - 1));
     }
     src.push_str("  return v399\n}\n");
-    let exe = check(&src, 0.0);
+    // 1e-5: f32 tanh and logistic are polynomials within a few ulps of the interpreter's.
+    let exe = check(&src, 1e-5);
     assert!(
         exe.describe().starts_with("step 0: loop over [700]"),
         "one loop"
