@@ -145,18 +145,25 @@ struct Emitter<'k> {
     flags: MemFlagsData,
 }
 
+/// Where compiled code finds things: each materialised value's index in the buffer table,
+/// the table index of the scratch (tiles), and the module's id of each host kernel.
+pub struct Layout<'a> {
+    pub slot: &'a dyn Fn(Var) -> usize,
+    pub scratch_slot: usize,
+    pub host_ids: &'a dyn Fn(&'static str) -> FuncId,
+}
+
 /// Compiles `kernels` (consecutive steps) into the one function `id` of `module`, their loops
-/// one after another; `slot` gives each materialised value's index in the buffer table.
+/// one after another.
 pub fn compile_segment<M: Module>(
     module: &mut M,
     ctx: &mut cranelift_codegen::Context,
     fctx: &mut cranelift_frontend::FunctionBuilderContext,
     id: FuncId,
     kernels: &[&Kernel],
-    slot: &dyn Fn(Var) -> usize,
-    scratch_slot: usize,
-    host_ids: &dyn Fn(&'static str) -> FuncId,
+    layout: &Layout<'_>,
 ) -> Result<(), String> {
+    let (slot, scratch_slot, host_ids) = (layout.slot, layout.scratch_slot, layout.host_ids);
     let ptr_ty = module.target_config().pointer_type();
     ctx.func.signature.params.push(AbiParam::new(ptr_ty));
     ctx.func.name = cranelift_codegen::ir::UserFuncName::user(0, id.as_u32());

@@ -113,8 +113,8 @@ pub fn exp_f32(x: f32) -> f32 {
 pub fn tanh_f32(x: f32) -> f32 {
     let a = x.abs();
     let z = x * x;
-    let p = (((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 0.133_314_42) * z
-        - 0.333_332_82;
+    let p = (((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 0.133_314_42) * z
+        - 0.333_332_8;
     let small = x + x * z * p;
     // Above 9, tanh rounds to 1 (and NaN must stay NaN, which `min` would not keep).
     let capped = if a > 9.0 { 9.0 } else { a };

@@ -165,7 +165,12 @@ impl CodeModule {
         let id = module
             .declare_function(&format!("loops{first}"), Linkage::Local, &sig)
             .map_err(|e| e.to_string())?;
-        codegen::compile_segment(module, ctx, fctx, id, kernels, slot, scratch_slot, &lookup)?;
+        let layout = codegen::Layout {
+            slot,
+            scratch_slot,
+            host_ids: &lookup,
+        };
+        codegen::compile_segment(module, ctx, fctx, id, kernels, &layout)?;
         module
             .define_function(id, ctx)
             .map_err(|e| format!("steps from {first}: {e:?}"))?;
