@@ -28,6 +28,7 @@ use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8};
 use cranelift_codegen::ir::{AbiParam, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{FuncId, Module};
+use smallvec::SmallVec;
 use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
 
 use crate::host::{self, TILE};
@@ -116,7 +117,7 @@ fn is_transcendental(op: &NodeOp) -> bool {
 /// True for nodes with an F32X4 / F64X2 form (transcendentals are tiles, which are).
 fn has_vector_form(op: &NodeOp) -> bool {
     match op {
-        NodeOp::Load { .. } | NodeOp::Literal(_) => true,
+        NodeOp::Load { .. } | NodeOp::Literal(_) | NodeOp::Pad { .. } => true,
         NodeOp::Iota(_) => false,
         NodeOp::Apply { prim, .. } => match prim {
             Prim::Unary(u) => !matches!(u, UnaryOp::Sign | UnaryOp::Round) || is_transcendental(op),
@@ -126,10 +127,33 @@ fn has_vector_form(op: &NodeOp) -> bool {
     }
 }
 
+/// The nodes a node reads.
+fn node_args(op: &NodeOp) -> SmallVec<[u32; 3]> {
+    match op {
+        NodeOp::Apply { args, .. } => args.clone(),
+        NodeOp::Pad { value, fill, .. } => smallvec::smallvec![*value, *fill],
+        NodeOp::Load { .. } | NodeOp::Literal(_) | NodeOp::Iota(_) => SmallVec::new(),
+    }
+}
+
+/// Where in the innermost loop a body computes: inner index `i`, index `j` in the tile,
+/// `width` lanes, and whether each guard holds there.
+#[derive(Clone, Copy)]
+struct Lane<'a> {
+    i: Value,
+    j: Value,
+    width: u32,
+    valid: &'a [Value],
+}
+
 /// What the emitter needs while building one kernel's function.
 struct Emitter<'k> {
     kernel: &'k Kernel,
     c: Collapsed,
+    /// Per guard, per axis: its index into `c.funcs`.
+    guard_fns: Vec<Vec<usize>>,
+    /// A zeroed place guarded loads read where their guard fails.
+    safe: Value,
     /// Per node: index into `c.funcs` (loads and iotas).
     func_of: Vec<usize>,
     /// Per node: its pass level.
@@ -202,6 +226,19 @@ fn emit_kernel<M: Module>(
             affines.push(a);
         }
     }
+    // Per guard, per axis: the index of its affine function.
+    let mut guard_fns: Vec<Vec<usize>> = Vec::new();
+    for g in &kernel.guards {
+        guard_fns.push(
+            g.axes
+                .iter()
+                .map(|(a, _, _)| {
+                    affines.push(a);
+                    affines.len() - 1
+                })
+                .collect(),
+        );
+    }
     let row_major = row_major_affine(&kernel.domain);
     let out_affine = match (&kernel.reduce, &kernel.scatter) {
         (Some((_, at)), _) | (None, Some((at, _))) => at,
@@ -211,10 +248,12 @@ fn emit_kernel<M: Module>(
     let c = collapse(&kernel.domain, &affines);
     let mut level = vec![0usize; n];
     for (i, node) in kernel.nodes.iter().enumerate() {
-        if let NodeOp::Apply { args, .. } = &node.op {
-            let l = args.iter().map(|&a| level[a as usize]).max().unwrap_or(0);
-            level[i] = l + usize::from(is_transcendental(&node.op));
-        }
+        let l = node_args(&node.op)
+            .iter()
+            .map(|&a| level[a as usize])
+            .max()
+            .unwrap_or(0);
+        level[i] = l + usize::from(is_transcendental(&node.op));
     }
     let passes = level.last().copied().unwrap_or(0) + 1;
     let inner = c.dims.len() - 1;
@@ -248,7 +287,8 @@ fn emit_kernel<M: Module>(
         table,
         (scratch_slot * ptr_ty.bytes() as usize) as i32,
     );
-    let mut scratch_used = 0usize;
+    // The first bytes of the scratch stay zero: where guarded loads read when off bounds.
+    let mut scratch_used = SAFE_BYTES;
     let mut host_refs = vec![None; n];
     for (i, node) in kernel.nodes.iter().enumerate() {
         match &node.op {
@@ -286,6 +326,8 @@ fn emit_kernel<M: Module>(
     let e = Emitter {
         kernel,
         c,
+        guard_fns,
+        safe: scratch,
         func_of,
         level,
         passes,
@@ -339,20 +381,24 @@ fn emit_kernel<M: Module>(
     Ok(())
 }
 
-/// Bytes of scratch a kernel's tiles need.
+/// Zeroed bytes at the start of the scratch.
+const SAFE_BYTES: usize = 64;
+
+/// Bytes of scratch a kernel needs (the zeroed place, then its tiles).
 pub fn scratch_bytes(kernel: &Kernel) -> usize {
-    kernel
-        .nodes
-        .iter()
-        .filter(|n| is_transcendental(&n.op))
-        .map(|n| {
-            let tiles = match &n.op {
-                NodeOp::Apply { args, .. } => args.len(),
-                _ => 1,
-            };
-            tiles * TILE * n.dtype.size_bytes()
-        })
-        .sum()
+    SAFE_BYTES
+        + kernel
+            .nodes
+            .iter()
+            .filter(|n| is_transcendental(&n.op))
+            .map(|n| {
+                let tiles = match &n.op {
+                    NodeOp::Apply { args, .. } => args.len(),
+                    _ => 1,
+                };
+                tiles * TILE * n.dtype.size_bytes()
+            })
+            .sum::<usize>()
 }
 
 /// The row-major element offset over `domain` as an affine function of its index.
@@ -365,6 +411,9 @@ fn row_major_affine(domain: &[usize]) -> Affine {
     }
     Affine { offset: 0, coef }
 }
+
+/// Vectors per block whose guards are tested once.
+const GUARD_BLOCK: i64 = 16;
 
 /// `for i in (start..end).step_by(step)` while `i + step <= end`; returns the variable
 /// holding the first index not run (for a tail loop).
@@ -558,16 +607,21 @@ impl Emitter<'_> {
                 }
                 let node = &self.kernel.nodes[i];
                 let from_tile = is_transcendental(&node.op) && self.level[i] <= pass;
-                if let (NodeOp::Apply { args, .. }, false) = (&node.op, from_tile) {
-                    for &a in args {
+                if !from_tile {
+                    for a in node_args(&node.op) {
                         need[a as usize] = true;
                     }
                 }
             }
             let zero = b.ins().iconst(I64, 0);
-            let body = |b: &mut FunctionBuilder, j: Value, width: u32, lane_group: usize| {
+            let element = |b: &mut FunctionBuilder,
+                           j: Value,
+                           width: u32,
+                           lane_group: usize,
+                           valid: &[Value]| {
                 let i = b.ins().iadd(c0, j);
-                let vals = self.emit_nodes(b, outer, &need, pass, (i, j), width);
+                let lane = Lane { i, j, width, valid };
+                let vals = self.emit_nodes(b, outer, (&need, pass), &lane);
                 if !last {
                     for &t in &targets {
                         let (ta, tb) = self.tile[t].expect("a tile");
@@ -593,12 +647,66 @@ impl Emitter<'_> {
                     .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
                 self.emit_result(b, outer, root, i, width, acc);
             };
+            // Guards (inlined pads): scalar elements test them one by one; a vector of
+            // elements runs as a vector when every guard holds or fails for all its lanes,
+            // else element by element.
+            let body = |b: &mut FunctionBuilder, j: Value, width: u32, lane_group: usize| {
+                if self.kernel.guards.is_empty() {
+                    return element(b, j, width, lane_group, &[]);
+                }
+                let i = b.ins().iadd(c0, j);
+                if width == 1 {
+                    let valid = self.scalar_guards(b, outer, i);
+                    return element(b, j, 1, lane_group, &valid);
+                }
+                let (mixed, valid) = self.vector_guards(b, outer, i, width);
+                let by_element = b.create_block();
+                let whole = b.create_block();
+                let after = b.create_block();
+                b.ins().brif(mixed, by_element, &[], whole, &[]);
+                b.switch_to_block(by_element);
+                for u in 0..width {
+                    let ju = b.ins().iadd_imm_s(j, i64::from(u));
+                    let iu = b.ins().iadd(c0, ju);
+                    let valid = self.scalar_guards(b, outer, iu);
+                    element(b, ju, 1, lane_group, &valid);
+                }
+                b.ins().jump(after, &[]);
+                b.switch_to_block(whole);
+                element(b, j, width, lane_group, &valid);
+                b.ins().jump(after, &[]);
+                b.switch_to_block(after);
+            };
             // Which loops can run at all, from the static length of the axis (every tile but
             // the last is a multiple of the vector width).
             let n_inner = self.c.dims[inner];
             let w64 = i64::from(self.width);
             let mut rest = zero;
-            if self.width > 1 && unroll > 1 && last && n_inner >= w64 * unroll as i64 {
+            let guarded = !self.kernel.guards.is_empty();
+            if guarded && self.width > 1 && n_inner >= w64 * GUARD_BLOCK {
+                // Guards tested once per block of vectors: a block where every guard holds
+                // or fails throughout runs plain vector code; the others test each vector.
+                let w = self.width;
+                let span = w64 * GUARD_BLOCK;
+                let v = counted_loop(b, rest, len, span, &mut |b, j| {
+                    let i = b.ins().iadd(c0, j);
+                    let (mixed, valid) = self.vector_guards(b, outer, i, span as u32);
+                    let end = b.ins().iadd_imm_s(j, span);
+                    let each = b.create_block();
+                    let whole = b.create_block();
+                    let after = b.create_block();
+                    b.ins().brif(mixed, each, &[], whole, &[]);
+                    b.switch_to_block(whole);
+                    counted_loop(b, j, end, w64, &mut |b, jj| element(b, jj, w, 0, &valid));
+                    b.ins().jump(after, &[]);
+                    b.switch_to_block(each);
+                    counted_loop(b, j, end, w64, &mut |b, jj| body(b, jj, w, 0));
+                    b.ins().jump(after, &[]);
+                    b.switch_to_block(after);
+                });
+                rest = b.use_var(v);
+            }
+            if !guarded && self.width > 1 && unroll > 1 && last && n_inner >= w64 * unroll as i64 {
                 let w = self.width;
                 let step = i64::from(w) * unroll as i64;
                 let v = counted_loop(b, rest, len, step, &mut |b, j| {
@@ -649,6 +757,73 @@ impl Emitter<'_> {
             let new = self.combine(b, op, old, acc, 1);
             b.ins().store(self.flags, new, addr, 0);
         }
+    }
+
+    /// Whether each guard holds at inner index `i` (I8 flags).
+    fn scalar_guards(&self, b: &mut FunctionBuilder, outer: &[Value], i: Value) -> Vec<Value> {
+        let inner = self.c.dims.len() - 1;
+        let mut valid: Vec<Value> = Vec::with_capacity(self.kernel.guards.len());
+        for (g, guard) in self.kernel.guards.iter().enumerate() {
+            let mut ok = match guard.parent {
+                Some(p) => valid[p as usize],
+                None => b.ins().iconst(I8, 1),
+            };
+            for (axis, &(_, lo, hi)) in guard.axes.iter().enumerate() {
+                let f = self.guard_fns[g][axis];
+                let t = b.ins().imul_imm_s(i, self.c.funcs[f].1[inner]);
+                let v = b.ins().iadd(outer[f], t);
+                let above = b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, lo);
+                let below = b.ins().icmp_imm_s(IntCC::SignedLessThan, v, hi);
+                let inside = b.ins().band(above, below);
+                ok = b.ins().band(ok, inside);
+            }
+            valid.push(ok);
+        }
+        valid
+    }
+
+    /// For the `width` lanes from inner index `i`: whether some guard holds for some lanes
+    /// only, and whether each guard holds (for all lanes, when none is mixed).
+    fn vector_guards(
+        &self,
+        b: &mut FunctionBuilder,
+        outer: &[Value],
+        i: Value,
+        width: u32,
+    ) -> (Value, Vec<Value>) {
+        let inner = self.c.dims.len() - 1;
+        let mut mixed = b.ins().iconst(I8, 0);
+        let mut valid: Vec<Value> = Vec::with_capacity(self.kernel.guards.len());
+        for (g, guard) in self.kernel.guards.iter().enumerate() {
+            let mut all = b.ins().iconst(I8, 1);
+            let mut none = b.ins().iconst(I8, 0);
+            for (axis, &(_, lo, hi)) in guard.axes.iter().enumerate() {
+                let f = self.guard_fns[g][axis];
+                let coef = self.c.funcs[f].1[inner];
+                let t = b.ins().imul_imm_s(i, coef);
+                let first = b.ins().iadd(outer[f], t);
+                let last = b.ins().iadd_imm_s(first, coef * (i64::from(width) - 1));
+                let low = b.ins().smin(first, last);
+                let high = b.ins().smax(first, last);
+                let above = b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, low, lo);
+                let below = b.ins().icmp_imm_s(IntCC::SignedLessThan, high, hi);
+                let inside = b.ins().band(above, below);
+                all = b.ins().band(all, inside);
+                let before = b.ins().icmp_imm_s(IntCC::SignedLessThan, high, lo);
+                let after = b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, low, hi);
+                let outside = b.ins().bor(before, after);
+                none = b.ins().bor(none, outside);
+            }
+            let uniform = b.ins().bor(all, none);
+            let not_uniform = b.ins().bxor_imm_s(uniform, 1);
+            mixed = b.ins().bor(mixed, not_uniform);
+            let ok = match guard.parent {
+                Some(p) => b.ins().band(all, valid[p as usize]),
+                None => all,
+            };
+            valid.push(ok);
+        }
+        (mixed, valid)
     }
 
     /// The address of element `outer + i * coef` of function `f`'s buffer.
@@ -721,16 +896,15 @@ impl Emitter<'_> {
         binary(b, bin, dtype, acc, x, width)
     }
 
-    /// Computes the `need`ed nodes of pass `pass` at inner index `i` (tile index `j`).
+    /// Computes the `need`ed nodes of pass `pass` at `lane`.
     fn emit_nodes(
         &self,
         b: &mut FunctionBuilder,
         outer: &[Value],
-        need: &[bool],
-        pass: usize,
-        (i, j): (Value, Value),
-        width: u32,
+        (need, pass): (&[bool], usize),
+        lane: &Lane<'_>,
     ) -> Vec<Option<Value>> {
+        let Lane { i, j, width, valid } = *lane;
         let mut vals: Vec<Option<Value>> = vec![None; need.len()];
         for (k, node) in self.kernel.nodes.iter().enumerate() {
             if !need[k] {
@@ -738,11 +912,14 @@ impl Emitter<'_> {
             }
             let ty = self.vector_type(node.dtype, width);
             let v = match &node.op {
-                NodeOp::Load { .. } => {
+                NodeOp::Load { guard, .. } => {
                     let f = self.func_of[k];
                     let inner = self.c.dims.len() - 1;
                     let base = self.base[k].expect("a load has a base");
-                    let addr = self.address(b, outer, base, node.dtype, f, Some(i));
+                    let mut addr = self.address(b, outer, base, node.dtype, f, Some(i));
+                    if let Some(g) = guard {
+                        addr = b.ins().select(valid[*g as usize], addr, self.safe);
+                    }
                     if width > 1 && self.c.funcs[f].1[inner] == 0 {
                         let s = b.ins().load(scalar_type(node.dtype), self.flags, addr, 0);
                         b.ins().splat(ty, s)
@@ -751,6 +928,11 @@ impl Emitter<'_> {
                     }
                 }
                 NodeOp::Literal(x) => self.constant(b, node.dtype, *x, width),
+                NodeOp::Pad { value, fill, guard } => {
+                    let v = vals[*value as usize].expect("operands come first");
+                    let f = vals[*fill as usize].expect("operands come first");
+                    b.ins().select(valid[*guard as usize], v, f)
+                }
                 NodeOp::Iota(_) => {
                     let f = self.func_of[k];
                     let inner = self.c.dims.len() - 1;

@@ -44,6 +44,12 @@ pub struct IndexMap {
     pub axes: Vec<Affine>,
 }
 
+impl From<Vec<Affine>> for IndexMap {
+    fn from(axes: Vec<Affine>) -> IndexMap {
+        IndexMap { axes }
+    }
+}
+
 impl IndexMap {
     /// The identity over a loop of rank `rank`.
     fn identity(rank: usize) -> IndexMap {
@@ -76,8 +82,16 @@ impl IndexMap {
 /// One node of a fused kernel's expression, in topological order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeOp {
-    /// An element of materialised value `var`, at element offset `at` of its row-major buffer.
-    Load { var: Var, at: Affine },
+    /// An element of materialised value `var`, at element offset `at` of its row-major buffer;
+    /// under a guard, read only where the guard holds (elsewhere from a safe zeroed place).
+    Load {
+        var: Var,
+        at: Affine,
+        guard: Option<u32>,
+    },
+    /// An inlined `pad` (no interior padding): `value` where guard `guard` holds (the element
+    /// lands inside the operand), else `fill`.
+    Pad { value: u32, fill: u32, guard: u32 },
     /// A constant.
     Literal(f64),
     /// The loop-index-dependent value of an `iota` (before conversion to its dtype).
@@ -87,6 +101,14 @@ pub enum NodeOp {
         prim: Prim,
         args: SmallVec<[u32; 3]>,
     },
+}
+
+/// Where an inlined pad's operand is read: every axis `(index, lo, hi)` has
+/// `lo <= index < hi`, and the enclosing guard (if any) holds too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    pub axes: Vec<(Affine, i64, i64)>,
+    pub parent: Option<u32>,
 }
 
 /// A node and its element type.
@@ -121,6 +143,8 @@ pub struct Kernel {
     /// For `pad`: where each element of the domain (the operand's part that lands inside the
     /// result) is stored, the rest of `out` being filled first.
     pub scatter: Option<(Affine, Fill)>,
+    /// The guards of inlined pads.
+    pub guards: Vec<Guard>,
 }
 
 /// The value a scattering kernel fills its output with first.
@@ -316,8 +340,13 @@ impl Plan {
                         _ => None,
                     })
                     .sum::<usize>();
-            if is_output[eqn.out.index()] || uses.is_empty() || !is_fusible(prim) {
+            let guardable = is_guardable_pad(prim);
+            if is_output[eqn.out.index()] || uses.is_empty() || !(is_fusible(prim) || guardable) {
                 continue;
+            }
+            if guardable {
+                // A pad is inlined into its one reader only (never recomputed).
+                cost[k] = CHEAP_OPS + 1;
             }
             let one_reader = uses.iter().all(|&u| u == uses[0]);
             inlined[k] = uses.iter().all(|&u| accepts_fused_operand(func, u, k))
@@ -488,17 +517,17 @@ fn operand_map(func: &Func, eqn: u32, slot: usize, map: &IndexMap, rank: usize) 
                 })
                 .collect()
         }
-        Prim::Pad { low, interior, .. } => {
-            let out_shape = &func.var_type(e.out).shape;
-            pad_window(low, interior, operand_shape, out_shape)
-                .iter()
-                .zip(&map.axes)
-                .map(|(&(first, _), a)| Affine {
-                    offset: first + a.offset,
-                    coef: a.coef.clone(),
-                })
-                .collect()
-        }
+        // An inlined pad (no interior padding): operand element `j` is result element
+        // `low + j`. (A pad ending a loop maps its operand itself: `pad_root_map`.)
+        Prim::Pad { low, .. } => map
+            .axes
+            .iter()
+            .zip(low)
+            .map(|(a, &l)| Affine {
+                offset: a.offset - l,
+                coef: a.coef.clone(),
+            })
+            .collect(),
         Prim::ExpandDims { dims } => map
             .axes
             .iter()
@@ -515,10 +544,10 @@ fn operand_map(func: &Func, eqn: u32, slot: usize, map: &IndexMap, rank: usize) 
 
 /// What the walk building a kernel's nodes does next.
 enum Task {
-    /// Make sure equation `k` has a node at this map (its operands first).
-    Visit(u32, IndexMap),
-    /// Make equation `k`'s node at this map (its operands' nodes exist).
-    Make(u32, IndexMap),
+    /// Make sure equation `k` has a node at this map and guard context (operands first).
+    Visit(u32, IndexMap, u32),
+    /// Make equation `k`'s node at this map and guard context (its operands' nodes exist).
+    Make(u32, IndexMap, u32),
 }
 
 /// The fused kernel whose step computes equation `root`: a walk down from the root through the
@@ -542,17 +571,70 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
     };
     let rank = domain.len();
     let ends_in_operand = reduce.is_some() || matches!(root_prim, Prim::Pad { .. });
+    // The map of operand `slot` of equation `k` read at `map`.
+    let child_map = |k: u32, slot: usize, map: &IndexMap| -> IndexMap {
+        match root_prim {
+            Prim::Pad { low, interior, .. } if k == root => {
+                pad_window(low, interior, &operand_ty().shape, &out_ty.shape)
+                    .iter()
+                    .zip(&map.axes)
+                    .map(|(&(first, _), a)| Affine {
+                        offset: first + a.offset,
+                        coef: a.coef.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .into()
+            }
+            _ => operand_map(func, k, slot, map, rank),
+        }
+    };
     let mut nodes: Vec<Node> = Vec::new();
-    let mut made: HashMap<(u32, IndexMap), u32> = HashMap::new();
+    // Keyed by equation, map and guard context (0: none; g + 1: guard g).
+    type Key = (u32, IndexMap, u32);
+    let mut made: HashMap<Key, u32> = HashMap::new();
+    let mut guards: Vec<Guard> = Vec::new();
+    let mut guard_ids: HashMap<Key, u32> = HashMap::new();
     let mut eqns = vec![root];
-    // The node of operand `slot` of equation `k` read at `map`, if it exists (an inlined
-    // operand not made yet is `Err` with its equation and map).
+    // The guard context operand `slot` of equation `k` (at `map`, in context `ctx`) is read in:
+    // an inlined pad's operand is guarded by the pad's window.
+    let mut child_ctx = |k: u32, slot: usize, map: &IndexMap, ctx: u32| -> u32 {
+        let eqn = &func.eqns[k as usize];
+        let Prim::Pad { low, .. } = func.prim(eqn) else {
+            return ctx;
+        };
+        if k == root || slot != 0 {
+            return ctx;
+        }
+        let key = (k, map.clone(), ctx);
+        if let Some(&g) = guard_ids.get(&key) {
+            return g + 1;
+        }
+        let operand = &func.atom_type(&func.args(eqn)[0]).shape;
+        let out = &func.var_type(eqn.out).shape;
+        let axes = (0..out.len())
+            .map(|a| {
+                let lo = low[a].max(0);
+                let hi = (low[a] + operand[a] as i64).min(out[a] as i64);
+                (map.axes[a].clone(), lo, hi)
+            })
+            .collect();
+        guards.push(Guard {
+            axes,
+            parent: ctx.checked_sub(1),
+        });
+        let g = (guards.len() - 1) as u32;
+        guard_ids.insert(key, g);
+        g + 1
+    };
+    // The node of operand `slot` of equation `k` read at `map` in context `ctx` (its own
+    // context `inner`), if it exists.
     let operand_node = |k: u32,
                         slot: usize,
                         map: &IndexMap,
+                        inner: u32,
                         nodes: &mut Vec<Node>,
-                        made: &HashMap<(u32, IndexMap), u32>|
-     -> Result<u32, (u32, IndexMap)> {
+                        made: &HashMap<Key, u32>|
+     -> u32 {
         let eqn = &func.eqns[k as usize];
         match &func.args(eqn)[slot] {
             Atom::Lit(l) => {
@@ -560,12 +642,14 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                     op: NodeOp::Literal(l.value),
                     dtype: l.dtype,
                 });
-                Ok((nodes.len() - 1) as u32)
+                (nodes.len() - 1) as u32
             }
             Atom::Var(v) => {
-                let at_map = operand_map(func, k, slot, map, rank);
+                let at_map = child_map(k, slot, map);
                 if let Some(p) = inl.inlined_producer(*v) {
-                    return made.get(&(p, at_map.clone())).copied().ok_or((p, at_map));
+                    return *made
+                        .get(&(p, at_map, inner))
+                        .expect("operands are made before their readers");
                 }
                 let at = match func.prim(eqn) {
                     Prim::Reshape { .. } => {
@@ -574,23 +658,27 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                     _ => at_map.row_major_offset(&func.var_type(*v).shape, rank),
                 };
                 nodes.push(Node {
-                    op: NodeOp::Load { var: *v, at },
+                    op: NodeOp::Load {
+                        var: *v,
+                        at,
+                        guard: inner.checked_sub(1),
+                    },
                     dtype: func.var_type(*v).dtype,
                 });
-                Ok((nodes.len() - 1) as u32)
+                (nodes.len() - 1) as u32
             }
         }
     };
     // The value the loop computes: the root's, or (reductions, pads) its operand's.
-    let mut stack = vec![Task::Visit(root, IndexMap::identity(rank))];
-    let mut started: HashSet<(u32, IndexMap)> = HashSet::new();
+    let mut stack = vec![Task::Visit(root, IndexMap::identity(rank), 0)];
+    let mut started: HashSet<Key> = HashSet::new();
     let mut top_node = None;
     while let Some(task) = stack.pop() {
         match task {
-            Task::Visit(k, map) => {
-                // Each equation and map is walked once (in a DAG, a second path finds it
-                // made, or started by a reader that is still being made).
-                if !started.insert((k, map.clone())) {
+            Task::Visit(k, map, ctx) => {
+                // Each equation, map and context is walked once (in a DAG, a second path
+                // finds it made, or started by a reader that is still being made).
+                if !started.insert((k, map.clone(), ctx)) {
                     continue;
                 }
                 let eqn = &func.eqns[k as usize];
@@ -599,31 +687,28 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                 } else {
                     func.args(eqn).len()
                 };
-                stack.push(Task::Make(k, map.clone()));
+                stack.push(Task::Make(k, map.clone(), ctx));
                 for slot in 0..slots {
                     if let Atom::Var(v) = &func.args(eqn)[slot] {
                         if let Some(p) = inl.inlined_producer(*v) {
-                            let at_map = operand_map(func, k, slot, &map, rank);
-                            if !made.contains_key(&(p, at_map.clone())) {
-                                stack.push(Task::Visit(p, at_map));
+                            let at_map = child_map(k, slot, &map);
+                            let inner = child_ctx(k, slot, &map, ctx);
+                            if !made.contains_key(&(p, at_map.clone(), inner)) {
+                                stack.push(Task::Visit(p, at_map, inner));
                             }
                         }
                     }
                 }
             }
-            Task::Make(k, map) => {
-                if made.contains_key(&(k, map.clone())) {
+            Task::Make(k, map, ctx) => {
+                if made.contains_key(&(k, map.clone(), ctx)) {
                     continue;
                 }
                 let eqn = &func.eqns[k as usize];
                 let prim = func.prim(eqn);
                 let dtype = func.var_type(eqn.out).dtype;
-                let operand = |slot: usize, nodes: &mut Vec<Node>| {
-                    operand_node(k, slot, &map, nodes, &made)
-                        .expect("operands are made before their readers")
-                };
                 let id = if k == root && ends_in_operand {
-                    let id = operand(0, &mut nodes);
+                    let id = operand_node(k, 0, &map, ctx, &mut nodes, &made);
                     top_node = Some(id);
                     id
                 } else {
@@ -642,10 +727,26 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                             });
                             (nodes.len() - 1) as u32
                         }
-                        _ if prim.class() == OpClass::DataMovement => operand(0, &mut nodes),
+                        Prim::Pad { .. } => {
+                            let inner = child_ctx(k, 0, &map, ctx);
+                            let value = operand_node(k, 0, &map, inner, &mut nodes, &made);
+                            let fill = operand_node(k, 1, &map, ctx, &mut nodes, &made);
+                            nodes.push(Node {
+                                op: NodeOp::Pad {
+                                    value,
+                                    fill,
+                                    guard: inner - 1,
+                                },
+                                dtype,
+                            });
+                            (nodes.len() - 1) as u32
+                        }
+                        _ if prim.class() == OpClass::DataMovement => {
+                            operand_node(k, 0, &map, ctx, &mut nodes, &made)
+                        }
                         _ => {
                             let args = (0..func.args(eqn).len())
-                                .map(|slot| operand(slot, &mut nodes))
+                                .map(|slot| operand_node(k, slot, &map, ctx, &mut nodes, &made))
                                 .collect();
                             nodes.push(Node {
                                 op: NodeOp::Apply {
@@ -661,7 +762,7 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                 if k != root {
                     eqns.push(k);
                 }
-                made.insert((k, map), id);
+                made.insert((k, map, ctx), id);
             }
         }
     }
@@ -669,7 +770,7 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
     let last = match top_node {
         Some(id) => id,
         None => *made
-            .get(&(root, IndexMap::identity(rank)))
+            .get(&(root, IndexMap::identity(rank), 0))
             .expect("the root is made"),
     };
     if last as usize != nodes.len() - 1 {
@@ -692,6 +793,7 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
         out_len: out_ty.num_elements(),
         reduce: None,
         scatter: None,
+        guards,
     };
     match root_prim {
         Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
@@ -771,6 +873,11 @@ impl Inlining {
             Def::Param(_) | Def::None => None,
         }
     }
+}
+
+/// True for a pad a reader's loop can compute as a guarded read: no interior padding.
+fn is_guardable_pad(prim: &Prim) -> bool {
+    matches!(prim, Prim::Pad { interior, .. } if interior.iter().all(|&i| i == 0))
 }
 
 /// True for primitives computed by host kernels over tiles (never recomputed per reader).

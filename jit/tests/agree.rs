@@ -277,3 +277,16 @@ fn long_fused_chains_of_transcendentals() {
     );
     assert_eq!(exe.plan().steps.len(), 1);
 }
+
+/// Pads without interior padding are read through guards inside their reader's loop: never
+/// materialised, never read out of bounds, vectorised away from the borders.
+#[test]
+fn pads_fuse_into_their_readers() {
+    let exe = check("func f(x: f32[999], y: f32[3,7], v: f32[]) -> (f32[1000], f32[], f32[5,6], f32[4,9]) {\n  a: f32[999] = exp x\n  p: f32[1000] = pad[low=(0), high=(1)] a 0.0\n  q: f32[1000] = pad[low=(1), high=(0)] x 0.0\n  s: f32[1000] = add p q\n  r: f32[1002] = pad[low=(2), high=(1)] x v\n  t: f32[] = reduce_sum[axes=(0)] r\n  u: f32[5,6] = pad[low=(1,-2), high=(1,1)] y 2.0\n  w: f32[5,6] = mul u u\n  g: f32[3,8] = pad[low=(0,-1), high=(0,2)] y v\n  h: f32[4,9] = pad[low=(1,0), high=(0,1)] g 0.5\n  k: f32[4,9] = neg h\n  return s, t, w, k\n}\n", 1e-5);
+    let plan = exe.describe();
+    assert_eq!(
+        plan.matches("step ").count(),
+        4,
+        "one loop per output: {plan}"
+    );
+}
