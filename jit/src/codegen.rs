@@ -136,6 +136,13 @@ fn node_args(op: &NodeOp) -> SmallVec<[u32; 3]> {
     }
 }
 
+/// Per affine function at the current outer index: its value, and for buffers (loads and the
+/// output) the address of the row.
+struct Outer {
+    idx: Vec<Value>,
+    rows: Vec<Option<Value>>,
+}
+
 /// Where in the innermost loop a body computes: inner index `i`, index `j` in the tile,
 /// `width` lanes, and whether each guard holds there.
 #[derive(Clone, Copy)]
@@ -154,6 +161,8 @@ struct Emitter<'k> {
     guard_fns: Vec<Vec<usize>>,
     /// A zeroed place guarded loads read where their guard fails.
     safe: Value,
+    /// Per affine function that addresses a buffer: the buffer's base and element size.
+    buffer_of_func: Vec<Option<(Value, usize)>>,
     /// Per node: index into `c.funcs` (loads and iotas).
     func_of: Vec<usize>,
     /// Per node: its pass level.
@@ -323,11 +332,19 @@ fn emit_kernel<M: Module>(
         }
     }
     let out_base = load_ptr(b, kernel.out);
+    let mut buffer_of_func = vec![None; c.funcs.len()];
+    for (k, node) in kernel.nodes.iter().enumerate() {
+        if let (NodeOp::Load { .. }, Some(bk)) = (&node.op, base[k]) {
+            buffer_of_func[func_of[k]] = Some((bk, node.dtype.size_bytes()));
+        }
+    }
+    buffer_of_func[c.funcs.len() - 1] = Some((out_base, kernel.out_dtype.size_bytes()));
     let e = Emitter {
         kernel,
         c,
         guard_fns,
         safe: scratch,
+        buffer_of_func,
         func_of,
         level,
         passes,
@@ -503,7 +520,20 @@ impl Emitter<'_> {
                     acc
                 })
                 .collect();
-            self.emit_inner(b, &outer);
+            // The address of each buffer's row at this outer index, computed once here so
+            // that the inner loop's addresses are `row + i * stride` (an addressing mode).
+            let rows: Vec<Option<Value>> = self
+                .buffer_of_func
+                .iter()
+                .zip(&outer)
+                .map(|(buffer, &off)| {
+                    buffer.map(|(base, size)| {
+                        let bytes = b.ins().imul_imm_s(off, size as i64);
+                        b.ins().iadd(base, bytes)
+                    })
+                })
+                .collect();
+            self.emit_inner(b, &Outer { idx: outer, rows });
             return;
         }
         let zero = b.ins().iconst(I64, 0);
@@ -517,7 +547,7 @@ impl Emitter<'_> {
 
     /// The innermost axis: tiles (when there are transcendentals), passes, vector and tail
     /// loops, and the reduction's fold.
-    fn emit_inner(&self, b: &mut FunctionBuilder, outer: &[Value]) {
+    fn emit_inner(&self, b: &mut FunctionBuilder, outer: &Outer) {
         let inner = self.c.dims.len() - 1;
         let n = self.c.dims[inner];
         let zero = b.ins().iconst(I64, 0);
@@ -550,7 +580,7 @@ impl Emitter<'_> {
     }
 
     /// One tile `[c0, c0 + len)` of the innermost axis: every pass, host calls between them.
-    fn emit_tile(&self, b: &mut FunctionBuilder, outer: &[Value], c0: Value, len: Value) {
+    fn emit_tile(&self, b: &mut FunctionBuilder, outer: &Outer, c0: Value, len: Value) {
         let n = self.kernel.nodes.len();
         let out_fn = self.c.funcs.len() - 1;
         let inner = self.c.dims.len() - 1;
@@ -696,7 +726,21 @@ impl Emitter<'_> {
                     let whole = b.create_block();
                     let after = b.create_block();
                     b.ins().brif(mixed, each, &[], whole, &[]);
+                    // Where every guard holds (the common case, inside the arrays) the guards
+                    // are constants, and the guarded selects fold away.
                     b.switch_to_block(whole);
+                    let mut every = valid[0];
+                    for &v in &valid[1..] {
+                        every = b.ins().band(every, v);
+                    }
+                    let inside = b.create_block();
+                    let partly = b.create_block();
+                    b.ins().brif(every, inside, &[], partly, &[]);
+                    b.switch_to_block(inside);
+                    let yes: Vec<Value> = valid.iter().map(|_| b.ins().iconst(I8, 1)).collect();
+                    counted_loop(b, j, end, w64, &mut |b, jj| element(b, jj, w, 0, &yes));
+                    b.ins().jump(after, &[]);
+                    b.switch_to_block(partly);
                     counted_loop(b, j, end, w64, &mut |b, jj| element(b, jj, w, 0, &valid));
                     b.ins().jump(after, &[]);
                     b.switch_to_block(each);
@@ -760,7 +804,7 @@ impl Emitter<'_> {
     }
 
     /// Whether each guard holds at inner index `i` (I8 flags).
-    fn scalar_guards(&self, b: &mut FunctionBuilder, outer: &[Value], i: Value) -> Vec<Value> {
+    fn scalar_guards(&self, b: &mut FunctionBuilder, outer: &Outer, i: Value) -> Vec<Value> {
         let inner = self.c.dims.len() - 1;
         let mut valid: Vec<Value> = Vec::with_capacity(self.kernel.guards.len());
         for (g, guard) in self.kernel.guards.iter().enumerate() {
@@ -771,7 +815,7 @@ impl Emitter<'_> {
             for (axis, &(_, lo, hi)) in guard.axes.iter().enumerate() {
                 let f = self.guard_fns[g][axis];
                 let t = b.ins().imul_imm_s(i, self.c.funcs[f].1[inner]);
-                let v = b.ins().iadd(outer[f], t);
+                let v = b.ins().iadd(outer.idx[f], t);
                 let above = b.ins().icmp_imm_s(IntCC::SignedGreaterThanOrEqual, v, lo);
                 let below = b.ins().icmp_imm_s(IntCC::SignedLessThan, v, hi);
                 let inside = b.ins().band(above, below);
@@ -787,7 +831,7 @@ impl Emitter<'_> {
     fn vector_guards(
         &self,
         b: &mut FunctionBuilder,
-        outer: &[Value],
+        outer: &Outer,
         i: Value,
         width: u32,
     ) -> (Value, Vec<Value>) {
@@ -801,7 +845,7 @@ impl Emitter<'_> {
                 let f = self.guard_fns[g][axis];
                 let coef = self.c.funcs[f].1[inner];
                 let t = b.ins().imul_imm_s(i, coef);
-                let first = b.ins().iadd(outer[f], t);
+                let first = b.ins().iadd(outer.idx[f], t);
                 let last = b.ins().iadd_imm_s(first, coef * (i64::from(width) - 1));
                 let low = b.ins().smin(first, last);
                 let high = b.ins().smax(first, last);
@@ -830,7 +874,7 @@ impl Emitter<'_> {
     fn address(
         &self,
         b: &mut FunctionBuilder,
-        outer: &[Value],
+        outer: &Outer,
         base: Value,
         dtype: DType,
         f: usize,
@@ -838,7 +882,16 @@ impl Emitter<'_> {
     ) -> Value {
         let inner = self.c.dims.len() - 1;
         let coef = self.c.funcs[f].1[inner];
-        let mut off = outer[f];
+        if let Some(row) = outer.rows[f] {
+            return match (i, coef != 0) {
+                (Some(i), true) => {
+                    let bytes = b.ins().imul_imm_s(i, coef * dtype.size_bytes() as i64);
+                    b.ins().iadd(row, bytes)
+                }
+                _ => row,
+            };
+        }
+        let mut off = outer.idx[f];
         if let (Some(i), true) = (i, coef != 0) {
             let t = b.ins().imul_imm_s(i, coef);
             off = b.ins().iadd(off, t);
@@ -851,7 +904,7 @@ impl Emitter<'_> {
     fn emit_result(
         &self,
         b: &mut FunctionBuilder,
-        outer: &[Value],
+        outer: &Outer,
         root: Value,
         i: Value,
         width: u32,
@@ -900,7 +953,7 @@ impl Emitter<'_> {
     fn emit_nodes(
         &self,
         b: &mut FunctionBuilder,
-        outer: &[Value],
+        outer: &Outer,
         (need, pass): (&[bool], usize),
         lane: &Lane<'_>,
     ) -> Vec<Option<Value>> {
@@ -937,7 +990,7 @@ impl Emitter<'_> {
                     let f = self.func_of[k];
                     let inner = self.c.dims.len() - 1;
                     let t = b.ins().imul_imm_s(i, self.c.funcs[f].1[inner]);
-                    let idx = b.ins().iadd(outer[f], t);
+                    let idx = b.ins().iadd(outer.idx[f], t);
                     match node.dtype {
                         DType::F32 => b.ins().fcvt_from_sint(F32, idx),
                         DType::F64 => b.ins().fcvt_from_sint(F64, idx),
