@@ -383,11 +383,12 @@ impl Executable {
     /// The fusion plan as text: one line per step, with where each materialised value lives.
     pub fn describe(&self) -> String {
         let mut s = self.plan.describe(&self.func);
+        let namer = traceform_ir::Namer::new(&self.func);
         for (i, step) in self.plan.steps.iter().enumerate() {
             if let Place::Arena(at) = self.memory.places[step.out.index()] {
                 s.push_str(&format!(
                     "buffer of step {i} ({}): arena offset {at}\n",
-                    self.func.var_name(step.out)
+                    namer.name(step.out)
                 ));
             }
         }

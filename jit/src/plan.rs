@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 
 use traceform_ir::{
-    Atom, BinaryOp, DType, Def, DefUse, Func, OpClass, Prim, PrimKind, UnaryOp, Var,
+    Atom, BinaryOp, DType, Def, DefUse, Func, Namer, OpClass, Prim, PrimKind, UnaryOp, Var,
 };
 
 /// An affine function of the loop index of a kernel: `offset + sum_d coef[d] * i_d`.
@@ -415,14 +415,15 @@ impl Plan {
     /// The plan as text: one line per step, naming the equations it computes.
     pub fn describe(&self, func: &Func) -> String {
         let mut s = String::new();
+        let namer = Namer::new(func);
         for (i, step) in self.steps.iter().enumerate() {
-            let out = func.var_name(step.out);
+            let out = namer.name(step.out);
             let ty = func.var_type(step.out);
             let names = |eqns: &[u32]| {
                 eqns.iter()
                     .map(|&k| {
                         let e = &func.eqns[k as usize];
-                        format!("{}={}", func.var_name(e.out), func.prim(e).name())
+                        format!("{}={}", namer.name(e.out), func.prim(e).name())
                     })
                     .collect::<Vec<_>>()
                     .join(" ")
