@@ -18,6 +18,7 @@ mod memory;
 mod plan;
 
 use std::borrow::Borrow;
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use cranelift_codegen::ir::{types, AbiParam};
@@ -422,13 +423,14 @@ impl Executable {
                 None => borrowed_ptr(v),
             })
             .collect();
-        let mut outputs: Vec<Option<Value>> = func
+        // Output arrays are not zeroed first: the steps write every element of them.
+        let mut outputs: Vec<Option<Unwritten>> = func
             .outputs
             .iter()
             .enumerate()
             .map(|(i, a)| match a {
                 Atom::Var(v) if self.memory.places[v.index()] == Place::Output(i) => {
-                    Some(Value::full(func.var_type(*v), 0.0))
+                    Some(Unwritten::new(func.var_type(*v)))
                 }
                 _ => None,
             })
@@ -440,7 +442,7 @@ impl Executable {
             .iter()
             .map(|v| match self.memory.places[v.index()] {
                 Place::Param(i) => input_ptrs[i],
-                Place::Output(i) => value_ptr(outputs[i].as_mut().expect("made above")),
+                Place::Output(i) => outputs[i].as_mut().expect("made above").ptr(),
                 // SAFETY: the arena holds `arena_bytes` bytes.
                 Place::Arena(at) => unsafe { arena_ptr.add(at) },
                 Place::None => std::ptr::null_mut(),
@@ -464,7 +466,11 @@ impl Executable {
                 Atom::Lit(l) => Value::from_literal(l),
                 Atom::Var(v) => match self.memory.places[v.index()] {
                     Place::Param(p) => inputs[p].clone(),
-                    Place::Output(j) if j == i => outputs[i].take().expect("made above"),
+                    // SAFETY: every step writes every element of its result, and every
+                    // step has run.
+                    Place::Output(j) if j == i => unsafe {
+                        outputs[i].take().expect("made above").assume_init()
+                    },
                     Place::Output(j) => result.get(j).cloned().expect("an earlier output position"),
                     Place::Arena(_) | Place::None => unreachable!("outputs have their own place"),
                 },
@@ -550,6 +556,49 @@ impl Executable {
         // SAFETY: the result's buffer has room for its type.
         unsafe { write_value(&value, self.buffer(table, e.out)) };
         Ok(())
+    }
+}
+
+/// An output array before the steps have written it.
+enum Unwritten {
+    F32(ArrayD<MaybeUninit<f32>>),
+    F64(ArrayD<MaybeUninit<f64>>),
+    I32(ArrayD<MaybeUninit<i32>>),
+    Bool(ArrayD<MaybeUninit<bool>>),
+}
+
+impl Unwritten {
+    fn new(ty: &Type) -> Unwritten {
+        let shape = IxDyn(&ty.shape);
+        match ty.dtype {
+            DType::F32 => Unwritten::F32(ArrayD::uninit(shape)),
+            DType::F64 => Unwritten::F64(ArrayD::uninit(shape)),
+            DType::I32 => Unwritten::I32(ArrayD::uninit(shape)),
+            DType::Bool => Unwritten::Bool(ArrayD::uninit(shape)),
+        }
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        match self {
+            Unwritten::F32(a) => a.as_mut_ptr() as *mut u8,
+            Unwritten::F64(a) => a.as_mut_ptr() as *mut u8,
+            Unwritten::I32(a) => a.as_mut_ptr() as *mut u8,
+            Unwritten::Bool(a) => a.as_mut_ptr() as *mut u8,
+        }
+    }
+
+    /// # Safety
+    /// Every element must have been written (bools as 0 or 1).
+    unsafe fn assume_init(self) -> Value {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Unwritten::F32(a) => Value::F32(a.assume_init()),
+                Unwritten::F64(a) => Value::F64(a.assume_init()),
+                Unwritten::I32(a) => Value::I32(a.assume_init()),
+                Unwritten::Bool(a) => Value::Bool(a.assume_init()),
+            }
+        }
     }
 }
 
