@@ -119,7 +119,7 @@ pub enum Command {
     Run {
         #[command(flatten)]
         program: ProgramArgs,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Run the transformed program as it is, without simplification.
         #[arg(long)]
@@ -134,7 +134,7 @@ pub enum Command {
     Bench {
         #[command(flatten)]
         program: ProgramArgs,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Run the transformed program as it is, without simplification.
         #[arg(long)]
