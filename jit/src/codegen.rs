@@ -143,6 +143,16 @@ struct Outer {
     rows: Vec<Option<Value>>,
 }
 
+/// One value a loop stores or folds: its node, its affine function, buffer, reduction and
+/// number of elements.
+struct OutSpec {
+    node: usize,
+    f: usize,
+    base: Value,
+    reduce: Option<ReduceOp>,
+    len: usize,
+}
+
 /// Where in the innermost loop a body computes: inner index `i`, index `j` in the tile,
 /// `width` lanes, and whether each guard holds there.
 #[derive(Clone, Copy)]
@@ -163,6 +173,8 @@ struct Emitter<'k> {
     safe: Value,
     /// Per affine function that addresses a buffer: the buffer's base and element size.
     buffer_of_func: Vec<Option<(Value, usize)>>,
+    /// What the loop stores: the root, then sibling reductions.
+    outs: Vec<OutSpec>,
     /// Per node: index into `c.funcs` (loads and iotas).
     func_of: Vec<usize>,
     /// Per node: its pass level.
@@ -174,7 +186,6 @@ struct Emitter<'k> {
     base: Vec<Option<Value>>,
     tile: Vec<Option<(Value, Option<Value>)>>,
     host: Vec<Option<cranelift_codegen::ir::FuncRef>>,
-    out_base: Value,
     flags: MemFlagsData,
 }
 
@@ -253,7 +264,13 @@ fn emit_kernel<M: Module>(
         (Some((_, at)), _) | (None, Some((at, _))) => at,
         (None, None) => &row_major,
     };
+    // The outputs: the root's, then the sibling reductions merged into this loop.
     affines.push(out_affine);
+    let mut out_fns = vec![affines.len() - 1];
+    for sib in &kernel.siblings {
+        affines.push(&sib.reduce.1);
+        out_fns.push(affines.len() - 1);
+    }
     let c = collapse(&kernel.domain, &affines);
     let mut level = vec![0usize; n];
     for (i, node) in kernel.nodes.iter().enumerate() {
@@ -264,7 +281,10 @@ fn emit_kernel<M: Module>(
             .unwrap_or(0);
         level[i] = l + usize::from(is_transcendental(&node.op));
     }
-    let passes = level.last().copied().unwrap_or(0) + 1;
+    let out_nodes: Vec<usize> = std::iter::once(kernel.root as usize)
+        .chain(kernel.siblings.iter().map(|s| s.node as usize))
+        .collect();
+    let passes = out_nodes.iter().map(|&o| level[o]).max().unwrap_or(0) + 1;
     let inner = c.dims.len() - 1;
     let float = kernel.out_dtype.is_float()
         && kernel
@@ -332,19 +352,38 @@ fn emit_kernel<M: Module>(
         }
     }
     let out_base = load_ptr(b, kernel.out);
+    let mut outs = vec![OutSpec {
+        node: kernel.root as usize,
+        f: out_fns[0],
+        base: out_base,
+        reduce: kernel.reduce.as_ref().map(|(op, _)| *op),
+        len: kernel.out_len,
+    }];
+    for (k, sib) in kernel.siblings.iter().enumerate() {
+        outs.push(OutSpec {
+            node: sib.node as usize,
+            f: out_fns[k + 1],
+            base: load_ptr(b, sib.out),
+            reduce: Some(sib.reduce.0),
+            len: sib.len,
+        });
+    }
     let mut buffer_of_func = vec![None; c.funcs.len()];
     for (k, node) in kernel.nodes.iter().enumerate() {
         if let (NodeOp::Load { .. }, Some(bk)) = (&node.op, base[k]) {
             buffer_of_func[func_of[k]] = Some((bk, node.dtype.size_bytes()));
         }
     }
-    buffer_of_func[c.funcs.len() - 1] = Some((out_base, kernel.out_dtype.size_bytes()));
+    for o in &outs {
+        buffer_of_func[o.f] = Some((o.base, kernel.out_dtype.size_bytes()));
+    }
     let e = Emitter {
         kernel,
         c,
         guard_fns,
         safe: scratch,
         buffer_of_func,
+        outs,
         func_of,
         level,
         passes,
@@ -352,45 +391,48 @@ fn emit_kernel<M: Module>(
         base,
         tile,
         host: host_refs,
-        out_base,
         flags,
     };
-    let init = match (&kernel.reduce, &kernel.scatter) {
-        (Some((op, _)), _) => Some(e.identity(b, *op, 1)),
-        (None, Some((_, Fill::Literal(x)))) => Some(e.constant(b, kernel.out_dtype, *x, 1)),
-        (None, Some((_, Fill::Var(v)))) => {
-            let p = load_ptr(b, *v);
-            Some(b.ins().load(scalar_type(kernel.out_dtype), flags, p, 0))
-        }
-        (None, None) => None,
-    };
-    if let Some(init) = init {
-        // The fill: vector stores, then a scalar tail.
-        let end = b.ins().iconst(I64, kernel.out_len as i64);
-        let zero = b.ins().iconst(I64, 0);
-        let out_base = e.out_base;
-        let size = kernel.out_dtype.size_bytes() as i64;
-        let lanes = match kernel.out_dtype {
-            DType::F32 => 4,
-            DType::F64 => 2,
-            DType::I32 | DType::Bool => 1,
+    for (o, out) in e.outs.iter().enumerate() {
+        let init = match (&out.reduce, &kernel.scatter) {
+            (Some(op), _) => Some(e.identity(b, *op, 1)),
+            (None, Some((_, Fill::Literal(x)))) if o == 0 => {
+                Some(e.constant(b, kernel.out_dtype, *x, 1))
+            }
+            (None, Some((_, Fill::Var(v)))) if o == 0 => {
+                let p = load_ptr(b, *v);
+                Some(b.ins().load(scalar_type(kernel.out_dtype), flags, p, 0))
+            }
+            _ => None,
         };
-        let mut rest = zero;
-        if lanes > 1 {
-            let vt = e.vector_type(kernel.out_dtype, lanes);
-            let wide = b.ins().splat(vt, init);
-            let v = counted_loop(b, zero, end, i64::from(lanes), &mut |b, j| {
+        if let Some(init) = init {
+            // The fill: vector stores, then a scalar tail.
+            let end = b.ins().iconst(I64, out.len as i64);
+            let zero = b.ins().iconst(I64, 0);
+            let out_base = out.base;
+            let size = kernel.out_dtype.size_bytes() as i64;
+            let lanes = match kernel.out_dtype {
+                DType::F32 => 4,
+                DType::F64 => 2,
+                DType::I32 | DType::Bool => 1,
+            };
+            let mut rest = zero;
+            if lanes > 1 {
+                let vt = e.vector_type(kernel.out_dtype, lanes);
+                let wide = b.ins().splat(vt, init);
+                let v = counted_loop(b, zero, end, i64::from(lanes), &mut |b, j| {
+                    let off = b.ins().imul_imm_s(j, size);
+                    let addr = b.ins().iadd(out_base, off);
+                    b.ins().store(flags, wide, addr, 0);
+                });
+                rest = b.use_var(v);
+            }
+            counted_loop(b, rest, end, 1, &mut |b, j| {
                 let off = b.ins().imul_imm_s(j, size);
                 let addr = b.ins().iadd(out_base, off);
-                b.ins().store(flags, wide, addr, 0);
+                b.ins().store(flags, init, addr, 0);
             });
-            rest = b.use_var(v);
         }
-        counted_loop(b, rest, end, 1, &mut |b, j| {
-            let off = b.ins().imul_imm_s(j, size);
-            let addr = b.ins().iadd(out_base, off);
-            b.ins().store(flags, init, addr, 0);
-        });
     }
     if !e.c.empty {
         e.emit_nest(b, 0, &[]);
@@ -462,10 +504,6 @@ fn counted_loop(
 }
 
 impl Emitter<'_> {
-    fn reduce_op(&self) -> Option<ReduceOp> {
-        self.kernel.reduce.as_ref().map(|(op, _)| *op)
-    }
-
     fn vector_type(&self, dtype: DType, width: u32) -> Type {
         match (dtype, width) {
             (DType::F32, 4) => F32X4,
@@ -582,39 +620,46 @@ impl Emitter<'_> {
     /// One tile `[c0, c0 + len)` of the innermost axis: every pass, host calls between them.
     fn emit_tile(&self, b: &mut FunctionBuilder, outer: &Outer, c0: Value, len: Value) {
         let n = self.kernel.nodes.len();
-        let out_fn = self.c.funcs.len() - 1;
         let inner = self.c.dims.len() - 1;
-        let reduce_inner = self.kernel.reduce.is_some() && self.c.funcs[out_fn].1[inner] == 0;
+        let reduce_inner: Vec<bool> = self
+            .outs
+            .iter()
+            .map(|o| o.reduce.is_some() && self.c.funcs[o.f].1[inner] == 0)
+            .collect();
         // An innermost reduced axis: UNROLL independent vector accumulators (one is
-        // latency-bound) and a scalar one for the tail.
-        let unroll = if reduce_inner && self.width > 1 {
-            UNROLL
+        // latency-bound) and a scalar one for the tail, per output.
+        // (Fewer per output when several share the loop: 16 vector registers in all.)
+        let unroll = if reduce_inner.iter().all(|&r| r) && self.width > 1 {
+            (UNROLL / self.outs.len()).max(1)
         } else {
             1
         };
-        let acc_vars = if reduce_inner {
-            let op = self.reduce_op().expect("reducing");
-            let vt = self.vector_type(self.kernel.out_dtype, self.width);
-            let st = scalar_type(self.kernel.out_dtype);
-            let vs: Vec<Variable> = (0..unroll).map(|_| b.declare_var(vt)).collect();
-            let s = b.declare_var(st);
-            let iv = self.identity(b, op, self.width);
-            let is = self.identity(b, op, 1);
-            for &v in &vs {
-                b.def_var(v, iv);
-            }
-            b.def_var(s, is);
-            Some((vs, s))
-        } else {
-            None
-        };
+        let acc_vars: Vec<Option<(Vec<Variable>, Variable)>> = self
+            .outs
+            .iter()
+            .zip(&reduce_inner)
+            .map(|(o, &ri)| {
+                let op = o.reduce.filter(|_| ri)?;
+                let vt = self.vector_type(self.kernel.out_dtype, self.width);
+                let st = scalar_type(self.kernel.out_dtype);
+                let vs: Vec<Variable> = (0..unroll).map(|_| b.declare_var(vt)).collect();
+                let s = b.declare_var(st);
+                let iv = self.identity(b, op, self.width);
+                let is = self.identity(b, op, 1);
+                for &v in &vs {
+                    b.def_var(v, iv);
+                }
+                b.def_var(s, is);
+                Some((vs, s))
+            })
+            .collect();
         for pass in 0..self.passes {
             let last = pass + 1 == self.passes;
             // What this pass computes: the operands of the next level's transcendentals, or
             // the root.
             let mut need = vec![false; n];
             let targets: Vec<usize> = if last {
-                vec![n - 1]
+                self.outs.iter().map(|o| o.node).collect()
             } else {
                 (0..n)
                     .filter(|&i| {
@@ -671,11 +716,13 @@ impl Emitter<'_> {
                     }
                     return;
                 }
-                let root = vals[n - 1].expect("the root is computed");
-                let acc = acc_vars
-                    .as_ref()
-                    .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
-                self.emit_result(b, outer, root, i, width, acc);
+                for (o, out) in self.outs.iter().enumerate() {
+                    let value = vals[out.node].expect("outputs are computed");
+                    let acc = acc_vars[o]
+                        .as_ref()
+                        .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
+                    self.emit_result(b, outer, o, value, (i, width), acc);
+                }
             };
             // Guards (inlined pads): scalar elements test them one by one; a vector of
             // elements runs as a vector when every guard holds or fails for all its lanes,
@@ -780,8 +827,12 @@ impl Emitter<'_> {
                 }
             }
         }
-        if let Some((vs, s)) = acc_vars {
-            let op = self.reduce_op().expect("reducing");
+        for (o, acc_var) in acc_vars.into_iter().enumerate() {
+            let Some((vs, s)) = acc_var else {
+                continue;
+            };
+            let out = &self.outs[o];
+            let op = out.reduce.expect("reducing");
             let mut acc = b.use_var(s);
             let mut vec = b.use_var(vs[0]);
             for &v in &vs[1..] {
@@ -794,7 +845,7 @@ impl Emitter<'_> {
                     acc = self.combine(b, op, acc, x, 1);
                 }
             }
-            let addr = self.address(b, outer, self.out_base, self.kernel.out_dtype, out_fn, None);
+            let addr = self.address(b, outer, out.base, self.kernel.out_dtype, out.f, None);
             let old = b
                 .ins()
                 .load(scalar_type(self.kernel.out_dtype), self.flags, addr, 0);
@@ -905,28 +956,29 @@ impl Emitter<'_> {
         &self,
         b: &mut FunctionBuilder,
         outer: &Outer,
+        o: usize,
         root: Value,
-        i: Value,
-        width: u32,
+        (i, width): (Value, u32),
         acc: Option<Variable>,
     ) {
-        let out_fn = self.c.funcs.len() - 1;
+        let out = &self.outs[o];
+        let (out_fn, base) = (out.f, out.base);
         let dtype = self.kernel.out_dtype;
-        match (self.reduce_op(), acc) {
+        match (out.reduce, acc) {
             (Some(op), Some(var)) => {
                 let old = b.use_var(var);
                 let new = self.combine(b, op, old, root, width);
                 b.def_var(var, new);
             }
             (Some(op), None) => {
-                let addr = self.address(b, outer, self.out_base, dtype, out_fn, Some(i));
+                let addr = self.address(b, outer, base, dtype, out_fn, Some(i));
                 let ty = self.vector_type(dtype, width);
                 let old = b.ins().load(ty, self.flags, addr, 0);
                 let new = self.combine(b, op, old, root, width);
                 b.ins().store(self.flags, new, addr, 0);
             }
             (None, _) => {
-                let addr = self.address(b, outer, self.out_base, dtype, out_fn, Some(i));
+                let addr = self.address(b, outer, base, dtype, out_fn, Some(i));
                 b.ins().store(self.flags, root, addr, 0);
             }
         }

@@ -238,10 +238,10 @@ pub fn compile(func: &Func) -> Result<Executable, JitError> {
             usize::from(k.domain.iter().product::<usize>() >= OPTIMISE_FROM_ELEMENTS)
         };
         let which = class(kernel);
-        let mut kernels = vec![kernel];
+        let mut kernels: Vec<&plan::Kernel> = vec![kernel];
         while kernels.len() < SEGMENT_LOOPS {
             match plan.steps.get(i + kernels.len()).map(|s| &s.kind) {
-                Some(StepKind::Kernel(k)) if class(k) == which => kernels.push(k),
+                Some(StepKind::Kernel(k)) if class(k) == which => kernels.push(k.as_ref()),
                 _ => break,
             }
         }
@@ -386,11 +386,13 @@ impl Executable {
         let mut s = self.plan.describe(&self.func);
         let namer = traceform_ir::Namer::new(&self.func);
         for (i, step) in self.plan.steps.iter().enumerate() {
-            if let Place::Arena(at) = self.memory.places[step.out.index()] {
-                s.push_str(&format!(
-                    "buffer of step {i} ({}): arena offset {at}\n",
-                    namer.name(step.out)
-                ));
+            for out in std::iter::once(&step.out).chain(&step.also) {
+                if let Place::Arena(at) = self.memory.places[out.index()] {
+                    s.push_str(&format!(
+                        "buffer of step {i} ({}): arena offset {at}\n",
+                        namer.name(*out)
+                    ));
+                }
             }
         }
         s.push_str(&format!(

@@ -65,12 +65,14 @@ impl MemoryPlan {
         let mut free = FreeList::default();
         let mut sizes = vec![0usize; func.num_vars()];
         for (s, step) in plan.steps.iter().enumerate() {
-            let v = step.out.index();
-            if places[v] == Place::None {
-                let size = round_up(func.var_type(step.out).size_bytes());
-                places[v] = Place::Arena(free.take(size));
-                sizes[v] = size;
-                deaths[last_read[v].unwrap_or(s).max(s)].push(v);
+            for out in std::iter::once(&step.out).chain(&step.also) {
+                let v = out.index();
+                if places[v] == Place::None {
+                    let size = round_up(func.var_type(*out).size_bytes());
+                    places[v] = Place::Arena(free.take(size));
+                    sizes[v] = size;
+                    deaths[last_read[v].unwrap_or(s).max(s)].push(v);
+                }
             }
             for &d in &deaths[s] {
                 if let Place::Arena(at) = places[d] {

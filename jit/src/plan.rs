@@ -145,6 +145,20 @@ pub struct Kernel {
     pub scatter: Option<(Affine, Fill)>,
     /// The guards of inlined pads.
     pub guards: Vec<Guard>,
+    /// The node whose value is stored into (or folded into) `out`.
+    pub root: u32,
+    /// Reductions over the same domain merged into this loop, each into its own result.
+    pub siblings: Vec<Sibling>,
+}
+
+/// A reduction computed by another kernel's loop: node `node`'s value folded by `reduce` into
+/// `out` (of `len` elements).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sibling {
+    pub node: u32,
+    pub out: Var,
+    pub len: usize,
+    pub reduce: (ReduceOp, Affine),
 }
 
 /// The value a scattering kernel fills its output with first.
@@ -159,7 +173,7 @@ pub enum Fill {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepKind {
     /// A compiled fused loop.
-    Kernel(Kernel),
+    Kernel(Box<Kernel>),
     /// `dot_general` of floats through matrixmultiply.
     Gemm { eqn: u32 },
     /// An explicit call of the runtime's kernel for the equation (see `docs/jit.md`).
@@ -171,6 +185,8 @@ pub enum StepKind {
 pub struct Step {
     pub kind: StepKind,
     pub out: Var,
+    /// Further results of the step (sibling reductions merged into its loop).
+    pub also: Vec<Var>,
     /// Materialised values the step reads.
     pub reads: Vec<Var>,
 }
@@ -373,7 +389,7 @@ impl Plan {
                     lowering(prim.kind()),
                     Lowering::Reduction | Lowering::Scatter
                 ) {
-                StepKind::Kernel(build_kernel(func, k as u32, &inl))
+                StepKind::Kernel(Box::new(build_kernel(func, k as u32, &inl)))
             } else if matches!(prim, Prim::DotGeneral(_))
                 && func.var_type(eqn.out).dtype.is_float()
                 && func.args(eqn).iter().all(|a| a.as_var().is_some())
@@ -400,11 +416,16 @@ impl Plan {
             }
             reads.sort_unstable();
             reads.dedup();
-            steps.push(Step {
+            let step = Step {
                 kind,
                 out: eqn.out,
+                also: Vec::new(),
                 reads,
-            });
+            };
+            match steps.last_mut() {
+                Some(prev) if can_merge(prev, &step) => merge(prev, step),
+                _ => steps.push(step),
+            }
         }
         Plan {
             steps,
@@ -417,8 +438,12 @@ impl Plan {
         let mut s = String::new();
         let namer = Namer::new(func);
         for (i, step) in self.steps.iter().enumerate() {
-            let out = namer.name(step.out);
-            let ty = func.var_type(step.out);
+            let mut out = namer.name(step.out);
+            let mut ty = func.var_type(step.out).to_string();
+            for v in &step.also {
+                out.push_str(&format!(", {}", namer.name(*v)));
+                ty.push_str(&format!(", {}", func.var_type(*v)));
+            }
             let names = |eqns: &[u32]| {
                 eqns.iter()
                     .map(|&k| {
@@ -452,6 +477,90 @@ impl Plan {
         }
         s
     }
+}
+
+/// True when `next` can run in `prev`'s loop: both reduce (without pads ending them) over
+/// the same domain and dtype, and `next` does not read what `prev` makes.
+fn can_merge(prev: &Step, next: &Step) -> bool {
+    let (StepKind::Kernel(a), StepKind::Kernel(b)) = (&prev.kind, &next.kind) else {
+        return false;
+    };
+    a.reduce.is_some()
+        && b.reduce.is_some()
+        && a.scatter.is_none()
+        && b.scatter.is_none()
+        && a.domain == b.domain
+        && a.out_dtype == b.out_dtype
+        && b.siblings.is_empty()
+        && !next.reads.contains(&prev.out)
+        && !prev.also.iter().any(|v| next.reads.contains(v))
+        && a.nodes.len() + b.nodes.len() <= MERGED_NODES
+}
+
+/// The most nodes a loop with merged sibling reductions may have.
+const MERGED_NODES: usize = 256;
+
+/// Appends `next`'s loop to `prev`'s: its nodes and guards renumbered, nodes equal to one of
+/// `prev`'s shared (the two loops often read and compute the same things), its root a
+/// sibling.
+fn merge(prev: &mut Step, next: Step) {
+    let (StepKind::Kernel(a), StepKind::Kernel(b)) = (&mut prev.kind, next.kind) else {
+        unreachable!("can_merge checked both are loops")
+    };
+    let dg = a.guards.len() as u32;
+    let mut existing: HashMap<String, u32> = a
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("{n:?}"), i as u32))
+        .collect();
+    let mut renumber: Vec<u32> = Vec::with_capacity(b.nodes.len());
+    for mut node in b.nodes {
+        match &mut node.op {
+            NodeOp::Apply { args, .. } => args.iter_mut().for_each(|x| *x = renumber[*x as usize]),
+            NodeOp::Pad { value, fill, guard } => {
+                *value = renumber[*value as usize];
+                *fill = renumber[*fill as usize];
+                *guard += dg;
+            }
+            NodeOp::Load { guard, .. } => {
+                if let Some(g) = guard {
+                    *g += dg;
+                }
+            }
+            NodeOp::Literal(_) | NodeOp::Iota(_) => {}
+        }
+        let key = format!("{node:?}");
+        let id = match existing.get(&key) {
+            Some(&id) => id,
+            None => {
+                a.nodes.push(node);
+                let id = (a.nodes.len() - 1) as u32;
+                existing.insert(key, id);
+                id
+            }
+        };
+        renumber.push(id);
+    }
+    for mut g in b.guards {
+        if let Some(p) = &mut g.parent {
+            *p += dg;
+        }
+        a.guards.push(g);
+    }
+    a.siblings.push(Sibling {
+        node: renumber[b.root as usize],
+        out: b.out,
+        len: b.out_len,
+        reduce: b.reduce.expect("can_merge checked it reduces"),
+    });
+    a.eqns.extend(b.eqns);
+    a.eqns.sort_unstable();
+    a.eqns.dedup();
+    prev.also.push(next.out);
+    prev.reads.extend(next.reads);
+    prev.reads.sort_unstable();
+    prev.reads.dedup();
 }
 
 /// The index map of operand `slot` of equation `eqn`, read at `map` (the map of the
@@ -795,7 +904,10 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
         reduce: None,
         scatter: None,
         guards,
+        root: 0,
+        siblings: Vec::new(),
     };
+    kernel.root = (kernel.nodes.len() - 1) as u32;
     match root_prim {
         Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             let mut out_at = Affine::constant(0, rank);

@@ -290,3 +290,16 @@ fn pads_fuse_into_their_readers() {
         "one loop per output: {plan}"
     );
 }
+
+/// Reductions over the same domain run in one loop, each into its own result (sums, maxima,
+/// over different axes, with transcendentals and guards in either).
+#[test]
+fn sibling_reductions_share_one_loop() {
+    let exe = check("func f(x: f32[3,1001], y: f32[3,1000]) -> (f32[3], f32[1001], f32[], f32[3]) {\n  a: f32[3,1001] = mul x x\n  s: f32[3] = reduce_sum[axes=(1)] a\n  e: f32[3,1001] = exp x\n  m: f32[1001] = reduce_max[axes=(0)] e\n  p: f32[3,1001] = pad[low=(0,1), high=(0,0)] y 0.5\n  q: f32[3,1001] = sub p x\n  t: f32[] = reduce_sum[axes=(0,1)] q\n  u: f32[3] = reduce_min[axes=(1)] x\n  return s, m, t, u\n}\n", 1e-5);
+    let plan = exe.describe();
+    assert_eq!(plan.matches("step ").count(), 1, "{plan}");
+    assert!(
+        plan.contains("-> s, m, t, u: f32[3], f32[1001], f32[], f32[3]"),
+        "{plan}"
+    );
+}
