@@ -268,7 +268,7 @@ fn emit_kernel<M: Module>(
     affines.push(out_affine);
     let mut out_fns = vec![affines.len() - 1];
     for sib in &kernel.siblings {
-        affines.push(&sib.reduce.1);
+        affines.push(&sib.at);
         out_fns.push(affines.len() - 1);
     }
     let c = collapse(&kernel.domain, &affines);
@@ -364,7 +364,7 @@ fn emit_kernel<M: Module>(
             node: sib.node as usize,
             f: out_fns[k + 1],
             base: load_ptr(b, sib.out),
-            reduce: Some(sib.reduce.0),
+            reduce: sib.reduce,
             len: sib.len,
         });
     }

@@ -87,7 +87,7 @@ impl Drop for Executable {
 
 /// Loops over fewer elements than this are compiled without Cranelift's optimiser: it
 /// doubles compile time, and a loop this short runs in well under a microsecond either way.
-const OPTIMISE_FROM_ELEMENTS: usize = 4096;
+const OPTIMISE_FROM_ELEMENTS: usize = plan::SHORT_LOOP;
 
 fn isa(opt_level: &str) -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
     let mut flags = settings::builder();

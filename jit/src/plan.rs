@@ -151,14 +151,15 @@ pub struct Kernel {
     pub siblings: Vec<Sibling>,
 }
 
-/// A reduction computed by another kernel's loop: node `node`'s value folded by `reduce` into
-/// `out` (of `len` elements).
+/// A result computed by another kernel's loop: node `node`'s value stored (or folded by
+/// `reduce`) into `out` (of `len` elements) at `at`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sibling {
     pub node: u32,
     pub out: Var,
     pub len: usize,
-    pub reduce: (ReduceOp, Affine),
+    pub reduce: Option<ReduceOp>,
+    pub at: Affine,
 }
 
 /// The value a scattering kernel fills its output with first.
@@ -479,14 +480,15 @@ impl Plan {
     }
 }
 
-/// True when `next` can run in `prev`'s loop: both reduce (without pads ending them) over
-/// the same domain and dtype, and `next` does not read what `prev` makes.
+/// True when `next` can run in `prev`'s loop: both reduce, or the loops are short (where a
+/// loop's fixed costs dominate), over the same domain and dtype, neither ends in a pad, and
+/// `next` does not read what `prev` makes.
 fn can_merge(prev: &Step, next: &Step) -> bool {
     let (StepKind::Kernel(a), StepKind::Kernel(b)) = (&prev.kind, &next.kind) else {
         return false;
     };
-    a.reduce.is_some()
-        && b.reduce.is_some()
+    let short = a.domain.iter().product::<usize>() < SHORT_LOOP;
+    (short || (a.reduce.is_some() && b.reduce.is_some()))
         && a.scatter.is_none()
         && b.scatter.is_none()
         && a.domain == b.domain
@@ -497,8 +499,11 @@ fn can_merge(prev: &Step, next: &Step) -> bool {
         && a.nodes.len() + b.nodes.len() <= MERGED_NODES
 }
 
-/// The most nodes a loop with merged sibling reductions may have.
+/// The most nodes a loop with merged siblings may have.
 const MERGED_NODES: usize = 256;
+
+/// Loops over fewer elements than this merge with any independent neighbour of their shape.
+pub const SHORT_LOOP: usize = 4096;
 
 /// Appends `next`'s loop to `prev`'s: its nodes and guards renumbered, nodes equal to one of
 /// `prev`'s shared (the two loops often read and compute the same things), its root a
@@ -548,11 +553,20 @@ fn merge(prev: &mut Step, next: Step) {
         }
         a.guards.push(g);
     }
+    let rank = b.domain.len();
+    let (reduce, at) = match b.reduce {
+        Some((op, at)) => (Some(op), at),
+        None => (
+            None,
+            IndexMap::identity(rank).row_major_offset(&b.domain, rank),
+        ),
+    };
     a.siblings.push(Sibling {
         node: renumber[b.root as usize],
         out: b.out,
         len: b.out_len,
-        reduce: b.reduce.expect("can_merge checked it reduces"),
+        reduce,
+        at,
     });
     a.eqns.extend(b.eqns);
     a.eqns.sort_unstable();
@@ -1100,14 +1114,14 @@ mod tests {
 
     #[test]
     fn views_of_parameters_are_loads_wherever_they_are_read() {
-        // s is read by two equations that end up in two steps; it is never a step itself.
+        // s is read by two equations (two results of one loop: short independent loops
+        // merge); it is never a step itself.
         let (f, p) = plan(
             "func f(x: f32[10]) -> (f32[9], f32[9]) {\n  s: f32[9] = slice[start=(1), limit=(10)] x\n  a: f32[9] = exp s\n  b: f32[9] = neg s\n  return a, b\n}\n",
         );
         assert_eq!(
             p.describe(&f),
-            "step 0: loop over [9] -> a: f32[9] [s=slice a=exp]\n\
-             step 1: loop over [9] -> b: f32[9] [s=slice b=neg]\n"
+            "step 0: loop over [9] -> a, b: f32[9], f32[9] [s=slice a=exp b=neg]\n"
         );
         assert!(!p.materialised[f.eqns[0].out.index()]);
     }
