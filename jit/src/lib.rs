@@ -76,6 +76,14 @@ pub struct Executable {
     scratch_bytes: usize,
 }
 
+// SAFETY: after `compile` the modules are never used through `&self` (only dropped, which
+// needs `&mut self`): `run` reads the finalized code through plain function pointers, the
+// plan and the memory layout (immutable), and the arena behind a mutex. The `RefCell` inside a
+// `JITModule` is therefore never touched from two threads.
+unsafe impl Send for Executable {}
+// SAFETY: see above.
+unsafe impl Sync for Executable {}
+
 impl Drop for Executable {
     fn drop(&mut self) {
         for module in self.modules.drain(..) {
@@ -376,6 +384,11 @@ impl Executable {
         self.memory.arena_bytes
     }
 
+    /// The function compiled.
+    pub fn func(&self) -> &Func {
+        &self.func
+    }
+
     /// The fusion plan.
     pub fn plan(&self) -> &Plan {
         &self.plan
@@ -437,8 +450,16 @@ impl Executable {
                 _ => None,
             })
             .collect();
-        let mut arena = self.arena.lock().unwrap_or_else(|e| e.into_inner());
-        let arena_ptr = arena.as_mut_ptr() as *mut u8;
+        // The executable's arena, or (when another thread is running it) one of this call's.
+        let mut own_arena: Vec<u64>;
+        let mut guard = self.arena.try_lock().ok();
+        let arena_ptr = match &mut guard {
+            Some(arena) => arena.as_mut_ptr() as *mut u8,
+            None => {
+                own_arena = vec![0u64; (self.memory.arena_bytes + self.scratch_bytes).div_ceil(8)];
+                own_arena.as_mut_ptr() as *mut u8
+            }
+        };
         let mut table: Vec<*mut u8> = self
             .slots
             .iter()
@@ -461,7 +482,7 @@ impl Executable {
                 Exec::Runtime(eqn) => self.runtime_call(*eqn, &table)?,
             }
         }
-        drop(arena);
+        drop(guard);
         let mut result = Vec::with_capacity(func.outputs.len());
         for (i, a) in func.outputs.iter().enumerate() {
             let value = match a {
