@@ -416,6 +416,30 @@ fn good_input_still_works() {
     let dot = traceform(&["dump", &corpus("sin", "f.ir"), "--format", "dot"]);
     assert_eq!(dot.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&dot.stdout).contains("digraph"));
+    // The compiled stage prints the JIT's fusion plan (text only).
+    let plan = traceform(&[
+        "dump",
+        &corpus("sin", "f.ir"),
+        "-t",
+        "grad",
+        "--stage",
+        "compiled",
+    ]);
+    assert_eq!(plan.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.starts_with("step 0: loop over"), "{text}");
+    assert!(text.contains("arena: "), "{text}");
+    assert_user_error(
+        &traceform(&[
+            "dump",
+            &corpus("sin", "f.ir"),
+            "--stage",
+            "compiled",
+            "--format",
+            "dot",
+        ]),
+        "as text only",
+    );
 }
 
 #[test]
