@@ -1,10 +1,12 @@
-//! Lowering of one fused [`Kernel`] to one Cranelift function `fn(buffers: *const *mut u8)`.
+//! Lowering of fused [`Kernel`]s to Cranelift: consecutive kernels share one function
+//! `fn(buffers: *const *mut u8)`, their loop nests one after another.
 //!
 //! The loop nest runs over the kernel's domain after *collapsing* it: size-1 axes are dropped
-//! and neighbouring axes merged wherever every load, iota and the output index them as one
+//! and neighbouring axes merged wherever every load, iota, guard and output index them as one
 //! (an elementwise chain over equal shapes becomes one flat loop). The innermost axis is
 //! vectorised (F32X4 / F64X2, with a scalar tail) when every node is of the kernel's float
-//! dtype and has a vector form, and every load is contiguous or a broadcast along it.
+//! dtype and has a vector form, and every load is contiguous or a broadcast along it. Buffer
+//! rows are addressed once per outer index.
 //!
 //! Transcendentals (and `pow`, `atan2`) are host kernels over tiles (`host.rs`): each node gets
 //! a *level* (the number of transcendentals on its longest path from a load), the innermost
@@ -12,11 +14,15 @@
 //! pass `p` computes what it needs from loads, literals and the tiles of transcendentals of
 //! level `<= p`, and stores the operands of the transcendentals of level `p + 1` into their
 //! tiles; between passes each such tile is handed to its host kernel. The last pass stores the
-//! root, or folds it into a reduction.
+//! outputs, or folds them into reductions. Tiles live in a scratch area after the arena.
 //!
-//! Reductions fold in row-major order of the domain: an innermost reduced axis into a
-//! register accumulator (one vector, folded into the output once per tile), an innermost kept
-//! axis straight into the output elements.
+//! Reductions fold in row-major order of the domain: an innermost reduced axis into register
+//! accumulators (several vectors, folded into the output once per tile), an innermost kept
+//! axis straight into the output elements. A kernel may have several outputs (siblings).
+//!
+//! Guards (inlined pads) select between a value and the padding value; the loads under a guard
+//! read a zeroed scratch place where it fails. They are tested once per block of vectors, per
+//! vector at the borders and per element in mixed vectors.
 //!
 //! Every operation reproduces the interpreter's kernel: NaN-propagating `max`/`min` with the
 //! same choice at ties, XLA's integer division (`x / 0 = -1`, wrapping), saturating

@@ -2,8 +2,9 @@
 //! it on `Value`s, agreeing with the reference interpreter (`traceform_runtime::eval`).
 //!
 //! The pipeline is `plan` (which equations fuse into which loop, `plan.rs`), `memory` (one
-//! arena, buffers reused by live interval, `memory.rs`), `codegen` (one Cranelift function per
-//! fused loop, `codegen.rs`, with transcendentals as host kernels over tiles, `host.rs`), and
+//! arena, buffers reused by live interval, `memory.rs`), `codegen` (fused loops in Cranelift,
+//! several per function, `codegen.rs`, with transcendentals as host kernels over tiles,
+//! `host.rs`), and
 //! at run time a sequence of steps: compiled loops, matrixmultiply calls for `dot_general`
 //! (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
 //!

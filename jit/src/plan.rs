@@ -1,13 +1,16 @@
 //! The fusion plan: which equations become one compiled loop, which a GEMM call and which an
 //! explicit runtime-kernel call, and which values are materialised in memory.
 //!
-//! A value is *inlined* (never materialised) when its equation is fusible, it is not an
-//! output, and every read of it is by one equation that can take a fused operand (see
-//! [`accepts_fused_operand`]). Each equation whose result is not inlined is a step; a fused
-//! step ([`Kernel`]) computes its root and everything inlined into it in one loop nest over the
-//! root's shape (a reduction's: its operand's shape). Broadcasts, slices, reverses,
-//! transposes, squeezes, expand_dims and reshapes of materialised values are not loops of
-//! their own: they become index arithmetic ([`IndexMap`]) on the loads of the fused loop.
+//! A value is *inlined* (never materialised) when its equation is fusible (or a pad without
+//! interior padding), it is not an output, every equation reading it can take a fused operand
+//! (see [`accepts_fused_operand`]), and one equation reads it or it is cheap to recompute
+//! ([`CHEAP_OPS`]). Each equation whose result is not inlined is a step; a fused step
+//! ([`Kernel`]) computes its root and everything inlined into it in one loop nest over the
+//! root's shape (a reduction's or a pad's: its operand's). Broadcasts, slices, reverses,
+//! transposes, squeezes, expand_dims and reshapes are not loops of their own: they become index
+//! arithmetic ([`IndexMap`]) on the loads of the fused loop; inlined pads become guards.
+//! Consecutive independent loops of one shape then merge into one with several results
+//! ([`can_merge`]).
 //!
 //! Everything here is a loop over the equations, forwards or backwards: nothing recurses in the
 //! depth of the graph.
