@@ -791,7 +791,12 @@ impl Emitter<'_> {
                     b.ins().brif(every, inside, &[], partly, &[]);
                     b.switch_to_block(inside);
                     let yes: Vec<Value> = valid.iter().map(|_| b.ins().iconst(I8, 1)).collect();
-                    counted_loop(b, j, end, w64, &mut |b, jj| element(b, jj, w, 0, &yes));
+                    // Two vectors per iteration (a block is an even number of vectors).
+                    counted_loop(b, j, end, 2 * w64, &mut |b, jj| {
+                        element(b, jj, w, 0, &yes);
+                        let next = b.ins().iadd_imm_s(jj, w64);
+                        element(b, next, w, 0, &yes);
+                    });
                     b.ins().jump(after, &[]);
                     b.switch_to_block(partly);
                     counted_loop(b, j, end, w64, &mut |b, jj| element(b, jj, w, 0, &valid));
