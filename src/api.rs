@@ -26,14 +26,15 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use traceform_ir::{
     innermost_trace, trace, trace_nested, DType, Func, Tensor, TraceError, TraceOutputs, Tracer,
     Type,
 };
-use traceform_runtime::{eval, EvalError, Value};
+use traceform_runtime::{EvalError, Value};
 use traceform_transforms::{self as tf, TransformError};
 
 use crate::args::Arg;
@@ -47,6 +48,8 @@ pub enum Error {
     Transform(#[from] TransformError),
     #[error("{0}")]
     Eval(#[from] EvalError),
+    #[error("{0}")]
+    Jit(#[from] traceform_jit::JitError),
     /// The arguments do not fit: wrong count, shapes or dtypes.
     #[error("{0}")]
     Input(String),
@@ -209,8 +212,70 @@ pub(crate) fn simplified(func: Func) -> Func {
 /// A transformed program ready for concrete values: the function, and the constants it binds
 /// after the inputs.
 struct Program {
-    func: Func,
+    code: Runnable,
     constants: Vec<Value>,
+}
+
+/// What a transformed closure runs on concrete values, once per signature. Its first calls
+/// run on the interpreter; once it has been called `compile_after` times it is compiled with
+/// the JIT (`traceform_jit`), which runs every later call: after one call for programs that
+/// touch at least `LARGE_PROGRAM` elements, after `SMALL_PROGRAM_CALLS` for smaller ones
+/// (whose calls take microseconds on either backend, so a compile of a few milliseconds pays
+/// off only over many calls). A closure called a few times (Newton-CG's linear map at each new
+/// point) never pays the compile time; one called in a loop pays it once. The interpreter and
+/// the JIT agree (the JIT's tests), so which one ran a call changes only rounding in sums.
+pub(crate) struct Runnable {
+    func: Func,
+    calls: AtomicUsize,
+    compile_after: usize,
+    compiled: OnceLock<Result<traceform_jit::Executable, traceform_jit::JitError>>,
+}
+
+/// Programs whose equations make at least this many elements in all are compiled on their
+/// second call.
+const LARGE_PROGRAM: usize = 100_000;
+
+/// Smaller programs are compiled after this many calls.
+const SMALL_PROGRAM_CALLS: usize = 16;
+
+impl Runnable {
+    pub(crate) fn new(func: Func) -> Runnable {
+        let elements: usize = func
+            .eqns
+            .iter()
+            .map(|e| func.var_type(e.out).num_elements())
+            .fold(0, usize::saturating_add);
+        let compile_after = if elements >= LARGE_PROGRAM {
+            1
+        } else {
+            SMALL_PROGRAM_CALLS
+        };
+        Runnable {
+            func,
+            calls: AtomicUsize::new(0),
+            compile_after,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn run(&self, args: &[&Value]) -> Result<Vec<Value>, Error> {
+        if self.compiled.get().is_none()
+            && self.calls.fetch_add(1, Ordering::Relaxed) < self.compile_after
+        {
+            return Ok(traceform_runtime::eval(&self.func, args)?);
+        }
+        match self
+            .compiled
+            .get_or_init(|| traceform_jit::compile(&self.func))
+        {
+            Ok(exe) => Ok(exe.run(args)?),
+            Err(e) => Err(e.clone().into()),
+        }
+    }
+
+    pub(crate) fn func(&self) -> &Func {
+        &self.func
+    }
 }
 
 /// Which transform a `Transformed` applies.
@@ -267,7 +332,7 @@ where
         let traced = trace_at(&self.f, sig.inputs(), None)?;
         let func = build(self.kind, self.wrt.as_deref(), &traced, sig.extra())?;
         Ok(Program {
-            func: simplified(func),
+            code: Runnable::new(simplified(func)),
             constants: traced.constants,
         })
     }
@@ -319,12 +384,7 @@ fn run_program(
     args.extend(xs.iter().map(|v| &**v));
     args.extend(&program.constants);
     args.extend(extra.iter().map(|v| &**v));
-    evaluate(&program.func, &args)
-}
-
-/// `eval` on borrowed values, instantiated here once (see `run_program`).
-pub(crate) fn evaluate(func: &Func, args: &[&Value]) -> Result<Vec<Value>, Error> {
-    Ok(eval(func, args)?)
+    program.code.run(&args)
 }
 
 const STALE_ARGUMENT: &str = "a tensor of a trace that has already finished was used as an argument (a `Tensor` kept from an earlier trace); pass it as an input instead";

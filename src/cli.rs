@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use traceform_ir::{parse_module, to_dot, write_func, Func};
+use traceform_jit::JitError;
 use traceform_runtime::{eval_with_stats, EvalError, Value};
 
 use crate::npy::{read_npy, write_npy};
@@ -119,7 +120,7 @@ pub enum Command {
     Run {
         #[command(flatten)]
         program: ProgramArgs,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Run the transformed program as it is, without simplification.
         #[arg(long)]
@@ -134,7 +135,7 @@ pub enum Command {
     Bench {
         #[command(flatten)]
         program: ProgramArgs,
-        #[arg(long, value_enum, default_value = "interp")]
+        #[arg(long, value_enum, default_value = "jit")]
         backend: Backend,
         /// Run the transformed program as it is, without simplification.
         #[arg(long)]
@@ -200,12 +201,49 @@ fn build(path: &Path, transforms: &[String]) -> Result<Func, CliError> {
     })
 }
 
-fn check_backend(backend: Backend) -> Result<(), CliError> {
-    match backend {
-        Backend::Interp => Ok(()),
-        Backend::Jit => Err(CliError::User(
-            "the `jit` backend is not built yet; use `--backend interp`".into(),
-        )),
+/// A program ready to run on one backend.
+enum Prepared<'a> {
+    Interp(&'a Func),
+    Jit(Box<traceform_jit::Executable>),
+}
+
+impl Prepared<'_> {
+    fn new(func: &Func, backend: Backend) -> Result<Prepared<'_>, CliError> {
+        Ok(match backend {
+            Backend::Interp => Prepared::Interp(func),
+            Backend::Jit => {
+                Prepared::Jit(Box::new(traceform_jit::compile(func).map_err(jit_error)?))
+            }
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Prepared::Interp(_) => "interp",
+            Prepared::Jit(_) => "jit",
+        }
+    }
+
+    /// Runs on `inputs`: the outputs and the peak of intermediate memory.
+    fn run(&self, inputs: &[&Value]) -> Result<(Vec<Value>, usize), CliError> {
+        match self {
+            Prepared::Interp(func) => eval_with_stats(func, inputs)
+                .map(|(outs, stats)| (outs, stats.peak_bytes))
+                .map_err(eval_error),
+            Prepared::Jit(exe) => exe
+                .run(inputs)
+                .map(|outs| (outs, exe.peak_bytes()))
+                .map_err(jit_error),
+        }
+    }
+}
+
+fn jit_error(e: JitError) -> CliError {
+    match e {
+        JitError::Input(m) => CliError::User(m),
+        e @ (JitError::Compile { .. } | JitError::Kernel { .. }) => {
+            CliError::Internal(e.to_string())
+        }
     }
 }
 
@@ -274,9 +312,21 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
                 Stage::Transformed => (build(&file, &transforms)?, None),
                 Stage::Simplified => build_simplified(&file, &transforms, false)?,
                 Stage::Compiled => {
-                    return Err(CliError::User(
-                        "stage `compiled` is not built yet; available stages: input, transformed, simplified".into(),
-                    ))
+                    if format == Format::Dot {
+                        return Err(CliError::User(
+                            "stage `compiled` prints the JIT's fusion plan as text only; use `--format text`".into(),
+                        ));
+                    }
+                    let (func, report) = build_simplified(&file, &transforms, false)?;
+                    let exe = traceform_jit::compile(&func).map_err(jit_error)?;
+                    if stats {
+                        if let Some(r) = &report {
+                            for line in r.to_string().lines() {
+                                writeln!(out, "# {line}").map_err(io)?;
+                            }
+                        }
+                    }
+                    return out.write_all(exe.describe().as_bytes()).map_err(io);
                 }
             };
             if stats {
@@ -305,11 +355,11 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             out: out_dir,
             inputs,
         } => {
-            check_backend(backend)?;
             let (func, _) = build_simplified(&file, &transforms, no_simplify)?;
             let values = load_inputs(&func, &inputs)?;
+            let prepared = Prepared::new(&func, backend)?;
             let refs: Vec<&Value> = values.iter().collect();
-            let (outputs, _) = eval_with_stats(&func, &refs).map_err(eval_error)?;
+            let (outputs, _) = prepared.run(&refs)?;
             match out_dir {
                 Some(dir) => {
                     fs::create_dir_all(&dir).map_err(|e| {
@@ -344,18 +394,21 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
             min_time_ms,
             inputs,
         } => {
-            check_backend(backend)?;
             let t0 = Instant::now();
             let (func, simplified) = build_simplified(&file, &transforms, no_simplify)?;
-            let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let built = t0.elapsed();
+            // Inputs are checked before compiling, as the interpreter checks them first too.
             let values = load_inputs(&func, &inputs)?;
-            let report = bench(&func, &values, min_time_ms)?;
+            let t1 = Instant::now();
+            let prepared = Prepared::new(&func, backend)?;
+            let compile_ms = (built + t1.elapsed()).as_secs_f64() * 1e3;
+            let report = bench(&prepared, &values, min_time_ms)?;
             writeln!(out, "compile_ms: {compile_ms:.3}").map_err(io)?;
             writeln!(out, "run_us_median: {:.1}", report.median_us).map_err(io)?;
             writeln!(out, "runs: {}", report.runs).map_err(io)?;
             writeln!(out, "peak_bytes: {}", report.peak_bytes).map_err(io)?;
             writeln!(out, "run_us_min: {:.1}", report.min_us).map_err(io)?;
-            writeln!(out, "backend: interp").map_err(io)?;
+            writeln!(out, "backend: {}", prepared.name()).map_err(io)?;
             writeln!(out, "eqns: {}", func.eqns.len()).map_err(io)?;
             match simplified {
                 Some(r) => writeln!(
@@ -380,17 +433,21 @@ struct BenchReport {
 
 /// One warm-up call, then calls until `min_time_ms` has passed (at least 5, at most 100,000);
 /// the median of the per-call times.
-fn bench(func: &Func, inputs: &[Value], min_time_ms: u64) -> Result<BenchReport, CliError> {
+fn bench(
+    prepared: &Prepared<'_>,
+    inputs: &[Value],
+    min_time_ms: u64,
+) -> Result<BenchReport, CliError> {
     let inputs: Vec<&Value> = inputs.iter().collect();
     let inputs = &inputs[..];
-    let (_, stats) = eval_with_stats(func, inputs).map_err(eval_error)?;
+    let (_, peak_bytes) = prepared.run(inputs)?;
     let mut times = Vec::new();
     let start = Instant::now();
     while times.len() < 5
         || (start.elapsed().as_millis() < u128::from(min_time_ms) && times.len() < 100_000)
     {
         let t = Instant::now();
-        let outs = eval_with_stats(func, inputs).map_err(eval_error)?;
+        let outs = prepared.run(inputs)?;
         times.push(t.elapsed().as_secs_f64() * 1e6);
         drop(outs);
     }
@@ -399,6 +456,6 @@ fn bench(func: &Func, inputs: &[Value], min_time_ms: u64) -> Result<BenchReport,
         median_us: times[times.len() / 2],
         min_us: times[0],
         runs: times.len(),
-        peak_bytes: stats.peak_bytes,
+        peak_bytes,
     })
 }

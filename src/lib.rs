@@ -2,7 +2,7 @@
 //!
 //! Write an ordinary closure over symbolic tensors; traceform traces it into a typed graph IR
 //! (`traceform_ir`), transforms it, and runs it (`traceform_runtime`, the reference
-//! interpreter). This crate is the facade: the public API and the `traceform` command line.
+//! interpreter, or `traceform_jit`, the Cranelift backend). This crate is the facade: the public API and the `traceform` command line.
 
 pub mod api;
 pub mod args;
@@ -16,6 +16,7 @@ pub use traceform_ir::{
     parse_func, parse_module, print_func, trace, AvgPoolDivisor, ConvDims, ConvPadding, DType,
     Func, Tensor, TraceError, Type, Window,
 };
+pub use traceform_jit as jit;
 pub use traceform_runtime as runtime;
 pub use traceform_runtime::{eval, Value};
 pub use traceform_transforms as transforms;

@@ -10,7 +10,7 @@ use traceform_ir::{Func, Tensor, TraceOutputs, Type};
 use traceform_runtime::Value;
 use traceform_transforms as tf;
 
-use crate::api::{evaluate, list, positions, trace_at, Cache, Error, Signature};
+use crate::api::{list, positions, trace_at, Cache, Error, Runnable, Signature};
 use crate::args::Concrete;
 
 /// Which linear map a `Linearizing` makes.
@@ -34,10 +34,10 @@ impl MapKind {
 /// The programs of a linearization at one signature.
 pub(crate) struct LinearProgram {
     /// `(inputs..., constants...) -> (outputs..., residuals...)`.
-    primal: Func,
+    primal: Runnable,
     n_outputs: usize,
     /// `(residuals..., arguments...) -> results`.
-    map: Func,
+    map: Runnable,
     arg_types: Vec<Type>,
     constants: Vec<Value>,
     what: &'static str,
@@ -90,9 +90,9 @@ where
             ),
         };
         Ok(LinearProgram {
-            primal: crate::api::simplified(lin.primal),
+            primal: Runnable::new(crate::api::simplified(lin.primal)),
             n_outputs,
-            map: crate::api::simplified(map),
+            map: Runnable::new(crate::api::simplified(map)),
             arg_types,
             constants: traced.constants,
             what: self.kind.what(),
@@ -112,7 +112,7 @@ fn run_primal(
     let program = programs.get_or_build(Signature::of(values, &[]), prepare)?;
     let mut args: Vec<&Value> = values.iter().map(|v| &**v).collect();
     args.extend(&program.constants);
-    let mut outputs = evaluate(&program.primal, &args)?;
+    let mut outputs = program.primal.run(&args)?;
     let residuals = outputs.split_off(program.n_outputs);
     Ok((program, outputs, residuals))
 }
@@ -134,7 +134,7 @@ fn apply_map(
     }
     let mut all: Vec<&Value> = residuals.iter().collect();
     all.extend(values.iter().map(|v| &**v));
-    evaluate(&program.map, &all)
+    program.map.run(&all)
 }
 
 /// A linear map at a fixed point, with the residuals of the forward pass computed once and
@@ -164,7 +164,7 @@ impl<V: Concrete> LinearMap<V> {
 
     /// The map as IR: `(residuals..., arguments...) -> results`.
     pub fn func(&self) -> &Func {
-        &self.program.map
+        self.program.map.func()
     }
 }
 

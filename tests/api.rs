@@ -333,3 +333,18 @@ fn readme_tour() -> Result<(), traceform::Error> {
     close(&same[1], &(hess_diag(&x) * &t));
     Ok(())
 }
+
+/// A transformed closure's first calls run on the interpreter, later ones on the JIT (after one
+/// call for a large program, after sixteen for a small one): every call gives the closed form.
+#[test]
+fn calls_in_a_loop_move_to_the_jit_and_agree() {
+    let g = grad(f);
+    let small = v(&[0.3, -1.2, 2.0]);
+    for _ in 0..20 {
+        close(&g(&[small.clone()]).unwrap()[0], &grad_f(&small));
+    }
+    let large: A = ArrayD::from_shape_fn(vec![200_000], |i| (i[0] as f64 * 1e-4).sin() * 3.0);
+    for _ in 0..3 {
+        close(&g(&[large.clone()]).unwrap()[0], &grad_f(&large));
+    }
+}

@@ -1,6 +1,7 @@
 //! The conformance corpus driven through the `traceform` binary exactly as
 //! `shared/conformance/README.md` describes (`run FILE [-t T]... --out DIR INPUTS...`), with
-//! the interpreter backend, compared with JAX's reference values at the corpus tolerances.
+//! each backend (the JIT, the default, and the interpreter), compared with JAX's reference values
+//! at the corpus tolerances.
 
 mod common;
 
@@ -9,9 +10,20 @@ use std::process::Command;
 use common::*;
 
 #[test]
-fn the_cli_reproduces_every_reference_value() {
-    let out_root =
-        std::env::temp_dir().join(format!("traceform-cli-corpus-{}", std::process::id()));
+fn the_cli_reproduces_every_reference_value_on_the_interpreter() {
+    check_backend("interp");
+}
+
+#[test]
+fn the_cli_reproduces_every_reference_value_on_the_jit() {
+    check_backend("jit");
+}
+
+fn check_backend(backend: &str) {
+    let out_root = std::env::temp_dir().join(format!(
+        "traceform-cli-corpus-{backend}-{}",
+        std::process::id()
+    ));
     let (mut passed, mut failures) = (0, Vec::new());
     for case in corpus_cases() {
         for (name, words, groups) in TRANSFORMS {
@@ -28,7 +40,7 @@ fn the_cli_reproduces_every_reference_value() {
             for w in *words {
                 cmd.args(["-t", w]);
             }
-            cmd.args(["--backend", "interp", "--out"]).arg(&out_dir);
+            cmd.args(["--backend", backend, "--out"]).arg(&out_dir);
             for g in *groups {
                 cmd.args(numbered(&case, g));
             }

@@ -529,6 +529,30 @@ fn good_input_still_works() {
     let dot = traceform(&["dump", &corpus("sin", "f.ir"), "--format", "dot"]);
     assert_eq!(dot.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&dot.stdout).contains("digraph"));
+    // The compiled stage prints the JIT's fusion plan (text only).
+    let plan = traceform(&[
+        "dump",
+        &corpus("sin", "f.ir"),
+        "-t",
+        "grad",
+        "--stage",
+        "compiled",
+    ]);
+    assert_eq!(plan.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(text.starts_with("step 0: loop over"), "{text}");
+    assert!(text.contains("arena: "), "{text}");
+    assert_user_error(
+        &traceform(&[
+            "dump",
+            &corpus("sin", "f.ir"),
+            "--stage",
+            "compiled",
+            "--format",
+            "dot",
+        ]),
+        "as text only",
+    );
 }
 
 #[test]
@@ -628,4 +652,44 @@ fn write_scalar_f32(name: &str) -> PathBuf {
     traceform::npy::write_npy(&p, &traceform::Value::F32(ndarray::arr0(1.0f32).into_dyn()))
         .unwrap();
     p
+}
+
+/// Every bad input above that reaches a backend gives the same exit status and message on the
+/// JIT as on the interpreter.
+#[test]
+fn bad_inputs_behave_the_same_on_both_backends() {
+    let f = corpus("add", "f.ir");
+    let x4 = corpus("add", "x0.npy");
+    let x23 = corpus("sin", "x0.npy");
+    let sin = corpus("sin", "f.ir");
+    let huge = write(
+        "huge-both.ir",
+        b"func f(x: f32[]) -> f32[] {\n  a: f32[100000,100000,100] = broadcast_in_dim[shape=(100000,100000,100), dims=()] x\n  b: f32[] = reduce_sum[axes=(0,1,2)] a\n  return b\n}\n",
+    );
+    let scalar = write_scalar_f32("scalar-both.npy");
+    let missing = scratch("missing-both.npy");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["run", &f, &x4, &x23],
+        vec!["run", &f, &x4],
+        vec!["bench", &f, &x4],
+        vec!["run", &sin, "-t", "jvp", &x23, &x4],
+        vec!["run", &sin, missing.to_str().unwrap()],
+        vec!["run", huge.to_str().unwrap(), scalar.to_str().unwrap()],
+    ];
+    for args in cases {
+        let run = |backend: &str| {
+            let mut a = args.clone();
+            a.insert(1, backend);
+            a.insert(1, "--backend");
+            traceform(&a)
+        };
+        let (interp, jit) = (run("interp"), run("jit"));
+        assert_eq!(interp.status.code(), Some(2), "{args:?}");
+        assert_eq!(jit.status.code(), interp.status.code(), "{args:?}");
+        let first = |o: &Output| {
+            let e = String::from_utf8_lossy(&o.stderr).to_string();
+            e.split(", which needs").next().unwrap_or("").to_string()
+        };
+        assert_eq!(first(&jit), first(&interp), "{args:?}");
+    }
 }

@@ -1,0 +1,319 @@
+//! Host kernels called from compiled loops: each transcendental over a tile of up to
+//! [`TILE`] elements, in place (`fn(tile, n)`, or `fn(a_tile, b_tile, n)` writing into
+//! `a_tile` for `pow` and `atan2`). A fused loop computes the cheap arithmetic inline, stores a
+//! transcendental's operand into its tile, calls the host kernel once per tile, and reads the
+//! results back (the design the field notes measured fastest).
+//!
+//! Each kernel applies the same Rust function as the interpreter's kernel (`f64::exp`,
+//! `libm::erff`, `1 / (1 + exp(-x))`, ...), so those transcendentals agree with the interpreter
+//! bit for bit, except f32 `exp`, `tanh` and `logistic`: branch-free polynomials that
+//! vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a few ulps of the
+//! interpreter (the bounds are tested below and listed in `docs/jit.md`).
+//!
+//! These are `extern "C"` and cannot panic (plain loops over floats), so no unwinding ever
+//! crosses compiled frames.
+
+use traceform_ir::{BinaryOp, DType, UnaryOp};
+
+/// Elements per tile.
+pub const TILE: usize = 512;
+
+/// A host kernel's symbol name and address.
+pub struct HostFn {
+    pub name: &'static str,
+    pub address: *const u8,
+    /// Two tiles (`pow`, `atan2`) or one.
+    pub binary: bool,
+}
+
+macro_rules! unary_kernels {
+    ($($name:ident: $t:ty => $f:expr;)*) => {
+        $(
+            extern "C" fn $name(tile: *mut $t, n: usize) {
+                // SAFETY: compiled code passes a tile of at least `n` elements.
+                let xs = unsafe { std::slice::from_raw_parts_mut(tile, n) };
+                let f: fn($t) -> $t = $f;
+                for x in xs {
+                    *x = f(*x);
+                }
+            }
+        )*
+    };
+}
+
+macro_rules! binary_kernels {
+    ($($name:ident: $t:ty => $f:expr;)*) => {
+        $(
+            extern "C" fn $name(a: *mut $t, b: *const $t, n: usize) {
+                // SAFETY: compiled code passes two distinct tiles of at least `n` elements.
+                let (xs, ys) = unsafe {
+                    (std::slice::from_raw_parts_mut(a, n), std::slice::from_raw_parts(b, n))
+                };
+                let f: fn($t, $t) -> $t = $f;
+                for (x, &y) in xs.iter_mut().zip(ys) {
+                    *x = f(*x, y);
+                }
+            }
+        )*
+    };
+}
+
+unary_kernels! {
+    tf_sin_f32: f32 => f32::sin;
+    tf_cos_f32: f32 => f32::cos;
+    tf_tan_f32: f32 => f32::tan;
+    tf_log_f32: f32 => f32::ln;
+    tf_log1p_f32: f32 => f32::ln_1p;
+    tf_expm1_f32: f32 => f32::exp_m1;
+    tf_erf_f32: f32 => libm::erff;
+    tf_sin_f64: f64 => f64::sin;
+    tf_cos_f64: f64 => f64::cos;
+    tf_tan_f64: f64 => f64::tan;
+    tf_tanh_f64: f64 => f64::tanh;
+    tf_exp_f64: f64 => f64::exp;
+    tf_log_f64: f64 => f64::ln;
+    tf_log1p_f64: f64 => f64::ln_1p;
+    tf_expm1_f64: f64 => f64::exp_m1;
+    tf_logistic_f64: f64 => |x| 1.0 / (1.0 + (-x).exp());
+    tf_erf_f64: f64 => libm::erf;
+}
+
+binary_kernels! {
+    tf_pow_f32: f32 => f32::powf;
+    tf_atan2_f32: f32 => f32::atan2;
+    tf_pow_f64: f64 => f64::powf;
+    tf_atan2_f64: f64 => f64::atan2;
+}
+
+/// `exp` of f32 without branches or calls (so loops over it vectorise): Cephes' polynomial on
+/// `x - n ln 2`, scaled by `2^n` in two steps (subnormal results are rounded once). Error
+/// against `f32::exp` measured in `tests::fast_f32_kernels_are_within_their_ulp_bounds`.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    let c = x.clamp(-110.0, 89.0);
+    let n = (c * LOG2E + ROUND) - ROUND;
+    let r = c - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 0.166_666_65)
+        * r
+        + 0.5;
+    let p = p * r * r + r + 1.0;
+    let n = n as i32;
+    let n1 = n >> 1;
+    let n2 = n - n1;
+    let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
+    p * pow2(n1) * pow2(n2)
+}
+
+/// `tanh` of f32 without branches or calls: Cephes' odd polynomial below 0.625, else
+/// `1 - 2 / (exp(2|x|) + 1)` with the sign of `x`.
+#[inline(always)]
+pub fn tanh_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let z = x * x;
+    let p = (((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 0.133_314_42) * z
+        - 0.333_332_8;
+    let small = x + x * z * p;
+    // Above 9, tanh rounds to 1 (and NaN must stay NaN, which `min` would not keep).
+    let capped = if a > 9.0 { 9.0 } else { a };
+    let e = exp_f32(2.0 * capped);
+    let large = (1.0 - 2.0 / (e + 1.0)).copysign(x);
+    if a < 0.625 {
+        small
+    } else {
+        large
+    }
+}
+
+/// `logistic` of f32 as the interpreter writes it, `1 / (1 + exp(-x))`, with [`exp_f32`].
+#[inline(always)]
+pub fn logistic_f32(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f32(-x))
+}
+
+/// Defines a host kernel applying `$f` to a tile, compiled twice (AVX2 + FMA, and the baseline
+/// target) and picking the first at run time when the CPU has it.
+macro_rules! dispatched_kernels {
+    ($($name:ident => $f:path;)*) => {
+        $(
+            extern "C" fn $name(tile: *mut f32, n: usize) {
+                // SAFETY: compiled code passes a tile of at least `n` elements.
+                let xs = unsafe { std::slice::from_raw_parts_mut(tile, n) };
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn wide(xs: &mut [f32]) {
+                        for x in xs {
+                            *x = $f(*x);
+                        }
+                    }
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: the features were detected.
+                        unsafe { wide(xs) };
+                        return;
+                    }
+                }
+                for x in xs {
+                    *x = $f(*x);
+                }
+            }
+        )*
+    };
+}
+
+dispatched_kernels! {
+    tf_exp_f32 => exp_f32;
+    tf_tanh_f32 => tanh_f32;
+    tf_logistic_f32 => logistic_f32;
+}
+
+/// The host kernel of a unary transcendental, if `op` is one (the others are inline code).
+pub fn unary(op: UnaryOp, dtype: DType) -> Option<HostFn> {
+    macro_rules! pick {
+        ($f32:ident, $f64:ident) => {
+            match dtype {
+                DType::F32 => (
+                    $f32 as extern "C" fn(*mut f32, usize) as *const u8,
+                    stringify!($f32),
+                ),
+                _ => (
+                    $f64 as extern "C" fn(*mut f64, usize) as *const u8,
+                    stringify!($f64),
+                ),
+            }
+        };
+    }
+    let (address, name) = match op {
+        UnaryOp::Sin => pick!(tf_sin_f32, tf_sin_f64),
+        UnaryOp::Cos => pick!(tf_cos_f32, tf_cos_f64),
+        UnaryOp::Tan => pick!(tf_tan_f32, tf_tan_f64),
+        UnaryOp::Tanh => pick!(tf_tanh_f32, tf_tanh_f64),
+        UnaryOp::Exp => pick!(tf_exp_f32, tf_exp_f64),
+        UnaryOp::Log => pick!(tf_log_f32, tf_log_f64),
+        UnaryOp::Log1p => pick!(tf_log1p_f32, tf_log1p_f64),
+        UnaryOp::Expm1 => pick!(tf_expm1_f32, tf_expm1_f64),
+        UnaryOp::Logistic => pick!(tf_logistic_f32, tf_logistic_f64),
+        UnaryOp::Erf => pick!(tf_erf_f32, tf_erf_f64),
+        UnaryOp::Neg
+        | UnaryOp::Sqrt
+        | UnaryOp::Rsqrt
+        | UnaryOp::Abs
+        | UnaryOp::Sign
+        | UnaryOp::Floor
+        | UnaryOp::Ceil
+        | UnaryOp::Round => return None,
+    };
+    Some(HostFn {
+        name,
+        address,
+        binary: false,
+    })
+}
+
+/// The host kernel of a binary transcendental, if `op` is one.
+pub fn binary(op: BinaryOp, dtype: DType) -> Option<HostFn> {
+    type F32Fn = extern "C" fn(*mut f32, *const f32, usize);
+    type F64Fn = extern "C" fn(*mut f64, *const f64, usize);
+    let (address, name) = match (op, dtype) {
+        (BinaryOp::Pow, DType::F32) => (tf_pow_f32 as F32Fn as *const u8, "tf_pow_f32"),
+        (BinaryOp::Pow, _) => (tf_pow_f64 as F64Fn as *const u8, "tf_pow_f64"),
+        (BinaryOp::Atan2, DType::F32) => (tf_atan2_f32 as F32Fn as *const u8, "tf_atan2_f32"),
+        (BinaryOp::Atan2, _) => (tf_atan2_f64 as F64Fn as *const u8, "tf_atan2_f64"),
+        (
+            BinaryOp::Add
+            | BinaryOp::Sub
+            | BinaryOp::Mul
+            | BinaryOp::Div
+            | BinaryOp::Max
+            | BinaryOp::Min,
+            _,
+        ) => return None,
+    };
+    Some(HostFn {
+        name,
+        address,
+        binary: true,
+    })
+}
+
+/// Every host kernel, for registering with the JIT module.
+pub fn all() -> Vec<HostFn> {
+    let unary_ops = [
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Tan,
+        UnaryOp::Tanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Log1p,
+        UnaryOp::Expm1,
+        UnaryOp::Logistic,
+        UnaryOp::Erf,
+    ];
+    let mut out = Vec::new();
+    for dtype in [DType::F32, DType::F64] {
+        out.extend(unary_ops.iter().filter_map(|&op| unary(op, dtype)));
+        out.extend(
+            [BinaryOp::Pow, BinaryOp::Atan2]
+                .iter()
+                .filter_map(|&op| binary(op, dtype)),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The distance in representable f32 values between `a` and `b` (0 when both are NaN).
+    fn ulps(a: f32, b: f32) -> u64 {
+        if a.is_nan() && b.is_nan() {
+            return 0;
+        }
+        if a.is_nan() || b.is_nan() {
+            return u64::MAX;
+        }
+        let key = |x: f32| {
+            let i = x.to_bits() as i32;
+            i64::from(if i < 0 { i32::MIN - i } else { i })
+        };
+        (key(a) - key(b)).unsigned_abs()
+    }
+
+    /// The largest ulp distance of `fast` from `reference` over 2 million points of
+    /// [-lo, hi] and the special values.
+    fn max_ulps(fast: fn(f32) -> f32, reference: fn(f32) -> f32, lo: f32, hi: f32) -> u64 {
+        let n = 2_000_000;
+        let mut xs: Vec<f32> = (0..=n)
+            .map(|i| lo + (hi - lo) * (i as f32 / n as f32))
+            .collect();
+        xs.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            1e-30,
+            -1e-30,
+            1e-7,
+        ]);
+        xs.iter()
+            .map(|&x| ulps(fast(x), reference(x)))
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn fast_f32_kernels_are_within_their_ulp_bounds() {
+        let exp = max_ulps(exp_f32, f32::exp, -104.0, 89.0);
+        let tanh = max_ulps(tanh_f32, f32::tanh, -12.0, 12.0);
+        let logistic = max_ulps(logistic_f32, |x| 1.0 / (1.0 + (-x).exp()), -90.0, 90.0);
+        eprintln!("max ulps vs the interpreter: exp {exp}, tanh {tanh}, logistic {logistic}");
+        assert!(exp <= 2, "exp: {exp} ulps");
+        assert!(tanh <= 4, "tanh: {tanh} ulps");
+        assert!(logistic <= 4, "logistic: {logistic} ulps");
+    }
+}

@@ -1,0 +1,645 @@
+//! traceform's Cranelift backend: `compile` a verified `Func` into an [`Executable`] and `run`
+//! it on `Value`s, agreeing with the reference interpreter (`traceform_runtime::eval`).
+//!
+//! The pipeline is `plan` (which equations fuse into which loop, `plan.rs`), `memory` (one
+//! arena, buffers reused by live interval, `memory.rs`), `codegen` (fused loops in Cranelift,
+//! several per function, `codegen.rs`, with transcendentals as host kernels over tiles,
+//! `host.rs`), and
+//! at run time a sequence of steps: compiled loops, matrixmultiply calls for `dot_general`
+//! (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
+//!
+//! Inputs are checked against the signature before any compiled code runs; compiled code
+//! calls only host kernels that cannot panic, so no unwinding crosses a compiled frame. The
+//! compiled code is freed when the `Executable` is dropped.
+
+mod codegen;
+mod gemm;
+mod host;
+mod memory;
+mod plan;
+
+use std::borrow::Borrow;
+use std::mem::MaybeUninit;
+use std::sync::Mutex;
+
+use cranelift_codegen::ir::{types, AbiParam};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use ndarray::{ArrayD, IxDyn};
+use traceform_ir::{Atom, DType, Func, Prim, Type, Var};
+use traceform_runtime::{apply, check_inputs, Value, MAX_VALUE_BYTES};
+
+pub use memory::{MemoryPlan, Place};
+pub use plan::{is_fusible, lowering, Lowering, Plan, Step, StepKind};
+
+/// Why a function could not be compiled or run.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum JitError {
+    /// The caller's inputs do not fit the signature (the interpreter's message).
+    #[error("{0}")]
+    Input(String),
+    /// The program cannot be compiled for this machine.
+    #[error("cannot compile `{func}`: {message}")]
+    Compile { func: String, message: String },
+    /// A runtime kernel rejected verified operands: a bug in traceform.
+    #[error("internal error in equation {eqn} (`{name}`): {message}")]
+    Kernel {
+        eqn: usize,
+        name: String,
+        message: String,
+    },
+}
+
+/// A compiled loop: `fn(buffers)`, the table holding one pointer per materialised value.
+type KernelFn = unsafe extern "C" fn(*const *mut u8);
+
+enum Exec {
+    Kernel(KernelFn),
+    Gemm(u32),
+    Runtime(u32),
+}
+
+/// A compiled function.
+pub struct Executable {
+    /// The modules holding the compiled loops (freed on drop).
+    modules: Vec<JITModule>,
+    func: Func,
+    plan: Plan,
+    memory: MemoryPlan,
+    /// Per value: its index in the buffer table (`u32::MAX` when not materialised).
+    slot_of: Vec<u32>,
+    /// Per buffer-table index: the value.
+    slots: Vec<Var>,
+    exec: Vec<Exec>,
+    /// The arena of intermediate values, then the scratch of transcendental tiles.
+    arena: Mutex<Vec<u64>>,
+    scratch_bytes: usize,
+}
+
+// SAFETY: after `compile` the modules are never used through `&self` (only dropped, which
+// needs `&mut self`): `run` reads the finalized code through plain function pointers, the
+// plan and the memory layout (immutable), and the arena behind a mutex. The `RefCell` inside a
+// `JITModule` is therefore never touched from two threads.
+unsafe impl Send for Executable {}
+// SAFETY: see above.
+unsafe impl Sync for Executable {}
+
+impl Drop for Executable {
+    fn drop(&mut self) {
+        for module in self.modules.drain(..) {
+            // SAFETY: no function pointer of these modules outlives the executable.
+            unsafe { module.free_memory() };
+        }
+    }
+}
+
+/// Loops over fewer elements than this are compiled without Cranelift's optimiser: it
+/// doubles compile time, and a loop this short runs in well under a microsecond either way.
+const OPTIMISE_FROM_ELEMENTS: usize = plan::SHORT_LOOP;
+
+fn isa(opt_level: &str) -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v).map_err(|e| format!("flag {k}={v}: {e}"))
+    };
+    set(&mut flags, "opt_level", opt_level)?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    // The verifier in debug builds (tests), not in release, where it doubles compile time.
+    let verify = if cfg!(debug_assertions) {
+        "true"
+    } else {
+        "false"
+    };
+    set(&mut flags, "enable_verifier", verify)?;
+    let builder = cranelift_native::builder().map_err(|e| format!("host not supported: {e}"))?;
+    builder
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| format!("host not supported: {e}"))
+}
+
+/// A JIT module with the host kernels declared.
+struct CodeModule {
+    module: JITModule,
+    host_ids: Vec<(&'static str, FuncId)>,
+}
+
+impl CodeModule {
+    fn new(opt_level: &str) -> Result<CodeModule, String> {
+        let mut builder = JITBuilder::with_isa(isa(opt_level)?, default_libcall_names());
+        let hosts = host::all();
+        for h in &hosts {
+            builder.symbol(h.name, h.address);
+        }
+        let mut module = JITModule::new(builder);
+        let ptr = module.target_config().pointer_type();
+        let mut host_ids = Vec::new();
+        for h in &hosts {
+            let mut sig = module.make_signature();
+            sig.params.push(AbiParam::new(ptr));
+            if h.binary {
+                sig.params.push(AbiParam::new(ptr));
+            }
+            sig.params.push(AbiParam::new(types::I64));
+            let id = module
+                .declare_function(h.name, Linkage::Import, &sig)
+                .map_err(|e| e.to_string())?;
+            host_ids.push((h.name, id));
+        }
+        Ok(CodeModule { module, host_ids })
+    }
+
+    /// Compiles consecutive fused loops as the one function `loops{first}`.
+    fn add_segment(
+        &mut self,
+        first: usize,
+        kernels: &[&plan::Kernel],
+        slot: &dyn Fn(Var) -> usize,
+        scratch_slot: usize,
+        ctx: &mut cranelift_codegen::Context,
+        fctx: &mut cranelift_frontend::FunctionBuilderContext,
+    ) -> Result<FuncId, String> {
+        let module = &mut self.module;
+        let host_ids = &self.host_ids;
+        let lookup = |name: &'static str| {
+            host_ids
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|&(_, id)| id)
+                .expect("every host kernel is declared")
+        };
+        let mut sig = module.make_signature();
+        sig.params
+            .push(AbiParam::new(module.target_config().pointer_type()));
+        let id = module
+            .declare_function(&format!("loops{first}"), Linkage::Local, &sig)
+            .map_err(|e| e.to_string())?;
+        let layout = codegen::Layout {
+            slot,
+            scratch_slot,
+            host_ids: &lookup,
+        };
+        codegen::compile_segment(module, ctx, fctx, id, kernels, &layout)?;
+        module
+            .define_function(id, ctx)
+            .map_err(|e| format!("steps from {first}: {e:?}"))?;
+        module.clear_context(ctx);
+        Ok(id)
+    }
+}
+
+/// At most this many fused loops go into one compiled function.
+const SEGMENT_LOOPS: usize = 8;
+
+/// Compiles `func` (verified).
+pub fn compile(func: &Func) -> Result<Executable, JitError> {
+    let err = |message: String| JitError::Compile {
+        func: func.name.clone(),
+        message,
+    };
+    if let Some(eqn) = func
+        .eqns
+        .iter()
+        .find(|e| func.var_type(e.out).size_bytes() > MAX_VALUE_BYTES)
+    {
+        let ty = func.var_type(eqn.out);
+        return Err(JitError::Input(format!(
+            "`{}` (`{}`) has type {ty}, which needs {} bytes; the JIT allocates at most {MAX_VALUE_BYTES} bytes per value",
+            func.var_name(eqn.out),
+            func.prim(eqn).name(),
+            ty.size_bytes()
+        )));
+    }
+    let plan = Plan::new(func);
+    let memory = MemoryPlan::new(func, &plan);
+    let mut slot_of = vec![u32::MAX; func.num_vars()];
+    let mut slots = Vec::new();
+    for (v, &m) in plan.materialised.iter().enumerate() {
+        if m {
+            slot_of[v] = slots.len() as u32;
+            slots.push(Var(v as u32));
+        }
+    }
+    let slot = |v: Var| slot_of[v.index()] as usize;
+    // Two modules: short loops unoptimised, long ones optimised (made only when needed).
+    let mut modules: [Option<CodeModule>; 2] = [None, None];
+    let mut ctx = cranelift_codegen::Context::new();
+    let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
+    // Runs of consecutive fused loops of one module become one function each.
+    enum Planned {
+        Segment(usize, FuncId),
+        Other(Exec),
+    }
+    let mut planned: Vec<Planned> = Vec::new();
+    let mut i = 0;
+    while i < plan.steps.len() {
+        let step = &plan.steps[i];
+        let StepKind::Kernel(kernel) = &step.kind else {
+            planned.push(Planned::Other(match &step.kind {
+                StepKind::Gemm { eqn } => Exec::Gemm(*eqn),
+                _ => Exec::Runtime(step_eqn(func, step)),
+            }));
+            i += 1;
+            continue;
+        };
+        let class = |k: &plan::Kernel| {
+            usize::from(k.domain.iter().product::<usize>() >= OPTIMISE_FROM_ELEMENTS)
+        };
+        let which = class(kernel);
+        let mut kernels: Vec<&plan::Kernel> = vec![kernel];
+        while kernels.len() < SEGMENT_LOOPS {
+            match plan.steps.get(i + kernels.len()).map(|s| &s.kind) {
+                Some(StepKind::Kernel(k)) if class(k) == which => kernels.push(k.as_ref()),
+                _ => break,
+            }
+        }
+        if modules[which].is_none() {
+            let level = if which == 1 { "speed" } else { "none" };
+            modules[which] = Some(CodeModule::new(level).map_err(err)?);
+        }
+        let m = modules[which].as_mut().expect("made above");
+        let id = m
+            .add_segment(i, &kernels, &slot, slots.len(), &mut ctx, &mut fctx)
+            .map_err(err)?;
+        planned.push(Planned::Segment(which, id));
+        i += kernels.len();
+    }
+    for m in modules.iter_mut().flatten() {
+        m.module
+            .finalize_definitions()
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let exec = planned
+        .into_iter()
+        .map(|p| match p {
+            Planned::Segment(which, id) => {
+                let m = modules[which].as_ref().expect("compiled into");
+                let code = m.module.get_finalized_function(id);
+                // SAFETY: compiled with the signature `fn(*const *mut u8)`.
+                Exec::Kernel(unsafe { std::mem::transmute::<*const u8, KernelFn>(code) })
+            }
+            Planned::Other(e) => e,
+        })
+        .collect();
+    let scratch_bytes = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StepKind::Kernel(k) => Some(codegen::scratch_bytes(k)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let arena_words = (memory.arena_bytes + scratch_bytes).div_ceil(8);
+    let arena = Mutex::new(vec![0u64; arena_words]);
+    Ok(Executable {
+        modules: modules.into_iter().flatten().map(|m| m.module).collect(),
+        func: func.clone(),
+        plan,
+        memory,
+        slot_of,
+        slots,
+        exec,
+        arena,
+        scratch_bytes,
+    })
+}
+
+/// The equation computing a step's result.
+fn step_eqn(func: &Func, step: &Step) -> u32 {
+    match &step.kind {
+        StepKind::Gemm { eqn } | StepKind::Runtime { eqn } => *eqn,
+        StepKind::Kernel(k) => *k.eqns.last().unwrap_or(&0),
+    }
+    .min(func.eqns.len().saturating_sub(1) as u32)
+}
+
+/// The first element of a value's buffer (standard layout).
+fn value_ptr(v: &mut Value) -> *mut u8 {
+    match v {
+        Value::F32(a) => a.as_mut_ptr() as *mut u8,
+        Value::F64(a) => a.as_mut_ptr() as *mut u8,
+        Value::I32(a) => a.as_mut_ptr() as *mut u8,
+        Value::Bool(a) => a.as_mut_ptr() as *mut u8,
+    }
+}
+
+fn is_standard(v: &Value) -> bool {
+    match v {
+        Value::F32(a) => a.is_standard_layout(),
+        Value::F64(a) => a.is_standard_layout(),
+        Value::I32(a) => a.is_standard_layout(),
+        Value::Bool(a) => a.is_standard_layout(),
+    }
+}
+
+/// A copy of a row-major buffer of type `ty` as a value.
+///
+/// # Safety
+/// `ptr` must hold `ty.num_elements()` elements of `ty.dtype` (bools as 0 or 1).
+unsafe fn read_value(ty: &Type, ptr: *const u8) -> Value {
+    let n = ty.num_elements();
+    let shape = IxDyn(&ty.shape);
+    macro_rules! read {
+        ($t:ty, $variant:ident) => {{
+            // SAFETY: the caller's contract (the pointer is non-null and aligned even when n = 0).
+            let xs = unsafe { std::slice::from_raw_parts(ptr as *const $t, n) };
+            Value::$variant(ArrayD::from_shape_vec(shape, xs.to_vec()).expect("sizes agree"))
+        }};
+    }
+    match ty.dtype {
+        DType::F32 => read!(f32, F32),
+        DType::F64 => read!(f64, F64),
+        DType::I32 => read!(i32, I32),
+        DType::Bool => read!(bool, Bool),
+    }
+}
+
+/// Copies `v` into the row-major buffer at `ptr`.
+///
+/// # Safety
+/// `ptr` must have room for `v`'s elements.
+unsafe fn write_value(v: &Value, ptr: *mut u8) {
+    macro_rules! write {
+        ($a:expr, $t:ty) => {{
+            let dst = ptr as *mut $t;
+            for (i, &x) in $a.iter().enumerate() {
+                // SAFETY: the caller's contract.
+                unsafe { dst.add(i).write(x) };
+            }
+        }};
+    }
+    match v {
+        Value::F32(a) => write!(a, f32),
+        Value::F64(a) => write!(a, f64),
+        Value::I32(a) => write!(a, i32),
+        Value::Bool(a) => write!(a, bool),
+    }
+}
+
+impl Executable {
+    /// The bytes of the arena holding every materialised intermediate value (inputs and
+    /// outputs excluded): the planned peak.
+    pub fn peak_bytes(&self) -> usize {
+        self.memory.arena_bytes
+    }
+
+    /// The function compiled.
+    pub fn func(&self) -> &Func {
+        &self.func
+    }
+
+    /// The fusion plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The fusion plan as text: one line per step, with where each materialised value lives.
+    pub fn describe(&self) -> String {
+        let mut s = self.plan.describe(&self.func);
+        let namer = traceform_ir::Namer::new(&self.func);
+        for (i, step) in self.plan.steps.iter().enumerate() {
+            for out in std::iter::once(&step.out).chain(&step.also) {
+                if let Place::Arena(at) = self.memory.places[out.index()] {
+                    s.push_str(&format!(
+                        "buffer of step {i} ({}): arena offset {at}\n",
+                        namer.name(*out)
+                    ));
+                }
+            }
+        }
+        s.push_str(&format!(
+            "arena: {} bytes (and {} bytes of tiles for transcendentals)\n",
+            self.memory.arena_bytes, self.scratch_bytes
+        ));
+        s
+    }
+
+    /// Runs the compiled function on `inputs` (checked against the signature first).
+    pub fn run<V: Borrow<Value>>(&self, inputs: &[V]) -> Result<Vec<Value>, JitError> {
+        let inputs: Vec<&Value> = inputs.iter().map(Borrow::borrow).collect();
+        self.run_borrowed(&inputs)
+    }
+
+    fn run_borrowed(&self, inputs: &[&Value]) -> Result<Vec<Value>, JitError> {
+        let func = &self.func;
+        check_inputs(func, inputs).map_err(|e| JitError::Input(e.to_string()))?;
+        // Inputs in another layout are copied into standard layout first.
+        let mut copies: Vec<Option<Value>> = inputs
+            .iter()
+            .map(|v| (!is_standard(v)).then(|| standard_copy(v)))
+            .collect();
+        // Compiled code never writes a parameter's buffer.
+        let input_ptrs: Vec<*mut u8> = inputs
+            .iter()
+            .zip(&mut copies)
+            .map(|(v, copy)| match copy {
+                Some(c) => value_ptr(c),
+                None => borrowed_ptr(v),
+            })
+            .collect();
+        // Output arrays are not zeroed first: the steps write every element of them.
+        let mut outputs: Vec<Option<Unwritten>> = func
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| match a {
+                Atom::Var(v) if self.memory.places[v.index()] == Place::Output(i) => {
+                    Some(Unwritten::new(func.var_type(*v)))
+                }
+                _ => None,
+            })
+            .collect();
+        // The executable's arena, or (when another thread is running it) one of this call's.
+        let mut own_arena: Vec<u64>;
+        let mut guard = self.arena.try_lock().ok();
+        let arena_ptr = match &mut guard {
+            Some(arena) => arena.as_mut_ptr() as *mut u8,
+            None => {
+                own_arena = vec![0u64; (self.memory.arena_bytes + self.scratch_bytes).div_ceil(8)];
+                own_arena.as_mut_ptr() as *mut u8
+            }
+        };
+        let mut table: Vec<*mut u8> = self
+            .slots
+            .iter()
+            .map(|v| match self.memory.places[v.index()] {
+                Place::Param(i) => input_ptrs[i],
+                Place::Output(i) => outputs[i].as_mut().expect("made above").ptr(),
+                // SAFETY: the arena holds `arena_bytes` bytes.
+                Place::Arena(at) => unsafe { arena_ptr.add(at) },
+                Place::None => std::ptr::null_mut(),
+            })
+            .collect();
+        // SAFETY: the scratch follows the values in the arena (64-byte aligned).
+        table.push(unsafe { arena_ptr.add(self.memory.arena_bytes) });
+        for exec in &self.exec {
+            match exec {
+                // SAFETY: the table holds a buffer of the right size for every value the loop
+                // reads or writes, and the inputs were checked against the signature.
+                Exec::Kernel(f) => unsafe { f(table.as_ptr()) },
+                Exec::Gemm(eqn) => self.gemm(*eqn, &table),
+                Exec::Runtime(eqn) => self.runtime_call(*eqn, &table)?,
+            }
+        }
+        drop(guard);
+        let mut result = Vec::with_capacity(func.outputs.len());
+        for (i, a) in func.outputs.iter().enumerate() {
+            let value = match a {
+                Atom::Lit(l) => Value::from_literal(l),
+                Atom::Var(v) => match self.memory.places[v.index()] {
+                    Place::Param(p) => inputs[p].clone(),
+                    // SAFETY: every step writes every element of its result, and every
+                    // step has run.
+                    Place::Output(j) if j == i => unsafe {
+                        outputs[i].take().expect("made above").assume_init()
+                    },
+                    Place::Output(j) => result.get(j).cloned().expect("an earlier output position"),
+                    Place::Arena(_) | Place::None => unreachable!("outputs have their own place"),
+                },
+            };
+            result.push(value);
+        }
+        Ok(result)
+    }
+
+    fn buffer(&self, table: &[*mut u8], v: Var) -> *mut u8 {
+        table[self.slot_of[v.index()] as usize]
+    }
+
+    fn gemm(&self, eqn: u32, table: &[*mut u8]) {
+        let func = &self.func;
+        let e = &func.eqns[eqn as usize];
+        let Prim::DotGeneral(dims) = func.prim(e) else {
+            unreachable!("a gemm step is a dot_general")
+        };
+        let args = func.args(e);
+        let (x, y) = match (&args[0], &args[1]) {
+            (Atom::Var(x), Atom::Var(y)) => (*x, *y),
+            _ => unreachable!("dot_general operands are not rank-0 literals"),
+        };
+        let (xt, yt) = (func.var_type(x), func.var_type(y));
+        let (xp, yp, op) = (
+            self.buffer(table, x),
+            self.buffer(table, y),
+            self.buffer(table, e.out),
+        );
+        // SAFETY: the buffers hold the verified types; the result's buffer is its own.
+        unsafe {
+            match xt.dtype {
+                DType::F32 => gemm::dot_general::<f32>(
+                    dims,
+                    xp as *const f32,
+                    &xt.shape,
+                    yp as *const f32,
+                    &yt.shape,
+                    op as *mut f32,
+                ),
+                _ => gemm::dot_general::<f64>(
+                    dims,
+                    xp as *const f64,
+                    &xt.shape,
+                    yp as *const f64,
+                    &yt.shape,
+                    op as *mut f64,
+                ),
+            }
+        }
+    }
+
+    /// An explicit call of the runtime's kernel: operands copied out of their buffers, the
+    /// result copied into its own.
+    fn runtime_call(&self, eqn: u32, table: &[*mut u8]) -> Result<(), JitError> {
+        let func = &self.func;
+        let e = &func.eqns[eqn as usize];
+        let prim = func.prim(e);
+        let args: Vec<Value> = func
+            .args(e)
+            .iter()
+            .map(|a| match a {
+                Atom::Lit(l) => Value::from_literal(l),
+                // SAFETY: a materialised value's buffer holds its type.
+                Atom::Var(v) => unsafe { read_value(func.var_type(*v), self.buffer(table, *v)) },
+            })
+            .collect();
+        let refs: Vec<&Value> = args.iter().collect();
+        let out_ty = func.var_type(e.out);
+        let value = apply(prim, &refs, out_ty).map_err(|k| JitError::Kernel {
+            eqn: eqn as usize,
+            name: func.var_name(e.out),
+            message: k.to_string(),
+        })?;
+        if &value.ty() != out_ty {
+            return Err(JitError::Kernel {
+                eqn: eqn as usize,
+                name: func.var_name(e.out),
+                message: format!("kernel made {}, expected {out_ty}", value.ty()),
+            });
+        }
+        // SAFETY: the result's buffer has room for its type.
+        unsafe { write_value(&value, self.buffer(table, e.out)) };
+        Ok(())
+    }
+}
+
+/// An output array before the steps have written it.
+enum Unwritten {
+    F32(ArrayD<MaybeUninit<f32>>),
+    F64(ArrayD<MaybeUninit<f64>>),
+    I32(ArrayD<MaybeUninit<i32>>),
+    Bool(ArrayD<MaybeUninit<bool>>),
+}
+
+impl Unwritten {
+    fn new(ty: &Type) -> Unwritten {
+        let shape = IxDyn(&ty.shape);
+        match ty.dtype {
+            DType::F32 => Unwritten::F32(ArrayD::uninit(shape)),
+            DType::F64 => Unwritten::F64(ArrayD::uninit(shape)),
+            DType::I32 => Unwritten::I32(ArrayD::uninit(shape)),
+            DType::Bool => Unwritten::Bool(ArrayD::uninit(shape)),
+        }
+    }
+
+    fn ptr(&mut self) -> *mut u8 {
+        match self {
+            Unwritten::F32(a) => a.as_mut_ptr() as *mut u8,
+            Unwritten::F64(a) => a.as_mut_ptr() as *mut u8,
+            Unwritten::I32(a) => a.as_mut_ptr() as *mut u8,
+            Unwritten::Bool(a) => a.as_mut_ptr() as *mut u8,
+        }
+    }
+
+    /// # Safety
+    /// Every element must have been written (bools as 0 or 1).
+    unsafe fn assume_init(self) -> Value {
+        // SAFETY: the caller's contract.
+        unsafe {
+            match self {
+                Unwritten::F32(a) => Value::F32(a.assume_init()),
+                Unwritten::F64(a) => Value::F64(a.assume_init()),
+                Unwritten::I32(a) => Value::I32(a.assume_init()),
+                Unwritten::Bool(a) => Value::Bool(a.assume_init()),
+            }
+        }
+    }
+}
+
+fn borrowed_ptr(v: &Value) -> *mut u8 {
+    match v {
+        Value::F32(a) => a.as_ptr() as *mut u8,
+        Value::F64(a) => a.as_ptr() as *mut u8,
+        Value::I32(a) => a.as_ptr() as *mut u8,
+        Value::Bool(a) => a.as_ptr() as *mut u8,
+    }
+}
+
+fn standard_copy(v: &Value) -> Value {
+    match v {
+        Value::F32(a) => Value::F32(a.as_standard_layout().into_owned()),
+        Value::F64(a) => Value::F64(a.as_standard_layout().into_owned()),
+        Value::I32(a) => Value::I32(a.as_standard_layout().into_owned()),
+        Value::Bool(a) => Value::Bool(a.as_standard_layout().into_owned()),
+    }
+}

@@ -1,0 +1,305 @@
+//! Hand-written programs, one feature each, compiled and compared with the interpreter.
+
+use ndarray::ArrayD;
+use traceform_ir::{parse_func, Func};
+use traceform_runtime::{eval, Value};
+
+fn inputs_for(f: &Func) -> Vec<Value> {
+    f.param_types()
+        .iter()
+        .enumerate()
+        .map(|(p, ty)| {
+            let n = ty.num_elements();
+            let xs: Vec<f64> = (0..n)
+                .map(|i| ((i * 7 + p * 3) % 11) as f64 * 0.37 - 1.6)
+                .collect();
+            let shape = ty.shape.to_vec();
+            match ty.dtype {
+                traceform_ir::DType::F32 => Value::F32(
+                    ArrayD::from_shape_vec(shape, xs.iter().map(|&x| x as f32).collect()).unwrap(),
+                ),
+                traceform_ir::DType::F64 => Value::F64(ArrayD::from_shape_vec(shape, xs).unwrap()),
+                traceform_ir::DType::I32 => Value::I32(
+                    ArrayD::from_shape_vec(shape, xs.iter().map(|&x| (x * 3.0) as i32).collect())
+                        .unwrap(),
+                ),
+                traceform_ir::DType::Bool => Value::Bool(
+                    ArrayD::from_shape_vec(shape, xs.iter().map(|&x| x > 0.0).collect()).unwrap(),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Compiles `src`, runs it and the interpreter on the same inputs, and checks they agree
+/// (bit for bit unless `tol` allows a relative difference).
+fn check(src: &str, tol: f64) -> traceform_jit::Executable {
+    let f = parse_func(src).unwrap();
+    let inputs = inputs_for(&f);
+    let want = eval(&f, &inputs).unwrap();
+    let exe = traceform_jit::compile(&f).unwrap_or_else(|e| panic!("{e}"));
+    let got = exe.run(&inputs).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), want.len());
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.ty(), w.ty(), "output {k}");
+        for (i, (a, b)) in g.to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
+            let ok =
+                (a.is_nan() && b.is_nan()) || *a == b || (a - b).abs() <= tol * b.abs().max(1e-30);
+            assert!(
+                ok,
+                "output {k} element {i}: jit {a}, interpreter {b}\n{}",
+                exe.describe()
+            );
+        }
+    }
+    exe
+}
+
+#[test]
+fn elementwise_chain() {
+    check("func f(x: f32[10], y: f32[10]) -> f32[10] {\n  a: f32[10] = mul x y\n  b: f32[10] = sub a 1.5\n  c: f32[10] = max b x\n  d: f32[10] = integer_pow[y=3] c\n  return d\n}\n", 0.0);
+}
+
+#[test]
+fn transcendentals_in_tiles() {
+    // 1e-6: f32 exp is a polynomial within 1 ulp of the interpreter's.
+    check("func f(x: f32[1100]) -> (f32[1100], f64[7]) {\n  a: f32[1100] = exp x\n  b: f32[1100] = mul a x\n  c: f32[1100] = log1p b\n  d: f32[1100] = pow c 1.5\n  e: f32[1100] = add d a\n  g: f64[7] = iota[dtype=f64, shape=(7), dim=0]\n  h: f64[7] = tanh g\n  return e, h\n}\n", 1e-5);
+}
+
+#[test]
+fn reductions() {
+    check("func f(x: f32[3,5,7]) -> (f32[], f32[5], f32[3,7], f32[3]) {\n  a: f32[3,5,7] = sin x\n  s: f32[] = reduce_sum[axes=(0,1,2)] a\n  m: f32[5] = reduce_max[axes=(0,2)] x\n  n: f32[3,7] = reduce_min[axes=(1)] x\n  q: f32[3] = reduce_sum[axes=(1,2)] x\n  return s, m, n, q\n}\n", 1e-5);
+}
+
+#[test]
+fn index_arithmetic() {
+    check("func f(x: f64[4,6], y: f64[6]) -> f64[6,4] {\n  a: f64[6,4] = transpose[perm=(1,0)] x\n  b: f64[6,4] = broadcast_in_dim[shape=(6,4), dims=(0)] y\n  c: f64[6,4] = rev[dims=(0)] b\n  d: f64[6,4] = add a c\n  e: f64[3,2] = slice[start=(0,1), limit=(6,4), strides=(2,2)] d\n  g: f64[6] = reshape[shape=(6)] e\n  h: f64[1,6] = expand_dims[dims=(0)] g\n  k: f64[6] = squeeze[dims=(0)] h\n  m: f64[6,4] = broadcast_in_dim[shape=(6,4), dims=(0)] k\n  n: f64[6,4] = mul m d\n  return n\n}\n", 0.0);
+}
+
+#[test]
+fn integers_and_bools() {
+    check("func f(x: i32[9], y: i32[9], z: f32[9]) -> (i32[9], bool[9], f32[9], i32[], i32[9]) {\n  a: i32[9] = div x y\n  b: bool[9] = lt x y\n  c: bool[9] = gt z 0.0\n  d: bool[9] = and b c\n  m: f32[9] = round z\n  e: f32[9] = select_n d z m\n  g: i32[] = reduce_max[axes=(0)] a\n  h: i32[9] = convert_element_type[dtype=i32] z\n  k: i32[9] = sign h\n  n: f32[9] = add e m\n  return a, d, n, g, k\n}\n", 0.0);
+}
+
+#[test]
+fn gemm_and_runtime_calls() {
+    check("func f(x: f32[2,3,4], y: f32[4,2,5], z: f64[3,4], w: f64[5,4]) -> (f32[2,3,5], f64[3,5], f32[2,4,3], i32[2,4]) {\n  a: f32[2,3,5] = dot_general[contract=((2),(0)), batch=((0),(1))] x y\n  b: f64[3,5] = dot_general[contract=((1),(1)), batch=((),())] z w\n  c: f32[2,4,3] = transpose[perm=(0,2,1)] x\n  d: f32[2,4,3] = cumsum[axis=2, reverse=true] c\n  e: i32[2,4] = argmax[axis=2] d\n  return a, b, d, e\n}\n", 1e-6);
+}
+
+#[test]
+fn empty_and_scalar_shapes() {
+    check("func f(x: f32[0,3], y: f32[]) -> (f32[3], f32[0,3], f32[], f32[]) {\n  a: f32[3] = reduce_sum[axes=(0)] x\n  b: f32[0,3] = exp x\n  c: f32[] = exp y\n  d: f32[] = add c 1.0\n  return a, b, d, y\n}\n", 0.0);
+}
+
+#[test]
+fn wrong_inputs_are_errors() {
+    let f = parse_func("func f(x: f32[2]) -> f32[2] {\n  return x\n}\n").unwrap();
+    let exe = traceform_jit::compile(&f).unwrap();
+    let bad = Value::F32(ArrayD::zeros(vec![3]));
+    assert_eq!(
+        exe.run(&[bad]).unwrap_err().to_string(),
+        "input 0 (`x`) must be f32[2], given f32[3]"
+    );
+    assert_eq!(
+        exe.run::<Value>(&[]).unwrap_err().to_string(),
+        "`f` takes 1 input(s), given 0"
+    );
+}
+
+#[test]
+fn pads_are_scattering_loops() {
+    let exe = check("func f(x: f32[4,5], v: f32[]) -> (f32[6,12], f32[2,4], f32[0,3], f32[9,5]) {\n  e: f32[4,5] = exp x\n  a: f32[6,12] = pad[low=(1,-1), high=(1,4), interior=(0,1)] e v\n  b: f32[2,4] = pad[low=(-3,-5), high=(1,0), interior=(0,1)] x 9.0\n  c: f32[0,3] = pad[low=(-4,0), high=(0,-2)] x 9.0\n  d: f32[9,5] = pad[low=(2,0), high=(3,0)] x 0.0\n  return a, b, c, d\n}\n", 0.0);
+    let plan = exe.describe();
+    assert!(!plan.contains("runtime kernel"), "{plan}");
+    assert!(
+        plan.contains("[e=exp a=pad]"),
+        "exp fuses into the pad: {plan}"
+    );
+}
+
+#[test]
+fn runtime_kernel_calls_agree() {
+    let exe = check("func f(x: f32[3,4], y: i32[2,4]) -> (f32[6,4], i32[3], f32[3,4], i32[4], f32[]) {\n  a: f32[6,4] = concatenate[axis=0] x x\n  c: f32[6,4] = exp a\n  b: i32[3] = argmin[axis=1] x\n  d: f32[3,4] = cumsum[axis=1, reverse=false] x\n  e: i32[4] = argmax[axis=0] y\n  g: f32[] = dot_general[contract=((),()), batch=((),())] 2.0 3.0\n  return c, b, d, e, g\n}\n", 0.0);
+    let plan = exe.describe();
+    for name in ["concatenate", "argmin", "cumsum", "argmax", "dot_general"] {
+        assert!(plan.contains("runtime kernel -> "), "{plan}");
+        assert!(plan.contains(name), "{name}: {plan}");
+    }
+}
+
+/// `docs/jit.md` lists exactly the primitives the JIT computes by a runtime-kernel call.
+#[test]
+fn the_docs_list_every_runtime_kernel_call() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/jit.md")).unwrap();
+    let section = doc
+        .split("## Runtime kernel calls")
+        .nth(1)
+        .expect("docs/jit.md has a `## Runtime kernel calls` section");
+    let section = section.split("\n## ").next().unwrap();
+    let mut listed: Vec<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    listed.sort();
+    let mut calls: Vec<String> = traceform_ir::PrimKind::ALL
+        .iter()
+        .filter(|&&k| traceform_jit::lowering(k) == traceform_jit::Lowering::RuntimeKernel)
+        .map(|k| k.name().to_string())
+        .collect();
+    calls.sort();
+    assert_eq!(listed, calls);
+}
+
+#[test]
+fn long_reductions_use_several_accumulators() {
+    check("func f(x: f32[3,1001], y: f64[999]) -> (f32[3], f32[], f64[], f64[], f32[3]) {\n  a: f32[3,1001] = mul x x\n  s: f32[3] = reduce_sum[axes=(1)] a\n  t: f32[] = reduce_sum[axes=(0,1)] x\n  u: f64[] = reduce_max[axes=(0)] y\n  w: f64[999] = exp y\n  v: f64[] = reduce_min[axes=(0)] w\n  m: f32[3] = reduce_max[axes=(1)] x\n  return s, t, u, v, m\n}\n", 1e-5);
+}
+
+/// The accuracy figures of docs/jit.md: every transcendental, in both float dtypes, on 4099
+/// points spread over [-60, 60] plus the special values, equals the interpreter bit for bit
+/// (NaN compared as NaN), except the f32 polynomials `exp`, `tanh` and `logistic`, within
+/// 1, 2 and 4 ulps (`host.rs` measures those on 2 million points).
+#[test]
+fn transcendentals_equal_the_interpreter_bit_for_bit() {
+    let mut xs: Vec<f64> = (0..4090)
+        .map(|i| -60.0 + 120.0 * i as f64 / 4089.0)
+        .collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        0.5,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NAN,
+        1.0,
+    ]);
+    let n = xs.len();
+    for (t, value) in [
+        (
+            "f32",
+            Value::F32(
+                ArrayD::from_shape_vec(vec![n], xs.iter().map(|&x| x as f32).collect()).unwrap(),
+            ),
+        ),
+        (
+            "f64",
+            Value::F64(ArrayD::from_shape_vec(vec![n], xs.clone()).unwrap()),
+        ),
+    ] {
+        for op in [
+            "sin", "cos", "tan", "tanh", "exp", "log", "log1p", "expm1", "logistic", "erf", "sqrt",
+            "rsqrt",
+        ] {
+            let src = format!(
+                "func f(x: {t}[{n}]) -> {t}[{n}] {{\n  a: {t}[{n}] = {op} x\n  return a\n}}\n"
+            );
+            let ulps = match (t, op) {
+                ("f32", "exp") => 1,
+                ("f32", "tanh") => 2,
+                ("f32", "logistic") => 4,
+                _ => 0,
+            };
+            within_ulps(&src, std::slice::from_ref(&value), op, ulps);
+        }
+        for op in ["pow", "atan2"] {
+            let src = format!("func f(x: {t}[{n}], y: {t}[{n}]) -> {t}[{n}] {{\n  r: {t}[{n}] = rev[dims=(0)] y\n  a: {t}[{n}] = {op} x r\n  return a\n}}\n");
+            within_ulps(&src, &[value.clone(), value.clone()], op, 0);
+        }
+    }
+}
+
+/// Runs `src` on both backends; every output element within `max_ulps` of the interpreter's.
+fn within_ulps(src: &str, inputs: &[Value], op: &str, max_ulps: i64) {
+    let f = parse_func(src).unwrap();
+    let want = eval(&f, inputs).unwrap();
+    let got = traceform_jit::compile(&f).unwrap().run(inputs).unwrap();
+    // Floats ordered as integers (NaN as one value), so a difference counts ulps.
+    let keys = |v: &Value| -> Vec<i64> {
+        match v {
+            Value::F32(a) => a
+                .iter()
+                .map(|x| {
+                    let i = if x.is_nan() {
+                        i32::MAX
+                    } else {
+                        x.to_bits() as i32
+                    };
+                    i64::from(if i < 0 { i32::MIN - i } else { i })
+                })
+                .collect(),
+            Value::F64(a) => a
+                .iter()
+                .map(|x| {
+                    let i = if x.is_nan() {
+                        i64::MAX
+                    } else {
+                        x.to_bits() as i64
+                    };
+                    if i < 0 {
+                        i64::MIN - i
+                    } else {
+                        i
+                    }
+                })
+                .collect(),
+            _ => unreachable!(),
+        }
+    };
+    let worst = keys(&got[0])
+        .iter()
+        .zip(keys(&want[0]))
+        .map(|(a, b)| a.abs_diff(b))
+        .max()
+        .unwrap_or(0);
+    assert!(worst <= max_ulps as u64, "{op}: {worst} ulps\n{src}");
+}
+
+/// A loop with hundreds of transcendentals (one tile each, in the heap scratch, not on the
+/// stack) runs on a test thread's stack.
+#[test]
+fn long_fused_chains_of_transcendentals() {
+    let mut src = String::from("func f(x: f32[700]) -> f32[700] {\n  v0: f32[700] = sin x\n");
+    for i in 1..400 {
+        let op = ["sin", "tanh", "cos", "logistic"][i % 4];
+        src.push_str(&format!("  v{i}: f32[700] = {op} v{}\n", i - 1));
+    }
+    src.push_str("  return v399\n}\n");
+    // 1e-5: f32 tanh and logistic are polynomials within a few ulps of the interpreter's.
+    let exe = check(&src, 1e-5);
+    assert!(
+        exe.describe().starts_with("step 0: loop over [700]"),
+        "one loop"
+    );
+    assert_eq!(exe.plan().steps.len(), 1);
+}
+
+/// Pads without interior padding are read through guards inside their reader's loop: never
+/// materialised, never read out of bounds, vectorised away from the borders.
+#[test]
+fn pads_fuse_into_their_readers() {
+    let exe = check("func f(x: f32[999], y: f32[3,7], v: f32[]) -> (f32[1000], f32[], f32[5,6], f32[4,9]) {\n  a: f32[999] = exp x\n  p: f32[1000] = pad[low=(0), high=(1)] a 0.0\n  q: f32[1000] = pad[low=(1), high=(0)] x 0.0\n  s: f32[1000] = add p q\n  r: f32[1002] = pad[low=(2), high=(1)] x v\n  t: f32[] = reduce_sum[axes=(0)] r\n  u: f32[5,6] = pad[low=(1,-2), high=(1,1)] y 2.0\n  w: f32[5,6] = mul u u\n  g: f32[3,8] = pad[low=(0,-1), high=(0,2)] y v\n  h: f32[4,9] = pad[low=(1,0), high=(0,1)] g 0.5\n  k: f32[4,9] = neg h\n  return s, t, w, k\n}\n", 1e-5);
+    let plan = exe.describe();
+    assert_eq!(
+        plan.matches("step ").count(),
+        4,
+        "one loop per output: {plan}"
+    );
+}
+
+/// Reductions over the same domain run in one loop, each into its own result (sums, maxima,
+/// over different axes, with transcendentals and guards in either).
+#[test]
+fn sibling_reductions_share_one_loop() {
+    let exe = check("func f(x: f32[3,1001], y: f32[3,1000]) -> (f32[3], f32[1001], f32[], f32[3]) {\n  a: f32[3,1001] = mul x x\n  s: f32[3] = reduce_sum[axes=(1)] a\n  e: f32[3,1001] = exp x\n  m: f32[1001] = reduce_max[axes=(0)] e\n  p: f32[3,1001] = pad[low=(0,1), high=(0,0)] y 0.5\n  q: f32[3,1001] = sub p x\n  t: f32[] = reduce_sum[axes=(0,1)] q\n  u: f32[3] = reduce_min[axes=(1)] x\n  return s, m, t, u\n}\n", 1e-5);
+    let plan = exe.describe();
+    assert_eq!(plan.matches("step ").count(), 1, "{plan}");
+    assert!(
+        plan.contains("-> s, m, t, u: f32[3], f32[1001], f32[], f32[3]"),
+        "{plan}"
+    );
+}
