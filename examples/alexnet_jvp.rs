@@ -15,10 +15,11 @@
 //!   schedules what is left, and it holds no more than the jvp;
 //! - `grad`, then the inner product with `t` outside the program.
 //!
-//! Each program is traced, transformed, simplified and run once; the table shows its size,
-//! the most memory its intermediate values held at once (`peak_bytes`: inputs and outputs not
-//! counted, as XLA's "temp"), and its time, beside JAX 0.10.2's jax.jit figures for the same
-//! programs on the same kind of machine (`shared/workloads/README.md`).
+//! Each program is traced, transformed, simplified, compiled by the JIT (the default backend)
+//! and run once; the table shows its size, the most memory its intermediate values held at once
+//! (the JIT's arena, `peak_bytes`: inputs and outputs not counted, as XLA's "temp"), and its
+//! time, beside JAX 0.10.2's jax.jit figures for the same programs on the same kind of machine
+//! (`shared/workloads/README.md`).
 //!
 //! Run: `cargo run --release --example alexnet_jvp`
 
@@ -26,7 +27,6 @@ use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn};
 use traceform::ir::ConvPadding;
-use traceform::runtime::eval_with_stats;
 use traceform::transforms::{self as tf, Limits};
 use traceform::{trace, DType, Func, Tensor, Type, Value};
 
@@ -126,12 +126,13 @@ struct Run {
 }
 
 fn run(func: &Func, inputs: &[&Value]) -> Result<Run, Box<dyn std::error::Error>> {
+    let exe = traceform::jit::compile(func)?;
     let start = Instant::now();
-    let (outputs, stats) = eval_with_stats(func, inputs)?;
+    let outputs = exe.run(inputs)?;
     Ok(Run {
         outputs,
         eqns: func.eqns.len(),
-        peak: stats.peak_bytes,
+        peak: exe.peak_bytes(),
         ms: start.elapsed().as_secs_f64() * 1e3,
     })
 }
