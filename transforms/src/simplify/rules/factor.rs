@@ -1,4 +1,5 @@
-//! Factoring sums of products: `a*b + a*c = a*(b+c)` (in any operand order), the same for
+//! Factoring sums of products: `a*b + a*c = a*(b+c)` and `a*b - a*c = a*(b-c)` (in any operand
+//! order, through constant scalings), the same for
 //! two `dot_general`s with one operand and dimension numbers in common, and
 //! `L(x) + L(y) = L(x + y)` for any structurally linear data movement or reduction `L` with
 //! the same attributes (`reduce_sum`, `pad` by zero, `broadcast_in_dim`, `slice`, ...). Reverse-mode
@@ -20,6 +21,10 @@ pub fn rules() -> Vec<Rule> {
             apply: factor_mul,
         },
         Rule {
+            name: "factor-sub",
+            apply: factor_sub,
+        },
+        Rule {
             name: "factor-dot",
             apply: factor_dot,
         },
@@ -31,8 +36,12 @@ pub fn rules() -> Vec<Rule> {
 }
 
 fn add_operands(eg: &Graph, node: &Node) -> Option<(Id, Id)> {
+    binary_operands(eg, node, BinaryOp::Add)
+}
+
+fn binary_operands(eg: &Graph, node: &Node, want: BinaryOp) -> Option<(Id, Id)> {
     match op(eg, node)? {
-        (Prim::Binary(BinaryOp::Add), [a, b]) => Some((*a, *b)),
+        (Prim::Binary(b), [a, c]) if *b == want => Some((*a, *c)),
         _ => None,
     }
 }
@@ -50,11 +59,29 @@ struct Factoring {
 }
 
 /// The ways to write class `x` as a product: for each product `p * q` in it, `p * q` and
-/// `q * p`, and, where an operand is itself a product with a rank-0 constant (`(a * c) * q`),
+/// `q * p`; where an operand is itself a product with a rank-0 constant (`(a * c) * q`),
 /// `a * q * c`: reverse mode scales a cotangent by a constant before multiplying it by a
-/// derivative, and the common factor is the cotangent inside.
+/// derivative, and the common factor is the cotangent inside; and for a product scaled by a
+/// constant (`(a * b) * c`), `a * b * c` and `b * a * c`: forward mode scales the product of
+/// a tangent and a derivative (`(t * cos x) * 1.01`), and the common factor is the tangent.
 fn factorings(eg: &Graph, x: Id, out: &mut Vec<Factoring>) {
     let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for node in &eg[x].nodes {
+        let Some((ab, c)) = constant_factor(eg, node) else {
+            continue;
+        };
+        for (_, m) in ops_in(eg, ab, is_mul) {
+            for (i, j) in [(0, 1), (1, 0)] {
+                if eg[m[j]].data.fill.is_none() && eg[m[i]].data.fill.is_none() {
+                    out.push(Factoring {
+                        factor: m[i],
+                        rest: m[j],
+                        scale: Some(c),
+                    });
+                }
+            }
+        }
+    }
     for (_, m) in ops_in(eg, x, is_mul) {
         for (i, j) in [(0, 1), (1, 0)] {
             out.push(Factoring {
@@ -92,6 +119,17 @@ fn scaled(eg: &Graph, f: &Factoring) -> Rhs {
 /// broadcast is needed).
 fn factor_mul(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
+    factor_common(eg, id, x, y, BinaryOp::Add)
+}
+
+/// `a*b - a*c = a*(b-c)`, as `factor-mul` (the same factorings).
+fn factor_sub(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = binary_operands(eg, node, BinaryOp::Sub)?;
+    factor_common(eg, id, x, y, BinaryOp::Sub)
+}
+
+/// `x op y` (`op` an addition or subtraction) with a factor common to `x` and `y` taken out.
+fn factor_common(eg: &Graph, id: Id, x: Id, y: Id, combine: BinaryOp) -> Option<Rhs> {
     let (mut left, mut right) = (Vec::new(), Vec::new());
     factorings(eg, x, &mut left);
     if left.is_empty() {
@@ -109,7 +147,10 @@ fn factor_mul(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
             }
             return Some(Rhs::Op(
                 Prim::Binary(BinaryOp::Mul),
-                vec![Rhs::Class(l.factor), sum(scaled(eg, l), scaled(eg, r))],
+                vec![
+                    Rhs::Class(l.factor),
+                    Rhs::Op(Prim::Binary(combine), vec![scaled(eg, l), scaled(eg, r)]),
+                ],
             ));
         }
     }
@@ -183,6 +224,20 @@ mod tests {
         assert_eq!(
             simplified("a = mul x 0.5; b = mul a y; c = mul x x; d = add b c; return d"),
             "v0: f32[3] = mul y 0.5:f32; v1: f32[3] = add v0 x; v2: f32[3] = mul x v1; return v2"
+        );
+    }
+    #[test]
+    fn factor_sub() {
+        assert_eq!(
+            simplified("a = mul s x; b = mul s y; c = sub a b; return c"),
+            "v0: f32[3] = sub x y; v1: f32[3] = mul s v0; return v1"
+        );
+    }
+    #[test]
+    fn factor_a_scaled_product() {
+        assert_eq!(
+            simplified("a = mul x y; b = mul a 3.0; c = mul x x; d = sub b c; return d"),
+            "v0: f32[3] = mul y 3.0:f32; v1: f32[3] = sub v0 x; v2: f32[3] = mul x v1; return v2"
         );
     }
     #[test]

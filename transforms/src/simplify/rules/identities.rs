@@ -77,6 +77,18 @@ pub fn rules() -> Vec<Rule> {
             apply: constant_factors,
         },
         Rule {
+            name: "sub-negative-scaled",
+            apply: sub_negative_scaled,
+        },
+        Rule {
+            name: "constant-out-of-product",
+            apply: constant_out_of_product,
+        },
+        Rule {
+            name: "cancel-constant-term",
+            apply: cancel_constant_term,
+        },
+        Rule {
             name: "add-self",
             apply: add_self,
         },
@@ -282,6 +294,102 @@ fn constant_factors(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     })
 }
 
+/// `a + b*c = a - b*(-c)` for a negative rank-0 constant `c` (either operand order; exact):
+/// a sum of terms with negative weights is written as a subtraction, as forward mode writes
+/// it (`sub`'s tangent is the difference of the tangents), so that reverse mode's sum of
+/// scaled contributions and forward mode's difference are one class.
+fn sub_negative_scaled(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = binary(eg, node, BinaryOp::Add)?;
+    for (a, by) in [(x, y), (y, x)] {
+        let found = eg[by].nodes.iter().find_map(|n| {
+            let (b, c) = constant_factor(eg, n)?;
+            (c < 0.0).then_some((b, c))
+        });
+        if let Some((b, c)) = found {
+            let lit = Literal::new(-c, ty(eg, by).dtype);
+            let scaled = Rhs::Op(Prim::Binary(BinaryOp::Mul), vec![class(b), Rhs::Lit(lit)]);
+            return Some(Rhs::Op(Prim::Binary(BinaryOp::Sub), vec![class(a), scaled]));
+        }
+    }
+    None
+}
+
+/// `x * (b * c) = (x * b) * c` and `(b * c) * x = (b * x) * c` for a rank-0 constant `c`
+/// and non-constant `x`, `b`: constant factors move out of products (one rounding moves),
+/// where they meet other constants (`constant-factors`) and the factorings of `factor-mul`
+/// see the product inside.
+fn constant_out_of_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (l, r) = binary(eg, node, BinaryOp::Mul)?;
+    let variable = |x: Id| eg[x].data.fill.is_none();
+    if !variable(l) || !variable(r) {
+        return None;
+    }
+    for (x, scaled, x_left) in [(l, r, true), (r, l, false)] {
+        let found = eg[scaled].nodes.iter().find_map(|n| {
+            let (b, c) = constant_factor(eg, n)?;
+            variable(b).then_some((b, c))
+        });
+        let Some((b, c)) = found else { continue };
+        if ty(eg, b) != ty(eg, scaled) {
+            continue;
+        }
+        let inner = if x_left { [x, b] } else { [b, x] };
+        let lit = Literal::new(c, ty(eg, id).dtype);
+        return Some(Rhs::Op(
+            Prim::Binary(BinaryOp::Mul),
+            vec![apply(Prim::Binary(BinaryOp::Mul), &inner), Rhs::Lit(lit)],
+        ));
+    }
+    None
+}
+
+/// A sum with a finite rank-0 constant `a` as one term, as `(a, sign of the other term, the
+/// other term)`: `a + b`, `b + a`, `a - b`.
+fn constant_term(eg: &Graph, node: &Node) -> Option<(f64, bool, Id)> {
+    let constant = |x: Id| {
+        let f = eg[x].data.fill?;
+        (ty(eg, x).rank() == 0 && ty(eg, x).dtype.is_float() && f.is_finite()).then_some(f)
+    };
+    if let Some((p, q)) = binary(eg, node, BinaryOp::Add) {
+        if let Some(a) = constant(p) {
+            return Some((a, true, q));
+        }
+        return constant(q).map(|a| (a, true, p));
+    }
+    let (p, q) = binary(eg, node, BinaryOp::Sub)?;
+    constant(p).map(|a| (a, false, q))
+}
+
+/// `(a ± b) - (a ± c)` for a finite rank-0 constant `a`: `b - c`, `b + c`, `-(b + c)` or
+/// `c - b` (the constant cancels; rounds differently, and more accurately:
+/// `(1 - y) - (1 + y)` loses `y`'s low bits where `-(y + y)` does not).
+fn cancel_constant_term(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = binary(eg, node, BinaryOp::Sub)?;
+    let full = |v: Id| ty(eg, v) == ty(eg, id);
+    for nx in &eg[x].nodes {
+        let Some((a1, plus_b, b)) = constant_term(eg, nx) else {
+            continue;
+        };
+        for ny in &eg[y].nodes {
+            let Some((a2, plus_c, c)) = constant_term(eg, ny) else {
+                continue;
+            };
+            if a1.to_bits() != a2.to_bits() || !full(b) || !full(c) {
+                continue;
+            }
+            let add = |p: Id, q: Id| apply(Prim::Binary(BinaryOp::Add), &[p, q]);
+            let sub = |p: Id, q: Id| apply(Prim::Binary(BinaryOp::Sub), &[p, q]);
+            return Some(match (plus_b, plus_c) {
+                (true, true) => sub(b, c),
+                (true, false) => add(b, c),
+                (false, true) => Rhs::Op(Prim::Unary(UnaryOp::Neg), vec![add(b, c)]),
+                (false, false) => sub(c, b),
+            });
+        }
+    }
+    None
+}
+
 /// `x + x = x * 2` (exact), so the doubling can join other constant factors.
 fn add_self(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (a, b) = binary(eg, node, BinaryOp::Add)?;
@@ -419,6 +527,27 @@ mod tests {
         assert_eq!(
             simplified("a = mul x 2.0; b = mul 0.5 a; c = mul b y; return c"),
             "v0: f32[3] = mul x y; return v0"
+        );
+    }
+    #[test]
+    fn sub_negative_scaled() {
+        assert_eq!(
+            simplified("a = mul y -2.0; b = add a x; return b"),
+            "v0: f32[3] = mul y 2.0:f32; v1: f32[3] = sub x v0; return v1"
+        );
+    }
+    #[test]
+    fn constant_out_of_product() {
+        assert_eq!(
+            simplified("a = mul y -2.0; b = mul x a; c = mul b 0.5; return c"),
+            "v0: f32[3] = mul x y; v1: f32[3] = neg v0; return v1"
+        );
+    }
+    #[test]
+    fn cancel_constant_term() {
+        assert_eq!(
+            simplified("a = sub 1.0 x; b = add 1.0 x; c = sub a b; return c"),
+            "v0: f32[3] = mul x -2.0:f32; return v0"
         );
     }
     #[test]
