@@ -253,6 +253,7 @@ pub fn hvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
     check_scalar(func, "hvp")?;
     let wrt = check_wrt(func, wrt)?;
     let g = grad(func, Some(&wrt))?;
+    let (g, _) = simplify(&g, &Limits::for_size(g.eqns.len()));
     let mut jg = jvp(&g, Some(&wrt))?;
     jg.outputs.drain(..wrt.len());
     jg.name = format!("hvp_{}", func.name);
