@@ -85,6 +85,10 @@ pub fn rules() -> Vec<Rule> {
             apply: constant_out_of_product,
         },
         Rule {
+            name: "constant-into-shared-product",
+            apply: constant_into_shared_product,
+        },
+        Rule {
             name: "cancel-constant-term",
             apply: cancel_constant_term,
         },
@@ -343,6 +347,39 @@ fn constant_out_of_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     None
 }
 
+/// `(a * b) * k = a * (b * k)` where `b * k` (for a rank-0 constant `k`) is already in the
+/// e-graph: the product reuses a value the program computes anyway (forward mode's
+/// `(t * sin x) * 1.01` and the primal's `sin x * 1.01`). Extraction (`choose_shared`) takes
+/// it when `b * k` is computed for another user. The inverse is `constant-out-of-product`,
+/// which finds the node already there: nothing grows.
+fn constant_into_shared_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (ab, k) = constant_factor(eg, node)?;
+    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for (_, m) in ops_in(eg, ab, is_mul) {
+        for (a, b) in [(m[0], m[1]), (m[1], m[0])] {
+            if eg[a].data.fill.is_some() || ty(eg, b) != ty(eg, ab) {
+                continue;
+            }
+            let b = eg.find(b);
+            for parent in eg[b].parents() {
+                let parent = eg.find(parent);
+                if parent == id || parent == eg.find(ab) {
+                    continue;
+                }
+                let shared = eg[parent].nodes.iter().any(|n| {
+                    constant_factor(eg, n)
+                        .is_some_and(|(x, c)| eg.find(x) == b && c.to_bits() == k.to_bits())
+                });
+                if shared && ty(eg, parent) == ty(eg, b) {
+                    let args = if a == m[0] { [a, parent] } else { [parent, a] };
+                    return Some(apply(Prim::Binary(BinaryOp::Mul), &args));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// A sum with a finite rank-0 constant `a` as one term, as `(a, sign of the other term, the
 /// other term)`: `a + b`, `b + a`, `a - b`.
 fn constant_term(eg: &Graph, node: &Node) -> Option<(f64, bool, Id)> {
@@ -541,6 +578,13 @@ mod tests {
         assert_eq!(
             simplified("a = mul y -2.0; b = mul x a; c = mul b 0.5; return c"),
             "v0: f32[3] = mul x y; v1: f32[3] = neg v0; return v1"
+        );
+    }
+    #[test]
+    fn constant_into_shared_product() {
+        assert_eq!(
+            super::super::testing::simplified_text("func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  a = mul x 3.0\n  b = mul y x\n  c = mul b 3.0\n  return a, c\n}\n"),
+            "func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  v0: f32[3] = mul x 3.0:f32\n  v1: f32[3] = mul y v0\n  return v0, v1\n}\n"
         );
     }
     #[test]
