@@ -139,10 +139,10 @@ fn choose_with_costs(eg: &Graph) -> FxHashMap<Id, (f64, Node)> {
 /// `SHARING_LIMIT` classes keep the first choice.
 pub fn choose_shared(eg: &Graph, roots: &[Id]) -> FxHashMap<Id, Node> {
     const SHARING_LIMIT: usize = 20_000;
-    let costed = choose_with_costs(eg);
-    let tree_cost = |c: Id| costed.get(&c).map(|(cost, _)| *cost);
-    let mut choice: FxHashMap<Id, Node> =
-        costed.iter().map(|(&c, (_, n))| (c, n.clone())).collect();
+    let mut choice: FxHashMap<Id, Node> = choose_with_costs(eg)
+        .into_iter()
+        .map(|(c, (_, n))| (c, n))
+        .collect();
     let program = order(eg, &choice, roots);
     if program.len() > SHARING_LIMIT {
         return choice;
@@ -187,14 +187,14 @@ pub fn choose_shared(eg: &Graph, roots: &[Id]) -> FxHashMap<Id, Node> {
                 if uses.contains_key(&k) && !exclusive.contains(&k) {
                     continue;
                 }
-                // An operand not computed anyway adds its cheapest tree, as long as that is
-                // a few new equations.
-                match (tree_cost(k), fresh(eg, &choice, &uses, &exclusive, k)) {
-                    (Some(t), Some(new)) => {
-                        cost += t;
+                // An operand not computed anyway adds the part of its chosen tree that is
+                // new, as long as that is a few equations.
+                match fresh(eg, &choice, &uses, &exclusive, k) {
+                    Some((new, new_cost)) => {
+                        cost += new_cost;
                         added += new;
                     }
-                    _ => cost = f64::INFINITY,
+                    None => cost = f64::INFINITY,
                 }
             }
             let fewer = added <= exclusive.len() + 1;
@@ -233,14 +233,16 @@ pub fn choose_shared(eg: &Graph, roots: &[Id]) -> FxHashMap<Id, Node> {
 }
 
 /// How many equations the chosen tree of class `k` adds to the program (its classes that are
-/// not in it, or only as what is being replaced, `exclusive`); `None` past a few.
+/// not in it, or only as what is being replaced, `exclusive`), and their cost; `None` past a
+/// few.
 fn fresh(
     eg: &Graph,
     choice: &FxHashMap<Id, Node>,
     uses: &FxHashMap<Id, usize>,
     exclusive: &[Id],
     k: Id,
-) -> Option<usize> {
+) -> Option<(usize, f64)> {
+    let mut cost = 0.0;
     let mut seen: SmallVec<[Id; 8]> = SmallVec::new();
     let mut stack: SmallVec<[Id; 8]> = SmallVec::from_elem(k, 1);
     while let Some(c) = stack.pop() {
@@ -255,9 +257,10 @@ fn fresh(
         if seen.len() > 4 {
             return None;
         }
+        cost += node_cost(eg, node, &eg[c].data.ty);
         stack.extend(node.children().iter().map(|&j| eg.find(j)));
     }
-    Some(seen.len())
+    Some((seen.len(), cost))
 }
 
 /// How many chosen nodes of `program` (and outputs) use each class of it.

@@ -81,12 +81,12 @@ pub fn rules() -> Vec<Rule> {
             apply: sub_negative_scaled,
         },
         Rule {
-            name: "constant-out-of-product",
-            apply: constant_out_of_product,
-        },
-        Rule {
             name: "constant-into-shared-product",
             apply: constant_into_shared_product,
+        },
+        Rule {
+            name: "scale-into-shared-difference",
+            apply: scale_into_shared_difference,
         },
         Rule {
             name: "cancel-constant-term",
@@ -318,40 +318,10 @@ fn sub_negative_scaled(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     None
 }
 
-/// `x * (b * c) = (x * b) * c` and `(b * c) * x = (b * x) * c` for a rank-0 constant `c`
-/// and non-constant `x`, `b`: constant factors move out of products (one rounding moves),
-/// where they meet other constants (`constant-factors`) and the factorings of `factor-mul`
-/// see the product inside.
-fn constant_out_of_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
-    let (l, r) = binary(eg, node, BinaryOp::Mul)?;
-    let variable = |x: Id| eg[x].data.fill.is_none();
-    if !variable(l) || !variable(r) {
-        return None;
-    }
-    for (x, scaled, x_left) in [(l, r, true), (r, l, false)] {
-        let found = eg[scaled].nodes.iter().find_map(|n| {
-            let (b, c) = constant_factor(eg, n)?;
-            variable(b).then_some((b, c))
-        });
-        let Some((b, c)) = found else { continue };
-        if ty(eg, b) != ty(eg, scaled) {
-            continue;
-        }
-        let inner = if x_left { [x, b] } else { [b, x] };
-        let lit = Literal::new(c, ty(eg, id).dtype);
-        return Some(Rhs::Op(
-            Prim::Binary(BinaryOp::Mul),
-            vec![apply(Prim::Binary(BinaryOp::Mul), &inner), Rhs::Lit(lit)],
-        ));
-    }
-    None
-}
-
 /// `(a * b) * k = a * (b * k)` where `b * k` (for a rank-0 constant `k`) is already in the
 /// e-graph: the product reuses a value the program computes anyway (forward mode's
 /// `(t * sin x) * 1.01` and the primal's `sin x * 1.01`). Extraction (`choose_shared`) takes
-/// it when `b * k` is computed for another user. The inverse is `constant-out-of-product`,
-/// which finds the node already there: nothing grows.
+/// it when `b * k` is computed for another user.
 fn constant_into_shared_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     let (ab, k) = constant_factor(eg, node)?;
     let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
@@ -374,6 +344,58 @@ fn constant_into_shared_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> 
                     let args = if a == m[0] { [a, parent] } else { [parent, a] };
                     return Some(apply(Prim::Binary(BinaryOp::Mul), &args));
                 }
+            }
+        }
+    }
+    None
+}
+
+/// `(c ± y) * k = c*k ± y*k` and `(a * (c ± y)) * k = a * (c*k ± y*k)` for rank-0 constants
+/// `c` and `k`, `k` a power of two (so both sides round alike), where `y * k` is already in
+/// the e-graph: `tanh`'s derivative scaled, `0.5 (1 + y)(1 - y)`, is `(1 + y)(0.5 - h)` with
+/// the primal's `h = 0.5 y`. Extraction takes it when `h` is computed anyway.
+fn scale_into_shared_difference(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (ab, k) = constant_factor(eg, node)?;
+    let dtype = ty(eg, id).dtype;
+    if k == 0.0 || !k.is_finite() || k.abs().log2().fract() != 0.0 {
+        return None;
+    }
+    // `c*k ± y*k` for a class `b` holding `c ± y`, when `y*k` is in the e-graph.
+    let scaled = |b: Id| -> Option<Rhs> {
+        let sum = |p: &Prim| matches!(p, Prim::Binary(BinaryOp::Add | BinaryOp::Sub));
+        for (p, cy) in ops_in(eg, b, sum) {
+            let (cl, y) = (cy[0], eg.find(cy[1]));
+            let Some(c) = eg[cl].data.fill else { continue };
+            if ty(eg, cl).rank() != 0 || ty(eg, y) != ty(eg, b) || !c.is_finite() {
+                continue;
+            }
+            for parent in eg[y].parents() {
+                let hy = eg.find(parent);
+                let shared = eg[hy].nodes.iter().any(|n| {
+                    constant_factor(eg, n)
+                        .is_some_and(|(x, c2)| eg.find(x) == y && c2.to_bits() == k.to_bits())
+                });
+                if shared && ty(eg, hy) == ty(eg, y) {
+                    let ck = Rhs::Lit(Literal::new(c * k, dtype));
+                    return Some(Rhs::Op(p.clone(), vec![ck, class(hy)]));
+                }
+            }
+        }
+        None
+    };
+    if let Some(r) = scaled(ab) {
+        return Some(r);
+    }
+    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for (_, m) in ops_in(eg, ab, is_mul) {
+        for (i, (a, b)) in [(m[0], m[1]), (m[1], m[0])].into_iter().enumerate() {
+            if let Some(diff) = scaled(b) {
+                let args = if i == 0 {
+                    vec![class(a), diff]
+                } else {
+                    vec![diff, class(a)]
+                };
+                return Some(Rhs::Op(Prim::Binary(BinaryOp::Mul), args));
             }
         }
     }
@@ -574,17 +596,17 @@ mod tests {
         );
     }
     #[test]
-    fn constant_out_of_product() {
-        assert_eq!(
-            simplified("a = mul y -2.0; b = mul x a; c = mul b 0.5; return c"),
-            "v0: f32[3] = mul x y; v1: f32[3] = neg v0; return v1"
-        );
-    }
-    #[test]
     fn constant_into_shared_product() {
         assert_eq!(
             super::super::testing::simplified_text("func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  a = mul x 3.0\n  b = mul y x\n  c = mul b 3.0\n  return a, c\n}\n"),
             "func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  v0: f32[3] = mul x 3.0:f32\n  v1: f32[3] = mul y v0\n  return v0, v1\n}\n"
+        );
+    }
+    #[test]
+    fn scale_into_shared_difference() {
+        assert_eq!(
+            super::super::testing::simplified_text("func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  h = mul x 0.5\n  a = sub 1.0 x\n  b = mul y a\n  c = mul b 0.5\n  return h, c\n}\n"),
+            "func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  v0: f32[3] = mul x 0.5:f32\n  v1: f32[3] = sub 0.5:f32 v0\n  v2: f32[3] = mul y v1\n  return v0, v2\n}\n"
         );
     }
     #[test]
