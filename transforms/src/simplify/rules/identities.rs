@@ -5,6 +5,7 @@
 //! NaN times 0 are NaN) but is for a structural zero, which the analysis does (`lang.rs`).
 
 use egg::Id;
+use smallvec::SmallVec;
 use traceform_ir::{BinaryOp, Literal, Prim, UnaryOp};
 
 use super::{apply, class, is_fill, is_zero, op, ops_in, ty, Rhs, Rule};
@@ -323,31 +324,40 @@ fn sub_negative_scaled(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
 /// `(t * sin x) * 1.01` and the primal's `sin x * 1.01`). Extraction (`choose_shared`) takes
 /// it when `b * k` is computed for another user.
 fn constant_into_shared_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
-    let (ab, k) = constant_factor(eg, node)?;
+    let (ab, _) = constant_factor(eg, node)?;
     let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
     for (_, m) in ops_in(eg, ab, is_mul) {
         for (a, b) in [(m[0], m[1]), (m[1], m[0])] {
             if eg[a].data.fill.is_some() || ty(eg, b) != ty(eg, ab) {
                 continue;
             }
-            let b = eg.find(b);
-            for parent in eg[b].parents() {
-                let parent = eg.find(parent);
-                if parent == id || parent == eg.find(ab) {
-                    continue;
-                }
-                let shared = eg[parent].nodes.iter().any(|n| {
-                    constant_factor(eg, n)
-                        .is_some_and(|(x, c)| eg.find(x) == b && c.to_bits() == k.to_bits())
-                });
-                if shared && ty(eg, parent) == ty(eg, b) {
-                    let args = if a == m[0] { [a, parent] } else { [parent, a] };
-                    return Some(apply(Prim::Binary(BinaryOp::Mul), &args));
-                }
+            let Some(shared) = scaled_class(eg, node, b) else {
+                continue;
+            };
+            if shared == eg.find(id) || shared == eg.find(ab) {
+                continue;
             }
+            let args = if a == m[0] { [a, shared] } else { [shared, a] };
+            return Some(apply(Prim::Binary(BinaryOp::Mul), &args));
         }
     }
     None
+}
+
+/// The class of `b * k` (or `k * b`), if the e-graph has it, where `node` is a product with
+/// the rank-0 constant `k` (found by `constant_factor`).
+fn scaled_class(eg: &Graph, node: &Node, b: Id) -> Option<Id> {
+    let Node::Op(p, children) = node else {
+        return None;
+    };
+    let [x, y] = children.as_slice() else {
+        return None;
+    };
+    let constant = |c: Id| eg[c].data.fill.is_some() && ty(eg, c).rank() == 0;
+    let k = if constant(*y) { *y } else { *x };
+    [[b, k], [k, b]]
+        .into_iter()
+        .find_map(|pair| eg.lookup(Node::Op(*p, SmallVec::from_slice(&pair))))
 }
 
 /// `(c ± y) * k = c*k ± y*k` and `(a * (c ± y)) * k = a * (c*k ± y*k)` for rank-0 constants
@@ -369,16 +379,9 @@ fn scale_into_shared_difference(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> 
             if ty(eg, cl).rank() != 0 || ty(eg, y) != ty(eg, b) || !c.is_finite() {
                 continue;
             }
-            for parent in eg[y].parents() {
-                let hy = eg.find(parent);
-                let shared = eg[hy].nodes.iter().any(|n| {
-                    constant_factor(eg, n)
-                        .is_some_and(|(x, c2)| eg.find(x) == y && c2.to_bits() == k.to_bits())
-                });
-                if shared && ty(eg, hy) == ty(eg, y) {
-                    let ck = Rhs::Lit(Literal::new(c * k, dtype));
-                    return Some(Rhs::Op(p.clone(), vec![ck, class(hy)]));
-                }
+            if let Some(hy) = scaled_class(eg, node, y) {
+                let ck = Rhs::Lit(Literal::new(c * k, dtype));
+                return Some(Rhs::Op(p.clone(), vec![ck, class(hy)]));
             }
         }
         None
