@@ -143,12 +143,12 @@ fn simplified_hvp_of_sin_times_x() {
         expect![[r#"
             func hvp_f(x0: f32[3], x1: f32[3]) -> f32[3] {
               v0: f32[3] = cos x0
-              v1: f32[3] = mul x1 v0
-              v2: f32[3] = sin x0
-              v3: f32[3] = mul x1 v2
-              v4: f32[3] = mul v3 x0
-              v5: f32[3] = sub v1 v4
-              v6: f32[3] = add v5 v1
+              v1: f32[3] = mul v0 2.0:f32
+              v2: f32[3] = mul x1 v1
+              v3: f32[3] = sin x0
+              v4: f32[3] = mul x1 v3
+              v5: f32[3] = mul v4 x0
+              v6: f32[3] = sub v2 v5
               return v6
             }
         "#]],

@@ -25,6 +25,10 @@ pub fn rules() -> Vec<Rule> {
             apply: factor_sub,
         },
         Rule {
+            name: "factor-across-sum",
+            apply: factor_across_sum,
+        },
+        Rule {
             name: "factor-dot",
             apply: factor_dot,
         },
@@ -157,10 +161,41 @@ fn factor_common(eg: &Graph, id: Id, x: Id, y: Id, combine: BinaryOp) -> Option<
     None
 }
 
+/// `(p + q) + r = p + (q + r)` (or `q + (p + r)`) when `q + r` (or `p + r`) factors by
+/// `factor-mul`, `factor-dot` or `factor-linear`: the one regrouping of a sum that pays, a
+/// cotangent's contributions arriving in an order that separates two with a factor in common
+/// (`(pad(a) + pad'(b)) + pad(c)`). It only fires where the factoring applies, so sums are not
+/// reassociated freely.
+fn factor_across_sum(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, r) = add_operands(eg, node)?;
+    if ty(eg, r) != ty(eg, id) {
+        return None;
+    }
+    let is_add = |p: &Prim| *p == Prim::Binary(BinaryOp::Add);
+    for (_, pq) in ops_in(eg, x, is_add) {
+        for (keep, with) in [(pq[0], pq[1]), (pq[1], pq[0])] {
+            if ty(eg, keep) != ty(eg, id) || ty(eg, with) != ty(eg, id) {
+                continue;
+            }
+            let factored = factor_common(eg, id, with, r, BinaryOp::Add)
+                .or_else(|| factor_dot_pair(eg, with, r))
+                .or_else(|| factor_linear_pair(eg, with, r));
+            if let Some(f) = factored {
+                return Some(sum(Rhs::Class(keep), f));
+            }
+        }
+    }
+    None
+}
+
 /// `dot(a, b) + dot(a, c) = dot(a, b + c)` and `dot(b, a) + dot(c, a) = dot(b + c, a)`, with
 /// the same dimension numbers.
 fn factor_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
+    factor_dot_pair(eg, x, y)
+}
+
+fn factor_dot_pair(eg: &Graph, x: Id, y: Id) -> Option<Rhs> {
     let is_dot = |p: &Prim| matches!(p, Prim::DotGeneral(_));
     for (pl, l) in ops_in(eg, x, is_dot) {
         for (pr, r) in ops_in(eg, y, is_dot) {
@@ -185,6 +220,10 @@ fn factor_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
 /// for `convert_element_type`, which would move the sum to the other precision.
 fn factor_linear(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
+    factor_linear_pair(eg, x, y)
+}
+
+fn factor_linear_pair(eg: &Graph, x: Id, y: Id) -> Option<Rhs> {
     // Not a conversion: the sum would be taken in the other precision.
     let linear_unary = |p: &Prim| {
         let conversion = matches!(p, Prim::ConvertElementType { .. });
@@ -238,6 +277,13 @@ mod tests {
         assert_eq!(
             simplified("a = mul x y; b = mul a 3.0; c = mul x x; d = sub b c; return d"),
             "v0: f32[3] = mul y 3.0:f32; v1: f32[3] = sub v0 x; v2: f32[3] = mul x v1; return v2"
+        );
+    }
+    #[test]
+    fn factor_across_sum() {
+        assert_eq!(
+            simplified("a = mul x s; b = mul y s; c = add a x; d = add c b; return d"),
+            "v0: f32[3] = add x y; v1: f32[3] = mul s v0; v2: f32[3] = add x v1; return v2"
         );
     }
     #[test]
