@@ -251,6 +251,12 @@ fn binary_rule(b: &mut Builder, op: BinaryOp, x: &[Atom], t: &[Tan], y: Atom) ->
     let (ta, tb) = (t[0], t[1]);
     match op {
         BinaryOp::Add | BinaryOp::Sub => unreachable!("linear: handled by linear_jvp"),
+        // x * x: t x + t x is 2 (t x) (exact), one term for the transpose to hand back.
+        BinaryOp::Mul if xa == xb && ta == tb => {
+            let l = scale(b, ta, |_| xb)?;
+            let two = b.lit_like(&l, 2.0);
+            Some(b.mul(l, two))
+        }
         BinaryOp::Mul => {
             let l = scale(b, ta, |_| xb);
             let r = scale(b, tb, |_| xa);

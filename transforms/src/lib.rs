@@ -248,12 +248,21 @@ fn scalar_reverse(
     )
 }
 
-/// Hessian-vector products by forward-over-reverse, `jvp(grad(f))`:
+/// Hessian-vector products by forward-over-reverse, `jvp(simplify(grad(f)))`:
 /// `(x1..xn, one vector per input in wrt) -> one H·v per input in wrt`.
 pub fn hvp(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformError> {
     check_scalar(func, "hvp")?;
     let wrt = check_wrt(func, wrt)?;
     let g = grad(func, Some(&wrt))?;
+    // The gradient simplified first, so that its jvp shares the gradient's local derivatives
+    // (docs/simplify.md); not when the hvp (about three times the gradient) would be too
+    // large for the e-graph anyway, where the work would buy nothing.
+    let limits = Limits::for_size(g.eqns.len());
+    let g = if 3 * g.eqns.len() <= limits.max_eqns {
+        simplify(&g, &limits).0
+    } else {
+        g
+    };
     let mut jg = jvp(&g, Some(&wrt))?;
     jg.outputs.drain(..wrt.len());
     jg.name = format!("hvp_{}", func.name);

@@ -449,11 +449,14 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
     for &p in &func.params[..first_linear] {
         env[p.index()] = Some(Atom::Var(b.param(func.var_type(p))));
     }
-    let mut ct: Vec<Tan> = vec![None; func.num_vars()];
+    // The contributions to each value's cotangent, in the order they were found (its uses,
+    // last to first); summed when the value's own equation is reached, in program order of
+    // the uses (`sum_in_use_order`).
+    let mut ct: Vec<SmallVec<[Atom; 2]>> = vec![SmallVec::new(); func.num_vars()];
     for a in &func.outputs {
         let seed = Atom::Var(b.param(func.atom_type(a)));
         if let Some(v) = a.as_var().filter(|v| kind[v.index()] == Kind::Linear) {
-            ct[v.index()] = add(&mut b, ct[v.index()], Some(seed));
+            ct[v.index()].push(seed);
         }
     }
     // Forward: everything that does not depend on the linear inputs.
@@ -468,7 +471,8 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
         if kind[eqn.out.index()] != Kind::Linear {
             continue;
         }
-        let Some(ct_out) = ct[eqn.out.index()].take() else {
+        let Some(ct_out) = sum_in_use_order(&mut b, std::mem::take(&mut ct[eqn.out.index()]))
+        else {
             continue;
         };
         let args = func.args(eqn);
@@ -483,18 +487,32 @@ pub fn transpose(func: &Func, first_linear: usize) -> Result<Func, TransformErro
         })?;
         for (i, c) in cts {
             let v = args[i].as_var().expect("linear operands are values");
-            ct[v.index()] = add(&mut b, ct[v.index()], Some(c));
+            ct[v.index()].push(c);
         }
     }
     b.set_loc(Loc::Unknown);
     let outputs: Vec<Atom> = func.params[first_linear..]
         .iter()
-        .map(|&p| match ct[p.index()].take() {
-            Some(c) => c,
-            None => b.zeros(func.var_type(p)),
-        })
+        .map(
+            |&p| match sum_in_use_order(&mut b, std::mem::take(&mut ct[p.index()])) {
+                Some(c) => c,
+                None => b.zeros(func.var_type(p)),
+            },
+        )
         .collect();
     Ok(eliminate_dead_code(finish(b, &outputs)?))
+}
+
+/// The sum of a value's cotangent contributions, collected from its last use to its first,
+/// taken in program order of the uses: `(c_first + c_second) + ...`. That is the order in
+/// which the forward tangent of a left-to-right expression sums the same terms, so the
+/// simplifier finds a gradient's local derivative and a jvp's as the same sum (no rule
+/// reorders sums).
+fn sum_in_use_order(b: &mut Builder, contributions: SmallVec<[Atom; 2]>) -> Tan {
+    contributions
+        .into_iter()
+        .rev()
+        .fold(None, |total, c| add(b, total, Some(c)))
 }
 
 #[cfg(test)]

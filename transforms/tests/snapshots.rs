@@ -58,7 +58,7 @@ fn grad_of_sin_times_x() {
               v3: f32[3] = mul v2 v0
               v4: f32[3] = mul v2 x0
               v5: f32[3] = mul v4 v1
-              v6: f32[3] = add v3 v5
+              v6: f32[3] = add v5 v3
               return v6
             }
         "#]],
@@ -73,20 +73,16 @@ fn hvp_of_sin_times_x() {
         expect![[r#"
             func hvp_f(x0: f32[3], x1: f32[3]) -> f32[3] {
               v0: f32[3] = cos x0
-              v1: f32[3] = mul x1 v0
-              v2: f32[3] = cos x0
-              v3: f32[3] = sin x0
-              v4: f32[3] = neg v3
-              v5: f32[3] = mul x1 v4
-              v6: f32[3] = broadcast_in_dim[shape=(3), dims=()] 1.0:f32
-              v7: f32[3] = mul v1 v6
-              v8: f32[3] = mul v6 x0
-              v9: f32[3] = mul x1 v6
-              v10: f32[3] = mul v9 v2
-              v11: f32[3] = mul v5 v8
-              v12: f32[3] = add v10 v11
-              v13: f32[3] = add v7 v12
-              return v13
+              v1: f32[3] = sin x0
+              v2: f32[3] = neg v1
+              v3: f32[3] = mul x1 v2
+              v4: f32[3] = mul x1 v0
+              v5: f32[3] = mul v3 x0
+              v6: f32[3] = add v4 v5
+              v7: f32[3] = cos x0
+              v8: f32[3] = mul x1 v7
+              v9: f32[3] = add v6 v8
+              return v9
             }
         "#]],
     );
@@ -147,12 +143,12 @@ fn simplified_hvp_of_sin_times_x() {
         expect![[r#"
             func hvp_f(x0: f32[3], x1: f32[3]) -> f32[3] {
               v0: f32[3] = cos x0
-              v1: f32[3] = sin x0
-              v2: f32[3] = mul x1 v0
-              v3: f32[3] = mul x1 v1
-              v4: f32[3] = mul v3 x0
-              v5: f32[3] = sub v2 v4
-              v6: f32[3] = add v2 v5
+              v1: f32[3] = mul v0 2.0:f32
+              v2: f32[3] = mul x1 v1
+              v3: f32[3] = sin x0
+              v4: f32[3] = mul x1 v3
+              v5: f32[3] = mul v4 x0
+              v6: f32[3] = sub v2 v5
               return v6
             }
         "#]],

@@ -84,7 +84,7 @@ pub fn func_work(func: &Func) -> Work {
 /// The cheapest node of each class reachable from `roots`, by tree cost (a shared operand is
 /// counted once per use, which is what makes sharing-preserving choices win ties rarely; the
 /// emitted program still shares every class).
-pub fn choose(eg: &Graph) -> FxHashMap<Id, Node> {
+fn choose_with_costs(eg: &Graph) -> FxHashMap<Id, (f64, Node)> {
     let classes: Vec<Id> = eg.classes().map(|c| c.id).collect();
     let mut parents: FxHashMap<Id, Vec<(Id, usize)>> = FxHashMap::default();
     for &c in &classes {
@@ -127,8 +127,177 @@ pub fn choose(eg: &Graph) -> FxHashMap<Id, Node> {
         }
     }
     best.into_iter()
-        .map(|(c, (_, k))| (c, eg[c].nodes[k].clone()))
+        .map(|(c, (cost, k))| (c, (cost, eg[c].nodes[k].clone())))
         .collect()
+}
+
+/// The cheapest node of each class (`choose_with_costs`), then improved for sharing: tree
+/// costs count a shared operand once per use, so they cannot see that `t * (b*k)` is cheaper
+/// than `(t*b) * k` when `b*k` is computed anyway. Visiting the chosen program's classes from
+/// the outputs down, a class switches to another of its nodes when that node, counting
+/// operands the program computes anyway (for other users) as free, costs less than the
+/// current node and what only it uses (a few levels deep), and adds no more equations than it
+/// removes; a switch that would make a cycle is skipped. Programs of more than
+/// `SHARING_LIMIT` classes keep the first choice.
+pub fn choose_shared(eg: &Graph, roots: &[Id]) -> FxHashMap<Id, Node> {
+    const SHARING_LIMIT: usize = 20_000;
+    let mut choice: FxHashMap<Id, Node> = choose_with_costs(eg)
+        .into_iter()
+        .map(|(c, (_, n))| (c, n))
+        .collect();
+    let program = order(eg, &choice, roots, &FxHashMap::default());
+    if program.len() > SHARING_LIMIT {
+        return choice;
+    }
+    let mut uses = use_counts(eg, &choice, &program, roots);
+    for &c in program.iter().rev() {
+        if !uses.contains_key(&c) {
+            continue; // no longer in the program
+        }
+        let cost_of = |n: &Node| node_cost(eg, n, &eg[c].data.ty);
+        let current = &choice[&c];
+        // The current node and what only it uses, a few levels down.
+        let mut exclusive: SmallVec<[Id; 8]> = SmallVec::new();
+        let mut frontier: SmallVec<[Id; 8]> = SmallVec::from_elem(c, 1);
+        let mut paid = cost_of(current);
+        for _ in 0..3 {
+            let mut next: SmallVec<[Id; 8]> = SmallVec::new();
+            for &p in &frontier {
+                let kids: SmallVec<[Id; 3]> =
+                    choice[&p].children().iter().map(|&k| eg.find(k)).collect();
+                for &k in &kids {
+                    let from_p = kids.iter().filter(|&&x| x == k).count();
+                    let only_p = uses.get(&k).copied().unwrap_or(0) == from_p;
+                    if only_p && !exclusive.contains(&k) {
+                        exclusive.push(k);
+                        next.push(k);
+                        paid += node_cost(eg, &choice[&k], &eg[k].data.ty);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        let mut better: Option<(f64, Node)> = None;
+        for n in &eg[c].nodes {
+            if n == current {
+                continue;
+            }
+            let mut cost = cost_of(n);
+            let mut added = 1;
+            for &k in n.children() {
+                let k = eg.find(k);
+                if uses.contains_key(&k) && !exclusive.contains(&k) {
+                    continue;
+                }
+                // An operand not computed anyway adds the part of its chosen tree that is
+                // new, as long as that is a few equations.
+                match fresh(eg, &choice, &uses, &exclusive, k) {
+                    Some((new, new_cost)) => {
+                        cost += new_cost;
+                        added += new;
+                    }
+                    None => cost = f64::INFINITY,
+                }
+            }
+            let fewer = added <= exclusive.len() + 1;
+            if fewer && cost + 1e-9 < paid && better.as_ref().is_none_or(|(b, _)| cost < *b) {
+                better = Some((cost, n.clone()));
+            }
+        }
+        let Some((_, n)) = better else { continue };
+        if reaches(eg, &choice, &n, c) {
+            continue;
+        }
+        // Release what the old node used (and what only that used), acquire the new node's
+        // operands (and what they use, when they are new to the program).
+        let old = choice.insert(c, n).expect("chosen");
+        let mut stack: Vec<Id> = old.children().iter().map(|&k| eg.find(k)).collect();
+        while let Some(k) = stack.pop() {
+            let count = uses.get_mut(&k).expect("in the program");
+            *count -= 1;
+            if *count == 0 {
+                uses.remove(&k);
+                stack.extend(choice[&k].children().iter().map(|&j| eg.find(j)));
+            }
+        }
+        let mut stack: Vec<Id> = choice[&c].children().iter().map(|&k| eg.find(k)).collect();
+        while let Some(k) = stack.pop() {
+            match uses.get_mut(&k) {
+                Some(count) => *count += 1,
+                None => {
+                    uses.insert(k, 1);
+                    stack.extend(choice[&k].children().iter().map(|&j| eg.find(j)));
+                }
+            }
+        }
+    }
+    choice
+}
+
+/// How many equations the chosen tree of class `k` adds to the program (its classes that are
+/// not in it, or only as what is being replaced, `exclusive`), and their cost; `None` past a
+/// few.
+fn fresh(
+    eg: &Graph,
+    choice: &FxHashMap<Id, Node>,
+    uses: &FxHashMap<Id, usize>,
+    exclusive: &[Id],
+    k: Id,
+) -> Option<(usize, f64)> {
+    let mut cost = 0.0;
+    let mut seen: SmallVec<[Id; 8]> = SmallVec::new();
+    let mut stack: SmallVec<[Id; 8]> = SmallVec::from_elem(k, 1);
+    while let Some(c) = stack.pop() {
+        if (uses.contains_key(&c) && !exclusive.contains(&c)) || seen.contains(&c) {
+            continue;
+        }
+        let node = &choice[&c];
+        if matches!(node, Node::Param(_) | Node::Lit(_)) {
+            continue;
+        }
+        seen.push(c);
+        if seen.len() > 4 {
+            return None;
+        }
+        cost += node_cost(eg, node, &eg[c].data.ty);
+        stack.extend(node.children().iter().map(|&j| eg.find(j)));
+    }
+    Some((seen.len(), cost))
+}
+
+/// How many chosen nodes of `program` (and outputs) use each class of it.
+fn use_counts(
+    eg: &Graph,
+    choice: &FxHashMap<Id, Node>,
+    program: &[Id],
+    roots: &[Id],
+) -> FxHashMap<Id, usize> {
+    let mut uses: FxHashMap<Id, usize> = program.iter().map(|&c| (c, 0)).collect();
+    for &c in program {
+        for &k in choice[&c].children() {
+            *uses.entry(eg.find(k)).or_default() += 1;
+        }
+    }
+    for &r in roots {
+        *uses.entry(eg.find(r)).or_default() += 1;
+    }
+    uses
+}
+
+/// Whether class `target` is reachable from the operands of `node` through the chosen nodes.
+fn reaches(eg: &Graph, choice: &FxHashMap<Id, Node>, node: &Node, target: Id) -> bool {
+    let mut seen: FxHashMap<Id, ()> = FxHashMap::default();
+    let mut stack: Vec<Id> = node.children().iter().map(|&k| eg.find(k)).collect();
+    while let Some(c) = stack.pop() {
+        if c == target {
+            return true;
+        }
+        if seen.insert(c, ()).is_some() {
+            continue;
+        }
+        stack.extend(choice[&c].children().iter().map(|&k| eg.find(k)));
+    }
+    false
 }
 
 /// The classes reachable from `roots` through the chosen nodes, children before parents, in

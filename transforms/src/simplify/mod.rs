@@ -154,7 +154,7 @@ pub fn simplify(func: &Func, limits: &Limits) -> (Func, Report) {
         report.stop = stop;
         report.iterations = iterations;
         report.egraph_nodes = eg.total_size();
-        let choice = extract::choose(&eg);
+        let choice = extract::choose_shared(&eg, &roots);
         // A class keeps the name of the first named value it holds.
         let mut names: FxHashMap<Id, &str> = FxHashMap::default();
         for (class, var) in named {

@@ -1,4 +1,5 @@
-//! Factoring sums of products: `a*b + a*c = a*(b+c)` (in any operand order), the same for
+//! Factoring sums of products: `a*b + a*c = a*(b+c)` and `a*b - a*c = a*(b-c)` (in any operand
+//! order, through constant scalings), the same for
 //! two `dot_general`s with one operand and dimension numbers in common, and
 //! `L(x) + L(y) = L(x + y)` for any structurally linear data movement or reduction `L` with
 //! the same attributes (`reduce_sum`, `pad` by zero, `broadcast_in_dim`, `slice`, ...). Reverse-mode
@@ -20,6 +21,14 @@ pub fn rules() -> Vec<Rule> {
             apply: factor_mul,
         },
         Rule {
+            name: "factor-sub",
+            apply: factor_sub,
+        },
+        Rule {
+            name: "factor-across-sum",
+            apply: factor_across_sum,
+        },
+        Rule {
             name: "factor-dot",
             apply: factor_dot,
         },
@@ -31,8 +40,12 @@ pub fn rules() -> Vec<Rule> {
 }
 
 fn add_operands(eg: &Graph, node: &Node) -> Option<(Id, Id)> {
+    binary_operands(eg, node, BinaryOp::Add)
+}
+
+fn binary_operands(eg: &Graph, node: &Node, want: BinaryOp) -> Option<(Id, Id)> {
     match op(eg, node)? {
-        (Prim::Binary(BinaryOp::Add), [a, b]) => Some((*a, *b)),
+        (Prim::Binary(b), [a, c]) if *b == want => Some((*a, *c)),
         _ => None,
     }
 }
@@ -50,11 +63,29 @@ struct Factoring {
 }
 
 /// The ways to write class `x` as a product: for each product `p * q` in it, `p * q` and
-/// `q * p`, and, where an operand is itself a product with a rank-0 constant (`(a * c) * q`),
+/// `q * p`; where an operand is itself a product with a rank-0 constant (`(a * c) * q`),
 /// `a * q * c`: reverse mode scales a cotangent by a constant before multiplying it by a
-/// derivative, and the common factor is the cotangent inside.
+/// derivative, and the common factor is the cotangent inside; and for a product scaled by a
+/// constant (`(a * b) * c`), `a * b * c` and `b * a * c`: forward mode scales the product of
+/// a tangent and a derivative (`(t * cos x) * 1.01`), and the common factor is the tangent.
 fn factorings(eg: &Graph, x: Id, out: &mut Vec<Factoring>) {
     let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for node in &eg[x].nodes {
+        let Some((ab, c)) = constant_factor(eg, node) else {
+            continue;
+        };
+        for (_, m) in ops_in(eg, ab, is_mul) {
+            for (i, j) in [(0, 1), (1, 0)] {
+                if eg[m[j]].data.fill.is_none() && eg[m[i]].data.fill.is_none() {
+                    out.push(Factoring {
+                        factor: m[i],
+                        rest: m[j],
+                        scale: Some(c),
+                    });
+                }
+            }
+        }
+    }
     for (_, m) in ops_in(eg, x, is_mul) {
         for (i, j) in [(0, 1), (1, 0)] {
             out.push(Factoring {
@@ -92,6 +123,17 @@ fn scaled(eg: &Graph, f: &Factoring) -> Rhs {
 /// broadcast is needed).
 fn factor_mul(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
+    factor_common(eg, id, x, y, BinaryOp::Add)
+}
+
+/// `a*b - a*c = a*(b-c)`, as `factor-mul` (the same factorings).
+fn factor_sub(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = binary_operands(eg, node, BinaryOp::Sub)?;
+    factor_common(eg, id, x, y, BinaryOp::Sub)
+}
+
+/// `x op y` (`op` an addition or subtraction) with a factor common to `x` and `y` taken out.
+fn factor_common(eg: &Graph, id: Id, x: Id, y: Id, combine: BinaryOp) -> Option<Rhs> {
     let (mut left, mut right) = (Vec::new(), Vec::new());
     factorings(eg, x, &mut left);
     if left.is_empty() {
@@ -109,8 +151,38 @@ fn factor_mul(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
             }
             return Some(Rhs::Op(
                 Prim::Binary(BinaryOp::Mul),
-                vec![Rhs::Class(l.factor), sum(scaled(eg, l), scaled(eg, r))],
+                vec![
+                    Rhs::Class(l.factor),
+                    Rhs::Op(Prim::Binary(combine), vec![scaled(eg, l), scaled(eg, r)]),
+                ],
             ));
+        }
+    }
+    None
+}
+
+/// `(p + q) + r = p + (q + r)` (or `q + (p + r)`) when `q + r` (or `p + r`) factors by
+/// `factor-mul`, `factor-dot` or `factor-linear`: the one regrouping of a sum that pays, a
+/// cotangent's contributions arriving in an order that separates two with a factor in common
+/// (`(pad(a) + pad'(b)) + pad(c)`). It only fires where the factoring applies, so sums are not
+/// reassociated freely.
+fn factor_across_sum(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, r) = add_operands(eg, node)?;
+    if ty(eg, r) != ty(eg, id) {
+        return None;
+    }
+    let is_add = |p: &Prim| *p == Prim::Binary(BinaryOp::Add);
+    for (_, pq) in ops_in(eg, x, is_add) {
+        for (keep, with) in [(pq[0], pq[1]), (pq[1], pq[0])] {
+            if ty(eg, keep) != ty(eg, id) || ty(eg, with) != ty(eg, id) {
+                continue;
+            }
+            let factored = factor_common(eg, id, with, r, BinaryOp::Add)
+                .or_else(|| factor_dot_pair(eg, with, r))
+                .or_else(|| factor_linear_pair(eg, with, r));
+            if let Some(f) = factored {
+                return Some(sum(Rhs::Class(keep), f));
+            }
         }
     }
     None
@@ -120,6 +192,10 @@ fn factor_mul(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
 /// the same dimension numbers.
 fn factor_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
+    factor_dot_pair(eg, x, y)
+}
+
+fn factor_dot_pair(eg: &Graph, x: Id, y: Id) -> Option<Rhs> {
     let is_dot = |p: &Prim| matches!(p, Prim::DotGeneral(_));
     for (pl, l) in ops_in(eg, x, is_dot) {
         for (pr, r) in ops_in(eg, y, is_dot) {
@@ -144,6 +220,10 @@ fn factor_dot(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
 /// for `convert_element_type`, which would move the sum to the other precision.
 fn factor_linear(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (x, y) = add_operands(eg, node)?;
+    factor_linear_pair(eg, x, y)
+}
+
+fn factor_linear_pair(eg: &Graph, x: Id, y: Id) -> Option<Rhs> {
     // Not a conversion: the sum would be taken in the other precision.
     let linear_unary = |p: &Prim| {
         let conversion = matches!(p, Prim::ConvertElementType { .. });
@@ -183,6 +263,27 @@ mod tests {
         assert_eq!(
             simplified("a = mul x 0.5; b = mul a y; c = mul x x; d = add b c; return d"),
             "v0: f32[3] = mul y 0.5:f32; v1: f32[3] = add v0 x; v2: f32[3] = mul x v1; return v2"
+        );
+    }
+    #[test]
+    fn factor_sub() {
+        assert_eq!(
+            simplified("a = mul s x; b = mul s y; c = sub a b; return c"),
+            "v0: f32[3] = sub x y; v1: f32[3] = mul s v0; return v1"
+        );
+    }
+    #[test]
+    fn factor_a_scaled_product() {
+        assert_eq!(
+            simplified("a = mul x y; b = mul a 3.0; c = mul x x; d = sub b c; return d"),
+            "v0: f32[3] = mul y 3.0:f32; v1: f32[3] = sub v0 x; v2: f32[3] = mul x v1; return v2"
+        );
+    }
+    #[test]
+    fn factor_across_sum() {
+        assert_eq!(
+            simplified("a = mul x s; b = mul y s; c = add a x; d = add c b; return d"),
+            "v0: f32[3] = add x y; v1: f32[3] = mul s v0; v2: f32[3] = add x v1; return v2"
         );
     }
     #[test]

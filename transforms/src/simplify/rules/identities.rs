@@ -5,6 +5,7 @@
 //! NaN times 0 are NaN) but is for a structural zero, which the analysis does (`lang.rs`).
 
 use egg::Id;
+use smallvec::SmallVec;
 use traceform_ir::{BinaryOp, Literal, Prim, UnaryOp};
 
 use super::{apply, class, is_fill, is_zero, op, ops_in, ty, Rhs, Rule};
@@ -75,6 +76,22 @@ pub fn rules() -> Vec<Rule> {
         Rule {
             name: "constant-factors",
             apply: constant_factors,
+        },
+        Rule {
+            name: "sub-negative-scaled",
+            apply: sub_negative_scaled,
+        },
+        Rule {
+            name: "constant-into-shared-product",
+            apply: constant_into_shared_product,
+        },
+        Rule {
+            name: "scale-into-shared-difference",
+            apply: scale_into_shared_difference,
+        },
+        Rule {
+            name: "cancel-constant-term",
+            apply: cancel_constant_term,
         },
         Rule {
             name: "add-self",
@@ -282,6 +299,159 @@ fn constant_factors(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     })
 }
 
+/// `a + b*c = a - b*(-c)` for a negative rank-0 constant `c` (either operand order; exact):
+/// a sum of terms with negative weights is written as a subtraction, as forward mode writes
+/// it (`sub`'s tangent is the difference of the tangents), so that reverse mode's sum of
+/// scaled contributions and forward mode's difference are one class.
+fn sub_negative_scaled(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = binary(eg, node, BinaryOp::Add)?;
+    for (a, by) in [(x, y), (y, x)] {
+        let found = eg[by].nodes.iter().find_map(|n| {
+            let (b, c) = constant_factor(eg, n)?;
+            (c < 0.0).then_some((b, c))
+        });
+        if let Some((b, c)) = found {
+            let lit = Literal::new(-c, ty(eg, by).dtype);
+            let scaled = Rhs::Op(Prim::Binary(BinaryOp::Mul), vec![class(b), Rhs::Lit(lit)]);
+            return Some(Rhs::Op(Prim::Binary(BinaryOp::Sub), vec![class(a), scaled]));
+        }
+    }
+    None
+}
+
+/// `(a * b) * k = a * (b * k)` where `b * k` (for a rank-0 constant `k`) is already in the
+/// e-graph: the product reuses a value the program computes anyway (forward mode's
+/// `(t * sin x) * 1.01` and the primal's `sin x * 1.01`). Extraction (`choose_shared`) takes
+/// it when `b * k` is computed for another user.
+fn constant_into_shared_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (ab, _) = constant_factor(eg, node)?;
+    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for (_, m) in ops_in(eg, ab, is_mul) {
+        for (a, b) in [(m[0], m[1]), (m[1], m[0])] {
+            if eg[a].data.fill.is_some() || ty(eg, b) != ty(eg, ab) {
+                continue;
+            }
+            let Some(shared) = scaled_class(eg, node, b) else {
+                continue;
+            };
+            if shared == eg.find(id) || shared == eg.find(ab) {
+                continue;
+            }
+            let args = if a == m[0] { [a, shared] } else { [shared, a] };
+            return Some(apply(Prim::Binary(BinaryOp::Mul), &args));
+        }
+    }
+    None
+}
+
+/// The class of `b * k` (or `k * b`), if the e-graph has it, where `node` is a product with
+/// the rank-0 constant `k` (found by `constant_factor`).
+fn scaled_class(eg: &Graph, node: &Node, b: Id) -> Option<Id> {
+    let Node::Op(p, children) = node else {
+        return None;
+    };
+    let [x, y] = children.as_slice() else {
+        return None;
+    };
+    let constant = |c: Id| eg[c].data.fill.is_some() && ty(eg, c).rank() == 0;
+    let k = if constant(*y) { *y } else { *x };
+    [[b, k], [k, b]]
+        .into_iter()
+        .find_map(|pair| eg.lookup(Node::Op(*p, SmallVec::from_slice(&pair))))
+}
+
+/// `(c ± y) * k = c*k ± y*k` and `(a * (c ± y)) * k = a * (c*k ± y*k)` for rank-0 constants
+/// `c` and `k`, `k` a power of two (so both sides round alike), where `y * k` is already in
+/// the e-graph: `tanh`'s derivative scaled, `0.5 (1 + y)(1 - y)`, is `(1 + y)(0.5 - h)` with
+/// the primal's `h = 0.5 y`. Extraction takes it when `h` is computed anyway.
+fn scale_into_shared_difference(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (ab, k) = constant_factor(eg, node)?;
+    let dtype = ty(eg, id).dtype;
+    if k == 0.0 || !k.is_finite() || k.abs().log2().fract() != 0.0 {
+        return None;
+    }
+    // `c*k ± y*k` for a class `b` holding `c ± y`, when `y*k` is in the e-graph.
+    let scaled = |b: Id| -> Option<Rhs> {
+        let sum = |p: &Prim| matches!(p, Prim::Binary(BinaryOp::Add | BinaryOp::Sub));
+        for (p, cy) in ops_in(eg, b, sum) {
+            let (cl, y) = (cy[0], eg.find(cy[1]));
+            let Some(c) = eg[cl].data.fill else { continue };
+            if ty(eg, cl).rank() != 0 || ty(eg, y) != ty(eg, b) || !c.is_finite() {
+                continue;
+            }
+            if let Some(hy) = scaled_class(eg, node, y) {
+                let ck = Rhs::Lit(Literal::new(c * k, dtype));
+                return Some(Rhs::Op(p.clone(), vec![ck, class(hy)]));
+            }
+        }
+        None
+    };
+    if let Some(r) = scaled(ab) {
+        return Some(r);
+    }
+    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    for (_, m) in ops_in(eg, ab, is_mul) {
+        for (i, (a, b)) in [(m[0], m[1]), (m[1], m[0])].into_iter().enumerate() {
+            if let Some(diff) = scaled(b) {
+                let args = if i == 0 {
+                    vec![class(a), diff]
+                } else {
+                    vec![diff, class(a)]
+                };
+                return Some(Rhs::Op(Prim::Binary(BinaryOp::Mul), args));
+            }
+        }
+    }
+    None
+}
+
+/// A sum with a finite rank-0 constant `a` as one term, as `(a, sign of the other term, the
+/// other term)`: `a + b`, `b + a`, `a - b`.
+fn constant_term(eg: &Graph, node: &Node) -> Option<(f64, bool, Id)> {
+    let constant = |x: Id| {
+        let f = eg[x].data.fill?;
+        (ty(eg, x).rank() == 0 && ty(eg, x).dtype.is_float() && f.is_finite()).then_some(f)
+    };
+    if let Some((p, q)) = binary(eg, node, BinaryOp::Add) {
+        if let Some(a) = constant(p) {
+            return Some((a, true, q));
+        }
+        return constant(q).map(|a| (a, true, p));
+    }
+    let (p, q) = binary(eg, node, BinaryOp::Sub)?;
+    constant(p).map(|a| (a, false, q))
+}
+
+/// `(a ± b) - (a ± c)` for a finite rank-0 constant `a`: `b - c`, `b + c`, `-(b + c)` or
+/// `c - b` (the constant cancels; rounds differently, and more accurately:
+/// `(1 - y) - (1 + y)` loses `y`'s low bits where `-(y + y)` does not).
+fn cancel_constant_term(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = binary(eg, node, BinaryOp::Sub)?;
+    let full = |v: Id| ty(eg, v) == ty(eg, id);
+    for nx in &eg[x].nodes {
+        let Some((a1, plus_b, b)) = constant_term(eg, nx) else {
+            continue;
+        };
+        for ny in &eg[y].nodes {
+            let Some((a2, plus_c, c)) = constant_term(eg, ny) else {
+                continue;
+            };
+            if a1.to_bits() != a2.to_bits() || !full(b) || !full(c) {
+                continue;
+            }
+            let add = |p: Id, q: Id| apply(Prim::Binary(BinaryOp::Add), &[p, q]);
+            let sub = |p: Id, q: Id| apply(Prim::Binary(BinaryOp::Sub), &[p, q]);
+            return Some(match (plus_b, plus_c) {
+                (true, true) => sub(b, c),
+                (true, false) => add(b, c),
+                (false, true) => Rhs::Op(Prim::Unary(UnaryOp::Neg), vec![add(b, c)]),
+                (false, false) => sub(c, b),
+            });
+        }
+    }
+    None
+}
+
 /// `x + x = x * 2` (exact), so the doubling can join other constant factors.
 fn add_self(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (a, b) = binary(eg, node, BinaryOp::Add)?;
@@ -419,6 +589,34 @@ mod tests {
         assert_eq!(
             simplified("a = mul x 2.0; b = mul 0.5 a; c = mul b y; return c"),
             "v0: f32[3] = mul x y; return v0"
+        );
+    }
+    #[test]
+    fn sub_negative_scaled() {
+        assert_eq!(
+            simplified("a = mul y -2.0; b = add a x; return b"),
+            "v0: f32[3] = mul y 2.0:f32; v1: f32[3] = sub x v0; return v1"
+        );
+    }
+    #[test]
+    fn constant_into_shared_product() {
+        assert_eq!(
+            super::super::testing::simplified_text("func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  a = mul x 3.0\n  b = mul y x\n  c = mul b 3.0\n  return a, c\n}\n"),
+            "func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  v0: f32[3] = mul x 3.0:f32\n  v1: f32[3] = mul y v0\n  return v0, v1\n}\n"
+        );
+    }
+    #[test]
+    fn scale_into_shared_difference() {
+        assert_eq!(
+            super::super::testing::simplified_text("func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  h = mul x 0.5\n  a = sub 1.0 x\n  b = mul y a\n  c = mul b 0.5\n  return h, c\n}\n"),
+            "func f(x: f32[3], y: f32[3]) -> (f32[3], f32[3]) {\n  v0: f32[3] = mul x 0.5:f32\n  v1: f32[3] = sub 0.5:f32 v0\n  v2: f32[3] = mul y v1\n  return v0, v2\n}\n"
+        );
+    }
+    #[test]
+    fn cancel_constant_term() {
+        assert_eq!(
+            simplified("a = sub 1.0 x; b = add 1.0 x; c = sub a b; return c"),
+            "v0: f32[3] = mul x -2.0:f32; return v0"
         );
     }
     #[test]
