@@ -93,9 +93,10 @@ pub fn eliminate_common_subexpressions(func: Func) -> Func {
 ///
 /// The candidate orders are the program order with every equation sunk as late as its users
 /// allow (`sunk_order`), depth-first post-orders from the outputs (taken first to last, and
-/// last to first) that visit, among an equation's operands, the one defined latest first, and
-/// a greedy list schedule that always runs next the ready equation that frees the most bytes
-/// for the fewest it allocates; the one with the lowest peak wins, if it is lower than the
+/// last to first) that visit, among an equation's operands, the one defined latest first or the
+/// one with the biggest cone of work behind it (Sethi and Ullman's rule), and greedy list
+/// schedules that always run next the ready equation that frees the most bytes for the fewest
+/// it allocates; the one with the lowest peak wins, if it is lower than the
 /// program order's. Derivative programs need it: a transform emits the
 /// whole primal sweep before the sweep that uses its residuals (a transposed backward pass,
 /// the double-vjp trick), so in program order every residual is alive at once; in this order
@@ -106,14 +107,16 @@ pub fn schedule_for_memory(func: Func) -> Func {
     let mut peak_of_func = None;
     // From the first output and from the last: a jvp program, say, wants its tangent output's
     // sweep to pull in the primal values one at a time.
+    let producers = Producers::new(&func);
+    let n = func.eqns.len();
     for candidate in 0..8 {
         let order = match candidate {
-            0 => sunk_order(&func, true),
-            1 => sunk_order(&func, false),
-            2 => late_first_order(&func, false, false),
-            3 => late_first_order(&func, true, false),
-            4 => late_first_order(&func, false, true),
-            5 => late_first_order(&func, true, true),
+            0 => sunk_order(&producers, n, true),
+            1 => sunk_order(&producers, n, false),
+            2 => late_first_order(&func, &producers, false, false),
+            3 => late_first_order(&func, &producers, true, false),
+            4 => late_first_order(&func, &producers, false, true),
+            5 => late_first_order(&func, &producers, true, true),
             6 => greedy_order(&func, false),
             _ => greedy_order(&func, true),
         };
@@ -130,35 +133,66 @@ pub fn schedule_for_memory(func: Func) -> Func {
     best.map_or(func, |(_, f)| f)
 }
 
+/// Who computes what, for the schedulers: per value its defining equation (`NONE` for
+/// parameters), per equation the equations computing its operands (distinct, ascending).
+struct Producers {
+    def: Vec<u32>,
+    starts: Vec<u32>,
+    list: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Producers {
+    fn new(func: &Func) -> Producers {
+        let mut def = vec![NONE; func.num_vars()];
+        for (i, eqn) in func.eqns.iter().enumerate() {
+            def[eqn.out.index()] = i as u32;
+        }
+        let mut starts = Vec::with_capacity(func.eqns.len() + 1);
+        let mut list = Vec::new();
+        for eqn in &func.eqns {
+            starts.push(list.len() as u32);
+            let from = list.len();
+            list.extend(func.args(eqn).iter().filter_map(|a| match a {
+                Atom::Var(v) => Some(def[v.index()]).filter(|&d| d != NONE),
+                Atom::Lit(_) => None,
+            }));
+            list[from..].sort_unstable();
+            let mut kept = from;
+            for k in from..list.len() {
+                if k == from || list[k] != list[kept - 1] {
+                    list[kept] = list[k];
+                    kept += 1;
+                }
+            }
+            list.truncate(kept);
+        }
+        starts.push(list.len() as u32);
+        Producers { def, starts, list }
+    }
+
+    fn of(&self, e: usize) -> &[u32] {
+        &self.list[self.starts[e] as usize..self.starts[e + 1] as usize]
+    }
+
+    /// The equation computing `a`, if an equation does.
+    fn defining(&self, a: &Atom) -> Option<u32> {
+        match a {
+            Atom::Var(v) => Some(self.def[v.index()]).filter(|&d| d != NONE),
+            Atom::Lit(_) => None,
+        }
+    }
+}
+
 /// Every equation moved as late as its users allow: a topological sort of the reversed graph
 /// (users before what they read) that places an equation as soon as its last user is placed
 /// (a stack of the ready ones), reversed. A residual computed in one sweep thus lands just
 /// before its first use in the next.
-fn sunk_order(func: &Func, earliest_nearest: bool) -> Vec<u32> {
-    const NONE: u32 = u32::MAX;
-    let n = func.eqns.len();
-    let mut def = vec![NONE; func.num_vars()];
-    for (i, eqn) in func.eqns.iter().enumerate() {
-        def[eqn.out.index()] = i as u32;
-    }
-    let producers = |e: usize| -> SmallVec<[u32; 4]> {
-        let mut ds: SmallVec<[u32; 4]> = func
-            .args(&func.eqns[e])
-            .iter()
-            .filter_map(|a| match a {
-                Atom::Var(v) => Some(def[v.index()]).filter(|&d| d != NONE),
-                Atom::Lit(_) => None,
-            })
-            .collect();
-        ds.sort_unstable();
-        ds.dedup();
-        ds
-    };
+fn sunk_order(producers: &Producers, n: usize, earliest_nearest: bool) -> Vec<u32> {
     let mut users = vec![0u32; n];
-    for e in 0..n {
-        for d in producers(e) {
-            users[d as usize] += 1;
-        }
+    for &d in &producers.list {
+        users[d as usize] += 1;
     }
     // Popped last-pushed first. Of the producers an equation frees at once, the one pushed
     // last lands nearest to it: the earliest in program order, or the latest.
@@ -166,7 +200,7 @@ fn sunk_order(func: &Func, earliest_nearest: bool) -> Vec<u32> {
     let mut order = Vec::with_capacity(n);
     while let Some(e) = ready.pop() {
         order.push(e);
-        let mut freed = producers(e as usize);
+        let mut freed: SmallVec<[u32; 4]> = producers.of(e as usize).into();
         if earliest_nearest {
             freed.reverse();
         }
@@ -183,16 +217,12 @@ fn sunk_order(func: &Func, earliest_nearest: bool) -> Vec<u32> {
 
 /// The post-order of `schedule_for_memory` (equation indices), with an explicit stack, from
 /// the outputs in order or in reverse.
-fn late_first_order(func: &Func, outputs_reversed: bool, by_cone: bool) -> Vec<u32> {
-    const NONE: u32 = u32::MAX;
-    let mut def = vec![NONE; func.num_vars()];
-    for (i, eqn) in func.eqns.iter().enumerate() {
-        def[eqn.out.index()] = i as u32;
-    }
-    let defining = |a: &Atom| match a {
-        Atom::Var(v) => Some(def[v.index()]).filter(|&d| d != NONE),
-        Atom::Lit(_) => None,
-    };
+fn late_first_order(
+    func: &Func,
+    producers: &Producers,
+    outputs_reversed: bool,
+    by_cone: bool,
+) -> Vec<u32> {
     // ln(1 + the equations behind each one, counted as a tree): Sethi and Ullman's rule of
     // evaluating the bigger operand first, so its temporaries are gone before the smaller
     // one's result has to be held. Logarithms, since shared values make tree sizes explode.
@@ -202,7 +232,7 @@ fn late_first_order(func: &Func, outputs_reversed: bool, by_cone: bool) -> Vec<u
             let logs: SmallVec<[f64; 4]> = func
                 .args(eqn)
                 .iter()
-                .filter_map(defining)
+                .filter_map(|a| producers.defining(a))
                 .map(|d| cone[d as usize])
                 .collect();
             let top = logs.iter().copied().fold(0.0f64, f64::max);
@@ -218,7 +248,11 @@ fn late_first_order(func: &Func, outputs_reversed: bool, by_cone: bool) -> Vec<u
     let mut stack: Vec<(u32, bool)> = Vec::new();
     let mut operands: SmallVec<[u32; 4]> = SmallVec::new();
     // The stack pops the last pushed first.
-    let outputs: Vec<u32> = func.outputs.iter().filter_map(defining).collect();
+    let outputs: Vec<u32> = func
+        .outputs
+        .iter()
+        .filter_map(|a| producers.defining(a))
+        .collect();
     if outputs_reversed {
         stack.extend(outputs.iter().map(|&d| (d, false)));
     } else {
@@ -240,15 +274,14 @@ fn late_first_order(func: &Func, outputs_reversed: bool, by_cone: bool) -> Vec<u
         stack.push((e, true));
         operands.clear();
         operands.extend(
-            func.args(&func.eqns[e as usize])
+            producers
+                .of(e as usize)
                 .iter()
-                .filter_map(defining)
+                .copied()
                 .filter(|&d| state[d as usize] == 0),
         );
-        // Pushed in increasing order, so the latest-defined operand (or the one with the
-        // biggest cone of work behind it) is visited first.
-        operands.sort_unstable();
-        operands.dedup();
+        // Pushed in increasing order (as `Producers` lists them), so the latest-defined
+        // operand (or the one with the biggest cone of work behind it) is visited first.
         if let Some(cone) = &cone {
             operands.sort_by(|&a, &b| {
                 cone[a as usize]
