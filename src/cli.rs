@@ -73,8 +73,10 @@ pub enum Stage {
     Transformed,
     /// After simplification.
     Simplified,
-    /// The compiled form.
+    /// The compiled form: the JIT's fusion plan and the buffer of each value.
     Compiled,
+    /// The Cranelift IR of the JIT's compiled functions, for debugging the code generator.
+    Clif,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -327,6 +329,17 @@ pub fn run_command(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliErro
                         }
                     }
                     return out.write_all(exe.describe().as_bytes()).map_err(io);
+                }
+                Stage::Clif => {
+                    if format == Format::Dot {
+                        return Err(CliError::User(
+                            "stage `clif` prints Cranelift IR as text only; use `--format text`"
+                                .into(),
+                        ));
+                    }
+                    let (func, _) = build_simplified(&file, &transforms, false)?;
+                    let (_, clif) = traceform_jit::compile_with_clif(&func).map_err(jit_error)?;
+                    return out.write_all(clif.as_bytes()).map_err(io);
                 }
             };
             if stats {

@@ -553,6 +553,33 @@ fn good_input_still_works() {
         ]),
         "as text only",
     );
+    // The clif stage prints the Cranelift IR of each compiled function.
+    let clif = traceform(&[
+        "dump",
+        &corpus("sin", "f.ir"),
+        "-t",
+        "grad",
+        "--stage",
+        "clif",
+    ]);
+    assert_eq!(clif.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&clif.stdout);
+    assert!(text.starts_with("; loops0: steps 0..1"), "{text}");
+    assert!(
+        text.contains("function u0:") && text.contains("return"),
+        "{text}"
+    );
+    assert_user_error(
+        &traceform(&[
+            "dump",
+            &corpus("sin", "f.ir"),
+            "--stage",
+            "clif",
+            "--format",
+            "dot",
+        ]),
+        "as text only",
+    );
 }
 
 #[test]

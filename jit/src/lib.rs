@@ -119,6 +119,12 @@ fn isa(opt_level: &str) -> Result<cranelift_codegen::isa::OwnedTargetIsa, String
         .map_err(|e| format!("host not supported: {e}"))
 }
 
+/// Cranelift's reusable function and builder contexts.
+struct Contexts {
+    ctx: cranelift_codegen::Context,
+    fctx: cranelift_frontend::FunctionBuilderContext,
+}
+
 /// A JIT module with the host kernels declared.
 struct CodeModule {
     module: JITModule,
@@ -157,9 +163,10 @@ impl CodeModule {
         kernels: &[&plan::Kernel],
         slot: &dyn Fn(Var) -> usize,
         scratch_slot: usize,
-        ctx: &mut cranelift_codegen::Context,
-        fctx: &mut cranelift_frontend::FunctionBuilderContext,
+        contexts: &mut Contexts,
+        clif: Option<&mut Vec<String>>,
     ) -> Result<FuncId, String> {
+        let Contexts { ctx, fctx } = contexts;
         let module = &mut self.module;
         let host_ids = &self.host_ids;
         let lookup = |name: &'static str| {
@@ -181,6 +188,13 @@ impl CodeModule {
             host_ids: &lookup,
         };
         codegen::compile_segment(module, ctx, fctx, id, kernels, &layout)?;
+        if let Some(out) = clif {
+            out.push(format!(
+                "; loops{first}: steps {first}..{}, before Cranelift's optimiser\n{}",
+                first + kernels.len(),
+                ctx.func.display()
+            ));
+        }
         module
             .define_function(id, ctx)
             .map_err(|e| format!("steps from {first}: {e:?}"))?;
@@ -194,6 +208,21 @@ const SEGMENT_LOOPS: usize = 8;
 
 /// Compiles `func` (verified).
 pub fn compile(func: &Func) -> Result<Executable, JitError> {
+    compile_keeping_clif(func, None)
+}
+
+/// `compile`, also returning the Cranelift IR of every compiled function (as built, before
+/// Cranelift's own optimiser), for `dump --stage clif`.
+pub fn compile_with_clif(func: &Func) -> Result<(Executable, String), JitError> {
+    let mut functions = Vec::new();
+    let exe = compile_keeping_clif(func, Some(&mut functions))?;
+    Ok((exe, functions.join("\n")))
+}
+
+fn compile_keeping_clif(
+    func: &Func,
+    mut clif: Option<&mut Vec<String>>,
+) -> Result<Executable, JitError> {
     let err = |message: String| JitError::Compile {
         func: func.name.clone(),
         message,
@@ -224,8 +253,10 @@ pub fn compile(func: &Func) -> Result<Executable, JitError> {
     let slot = |v: Var| slot_of[v.index()] as usize;
     // Two modules: short loops unoptimised, long ones optimised (made only when needed).
     let mut modules: [Option<CodeModule>; 2] = [None, None];
-    let mut ctx = cranelift_codegen::Context::new();
-    let mut fctx = cranelift_frontend::FunctionBuilderContext::new();
+    let mut contexts = Contexts {
+        ctx: cranelift_codegen::Context::new(),
+        fctx: cranelift_frontend::FunctionBuilderContext::new(),
+    };
     // Runs of consecutive fused loops of one module become one function each.
     enum Planned {
         Segment(usize, FuncId),
@@ -260,7 +291,14 @@ pub fn compile(func: &Func) -> Result<Executable, JitError> {
         }
         let m = modules[which].as_mut().expect("made above");
         let id = m
-            .add_segment(i, &kernels, &slot, slots.len(), &mut ctx, &mut fctx)
+            .add_segment(
+                i,
+                &kernels,
+                &slot,
+                slots.len(),
+                &mut contexts,
+                clif.as_deref_mut(),
+            )
             .map_err(err)?;
         planned.push(Planned::Segment(which, id));
         i += kernels.len();
