@@ -68,5 +68,5 @@ fn check_backend(backend: &str) {
     }
     let _ = std::fs::remove_dir_all(&out_root);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert_eq!(passed, 445);
+    assert_eq!(passed, CORPUS_PAIRS);
 }

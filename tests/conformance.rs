@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use traceform::ir::{parse_func, peak_live_bytes, print_func, verify_func};
 use traceform::runtime::{eval, eval_with_stats};
-use traceform::transform::{apply_all, TransformSpec};
 use traceform::transforms::{simplify, Limits};
 
 #[test]
@@ -49,63 +48,29 @@ fn eval_matches_jax_reference_values() {
 fn every_transform_matches_jax_reference_values() {
     let mut passed = std::collections::BTreeMap::new();
     let mut failures = Vec::new();
-    for case in corpus_cases() {
-        let f = parse_func(&std::fs::read_to_string(case.join("f.ir")).unwrap()).unwrap();
-        for (name, words, groups) in TRANSFORMS {
-            let refs = numbered(&case, &format!("ref_{name}_"));
-            if refs.is_empty() {
-                continue;
-            }
-            let specs: Vec<TransformSpec> = words.iter().map(|w| w.parse().unwrap()).collect();
-            let g = apply_all(f.clone(), &specs)
-                .unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
-            verify_func(&g).unwrap();
-            let inputs: Vec<_> = groups
-                .iter()
-                .flat_map(|g| numbered(&case, g))
-                .map(|p| load(&p))
-                .collect();
-            let (outs, stats) = eval_with_stats(&g, &inputs)
-                .unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
-            // The same values with simplification on, as `run` and `bench` do by default.
-            let (s, _) = simplify(&g, &Limits::for_size(g.eqns.len()));
-            verify_func(&s).unwrap();
-            let simplified_outs =
-                eval(&s, &inputs).unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
-            if let Some(m) =
-                simplified_outs
-                    .iter()
-                    .zip(&refs)
-                    .enumerate()
-                    .find_map(|(k, (got, r))| {
-                        mismatch(got, &load(r), tolerance(&case)).map(|m| format!("out{k}: {m}"))
-                    })
-            {
-                failures.push(format!("{} {name} simplified: {m}", case.display()));
-            }
-            // One accounting: the interpreter's measured peak is the static estimate.
-            assert_eq!(
-                stats.peak_bytes,
-                peak_live_bytes(&g),
-                "{} {name}: measured and static peaks differ",
-                case.display()
-            );
-            assert_eq!(outs.len(), refs.len(), "{} {name}", case.display());
-            let bad = outs
-                .iter()
-                .zip(&refs)
-                .enumerate()
-                .find_map(|(k, (got, r))| {
-                    mismatch(got, &load(r), tolerance(&case)).map(|m| format!("out{k}: {m}"))
-                });
-            match bad {
-                None => *passed.entry(*name).or_insert(0) += 1,
-                Some(m) => failures.push(format!("{} {name}: {m}", case.display())),
-            }
+    for pair in corpus_pairs() {
+        let (g, label) = (&pair.program, pair.label());
+        let (outs, stats) =
+            eval_with_stats(g, &pair.inputs).unwrap_or_else(|e| panic!("{label}: {e}"));
+        // The same values with simplification on, as `run` and `bench` do by default.
+        let (s, _) = simplify(g, &Limits::for_size(g.eqns.len()));
+        verify_func(&s).unwrap();
+        let simplified_outs = eval(&s, &pair.inputs).unwrap_or_else(|e| panic!("{label}: {e}"));
+        if let Some(m) = pair.mismatch(&simplified_outs) {
+            failures.push(format!("{label} simplified: {m}"));
+        }
+        // One accounting: the interpreter's measured peak is the static estimate.
+        assert_eq!(
+            stats.peak_bytes,
+            peak_live_bytes(g),
+            "{label}: measured and static peaks differ"
+        );
+        match pair.mismatch(&outs) {
+            None => *passed.entry(pair.name).or_insert(0) += 1,
+            Some(m) => failures.push(format!("{label}: {m}")),
         }
     }
     eprintln!("corpus cases passed per transform: {passed:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let total: usize = passed.values().sum();
-    assert_eq!(total, 445, "the corpus has 445 (case, transform) pairs");
+    assert_eq!(passed.values().sum::<usize>(), CORPUS_PAIRS);
 }

@@ -22,6 +22,81 @@ pub const TRANSFORMS: &[(&str, &[&str], &[&str])] = &[
     ("jvp_jvp", &["jvp", "jvp"], &["x", "t", "u", "w"]),
 ];
 
+/// The (case, transform) pairs the corpus lists references for.
+pub const CORPUS_PAIRS: usize = 445;
+
+/// One (case, transform) pair of the corpus: the transformed program (verified), its inputs
+/// and the reference files of its outputs.
+pub struct Pair {
+    pub case: PathBuf,
+    pub name: &'static str,
+    pub program: traceform::Func,
+    pub inputs: Vec<Value>,
+    pub refs: Vec<PathBuf>,
+}
+
+impl Pair {
+    /// `case transform`, for messages.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.case.display(), self.name)
+    }
+
+    /// `None` if `outs` match the references within the corpus tolerances, else what differs.
+    pub fn mismatch(&self, outs: &[Value]) -> Option<String> {
+        if outs.len() != self.refs.len() {
+            return Some(format!(
+                "{} outputs, {} references",
+                outs.len(),
+                self.refs.len()
+            ));
+        }
+        let tol = tolerance(&self.case);
+        outs.iter()
+            .zip(&self.refs)
+            .enumerate()
+            .find_map(|(k, (got, r))| mismatch(got, &load(r), tol).map(|m| format!("out{k}: {m}")))
+    }
+}
+
+/// Every (case, transform) pair of the corpus, each program transformed by the CLI's `-t`
+/// words and verified.
+pub fn corpus_pairs() -> Vec<Pair> {
+    use traceform::transform::{apply_all, TransformSpec};
+    let mut pairs = Vec::new();
+    for case in corpus_cases() {
+        let text = std::fs::read_to_string(case.join("f.ir")).unwrap();
+        let f = traceform::parse_func(&text).unwrap();
+        for &(name, words, groups) in TRANSFORMS {
+            let refs = numbered(&case, &format!("ref_{name}_"));
+            if refs.is_empty() {
+                continue;
+            }
+            let specs: Vec<TransformSpec> = words.iter().map(|w| w.parse().unwrap()).collect();
+            let program = apply_all(f.clone(), &specs)
+                .unwrap_or_else(|e| panic!("{} {name}: {e}", case.display()));
+            traceform::ir::verify_func(&program).unwrap();
+            let inputs = groups
+                .iter()
+                .flat_map(|g| numbered(&case, g))
+                .map(|p| load(&p))
+                .collect();
+            pairs.push(Pair {
+                case: case.clone(),
+                name,
+                program,
+                inputs,
+                refs,
+            });
+        }
+    }
+    assert_eq!(
+        pairs.len(),
+        CORPUS_PAIRS,
+        "the corpus has {CORPUS_PAIRS} (case, transform) pairs"
+    );
+    pairs
+}
+
 pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
 }
@@ -34,11 +109,7 @@ pub fn corpus_cases() -> Vec<PathBuf> {
         .filter(|p| p.join("f.ir").exists())
         .collect();
     cases.sort();
-    assert!(
-        cases.len() >= 56,
-        "the corpus has 56 cases, found {}",
-        cases.len()
-    );
+    assert_eq!(cases.len(), 64, "the corpus has 64 cases");
     cases
 }
 
