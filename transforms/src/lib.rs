@@ -33,7 +33,8 @@ use crate::util::finish;
 /// Why a transform does not apply.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum TransformError {
-    /// The `wrt` positions do not fit the function.
+    /// The `wrt` positions (or, for `select_outputs`, the output positions) do not fit the
+    /// function.
     #[error("{0}")]
     Wrt(String),
     /// `grad`/`hvp` of a function that does not return one float scalar.
