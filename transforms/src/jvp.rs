@@ -280,7 +280,7 @@ fn binary_rule(b: &mut Builder, op: BinaryOp, x: &[Atom], t: &[Tan], y: Atom) ->
                 let p = b.binary(BinaryOp::Pow, xa, bm1);
                 let d = b.mul(xb, p);
                 let d_ty = b.ty(&d).clone();
-                let zero = full(b, 0.0, &d_ty);
+                let zero = b.zeros(&d_ty);
                 let z = b.lit_like(&xb, 0.0);
                 let b_is_zero = b.compare(CompareOp::Eq, xb, z);
                 b.select(b_is_zero, d, zero)
@@ -290,7 +290,7 @@ fn binary_rule(b: &mut Builder, op: BinaryOp, x: &[Atom], t: &[Tan], y: Atom) ->
                 let z = b.lit_like(&xa, 0.0);
                 let a_is_zero = b.compare(CompareOp::Eq, xa, z);
                 let one = full(b, 1.0, &a_ty);
-                let zero = full(b, 0.0, &a_ty);
+                let zero = b.zeros(&a_ty);
                 let ones = b.select(a_is_zero, zero, one);
                 let safe_a = b.add(xa, ones);
                 let l = b.unary(UnaryOp::Log, safe_a);

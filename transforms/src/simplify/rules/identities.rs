@@ -74,6 +74,10 @@ pub fn rules() -> Vec<Rule> {
             apply: neg_into_constant,
         },
         Rule {
+            name: "neg-into-scaled-factor",
+            apply: neg_into_scaled_factor,
+        },
+        Rule {
             name: "constant-factors",
             apply: constant_factors,
         },
@@ -269,6 +273,35 @@ fn neg_into_constant(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
             Prim::Binary(BinaryOp::Mul),
             vec![class(a), Rhs::Lit(lit)],
         ))
+    })
+}
+
+/// `-(a * (b * c)) = a * (b * (-c))` for a rank-0 constant `c` (either factor; exact): the
+/// negation goes into a constant one product further in, where it costs nothing. Only when
+/// `b * c` has no other use: a shared scaled value negated would be computed twice.
+fn neg_into_scaled_factor(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::Unary(UnaryOp::Neg), [x]) = op(eg, node)? else {
+        return None;
+    };
+    eg[*x].nodes.iter().find_map(|n| {
+        let (a, y) = binary(eg, n, BinaryOp::Mul)?;
+        let scaled = |other: Id, y: Id| {
+            if eg[y].parents().len() != 1 {
+                return None;
+            }
+            eg[y].nodes.iter().find_map(|m| {
+                let (b, c) = constant_factor(eg, m)?;
+                let lit = Literal::new(-c, ty(eg, y).dtype);
+                Some(Rhs::Op(
+                    Prim::Binary(BinaryOp::Mul),
+                    vec![
+                        class(other),
+                        Rhs::Op(Prim::Binary(BinaryOp::Mul), vec![class(b), Rhs::Lit(lit)]),
+                    ],
+                ))
+            })
+        };
+        scaled(a, y).or_else(|| scaled(y, a))
     })
 }
 
@@ -582,6 +615,13 @@ mod tests {
         assert_eq!(
             simplified("a = mul x 2.0; b = neg a; return b"),
             "v0: f32[3] = mul x -2.0:f32; return v0"
+        );
+    }
+    #[test]
+    fn neg_into_scaled_factor() {
+        assert_eq!(
+            simplified("a = mul y 2.0; b = mul x a; c = neg b; return c"),
+            "v0: f32[3] = mul y -2.0:f32; v1: f32[3] = mul x v0; return v1"
         );
     }
     #[test]

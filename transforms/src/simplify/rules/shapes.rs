@@ -33,6 +33,18 @@ pub fn rules() -> Vec<Rule> {
             name: "unit-broadcast-is-reshape",
             apply: unit_broadcast_is_reshape,
         },
+        Rule {
+            name: "unit-reduce-is-reshape",
+            apply: unit_reduce_is_reshape,
+        },
+        Rule {
+            name: "reshape-out-of-elementwise",
+            apply: reshape_out_of_elementwise,
+        },
+        Rule {
+            name: "stop-gradient-into-movement",
+            apply: stop_gradient_into_movement,
+        },
     ]
 }
 
@@ -157,9 +169,98 @@ fn unit_broadcast_is_reshape(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     })
 }
 
+/// A reduction over axes of size 1 only moves no data: it is a `reshape` (which then meets
+/// the reshapes around it).
+fn unit_reduce_is_reshape(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes }, [x]) =
+        op(eg, node)?
+    else {
+        return None;
+    };
+    let shape = &ty(eg, *x).shape;
+    (!axes.is_empty() && axes.iter().all(|&a| shape[a] == 1)).then(|| {
+        apply(
+            Prim::Reshape {
+                shape: ty(eg, id).shape.clone(),
+            },
+            &[*x],
+        )
+    })
+}
+
+/// The operand of a reshape (or squeeze, or expand_dims) in class `id`, if there is one.
+fn reshaped(eg: &Graph, id: Id) -> Option<Id> {
+    ops_in(eg, id, |p| {
+        matches!(
+            p,
+            Prim::Reshape { .. } | Prim::Squeeze { .. } | Prim::ExpandDims { .. }
+        )
+    })
+    .map(|(_, a)| a[0])
+    .next()
+}
+
+/// `op(reshape a, reshape b) = reshape(op(a, b))` for binary elementwise arithmetic and
+/// comparisons when `a` and `b` have one shape, and `op(reshape a, s) = reshape(op(a, s))` for
+/// a rank-0 `s` (either side): one reshape instead of two, and the elementwise operation
+/// meets the producers of `a` and `b` (a reshape followed by its inverse then cancels).
+fn reshape_out_of_elementwise(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (prim, &[a, b]) = op(eg, node)? else {
+        return None;
+    };
+    if !matches!(prim, Prim::Binary(_) | Prim::Compare(_)) || ty(eg, id).rank() == 0 {
+        return None;
+    }
+    let scalar = |x: Id| ty(eg, x).rank() == 0;
+    let (a2, b2) = match (scalar(a), scalar(b)) {
+        (true, false) => (a, reshaped(eg, b)?),
+        (false, true) => (reshaped(eg, a)?, b),
+        (false, false) => {
+            let (a2, b2) = (reshaped(eg, a)?, reshaped(eg, b)?);
+            if ty(eg, a2).shape != ty(eg, b2).shape {
+                return None;
+            }
+            (a2, b2)
+        }
+        (true, true) => return None,
+    };
+    Some(Rhs::Op(
+        Prim::Reshape {
+            shape: ty(eg, id).shape.clone(),
+        },
+        vec![apply(prim.clone(), &[a2, b2])],
+    ))
+}
+
+/// `stop_gradient(m x) = m(stop_gradient x)` for a data movement `m` of one operand (both
+/// have the same value and a zero derivative): the stop moves to the smaller value, and the
+/// movement meets the movements around it (`broadcast(stop_gradient(broadcast x))` becomes
+/// one broadcast of `stop_gradient x`).
+fn stop_gradient_into_movement(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::StopGradient, [y]) = op(eg, node)? else {
+        return None;
+    };
+    let (prim, x) = ops_in(eg, *y, |p| {
+        matches!(
+            p,
+            Prim::Reshape { .. }
+                | Prim::BroadcastInDim { .. }
+                | Prim::Transpose { .. }
+                | Prim::Squeeze { .. }
+                | Prim::ExpandDims { .. }
+                | Prim::Rev { .. }
+        )
+    })
+    .next()?;
+    Some(Rhs::Op(
+        prim.clone(),
+        vec![apply(Prim::StopGradient, &[x[0]])],
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::simplify::rules::testing::simplified;
+    use crate::simplify::rules::testing::{simplified, simplified_text};
 
     #[test]
     fn no_op() {
@@ -178,8 +279,8 @@ mod tests {
     #[test]
     fn reshape_reshape() {
         assert_eq!(
-            simplified("a = reshape[shape=(1,3)] x; b = reshape[shape=(3,1)] a; c = reduce_sum[axes=(1)] b; return c"),
-            "v0: f32[3,1] = reshape[shape=(3,1)] x; v1: f32[3] = reduce_sum[axes=(1)] v0; return v1"
+            simplified_text("func f(x: f32[3]) -> f32[3,1] {\n  a: f32[1,3] = reshape[shape=(1,3)] x\n  b: f32[3,1] = reshape[shape=(3,1)] a\n  return b\n}\n"),
+            "func f(x: f32[3]) -> f32[3,1] {\n  v0: f32[3,1] = reshape[shape=(3,1)] x\n  return v0\n}\n"
         );
     }
     #[test]
@@ -196,6 +297,27 @@ mod tests {
                 "a = broadcast_in_dim[shape=(1,3), dims=(1)] x; b = reshape[shape=(3)] a; return b"
             ),
             "return x"
+        );
+    }
+    #[test]
+    fn unit_reduce_is_reshape() {
+        assert_eq!(
+            simplified("a = reshape[shape=(1,3)] x; b = reduce_max[axes=(0)] a; return b"),
+            "return x"
+        );
+    }
+    #[test]
+    fn reshape_out_of_elementwise() {
+        assert_eq!(
+            simplified("a = reshape[shape=(3,1)] x; b = reshape[shape=(3,1)] y; c = div a b; d = mul c s; e = reshape[shape=(3)] d; return e"),
+            "v0: f32[3] = div x y; v1: f32[3] = mul v0 s; return v1"
+        );
+    }
+    #[test]
+    fn stop_gradient_into_movement() {
+        assert_eq!(
+            simplified("a = broadcast_in_dim[shape=(3,1), dims=(0)] x; b = stop_gradient a; c = broadcast_in_dim[shape=(3,2), dims=(0,1)] b; d = reduce_sum[axes=(1)] c; return d"),
+            "v0: f32[3] = stop_gradient x; v1: f32[3,2] = broadcast_in_dim[shape=(3,2), dims=(0)] v0; v2: f32[3] = reduce_sum[axes=(1)] v1; return v2"
         );
     }
     #[test]
