@@ -2,7 +2,9 @@
 //! parameter nor an output) gets a live interval over the plan's steps, from the step that
 //! makes it to the last step that reads it, and a place in one arena. Places are given in step
 //! order by a first-fit free list (freed blocks are merged with their neighbours), so a value
-//! reuses the memory of values that died before it was made. A step's result never shares
+//! reuses the memory of values that died before it was made. An elementwise loop writes its
+//! result in place of a value of the same size that it reads only at the element it writes
+//! and that dies there (`Kernel::read_in_place`); otherwise a step's result never shares
 //! memory with the values the step reads (they die after it).
 //!
 //! The same rules as `ir::Liveness` (parameters and outputs are not counted; a value nobody
@@ -10,9 +12,9 @@
 //! a loop take no memory at all, so the arena is at most the interpreter's peak, rounded up to
 //! the arena's 64-byte alignment per value.
 
-use traceform_ir::{Atom, Func};
+use traceform_ir::{Atom, Func, Var};
 
-use crate::plan::Plan;
+use crate::plan::{Plan, StepKind};
 
 /// Every buffer starts at a multiple of this many bytes.
 pub const ALIGN: usize = 64;
@@ -65,6 +67,30 @@ impl MemoryPlan {
         let mut free = FreeList::default();
         let mut sizes = vec![0usize; func.num_vars()];
         for (s, step) in plan.steps.iter().enumerate() {
+            // In place: each result takes the block of a same-sized operand dying here.
+            if let StepKind::Kernel(k) = &step.kind {
+                let mut dying = k.read_in_place();
+                dying.retain(|d| {
+                    matches!(places[d.index()], Place::Arena(_))
+                        && last_read[d.index()] == Some(s)
+                        && deaths[s].contains(&d.index())
+                });
+                for out in std::iter::once(step.out).chain(step.also.iter().copied()) {
+                    let bytes = func.var_type(out).size_bytes();
+                    let fits = |d: &Var| func.var_type(*d).size_bytes() == bytes;
+                    let Some(k) = dying.iter().position(fits) else {
+                        continue;
+                    };
+                    if places[out.index()] != Place::None {
+                        continue;
+                    }
+                    let d = dying.remove(k);
+                    places[out.index()] = places[d.index()].clone();
+                    sizes[out.index()] = sizes[d.index()];
+                    deaths[s].retain(|&x| x != d.index());
+                    deaths[last_read[out.index()].unwrap_or(s).max(s)].push(out.index());
+                }
+            }
             for out in std::iter::once(&step.out).chain(&step.also) {
                 let v = out.index();
                 if places[v] == Place::None {
@@ -156,6 +182,27 @@ mod tests {
         // Steps: a, s, b (a, s, b live together), t (reuses a), u (reuses s); m and c are fused
         // (b, an exp, is read twice and is too costly to recompute).
         assert_eq!(mem.arena_bytes, 3 * 64, "{:?}", mem.places);
+    }
+
+    #[test]
+    fn elementwise_results_are_written_in_place() {
+        // b (exp of a*s) reads a only at its own element, and a dies there: b takes a's
+        // buffer. c reads b at a shifted position (a slice): no sharing.
+        let f = parse_func(
+            "func f(x: f32[16]) -> f32[] {\n  a: f32[16] = exp x\n  s: f32[] = reduce_sum[axes=(0)] a\n  m: f32[16] = mul a s\n  b: f32[16] = exp m\n  t: f32[] = reduce_sum[axes=(0)] b\n  r: f32[15] = slice[start=(1), limit=(16)] b\n  c: f32[15] = exp r\n  u: f32[] = reduce_sum[axes=(0)] c\n  k: f32[15] = mul c u\n  v: f32[] = reduce_sum[axes=(0)] k\n  w: f32[] = add v t\n  return w\n}\n",
+        )
+        .unwrap();
+        let plan = Plan::new(&f);
+        let mem = MemoryPlan::new(&f, &plan);
+        let place = |name: &str| {
+            let v = (0..f.num_vars())
+                .map(|i| traceform_ir::Var(i as u32))
+                .find(|&v| f.var_name(v) == name)
+                .unwrap();
+            mem.places[v.index()].clone()
+        };
+        assert_eq!(place("b"), place("a"), "{}", plan.describe(&f));
+        assert_ne!(place("c"), place("b"), "{}", plan.describe(&f));
     }
 
     #[test]

@@ -154,6 +154,43 @@ pub struct Kernel {
     pub siblings: Vec<Sibling>,
 }
 
+impl Kernel {
+    /// The materialised values this loop reads only at the element it writes: every output
+    /// (the root and the siblings) is stored, not folded, at the element's row-major
+    /// position, and every load of these values is unguarded and at that position too. The
+    /// loop may write each of its results over a different one of them that dies here:
+    /// codegen computes every node of a group of elements (loads first) before the last pass
+    /// stores that group's outputs, and no other element of them is read.
+    pub fn read_in_place(&self) -> Vec<Var> {
+        let rank = self.domain.len();
+        let here = IndexMap::identity(rank).row_major_offset(&self.domain, rank);
+        let elementwise = self.reduce.is_none()
+            && self.scatter.is_none()
+            && self.domain.iter().product::<usize>() == self.out_len
+            && self
+                .siblings
+                .iter()
+                .all(|s| s.reduce.is_none() && s.at == here && s.len == self.out_len);
+        if !elementwise {
+            return Vec::new();
+        }
+        let (mut direct, mut other) = (Vec::new(), Vec::new());
+        for n in &self.nodes {
+            if let NodeOp::Load { var, at, guard } = &n.op {
+                if guard.is_none() && *at == here {
+                    direct.push(*var);
+                } else {
+                    other.push(*var);
+                }
+            }
+        }
+        direct.retain(|v| !other.contains(v));
+        direct.sort_unstable();
+        direct.dedup();
+        direct
+    }
+}
+
 /// A result computed by another kernel's loop: node `node`'s value stored (or folded by
 /// `reduce`) into `out` (of `len` elements) at `at`.
 #[derive(Clone, Debug, PartialEq)]
@@ -491,7 +528,9 @@ impl Plan {
     }
 }
 
-/// True when `next` can run in `prev`'s loop: both reduce, or the loops are short (where a
+/// True when `next` can run in `prev`'s loop: both reduce, or neither reduces and they read a
+/// value in common (read once; and each result may then be written in place of a different
+/// operand that dies there, see `Kernel::read_in_place`), or the loops are short (where a
 /// loop's fixed costs dominate), over the same domain and dtype, neither ends in a pad, and
 /// `next` does not read what `prev` makes.
 fn can_merge(prev: &Step, next: &Step) -> bool {
@@ -499,7 +538,12 @@ fn can_merge(prev: &Step, next: &Step) -> bool {
         return false;
     };
     let short = a.domain.iter().product::<usize>() < SHORT_LOOP;
-    (short || (a.reduce.is_some() && b.reduce.is_some()))
+    let both_reduce = a.reduce.is_some() && b.reduce.is_some();
+    let both_store = a.reduce.is_none()
+        && b.reduce.is_none()
+        && a.siblings.iter().all(|s| s.reduce.is_none())
+        && next.reads.iter().any(|v| prev.reads.contains(v));
+    (short || both_reduce || both_store)
         && a.scatter.is_none()
         && b.scatter.is_none()
         && a.domain == b.domain
