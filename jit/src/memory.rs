@@ -2,7 +2,10 @@
 //! parameter nor an output) gets a live interval over the plan's steps, from the step that
 //! makes it to the last step that reads it, and a place in one arena. Places are given in step
 //! order by a first-fit free list (freed blocks are merged with their neighbours), so a value
-//! reuses the memory of values that died before it was made. An elementwise loop writes its
+//! reuses the memory of values that died before it was made; with at most 4096 blocks, greedy
+//! placements (largest first, largest size x lifetime first, longest-lived first: each block
+//! at the lowest offset clear of the placed blocks it is live with) are tried too, and the
+//! smallest arena wins. An elementwise loop writes its
 //! result in place of a value of the same size that it reads only at the element it writes
 //! and that dies there (`Kernel::read_in_place`); otherwise a step's result never shares
 //! memory with the values the step reads (they die after it).
@@ -43,6 +46,17 @@ fn round_up(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
 }
 
+/// Values that share one block (a result written in place of an operand joins its group),
+/// live from the step that makes the first to the step where the last dies (inclusive).
+struct Group {
+    size: usize,
+    first: usize,
+    last: usize,
+}
+
+/// Above this many blocks only first-fit runs (greedy by size is quadratic in them).
+const GREEDY_LIMIT: usize = 4096;
+
 impl MemoryPlan {
     pub fn new(func: &Func, plan: &Plan) -> MemoryPlan {
         let mut places = vec![Place::None; func.num_vars()];
@@ -62,55 +76,142 @@ impl MemoryPlan {
                 last_read[v.index()] = Some(s);
             }
         }
-        // deaths[s]: arena values whose last read (or, unread, whose making) is step s.
-        let mut deaths: Vec<Vec<usize>> = vec![Vec::new(); plan.steps.len()];
-        let mut free = FreeList::default();
-        let mut sizes = vec![0usize; func.num_vars()];
+        // Every materialised intermediate joins a group: its own, or (in place) the group of
+        // a same-sized operand that dies at the step making it.
+        let mut group_of = vec![None::<usize>; func.num_vars()];
+        let mut groups: Vec<Group> = Vec::new();
         for (s, step) in plan.steps.iter().enumerate() {
-            // In place: each result takes the block of a same-sized operand dying here.
-            if let StepKind::Kernel(k) = &step.kind {
-                let mut dying = k.read_in_place();
-                dying.retain(|d| {
-                    matches!(places[d.index()], Place::Arena(_))
-                        && last_read[d.index()] == Some(s)
-                        && deaths[s].contains(&d.index())
-                });
-                for out in std::iter::once(step.out).chain(step.also.iter().copied()) {
-                    let bytes = func.var_type(out).size_bytes();
-                    let fits = |d: &Var| func.var_type(*d).size_bytes() == bytes;
-                    let Some(k) = dying.iter().position(fits) else {
-                        continue;
-                    };
-                    if places[out.index()] != Place::None {
-                        continue;
+            let mut dying = match &step.kind {
+                StepKind::Kernel(k) => k.read_in_place(),
+                _ => Vec::new(),
+            };
+            dying.retain(|d| group_of[d.index()].is_some() && last_read[d.index()] == Some(s));
+            for out in std::iter::once(step.out).chain(step.also.iter().copied()) {
+                if places[out.index()] != Place::None || group_of[out.index()].is_some() {
+                    continue;
+                }
+                let bytes = func.var_type(out).size_bytes();
+                let death = last_read[out.index()].unwrap_or(s).max(s);
+                let fits = |d: &Var| func.var_type(*d).size_bytes() == bytes;
+                let g = match dying.iter().position(fits) {
+                    Some(k) => group_of[dying.remove(k).index()].expect("retained"),
+                    None => {
+                        groups.push(Group {
+                            size: round_up(bytes),
+                            first: s,
+                            last: s,
+                        });
+                        groups.len() - 1
                     }
-                    let d = dying.remove(k);
-                    places[out.index()] = places[d.index()].clone();
-                    sizes[out.index()] = sizes[d.index()];
-                    deaths[s].retain(|&x| x != d.index());
-                    deaths[last_read[out.index()].unwrap_or(s).max(s)].push(out.index());
+                };
+                groups[g].last = groups[g].last.max(death);
+                group_of[out.index()] = Some(g);
+            }
+        }
+        let first_fit = first_fit(&groups, plan.steps.len());
+        let mut offsets = first_fit;
+        if groups.len() <= GREEDY_LIMIT {
+            for order in Order::ALL {
+                let greedy = greedy(&groups, order);
+                if arena_end(&groups, &greedy) < arena_end(&groups, &offsets) {
+                    offsets = greedy;
                 }
             }
-            for out in std::iter::once(&step.out).chain(&step.also) {
-                let v = out.index();
-                if places[v] == Place::None {
-                    let size = round_up(func.var_type(*out).size_bytes());
-                    places[v] = Place::Arena(free.take(size));
-                    sizes[v] = size;
-                    deaths[last_read[v].unwrap_or(s).max(s)].push(v);
-                }
-            }
-            for &d in &deaths[s] {
-                if let Place::Arena(at) = places[d] {
-                    free.give(at, sizes[d]);
-                }
+        }
+        for (v, g) in group_of.iter().enumerate() {
+            if let Some(g) = g {
+                places[v] = Place::Arena(offsets[*g]);
             }
         }
         MemoryPlan {
             places,
-            arena_bytes: free.end,
+            arena_bytes: arena_end(&groups, &offsets),
         }
     }
+}
+
+fn arena_end(groups: &[Group], offsets: &[usize]) -> usize {
+    groups
+        .iter()
+        .zip(offsets)
+        .map(|(g, &at)| at + g.size)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Blocks placed in step order by a first-fit free list, freed after their last step.
+fn first_fit(groups: &[Group], steps: usize) -> Vec<usize> {
+    let mut starts: Vec<Vec<usize>> = vec![Vec::new(); steps];
+    let mut ends: Vec<Vec<usize>> = vec![Vec::new(); steps];
+    for (i, g) in groups.iter().enumerate() {
+        starts[g.first].push(i);
+        ends[g.last].push(i);
+    }
+    let mut offsets = vec![0; groups.len()];
+    let mut free = FreeList::default();
+    for s in 0..steps {
+        for &i in &starts[s] {
+            offsets[i] = free.take(groups[i].size);
+        }
+        for &i in &ends[s] {
+            free.give(offsets[i], groups[i].size);
+        }
+    }
+    offsets
+}
+
+/// The orders blocks are placed in by `greedy`.
+#[derive(Clone, Copy, Debug)]
+enum Order {
+    /// Largest first (Pisarchyk and Lee, 2020).
+    Size,
+    /// Largest size times lifetime first.
+    Area,
+    /// Longest-lived first (they go to the bottom, out of the way of short-lived blocks).
+    Lifetime,
+}
+
+impl Order {
+    const ALL: [Order; 3] = [Order::Size, Order::Area, Order::Lifetime];
+}
+
+/// Greedy placement: blocks in `order`, each at the lowest offset where it overlaps no block
+/// already placed whose steps overlap its own. Avoids the holes first-fit leaves when a small
+/// long-lived block lands between large short-lived ones.
+fn greedy(groups: &[Group], order: Order) -> Vec<usize> {
+    let mut ranked: Vec<usize> = (0..groups.len()).collect();
+    let life = |g: &Group| g.last - g.first + 1;
+    ranked.sort_by_key(|&i| {
+        let g = &groups[i];
+        let key = match order {
+            Order::Size => (g.size, 0),
+            Order::Area => (g.size.saturating_mul(life(g)), g.size),
+            Order::Lifetime => (life(g), g.size),
+        };
+        (std::cmp::Reverse(key), g.first, i)
+    });
+    let order = ranked;
+    let mut offsets = vec![0; groups.len()];
+    let mut placed: Vec<usize> = Vec::with_capacity(groups.len());
+    for &i in &order {
+        let g = &groups[i];
+        let mut taken: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&j| groups[j].first <= g.last && g.first <= groups[j].last)
+            .map(|&j| (offsets[j], offsets[j] + groups[j].size))
+            .collect();
+        taken.sort_unstable();
+        let mut at = 0;
+        for (lo, hi) in taken {
+            if lo >= at + g.size {
+                break;
+            }
+            at = at.max(hi);
+        }
+        offsets[i] = at;
+        placed.push(i);
+    }
+    offsets
 }
 
 /// Free blocks of the arena, sorted by offset, and the arena's current end.
@@ -203,6 +304,16 @@ mod tests {
         };
         assert_eq!(place("b"), place("a"), "{}", plan.describe(&f));
         assert_ne!(place("c"), place("b"), "{}", plan.describe(&f));
+    }
+
+    #[test]
+    fn greedy_placement_avoids_the_hole_first_fit_leaves() {
+        // a dies; the small long-lived b sits right after it, so first-fit has only a hole of
+        // 1 for d (size 2) once c takes a's start. Largest first puts d where a was.
+        let g = |size, first, last| Group { size, first, last };
+        let groups = [g(2, 0, 1), g(1, 1, 4), g(1, 2, 4), g(2, 3, 4)];
+        assert_eq!(arena_end(&groups, &first_fit(&groups, 5)), 5);
+        assert_eq!(arena_end(&groups, &greedy(&groups, Order::Size)), 4);
     }
 
     #[test]
