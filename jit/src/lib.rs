@@ -28,7 +28,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use ndarray::{ArrayD, IxDyn};
 use traceform_ir::{Atom, DType, Func, Prim, Type, Var};
-use traceform_runtime::{apply, check_inputs, Value, MAX_VALUE_BYTES};
+use traceform_runtime::{apply, check_inputs, Value, ValueRef, MAX_VALUE_BYTES};
 
 pub use memory::{MemoryPlan, Place};
 pub use plan::{is_fusible, lowering, Lowering, Plan, Step, StepKind};
@@ -601,7 +601,7 @@ impl Executable {
                 Atom::Var(v) => unsafe { read_value(func.var_type(*v), self.buffer(table, *v)) },
             })
             .collect();
-        let refs: Vec<&Value> = args.iter().collect();
+        let refs: Vec<ValueRef<'_>> = args.iter().map(Value::view).collect();
         let out_ty = func.var_type(e.out);
         let value = apply(prim, &refs, out_ty).map_err(|k| JitError::Kernel {
             eqn: eqn as usize,
