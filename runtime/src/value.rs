@@ -102,7 +102,13 @@ impl Value {
 
     /// The value in standard layout: itself when it is, else a copy.
     pub(crate) fn into_standard_layout(self) -> Value {
-        if self.view().is_standard_layout() {
+        let standard = match &self {
+            Value::F32(a) => a.is_standard_layout(),
+            Value::F64(a) => a.is_standard_layout(),
+            Value::I32(a) => a.is_standard_layout(),
+            Value::Bool(a) => a.is_standard_layout(),
+        };
+        if standard {
             self
         } else {
             self.view().to_owned()
