@@ -6,7 +6,8 @@
 //! several. A transformed function is a closure generic in its argument type `A: Arg`:
 //!
 //! - called on concrete values (`ArrayD<f64>`, `ArrayD<f32>`, their views, `Value`), it traces
-//!   `f` at their types, transforms the graph and evaluates it, returning
+//!   `f` at their types, transforms the graph and evaluates it on the arguments where they
+//!   are (no copy; only the JIT copies a view that is not row-major, once), returning
 //!   `Result<Vec<_>, Error>`. The transformed program is kept, one per input signature (the
 //!   types of the arguments), so a closure reused in a loop traces and transforms once: later
 //!   calls only evaluate. Constants the closure made (`constant(&data)`) are read when it is
@@ -21,7 +22,6 @@
 //! Results are flat vectors in the order of the signature table of `shared/spec/ir-text.md`.
 
 use std::any::Any;
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::panic::Location;
@@ -34,7 +34,7 @@ use traceform_ir::{
     innermost_trace, trace, trace_nested, DType, Func, Tensor, TraceError, TraceOutputs, Tracer,
     Type,
 };
-use traceform_runtime::{EvalError, Value};
+use traceform_runtime::{EvalError, Value, ValueRef};
 use traceform_transforms::{self as tf, TransformError};
 
 use crate::args::Arg;
@@ -151,10 +151,14 @@ pub(crate) struct Signature {
 }
 
 impl Signature {
-    pub(crate) fn of(xs: &[Cow<'_, Value>], extra: &[Cow<'_, Value>]) -> Signature {
+    pub(crate) fn of(xs: &[ValueRef<'_>], extra: &[ValueRef<'_>]) -> Signature {
         Signature {
             n_inputs: xs.len(),
-            types: xs.iter().chain(extra).map(|v| v.ty()).collect(),
+            types: xs
+                .iter()
+                .map(ValueRef::ty)
+                .chain(extra.iter().map(ValueRef::ty))
+                .collect(),
         }
     }
 
@@ -258,7 +262,8 @@ impl Runnable {
         }
     }
 
-    pub(crate) fn run(&self, args: &[&Value]) -> Result<Vec<Value>, Error> {
+    /// Runs on `args`, read where they are.
+    pub(crate) fn run(&self, args: &[ValueRef<'_>]) -> Result<Vec<Value>, Error> {
         if self.compiled.get().is_none()
             && self.calls.fetch_add(1, Ordering::Relaxed) < self.compile_after
         {
@@ -322,8 +327,8 @@ where
     /// Evaluates the program for the signature of `xs` and `extra`, built on the first call.
     pub(crate) fn call_concrete(
         &self,
-        xs: &[Cow<'_, Value>],
-        extra: &[Cow<'_, Value>],
+        xs: &[ValueRef<'_>],
+        extra: &[ValueRef<'_>],
     ) -> Result<Vec<Value>, Error> {
         run_program(&self.programs, xs, extra, &|sig| self.prepare(sig))
     }
@@ -375,15 +380,15 @@ where
 /// a user's crate instantiates stays a few lines.
 fn run_program(
     programs: &Cache<Program>,
-    xs: &[Cow<'_, Value>],
-    extra: &[Cow<'_, Value>],
+    xs: &[ValueRef<'_>],
+    extra: &[ValueRef<'_>],
     prepare: &dyn Fn(&Signature) -> Result<Program, Error>,
 ) -> Result<Vec<Value>, Error> {
     let program = programs.get_or_build(Signature::of(xs, extra), prepare)?;
-    let mut args: Vec<&Value> = Vec::with_capacity(xs.len() + extra.len() + 4);
-    args.extend(xs.iter().map(|v| &**v));
-    args.extend(&program.constants);
-    args.extend(extra.iter().map(|v| &**v));
+    let mut args: Vec<ValueRef<'_>> = Vec::with_capacity(xs.len() + extra.len() + 4);
+    args.extend(xs.iter().map(ValueRef::view));
+    args.extend(program.constants.iter().map(Value::view));
+    args.extend(extra.iter().map(ValueRef::view));
     program.code.run(&args)
 }
 

@@ -1,17 +1,19 @@
 //! What a transformed function can be called on, and constants.
 //!
-//! - `Concrete`: arrays and `Value`s. A call evaluates the transformed program and returns
-//!   owned results (`ArrayD<T>` for `ArrayD<T>` and `ArrayViewD<T>` arguments, `Value` for
+//! - `Concrete`: arrays, views and `Value`s. A call evaluates the transformed program on them
+//!   where they are (`Concrete::value` is a `ValueRef`, a view): no input is copied, except
+//!   that the JIT copies a view in another layout than row-major (transposed, strided) into
+//!   row-major order, once per call; the interpreter reads every layout in place. Results
+//!   are owned (`ArrayD<T>` for `ArrayD<T>` and `ArrayViewD<T>` arguments, `Value` for
 //!   `Value`s, which is how f32 parameters travel beside i32 labels).
 //! - `Arg`: a concrete value or a traced `Tensor`; the transformed closures are generic in it.
 //! - `constant(data)`: an array captured by a closure, as a tensor of the trace running it.
 
-use std::borrow::Cow;
 use std::rc::Rc;
 
 use ndarray::{ArrayD, ArrayViewD};
 use traceform_ir::{Tensor, TraceOutputs, Tracer};
-use traceform_runtime::Value;
+use traceform_runtime::{Value, ValueRef};
 
 use crate::api::{Error, Transformed};
 
@@ -19,15 +21,15 @@ use crate::api::{Error, Transformed};
 pub trait Concrete {
     /// What results are returned as: the array type itself, or the owned array for a view.
     type Owned;
-    /// The value, borrowed when it is one already (a `Value`), else converted (one copy).
-    fn value(&self) -> Cow<'_, Value>;
+    /// The value, borrowed (a view of the array, never a copy).
+    fn value(&self) -> ValueRef<'_>;
     fn from_value(v: Value) -> Result<Self::Owned, Error>;
 }
 
 impl Concrete for Value {
     type Owned = Value;
-    fn value(&self) -> Cow<'_, Value> {
-        Cow::Borrowed(self)
+    fn value(&self) -> ValueRef<'_> {
+        self.view()
     }
     fn from_value(v: Value) -> Result<Value, Error> {
         Ok(v)
@@ -38,8 +40,8 @@ macro_rules! concrete_array {
     ($t:ty, $variant:ident) => {
         impl Concrete for ArrayD<$t> {
             type Owned = ArrayD<$t>;
-            fn value(&self) -> Cow<'_, Value> {
-                Cow::Owned(Value::from(self))
+            fn value(&self) -> ValueRef<'_> {
+                ValueRef::from(self.view())
             }
             fn from_value(v: Value) -> Result<Self, Error> {
                 owned_array!(v, $t, $variant)
@@ -48,8 +50,8 @@ macro_rules! concrete_array {
 
         impl Concrete for ArrayViewD<'_, $t> {
             type Owned = ArrayD<$t>;
-            fn value(&self) -> Cow<'_, Value> {
-                Cow::Owned(Value::from(self.view()))
+            fn value(&self) -> ValueRef<'_> {
+                ValueRef::from(self.view())
             }
             fn from_value(v: Value) -> Result<ArrayD<$t>, Error> {
                 owned_array!(v, $t, $variant)
@@ -96,8 +98,8 @@ impl<V: Concrete + Clone> Arg for V {
         F: Fn(&[Tensor]) -> O,
         O: TraceOutputs,
     {
-        let xs: Vec<Cow<'_, Value>> = xs.iter().map(Concrete::value).collect();
-        let extra: Vec<Cow<'_, Value>> = extra.iter().map(Concrete::value).collect();
+        let xs: Vec<ValueRef<'_>> = xs.iter().map(Concrete::value).collect();
+        let extra: Vec<ValueRef<'_>> = extra.iter().map(Concrete::value).collect();
         t.call_concrete(&xs, &extra)?
             .into_iter()
             .map(V::from_value)

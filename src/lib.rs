@@ -18,7 +18,7 @@ pub use traceform_ir::{
 };
 pub use traceform_jit as jit;
 pub use traceform_runtime as runtime;
-pub use traceform_runtime::{eval, Value};
+pub use traceform_runtime::{eval, Value, ValueRef};
 pub use traceform_transforms as transforms;
 
 pub use api::{

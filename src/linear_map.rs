@@ -2,12 +2,11 @@
 //! tangent map, or the pullback) that reuses the residuals of the forward pass on every call.
 //! Like the other transformed closures, they keep their programs per input signature.
 
-use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use traceform_ir::{Func, Tensor, TraceOutputs, Type};
-use traceform_runtime::Value;
+use traceform_runtime::{Value, ValueRef};
 use traceform_transforms as tf;
 
 use crate::api::{list, positions, trace_at, Cache, Error, Runnable, Signature};
@@ -57,7 +56,7 @@ where
     O: TraceOutputs,
 {
     fn at<V: Concrete>(&self, xs: &[V]) -> AtPoint<V> {
-        let values: Vec<Cow<'_, Value>> = xs.iter().map(Concrete::value).collect();
+        let values: Vec<ValueRef<'_>> = xs.iter().map(Concrete::value).collect();
         let (program, outputs, residuals) =
             run_primal(&self.programs, &values, &|sig| self.prepare(sig))?;
         let ys = outputs
@@ -106,12 +105,12 @@ where
 #[allow(clippy::type_complexity)]
 fn run_primal(
     programs: &Cache<LinearProgram>,
-    values: &[Cow<'_, Value>],
+    values: &[ValueRef<'_>],
     prepare: &dyn Fn(&Signature) -> Result<LinearProgram, Error>,
 ) -> Result<(Arc<LinearProgram>, Vec<Value>, Vec<Value>), Error> {
     let program = programs.get_or_build(Signature::of(values, &[]), prepare)?;
-    let mut args: Vec<&Value> = values.iter().map(|v| &**v).collect();
-    args.extend(&program.constants);
+    let mut args: Vec<ValueRef<'_>> = values.iter().map(ValueRef::view).collect();
+    args.extend(program.constants.iter().map(Value::view));
     let mut outputs = program.primal.run(&args)?;
     let residuals = outputs.split_off(program.n_outputs);
     Ok((program, outputs, residuals))
@@ -121,7 +120,7 @@ fn run_primal(
 fn apply_map(
     program: &LinearProgram,
     residuals: &[Value],
-    values: &[Cow<'_, Value>],
+    values: &[ValueRef<'_>],
 ) -> Result<Vec<Value>, Error> {
     let given: Vec<Type> = values.iter().map(|v| v.ty()).collect();
     if given != program.arg_types {
@@ -132,8 +131,8 @@ fn apply_map(
             list(&given)
         )));
     }
-    let mut all: Vec<&Value> = residuals.iter().collect();
-    all.extend(values.iter().map(|v| &**v));
+    let mut all: Vec<ValueRef<'_>> = residuals.iter().map(Value::view).collect();
+    all.extend(values.iter().map(ValueRef::view));
     program.map.run(&all)
 }
 
@@ -155,7 +154,7 @@ pub type Pullback<V> = LinearMap<V>;
 impl<V: Concrete> LinearMap<V> {
     /// Applies the map.
     pub fn call(&self, args: &[V]) -> Result<Vec<V::Owned>, Error> {
-        let values: Vec<Cow<'_, Value>> = args.iter().map(Concrete::value).collect();
+        let values: Vec<ValueRef<'_>> = args.iter().map(Concrete::value).collect();
         apply_map(&self.program, &self.residuals, &values)?
             .into_iter()
             .map(V::from_value)

@@ -1,5 +1,6 @@
 //! traceform's Cranelift backend: `compile` a verified `Func` into an [`Executable`] and `run`
-//! it on `Value`s, agreeing with the reference interpreter (`traceform_runtime::eval`).
+//! it on `Value`s or views (`ValueRef`), agreeing with the reference interpreter
+//! (`traceform_runtime::eval`).
 //!
 //! The pipeline is `plan` (which equations fuse into which loop, `plan.rs`), `memory` (one
 //! arena, buffers reused by live interval, `memory.rs`), `codegen` (fused loops in Cranelift,
@@ -8,7 +9,9 @@
 //! at run time a sequence of steps: compiled loops, matrixmultiply calls for `dot_general`
 //! (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
 //!
-//! Inputs are checked against the signature before any compiled code runs; compiled code
+//! Inputs are read in place (a row-major one is passed to the compiled code as it is, one in
+//! another layout copied once into row-major order) and checked against the signature before
+//! any compiled code runs; compiled code
 //! calls only host kernels that cannot panic, so no unwinding crosses a compiled frame. The
 //! compiled code is freed when the `Executable` is dropped.
 
@@ -18,7 +21,6 @@ mod host;
 mod memory;
 mod plan;
 
-use std::borrow::Borrow;
 use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
@@ -26,9 +28,9 @@ use cranelift_codegen::ir::{types, AbiParam};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use traceform_ir::{Atom, DType, Func, Prim, Type, Var};
-use traceform_runtime::{apply, check_inputs, Value, MAX_VALUE_BYTES};
+use traceform_runtime::{apply, check_inputs, AsValueRef, Value, ValueRef, MAX_VALUE_BYTES};
 
 pub use memory::{MemoryPlan, Place};
 pub use plan::{is_fusible, lowering, Lowering, Plan, Step, StepKind};
@@ -363,34 +365,25 @@ fn value_ptr(v: &mut Value) -> *mut u8 {
     }
 }
 
-fn is_standard(v: &Value) -> bool {
-    match v {
-        Value::F32(a) => a.is_standard_layout(),
-        Value::F64(a) => a.is_standard_layout(),
-        Value::I32(a) => a.is_standard_layout(),
-        Value::Bool(a) => a.is_standard_layout(),
-    }
-}
-
-/// A copy of a row-major buffer of type `ty` as a value.
+/// A row-major buffer of type `ty`, viewed where it is.
 ///
 /// # Safety
-/// `ptr` must hold `ty.num_elements()` elements of `ty.dtype` (bools as 0 or 1).
-unsafe fn read_value(ty: &Type, ptr: *const u8) -> Value {
-    let n = ty.num_elements();
+/// `ptr` must be non-null, aligned (even when `ty` has no elements) and hold
+/// `ty.num_elements()` elements of `ty.dtype` (bools as 0 or 1), which nothing writes while
+/// the view lives.
+unsafe fn view_buffer<'a>(ty: &Type, ptr: *const u8) -> ValueRef<'a> {
     let shape = IxDyn(&ty.shape);
-    macro_rules! read {
-        ($t:ty, $variant:ident) => {{
-            // SAFETY: the caller's contract (the pointer is non-null and aligned even when n = 0).
-            let xs = unsafe { std::slice::from_raw_parts(ptr as *const $t, n) };
-            Value::$variant(ArrayD::from_shape_vec(shape, xs.to_vec()).expect("sizes agree"))
-        }};
+    macro_rules! view {
+        ($t:ty, $variant:ident) => {
+            // SAFETY: the caller's contract; a shape without strides is row-major.
+            ValueRef::$variant(unsafe { ArrayViewD::from_shape_ptr(shape, ptr as *const $t) })
+        };
     }
     match ty.dtype {
-        DType::F32 => read!(f32, F32),
-        DType::F64 => read!(f64, F64),
-        DType::I32 => read!(i32, I32),
-        DType::Bool => read!(bool, Bool),
+        DType::F32 => view!(f32, F32),
+        DType::F64 => view!(f64, F64),
+        DType::I32 => view!(i32, I32),
+        DType::Bool => view!(bool, Bool),
     }
 }
 
@@ -454,19 +447,23 @@ impl Executable {
         s
     }
 
-    /// Runs the compiled function on `inputs` (checked against the signature first).
-    pub fn run<V: Borrow<Value>>(&self, inputs: &[V]) -> Result<Vec<Value>, JitError> {
-        let inputs: Vec<&Value> = inputs.iter().map(Borrow::borrow).collect();
+    /// Runs the compiled function on `inputs` (checked against the signature first):
+    /// `&[Value]`, `&[&Value]` or `&[ValueRef]`. An input in standard layout is read where it
+    /// is; one in another layout (a transposed or strided view) is copied once into standard
+    /// layout.
+    pub fn run<V: AsValueRef>(&self, inputs: &[V]) -> Result<Vec<Value>, JitError> {
+        let inputs: Vec<ValueRef<'_>> = inputs.iter().map(AsValueRef::as_value_ref).collect();
         self.run_borrowed(&inputs)
     }
 
-    fn run_borrowed(&self, inputs: &[&Value]) -> Result<Vec<Value>, JitError> {
+    /// `run`, not generic, so it is compiled with this crate, not in the caller's.
+    fn run_borrowed(&self, inputs: &[ValueRef<'_>]) -> Result<Vec<Value>, JitError> {
         let func = &self.func;
         check_inputs(func, inputs).map_err(|e| JitError::Input(e.to_string()))?;
         // Inputs in another layout are copied into standard layout first.
         let mut copies: Vec<Option<Value>> = inputs
             .iter()
-            .map(|v| (!is_standard(v)).then(|| standard_copy(v)))
+            .map(|v| (!v.is_standard_layout()).then(|| v.to_owned()))
             .collect();
         // Compiled code never writes a parameter's buffer.
         let input_ptrs: Vec<*mut u8> = inputs
@@ -527,7 +524,7 @@ impl Executable {
             let value = match a {
                 Atom::Lit(l) => Value::from_literal(l),
                 Atom::Var(v) => match self.memory.places[v.index()] {
-                    Place::Param(p) => inputs[p].clone(),
+                    Place::Param(p) => inputs[p].to_owned(),
                     // SAFETY: every step writes every element of its result, and every
                     // step has run.
                     Place::Output(j) if j == i => unsafe {
@@ -586,24 +583,34 @@ impl Executable {
         }
     }
 
-    /// An explicit call of the runtime's kernel: operands copied out of their buffers, the
-    /// result copied into its own.
+    /// An explicit call of the runtime's kernel: operands read in their buffers (parameters
+    /// in the caller's arrays), the result copied into its own.
     fn runtime_call(&self, eqn: u32, table: &[*mut u8]) -> Result<(), JitError> {
         let func = &self.func;
         let e = &func.eqns[eqn as usize];
         let prim = func.prim(e);
-        let args: Vec<Value> = func
-            .args(e)
+        let operands = func.args(e);
+        let literals: Vec<Value> = operands
             .iter()
-            .map(|a| match a {
-                Atom::Lit(l) => Value::from_literal(l),
-                // SAFETY: a materialised value's buffer holds its type.
-                Atom::Var(v) => unsafe { read_value(func.var_type(*v), self.buffer(table, *v)) },
+            .filter_map(|a| match a {
+                Atom::Lit(l) => Some(Value::from_literal(l)),
+                Atom::Var(_) => None,
             })
             .collect();
-        let refs: Vec<&Value> = args.iter().collect();
+        let mut literals = literals.iter();
+        let args: Vec<ValueRef<'_>> = operands
+            .iter()
+            .map(|a| match a {
+                Atom::Lit(_) => literals.next().expect("one value per literal").view(),
+                // SAFETY: a materialised value's buffer holds its type (arena places are
+                // aligned to 64 bytes, parameters and outputs are arrays of their dtype), and
+                // the result's buffer, the only one written before the views are dropped, is
+                // not one of them.
+                Atom::Var(v) => unsafe { view_buffer(func.var_type(*v), self.buffer(table, *v)) },
+            })
+            .collect();
         let out_ty = func.var_type(e.out);
-        let value = apply(prim, &refs, out_ty).map_err(|k| JitError::Kernel {
+        let value = apply(prim, &args, out_ty).map_err(|k| JitError::Kernel {
             eqn: eqn as usize,
             name: func.var_name(e.out),
             message: k.to_string(),
@@ -615,6 +622,7 @@ impl Executable {
                 message: format!("kernel made {}, expected {out_ty}", value.ty()),
             });
         }
+        drop(args);
         // SAFETY: the result's buffer has room for its type.
         unsafe { write_value(&value, self.buffer(table, e.out)) };
         Ok(())
@@ -664,20 +672,12 @@ impl Unwritten {
     }
 }
 
-fn borrowed_ptr(v: &Value) -> *mut u8 {
+/// The first element of a view in standard layout (a dense row-major buffer).
+fn borrowed_ptr(v: &ValueRef<'_>) -> *mut u8 {
     match v {
-        Value::F32(a) => a.as_ptr() as *mut u8,
-        Value::F64(a) => a.as_ptr() as *mut u8,
-        Value::I32(a) => a.as_ptr() as *mut u8,
-        Value::Bool(a) => a.as_ptr() as *mut u8,
-    }
-}
-
-fn standard_copy(v: &Value) -> Value {
-    match v {
-        Value::F32(a) => Value::F32(a.as_standard_layout().into_owned()),
-        Value::F64(a) => Value::F64(a.as_standard_layout().into_owned()),
-        Value::I32(a) => Value::I32(a.as_standard_layout().into_owned()),
-        Value::Bool(a) => Value::Bool(a.as_standard_layout().into_owned()),
+        ValueRef::F32(a) => a.as_ptr() as *mut u8,
+        ValueRef::F64(a) => a.as_ptr() as *mut u8,
+        ValueRef::I32(a) => a.as_ptr() as *mut u8,
+        ValueRef::Bool(a) => a.as_ptr() as *mut u8,
     }
 }

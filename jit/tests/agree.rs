@@ -1,8 +1,8 @@
 //! Hand-written programs, one feature each, compiled and compared with the interpreter.
 
-use ndarray::ArrayD;
+use ndarray::{s, ArrayD};
 use traceform_ir::{parse_func, Func};
-use traceform_runtime::{eval, Value};
+use traceform_runtime::{eval, Value, ValueRef};
 
 fn inputs_for(f: &Func) -> Vec<Value> {
     f.param_types()
@@ -104,6 +104,44 @@ fn wrong_inputs_are_errors() {
         exe.run::<Value>(&[]).unwrap_err().to_string(),
         "`f` takes 1 input(s), given 0"
     );
+}
+
+/// Views as inputs: a row-major view into the middle of an array (read where it is), a
+/// transposed and a strided one (copied once into row-major order), read by a fused loop, a
+/// GEMM, runtime kernel calls and returned as they are: the outputs are those of the
+/// interpreter on row-major copies, in standard layout.
+#[test]
+fn views_in_any_layout_are_inputs() {
+    let f = parse_func("func f(x: f32[3,4], y: f32[4], z: f32[2,3]) -> (f32[3,4], f32[4], f32[2,4], f32[3,4], f32[2], f32[4]) {\n  a: f32[3,4] = mul x 2.0\n  b: f32[4] = cumsum[axis=0, reverse=false] y\n  c: f32[2,4] = dot_general[contract=((1),(0)), batch=((),())] z x\n  d: f32[2] = reduce_window_max[window_dimensions=(3), window_strides=(1), padding=((0,0))] y\n  return a, b, c, x, d, y\n}\n").unwrap();
+    let numbers = |n: usize| {
+        (0..n)
+            .map(|i| (i * 7 % 11) as f32 - 5.0)
+            .collect::<Vec<_>>()
+    };
+    let stored_x = ArrayD::from_shape_vec(vec![4, 3], numbers(12)).unwrap();
+    let stored_y = ArrayD::from_shape_vec(vec![8], numbers(8)).unwrap();
+    let stored_z = ArrayD::from_shape_vec(vec![4, 3], numbers(12)).unwrap();
+    let views = [
+        ValueRef::from(stored_x.t()),
+        ValueRef::from(stored_y.slice(s![..;2])),
+        ValueRef::from(stored_z.slice(s![1..3, ..])),
+    ];
+    let layouts: Vec<bool> = views.iter().map(ValueRef::is_standard_layout).collect();
+    assert_eq!(layouts, [false, false, true]);
+    let copies: Vec<Value> = views.iter().map(ValueRef::to_owned).collect();
+    let want = eval(&f, &copies).unwrap();
+    let exe = traceform_jit::compile(&f).unwrap();
+    let lines = exe.describe();
+    assert!(
+        lines.contains("gemm") && lines.contains("runtime kernel"),
+        "{lines}"
+    );
+    for got in [exe.run(&views).unwrap(), exe.run(&copies).unwrap()] {
+        assert_eq!(got, want);
+        for out in &got {
+            assert!(out.view().is_standard_layout(), "{}", out.ty());
+        }
+    }
 }
 
 #[test]

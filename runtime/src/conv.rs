@@ -14,7 +14,7 @@
 //! `general_mat_mul` (matrixmultiply's GEMM for f32 and f64).
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, ArrayD, ArrayView2, ArrayViewMut2, IxDyn, LinalgScalar};
+use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn, LinalgScalar};
 use traceform_ir::ConvDims;
 
 /// The largest column matrix built at once, in elements (4 MiB of f32).
@@ -252,8 +252,8 @@ fn gather_segment<T: LinalgScalar>(line: &[T], run: Run, y0: usize, segment: &mu
 
 /// `conv_general_dilated[dims] lhs rhs`, whose verified result shape is `out_shape`.
 pub fn conv_general_dilated<T: LinalgScalar>(
-    lhs: &ArrayD<T>,
-    rhs: &ArrayD<T>,
+    lhs: &ArrayViewD<'_, T>,
+    rhs: &ArrayViewD<'_, T>,
     dims: &ConvDims,
     out_shape: &[usize],
 ) -> ArrayD<T> {
@@ -477,10 +477,14 @@ mod tests {
             let (ls, rs, dims, out) = random_case(&mut rng);
             let (x, w) = (rng.array(&ls), rng.array(&rs));
             let want = naive(&x, &w, &dims, &out);
-            let got = conv_general_dilated(&x, &w, &dims, &out);
+            let got = conv_general_dilated(&x.view(), &w.view(), &dims, &out);
             assert_eq!(got, want, "case {case}: {ls:?} * {rs:?} with {dims:?}");
-            let got32 =
-                conv_general_dilated(&x.mapv(|v| v as f32), &w.mapv(|v| v as f32), &dims, &out);
+            let got32 = conv_general_dilated(
+                &x.mapv(|v| v as f32).view(),
+                &w.mapv(|v| v as f32).view(),
+                &dims,
+                &out,
+            );
             assert_eq!(got32.mapv(f64::from), want, "f32 case {case}");
         }
     }
@@ -526,7 +530,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out.shape.as_slice(), &[1, 2, 3]);
-        let got = conv_general_dilated(&x, &w, &dims, &out.shape);
+        let got = conv_general_dilated(&x.view(), &w.view(), &dims, &out.shape);
         assert_eq!(got, naive(&x, &w, &dims, &out.shape));
     }
 
@@ -553,7 +557,7 @@ mod tests {
             let out = dims.output_type(&ty(&x), &ty(&w)).unwrap();
             assert!(28 * 45 * out.shape[2] * out.shape[3] > COLUMN_BUDGET);
             assert_ne!(COLUMN_BUDGET / (28 * 45) % out.shape[3], 0);
-            let got = conv_general_dilated(&x, &w, &dims, &out.shape);
+            let got = conv_general_dilated(&x.view(), &w.view(), &dims, &out.shape);
             assert_eq!(got, naive(&x, &w, &dims, &out.shape), "{dims:?}");
         }
     }

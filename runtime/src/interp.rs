@@ -2,13 +2,12 @@
 //! up in an environment indexed by value, each value dropped right after its last use as the
 //! IR's live-interval analysis (`traceform_ir::Liveness`) says. The peak it reports is
 //! measured on the values it actually holds, by the same accounting as the static estimate.
-
-use std::borrow::Borrow;
+//! Inputs are read where they are, as views in any layout: evaluating never copies one.
 
 use traceform_ir::{Atom, Func, Liveness, Type};
 
 use crate::kernels::{apply, KernelError};
-use crate::value::Value;
+use crate::value::{AsValueRef, Value, ValueRef};
 
 /// Why a function could not be evaluated.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -33,7 +32,7 @@ pub struct EvalStats {
 }
 
 /// Checks that `inputs` match the parameter types of `func`.
-pub fn check_inputs<V: Borrow<Value>>(func: &Func, inputs: &[V]) -> Result<(), EvalError> {
+pub fn check_inputs<V: AsValueRef>(func: &Func, inputs: &[V]) -> Result<(), EvalError> {
     if inputs.len() != func.params.len() {
         return Err(EvalError::Input(format!(
             "`{}` takes {} input(s), given {}",
@@ -43,7 +42,7 @@ pub fn check_inputs<V: Borrow<Value>>(func: &Func, inputs: &[V]) -> Result<(), E
         )));
     }
     for (i, (v, &p)) in inputs.iter().zip(&func.params).enumerate() {
-        let v: &Value = v.borrow();
+        let v = v.as_value_ref();
         let want = func.var_type(p);
         if v.dtype() != want.dtype || v.shape() != &want.shape[..] {
             return Err(EvalError::Input(format!(
@@ -56,8 +55,10 @@ pub fn check_inputs<V: Borrow<Value>>(func: &Func, inputs: &[V]) -> Result<(), E
     Ok(())
 }
 
-/// Evaluates `func` on `inputs`, which it borrows (`&[Value]` and `&[&Value]` both work).
-pub fn eval<V: Borrow<Value>>(func: &Func, inputs: &[V]) -> Result<Vec<Value>, EvalError> {
+/// Evaluates `func` on `inputs`, which it reads in place (`&[Value]`, `&[&Value]` and
+/// `&[ValueRef]` all work; views in any layout, never copied). The outputs are in standard
+/// layout.
+pub fn eval<V: AsValueRef>(func: &Func, inputs: &[V]) -> Result<Vec<Value>, EvalError> {
     eval_with_stats(func, inputs).map(|(outs, _)| outs)
 }
 
@@ -68,33 +69,36 @@ pub const MAX_VALUE_BYTES: usize = 1 << 34;
 /// A value in the environment: an input, borrowed, or a result the interpreter owns.
 enum Slot<'a> {
     Empty,
-    Input(&'a Value),
+    Input(ValueRef<'a>),
     Owned(Value),
 }
 
 impl Slot<'_> {
-    fn get(&self) -> &Value {
+    fn get(&self) -> ValueRef<'_> {
         match self {
-            Slot::Input(v) => v,
-            Slot::Owned(v) => v,
+            Slot::Input(v) => v.view(),
+            Slot::Owned(v) => v.view(),
             Slot::Empty => unreachable!("verified: defined before use, freed after last use"),
         }
     }
 }
 
 /// Evaluates `func` on `inputs`, also reporting the peak of live intermediate memory.
-pub fn eval_with_stats<V: Borrow<Value>>(
+pub fn eval_with_stats<V: AsValueRef>(
     func: &Func,
     inputs: &[V],
 ) -> Result<(Vec<Value>, EvalStats), EvalError> {
-    let inputs: Vec<&Value> = inputs.iter().map(Borrow::borrow).collect();
+    let inputs: Vec<ValueRef<'_>> = inputs.iter().map(AsValueRef::as_value_ref).collect();
     eval_borrowed(func, &inputs)
 }
 
 /// The interpreter loop. Not generic, so it is compiled (and optimised) with this crate: a
 /// crate calling `eval` instantiates only the few lines above at its own optimisation level
 /// (opt-level 0 in a dependent's dev profile).
-fn eval_borrowed(func: &Func, inputs: &[&Value]) -> Result<(Vec<Value>, EvalStats), EvalError> {
+fn eval_borrowed(
+    func: &Func,
+    inputs: &[ValueRef<'_>],
+) -> Result<(Vec<Value>, EvalStats), EvalError> {
     check_inputs(func, inputs)?;
     let too_large = |e: &&traceform_ir::Eqn| func.var_type(e.out).size_bytes() > MAX_VALUE_BYTES;
     if let Some(eqn) = func.eqns.iter().find(too_large) {
@@ -109,7 +113,7 @@ fn eval_borrowed(func: &Func, inputs: &[&Value]) -> Result<(Vec<Value>, EvalStat
     let live = Liveness::new(func);
     let mut env: Vec<Slot<'_>> = (0..func.num_vars()).map(|_| Slot::Empty).collect();
     for (p, v) in func.params.iter().zip(inputs) {
-        env[p.index()] = Slot::Input(v);
+        env[p.index()] = Slot::Input(v.clone());
     }
     let (mut live_bytes, mut peak) = (0usize, 0usize);
     let mut literals: Vec<Value> = Vec::new();
@@ -122,11 +126,11 @@ fn eval_borrowed(func: &Func, inputs: &[&Value]) -> Result<(Vec<Value>, EvalStat
             Atom::Var(_) => None,
         }));
         let mut lit_iter = literals.iter();
-        let args: Vec<&Value> = operands
+        let args: Vec<ValueRef<'_>> = operands
             .iter()
             .map(|a| match a {
                 Atom::Var(v) => env[v.index()].get(),
-                Atom::Lit(_) => lit_iter.next().expect("one value per literal"),
+                Atom::Lit(_) => lit_iter.next().expect("one value per literal").view(),
             })
             .collect();
         let out_ty: &Type = func.var_type(eqn.out);
@@ -148,7 +152,9 @@ fn eval_borrowed(func: &Func, inputs: &[&Value]) -> Result<(Vec<Value>, EvalStat
         }
     }
     // Move each output out of the environment at its last mention (earlier mentions of the
-    // same value, and inputs returned as they are, are copies).
+    // same value, and inputs returned as they are, are copies). Kernels keep the layout of
+    // their operands where that costs nothing (an elementwise kernel of a transposed input
+    // is transposed), so an output in another layout is copied into standard layout.
     let mut outputs = Vec::with_capacity(func.outputs.len());
     for (k, a) in func.outputs.iter().enumerate() {
         outputs.push(match a {
@@ -157,11 +163,11 @@ fn eval_borrowed(func: &Func, inputs: &[&Value]) -> Result<(Vec<Value>, EvalStat
                 match &env[v.index()] {
                     Slot::Owned(_) if !mentioned_later => {
                         match std::mem::replace(&mut env[v.index()], Slot::Empty) {
-                            Slot::Owned(value) => value,
+                            Slot::Owned(value) => value.into_standard_layout(),
                             _ => unreachable!("matched as owned"),
                         }
                     }
-                    slot => slot.get().clone(),
+                    slot => slot.get().to_owned(),
                 }
             }
             Atom::Lit(l) => Value::from_literal(l),
@@ -202,6 +208,32 @@ mod tests {
         assert_eq!(outs[1].to_f64_vec(), vec![1.0, 2.0]);
         assert_eq!(outs[2], outs[0]);
         assert_eq!(outs[3].to_f64_vec(), vec![1.5]);
+    }
+
+    /// A transposed view (contiguous, not row-major) and a strided one (every other element):
+    /// read in place, they give what their row-major copies give, and the outputs, even an
+    /// elementwise result of the transposed input or the input itself, come back row-major.
+    #[test]
+    fn views_in_other_layouts_give_what_their_copies_give() {
+        let f = parse_func(
+            "func f(x: f32[3,2], y: f32[4]) -> (f32[3,2], f32[3,2], f32[2], f32[3], f32[4], f32[2], f32[3,4]) {\n  a: f32[3,2] = sin x\n  b: f32[2] = reduce_sum[axes=(0)] x\n  c: f32[3] = reduce_max[axes=(1)] x\n  d: f32[4] = cumsum[axis=0, reverse=true] y\n  e: f32[2] = reduce_window_sum[window_dimensions=(3), window_strides=(2), padding=((0,1))] y\n  g: f32[3,4] = dot_general[contract=((),()), batch=((),())] c y\n  return a, x, b, c, d, e, g\n}\n",
+        )
+        .unwrap();
+        let stored =
+            ArrayD::from_shape_vec(vec![2, 3], vec![0.5f32, -1.0, 2.0, 3.0, 0.25, -4.0]).unwrap();
+        let x = stored.t();
+        let long: ArrayD<f32> =
+            ArrayD::from_shape_vec(vec![8], (0..8).map(|i| i as f32).collect()).unwrap();
+        let y = long.slice_each_axis(|_| ndarray::Slice::new(0, None, 2));
+        assert!(!x.is_standard_layout() && !y.is_standard_layout());
+        let views = [ValueRef::from(x.view()), ValueRef::from(y.view())];
+        let copies = [views[0].to_owned(), views[1].to_owned()];
+        let from_views = eval(&f, &views).unwrap();
+        assert_eq!(from_views, eval(&f, &copies).unwrap());
+        assert_eq!(from_views[1], copies[0]);
+        for out in &from_views {
+            assert!(out.view().is_standard_layout(), "{}", out.ty());
+        }
     }
 
     #[test]

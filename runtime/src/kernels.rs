@@ -1,5 +1,8 @@
 //! One kernel per primitive, written for clarity over speed: these define what every
-//! primitive means, and the JIT is judged against them.
+//! primitive means, and the JIT is judged against them. Kernels read their operands as views
+//! in any layout (an input is never copied to be evaluated); the few that need contiguous
+//! data copy it locally (`as_standard_layout`), and fast paths over a slice fall back to
+//! ndarray's iterators for other layouts.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{
@@ -9,7 +12,7 @@ use ndarray::{
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
 use crate::conv::conv_general_dilated;
-use crate::value::Value;
+use crate::value::{Value, ValueRef};
 use crate::window::{
     reduce_window, reduce_window_extremum, reduce_window_sum_transpose, select_and_gather_add,
     select_and_scatter_add,
@@ -20,7 +23,7 @@ pub trait Real: Copy + PartialOrd + LinalgScalar + std::fmt::Debug {
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
     /// `op` applied to every element (the match is outside the element loop).
-    fn map_unary(a: &ArrayD<Self>, op: UnaryOp) -> ArrayD<Self>;
+    fn map_unary(a: &ArrayViewD<'_, Self>, op: UnaryOp) -> ArrayD<Self>;
     /// `integer_pow`: square-and-multiply, then the reciprocal for a negative power, exactly
     /// as jax.lax lowers it.
     fn integer_pow(self, y: i32) -> Self;
@@ -38,7 +41,7 @@ macro_rules! impl_real {
             fn to_f64(self) -> f64 {
                 self as f64
             }
-            fn map_unary(a: &ArrayD<Self>, op: UnaryOp) -> ArrayD<Self> {
+            fn map_unary(a: &ArrayViewD<'_, Self>, op: UnaryOp) -> ArrayD<Self> {
                 match op {
                     UnaryOp::Neg => a.mapv(|x| -x),
                     UnaryOp::Sin => a.mapv(<$t>::sin),
@@ -107,9 +110,9 @@ impl_real!(f64, libm::erf);
 
 /// `integer_pow` of every element; the common small powers get loops of their own (with the
 /// same association order as the general square-and-multiply).
-fn map_integer_pow<T: Real>(a: &ArrayD<T>, y: i32) -> ArrayD<T> {
+fn map_integer_pow<T: Real>(a: &ArrayViewD<'_, T>, y: i32) -> ArrayD<T> {
     match y {
-        1 => a.clone(),
+        1 => a.to_owned(),
         2 => a.mapv(|x| x * x),
         3 => a.mapv(|x| x * (x * x)),
         -1 => a.mapv(|x| T::one() / x),
@@ -126,7 +129,7 @@ pub struct KernelError {
     pub message: String,
 }
 
-fn bad<T>(prim: &Prim, args: &[&Value]) -> Result<T, KernelError> {
+fn bad<T>(prim: &Prim, args: &[ValueRef<'_>]) -> Result<T, KernelError> {
     let types: Vec<String> = args.iter().map(|a| a.ty().to_string()).collect();
     Err(KernelError {
         prim: prim.name(),
@@ -135,7 +138,11 @@ fn bad<T>(prim: &Prim, args: &[&Value]) -> Result<T, KernelError> {
 }
 
 /// Elementwise map of two arrays of equal shape, or with one of them rank 0.
-fn zip_map<A: Copy, B: Copy, R>(a: &ArrayD<A>, b: &ArrayD<B>, f: impl Fn(A, B) -> R) -> ArrayD<R> {
+fn zip_map<A: Copy, B: Copy, R>(
+    a: &ArrayViewD<'_, A>,
+    b: &ArrayViewD<'_, B>,
+    f: impl Fn(A, B) -> R,
+) -> ArrayD<R> {
     if a.shape() == b.shape() {
         Zip::from(a).and(b).map_collect(|&x, &y| f(x, y))
     } else if a.ndim() == 0 {
@@ -167,7 +174,7 @@ fn min_nan<T: PartialOrd + Copy>(a: T, b: T, nan: impl Fn(T) -> bool) -> T {
     }
 }
 
-fn float_binary<T: Real>(op: BinaryOp, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T> {
+fn float_binary<T: Real>(op: BinaryOp, a: &ArrayViewD<'_, T>, b: &ArrayViewD<'_, T>) -> ArrayD<T> {
     match op {
         BinaryOp::Add => zip_map(a, b, |x, y| x + y),
         BinaryOp::Sub => zip_map(a, b, |x, y| x - y),
@@ -180,7 +187,11 @@ fn float_binary<T: Real>(op: BinaryOp, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<T
     }
 }
 
-fn int_binary(op: BinaryOp, a: &ArrayD<i32>, b: &ArrayD<i32>) -> Option<ArrayD<i32>> {
+fn int_binary(
+    op: BinaryOp,
+    a: &ArrayViewD<'_, i32>,
+    b: &ArrayViewD<'_, i32>,
+) -> Option<ArrayD<i32>> {
     Some(match op {
         BinaryOp::Add => zip_map(a, b, i32::wrapping_add),
         BinaryOp::Sub => zip_map(a, b, i32::wrapping_sub),
@@ -193,7 +204,11 @@ fn int_binary(op: BinaryOp, a: &ArrayD<i32>, b: &ArrayD<i32>) -> Option<ArrayD<i
     })
 }
 
-fn compare<T: PartialOrd + Copy>(op: CompareOp, a: &ArrayD<T>, b: &ArrayD<T>) -> ArrayD<bool> {
+fn compare<T: PartialOrd + Copy>(
+    op: CompareOp,
+    a: &ArrayViewD<'_, T>,
+    b: &ArrayViewD<'_, T>,
+) -> ArrayD<bool> {
     match op {
         CompareOp::Lt => zip_map(a, b, |x, y| x < y),
         CompareOp::Le => zip_map(a, b, |x, y| x <= y),
@@ -204,22 +219,26 @@ fn compare<T: PartialOrd + Copy>(op: CompareOp, a: &ArrayD<T>, b: &ArrayD<T>) ->
     }
 }
 
-fn select<T: Copy>(p: &ArrayD<bool>, on_false: &ArrayD<T>, on_true: &ArrayD<T>) -> ArrayD<T> {
+fn select<T: Copy>(
+    p: &ArrayViewD<'_, bool>,
+    on_false: &ArrayViewD<'_, T>,
+    on_true: &ArrayViewD<'_, T>,
+) -> ArrayD<T> {
     let picked = zip_map(on_false, on_true, |f, t| (f, t));
-    zip_map(p, &picked, |p, (f, t)| if p { t } else { f })
+    zip_map(p, &picked.view(), |p, (f, t)| if p { t } else { f })
 }
 
 fn standard<T: Clone>(v: ArrayViewD<'_, T>) -> ArrayD<T> {
     v.as_standard_layout().into_owned()
 }
 
-fn reshape<T: Clone>(x: &ArrayD<T>, shape: &[usize]) -> ArrayD<T> {
+fn reshape<T: Clone>(x: &ArrayViewD<'_, T>, shape: &[usize]) -> ArrayD<T> {
     standard(x.view())
         .into_shape_with_order(IxDyn(shape))
         .expect("verified: element counts agree")
 }
 
-fn broadcast_in_dim<T: Clone>(x: &ArrayD<T>, shape: &[usize], dims: &[usize]) -> ArrayD<T> {
+fn broadcast_in_dim<T: Clone>(x: &ArrayViewD<'_, T>, shape: &[usize], dims: &[usize]) -> ArrayD<T> {
     let mut aligned = vec![1; shape.len()];
     for (i, &d) in dims.iter().enumerate() {
         aligned[d] = x.shape()[i];
@@ -230,11 +249,11 @@ fn broadcast_in_dim<T: Clone>(x: &ArrayD<T>, shape: &[usize], dims: &[usize]) ->
         .to_owned()
 }
 
-fn transpose<T: Clone>(x: &ArrayD<T>, perm: &[usize]) -> ArrayD<T> {
+fn transpose<T: Clone>(x: &ArrayViewD<'_, T>, perm: &[usize]) -> ArrayD<T> {
     standard(x.view().permuted_axes(IxDyn(perm)))
 }
 
-fn rev<T: Clone>(x: &ArrayD<T>, dims: &[usize]) -> ArrayD<T> {
+fn rev<T: Clone>(x: &ArrayViewD<'_, T>, dims: &[usize]) -> ArrayD<T> {
     let mut v = x.view();
     for &d in dims {
         v.invert_axis(Axis(d));
@@ -243,7 +262,7 @@ fn rev<T: Clone>(x: &ArrayD<T>, dims: &[usize]) -> ArrayD<T> {
 }
 
 fn slice<T: Clone>(
-    x: &ArrayD<T>,
+    x: &ArrayViewD<'_, T>,
     start: &[usize],
     limit: &[usize],
     strides: &[usize],
@@ -260,8 +279,8 @@ fn slice<T: Clone>(
 }
 
 fn pad<T: Clone>(
-    x: &ArrayD<T>,
-    value: &ArrayD<T>,
+    x: &ArrayViewD<'_, T>,
+    value: &ArrayViewD<'_, T>,
     low: &[i64],
     interior: &[usize],
     out_shape: &[usize],
@@ -306,12 +325,12 @@ fn pad<T: Clone>(
 /// Running sums along `axis` with `add` (i32 passes `wrapping_add`: overflow wraps in every
 /// build profile, as in XLA).
 fn cumsum<T: Copy>(
-    x: &ArrayD<T>,
+    x: &ArrayViewD<'_, T>,
     axis: usize,
     reverse: bool,
     add: impl Fn(T, T) -> T,
 ) -> ArrayD<T> {
-    let mut out = x.clone();
+    let mut out = x.to_owned();
     if reverse {
         out.invert_axis(Axis(axis));
     }
@@ -325,7 +344,12 @@ fn cumsum<T: Copy>(
 /// Reduces `x` over `axes`: every output element starts at `init` and takes in its input
 /// elements with `f(acc, element)`, in one pass over the input in row-major order and without
 /// copying it (so each output element is a sequential left fold in memory order).
-fn reduce<T: Copy>(x: &ArrayD<T>, axes: &[usize], init: T, f: impl Fn(T, T) -> T) -> ArrayD<T> {
+fn reduce<T: Copy>(
+    x: &ArrayViewD<'_, T>,
+    axes: &[usize],
+    init: T,
+    f: impl Fn(T, T) -> T,
+) -> ArrayD<T> {
     if axes.is_empty() {
         return standard(x.view());
     }
@@ -347,7 +371,7 @@ fn reduce<T: Copy>(x: &ArrayD<T>, axes: &[usize], init: T, f: impl Fn(T, T) -> T
 /// changes the row-major order of the elements or the output element each lands in; it only
 /// lengthens the lanes `fold_lanes` works on. Merging needs standard layout; other layouts
 /// keep their axes.
-fn merged_axes<'a, T>(x: &'a ArrayD<T>, axes: &[usize]) -> (ArrayViewD<'a, T>, Vec<bool>) {
+fn merged_axes<'a, T>(x: &'a ArrayViewD<'_, T>, axes: &[usize]) -> (ArrayViewD<'a, T>, Vec<bool>) {
     let unmerged = || (x.view(), (0..x.ndim()).map(|d| axes.contains(&d)).collect());
     if !x.is_standard_layout() {
         return unmerged();
@@ -455,7 +479,7 @@ fn combine_lane<T: Copy>(out: &mut [T], lane: ArrayView1<'_, T>, f: &impl Fn(T, 
 }
 
 fn arg_best<T: Copy + PartialOrd>(
-    x: &ArrayD<T>,
+    x: &ArrayViewD<'_, T>,
     axis: usize,
     better: impl Fn(T, T) -> bool,
     nan: impl Fn(T) -> bool,
@@ -501,8 +525,8 @@ fn wrapping_mat_mul(
 
 /// `dot_general` as batched matrix products, each computed by `mat_mul`.
 fn dot_general<T: LinalgScalar>(
-    x: &ArrayD<T>,
-    y: &ArrayD<T>,
+    x: &ArrayViewD<'_, T>,
+    y: &ArrayViewD<'_, T>,
     dims: &DotDims,
     mat_mul: impl Fn(ArrayView2<'_, T>, ArrayView2<'_, T>, ArrayViewMut2<'_, T>),
 ) -> ArrayD<T> {
@@ -510,8 +534,9 @@ fn dot_general<T: LinalgScalar>(
     let (lb, rb) = &dims.batch;
     let lf = dot_free_axes(x.ndim(), lc, lb);
     let rf = dot_free_axes(y.ndim(), rc, rb);
-    let size =
-        |a: &ArrayD<T>, axes: &[usize]| axes.iter().map(|&d| a.shape()[d]).product::<usize>();
+    let size = |a: &ArrayViewD<'_, T>, axes: &[usize]| {
+        axes.iter().map(|&d| a.shape()[d]).product::<usize>()
+    };
     let (b, m, k, n) = (size(x, lb), size(x, &lf), size(x, lc), size(y, &rf));
     let xperm: Vec<usize> = lb.iter().chain(&lf).chain(lc).copied().collect();
     let yperm: Vec<usize> = rb.iter().chain(rc).chain(&rf).copied().collect();
@@ -535,8 +560,8 @@ fn dot_general<T: LinalgScalar>(
         mat_mul(xi, yi, out.view_mut());
         return out.into_dyn();
     }
-    let x3 = reshape(&transpose(x, &xperm), &[b, m, k]);
-    let y3 = reshape(&transpose(y, &yperm), &[b, k, n]);
+    let x3 = reshape(&transpose(x, &xperm).view(), &[b, m, k]);
+    let y3 = reshape(&transpose(y, &yperm).view(), &[b, k, n]);
     let mut out = ndarray::Array3::<T>::zeros((b, m, n));
     for i in 0..b {
         let xi = x3
@@ -565,7 +590,7 @@ fn iota<T>(shape: &[usize], dim: usize, from: impl Fn(usize) -> T) -> ArrayD<T> 
     ArrayD::from_shape_fn(IxDyn(shape), |idx| from(idx[dim]))
 }
 
-fn convert(x: &Value, to: DType) -> Value {
+fn convert(x: &ValueRef<'_>, to: DType) -> Value {
     macro_rules! conv {
         ($a:expr, $f:expr) => {
             match to {
@@ -578,134 +603,134 @@ fn convert(x: &Value, to: DType) -> Value {
         };
     }
     match x {
-        Value::F32(a) => conv!(a, f64::from),
-        Value::F64(a) => conv!(a, |v: f64| v),
-        Value::I32(a) => conv!(a, f64::from),
-        Value::Bool(a) => conv!(a, |v: bool| f64::from(u8::from(v))),
+        ValueRef::F32(a) => conv!(a, f64::from),
+        ValueRef::F64(a) => conv!(a, |v: f64| v),
+        ValueRef::I32(a) => conv!(a, f64::from),
+        ValueRef::Bool(a) => conv!(a, |v: bool| f64::from(u8::from(v))),
     }
 }
 
 /// Applies `prim` to `args`, producing a value of type `out` (the verified result type).
-pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelError> {
-    use Value::*;
+pub fn apply(prim: &Prim, args: &[ValueRef<'_>], out: &Type) -> Result<Value, KernelError> {
+    use ValueRef::{Bool, F32, F64, I32};
     macro_rules! any {
         ($v:expr, $a:ident => $e:expr) => {
-            match $v {
-                F32($a) => F32($e),
-                F64($a) => F64($e),
-                I32($a) => I32($e),
-                Bool($a) => Bool($e),
+            match &$v {
+                F32($a) => Value::F32($e),
+                F64($a) => Value::F64($e),
+                I32($a) => Value::I32($e),
+                Bool($a) => Value::Bool($e),
             }
         };
     }
     macro_rules! same2 {
         ($x:expr, $y:expr, $a:ident, $b:ident => $e:expr) => {
-            match ($x, $y) {
-                (F32($a), F32($b)) => F32($e),
-                (F64($a), F64($b)) => F64($e),
-                (I32($a), I32($b)) => I32($e),
-                (Bool($a), Bool($b)) => Bool($e),
+            match (&$x, &$y) {
+                (F32($a), F32($b)) => Value::F32($e),
+                (F64($a), F64($b)) => Value::F64($e),
+                (I32($a), I32($b)) => Value::I32($e),
+                (Bool($a), Bool($b)) => Value::Bool($e),
                 _ => return bad(prim, args),
             }
         };
     }
     Ok(match prim {
-        Prim::Unary(op) => match args[0] {
-            F32(a) => F32(Real::map_unary(a, *op)),
-            F64(a) => F64(Real::map_unary(a, *op)),
+        Prim::Unary(op) => match &args[0] {
+            F32(a) => Value::F32(Real::map_unary(a, *op)),
+            F64(a) => Value::F64(Real::map_unary(a, *op)),
             I32(a) => match op {
-                UnaryOp::Neg => I32(a.mapv(i32::wrapping_neg)),
-                UnaryOp::Abs => I32(a.mapv(i32::wrapping_abs)),
-                UnaryOp::Sign => I32(a.mapv(i32::signum)),
+                UnaryOp::Neg => Value::I32(a.mapv(i32::wrapping_neg)),
+                UnaryOp::Abs => Value::I32(a.mapv(i32::wrapping_abs)),
+                UnaryOp::Sign => Value::I32(a.mapv(i32::signum)),
                 _ => return bad(prim, args),
             },
             Bool(_) => return bad(prim, args),
         },
-        Prim::IntegerPow { y } => match args[0] {
-            F32(a) => F32(map_integer_pow(a, *y)),
-            F64(a) => F64(map_integer_pow(a, *y)),
+        Prim::IntegerPow { y } => match &args[0] {
+            F32(a) => Value::F32(map_integer_pow(a, *y)),
+            F64(a) => Value::F64(map_integer_pow(a, *y)),
             _ => return bad(prim, args),
         },
-        Prim::StopGradient => args[0].clone(),
-        Prim::Binary(op) => match (args[0], args[1]) {
-            (F32(a), F32(b)) => F32(float_binary(*op, a, b)),
-            (F64(a), F64(b)) => F64(float_binary(*op, a, b)),
+        Prim::StopGradient => args[0].to_owned(),
+        Prim::Binary(op) => match (&args[0], &args[1]) {
+            (F32(a), F32(b)) => Value::F32(float_binary(*op, a, b)),
+            (F64(a), F64(b)) => Value::F64(float_binary(*op, a, b)),
             (I32(a), I32(b)) => match int_binary(*op, a, b) {
-                Some(r) => I32(r),
+                Some(r) => Value::I32(r),
                 None => return bad(prim, args),
             },
             _ => return bad(prim, args),
         },
-        Prim::Compare(op) => match (args[0], args[1]) {
-            (F32(a), F32(b)) => Bool(compare(*op, a, b)),
-            (F64(a), F64(b)) => Bool(compare(*op, a, b)),
-            (I32(a), I32(b)) => Bool(compare(*op, a, b)),
-            (Bool(a), Bool(b)) => Bool(compare(*op, a, b)),
+        Prim::Compare(op) => match (&args[0], &args[1]) {
+            (F32(a), F32(b)) => Value::Bool(compare(*op, a, b)),
+            (F64(a), F64(b)) => Value::Bool(compare(*op, a, b)),
+            (I32(a), I32(b)) => Value::Bool(compare(*op, a, b)),
+            (Bool(a), Bool(b)) => Value::Bool(compare(*op, a, b)),
             _ => return bad(prim, args),
         },
         Prim::And | Prim::Or | Prim::Not => match (prim, args) {
-            (Prim::And, [Bool(a), Bool(b)]) => Bool(zip_map(a, b, |x, y| x && y)),
-            (Prim::Or, [Bool(a), Bool(b)]) => Bool(zip_map(a, b, |x, y| x || y)),
-            (Prim::Not, [Bool(a)]) => Bool(a.mapv(|x| !x)),
+            (Prim::And, [Bool(a), Bool(b)]) => Value::Bool(zip_map(a, b, |x, y| x && y)),
+            (Prim::Or, [Bool(a), Bool(b)]) => Value::Bool(zip_map(a, b, |x, y| x || y)),
+            (Prim::Not, [Bool(a)]) => Value::Bool(a.mapv(|x| !x)),
             _ => return bad(prim, args),
         },
         Prim::SelectN => {
-            let Bool(p) = args[0] else {
+            let Bool(p) = &args[0] else {
                 return bad(prim, args);
             };
             same2!(args[1], args[2], f, t => select(p, f, t))
         }
-        Prim::ConvertElementType { dtype } => convert(args[0], *dtype),
+        Prim::ConvertElementType { dtype } => convert(&args[0], *dtype),
         Prim::Iota { dtype, shape, dim } => match dtype {
-            DType::F32 => F32(iota(shape, *dim, |i| i as f32)),
-            DType::F64 => F64(iota(shape, *dim, |i| i as f64)),
+            DType::F32 => Value::F32(iota(shape, *dim, |i| i as f32)),
+            DType::F64 => Value::F64(iota(shape, *dim, |i| i as f64)),
             // Integer `as` truncates: positions past i32::MAX wrap in every profile.
-            DType::I32 => I32(iota(shape, *dim, |i| i as i32)),
+            DType::I32 => Value::I32(iota(shape, *dim, |i| i as i32)),
             DType::Bool => return bad(prim, args),
         },
         Prim::Zeros { .. } => Value::full(out, 0.0),
-        Prim::ReduceSum { axes } => match args[0] {
-            F32(a) => F32(reduce(a, axes, 0.0, |s, v| s + v)),
-            F64(a) => F64(reduce(a, axes, 0.0, |s, v| s + v)),
-            I32(a) => I32(reduce(a, axes, 0, i32::wrapping_add)),
+        Prim::ReduceSum { axes } => match &args[0] {
+            F32(a) => Value::F32(reduce(a, axes, 0.0, |s, v| s + v)),
+            F64(a) => Value::F64(reduce(a, axes, 0.0, |s, v| s + v)),
+            I32(a) => Value::I32(reduce(a, axes, 0, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::ReduceMax { axes } => match args[0] {
-            F32(a) => F32(reduce(a, axes, f32::NEG_INFINITY, |s, v| {
+        Prim::ReduceMax { axes } => match &args[0] {
+            F32(a) => Value::F32(reduce(a, axes, f32::NEG_INFINITY, |s, v| {
                 max_nan(s, v, f32::is_nan)
             })),
-            F64(a) => F64(reduce(a, axes, f64::NEG_INFINITY, |s, v| {
+            F64(a) => Value::F64(reduce(a, axes, f64::NEG_INFINITY, |s, v| {
                 max_nan(s, v, f64::is_nan)
             })),
-            I32(a) => I32(reduce(a, axes, i32::MIN, i32::max)),
+            I32(a) => Value::I32(reduce(a, axes, i32::MIN, i32::max)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::ReduceMin { axes } => match args[0] {
-            F32(a) => F32(reduce(a, axes, f32::INFINITY, |s, v| {
+        Prim::ReduceMin { axes } => match &args[0] {
+            F32(a) => Value::F32(reduce(a, axes, f32::INFINITY, |s, v| {
                 min_nan(s, v, f32::is_nan)
             })),
-            F64(a) => F64(reduce(a, axes, f64::INFINITY, |s, v| {
+            F64(a) => Value::F64(reduce(a, axes, f64::INFINITY, |s, v| {
                 min_nan(s, v, f64::is_nan)
             })),
-            I32(a) => I32(reduce(a, axes, i32::MAX, i32::min)),
+            I32(a) => Value::I32(reduce(a, axes, i32::MAX, i32::min)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::Argmax { axis } => match args[0] {
-            F32(a) => I32(arg_best(a, *axis, |v, b| v > b, f32::is_nan)),
-            F64(a) => I32(arg_best(a, *axis, |v, b| v > b, f64::is_nan)),
-            I32(a) => I32(arg_best(a, *axis, |v, b| v > b, |_| false)),
+        Prim::Argmax { axis } => match &args[0] {
+            F32(a) => Value::I32(arg_best(a, *axis, |v, b| v > b, f32::is_nan)),
+            F64(a) => Value::I32(arg_best(a, *axis, |v, b| v > b, f64::is_nan)),
+            I32(a) => Value::I32(arg_best(a, *axis, |v, b| v > b, |_| false)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::Argmin { axis } => match args[0] {
-            F32(a) => I32(arg_best(a, *axis, |v, b| v < b, f32::is_nan)),
-            F64(a) => I32(arg_best(a, *axis, |v, b| v < b, f64::is_nan)),
-            I32(a) => I32(arg_best(a, *axis, |v, b| v < b, |_| false)),
+        Prim::Argmin { axis } => match &args[0] {
+            F32(a) => Value::I32(arg_best(a, *axis, |v, b| v < b, f32::is_nan)),
+            F64(a) => Value::I32(arg_best(a, *axis, |v, b| v < b, f64::is_nan)),
+            I32(a) => Value::I32(arg_best(a, *axis, |v, b| v < b, |_| false)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::Cumsum { axis, reverse } => match args[0] {
-            F32(a) => F32(cumsum(a, *axis, *reverse, |x, y| x + y)),
-            F64(a) => F64(cumsum(a, *axis, *reverse, |x, y| x + y)),
-            I32(a) => I32(cumsum(a, *axis, *reverse, i32::wrapping_add)),
+        Prim::Cumsum { axis, reverse } => match &args[0] {
+            F32(a) => Value::F32(cumsum(a, *axis, *reverse, |x, y| x + y)),
+            F64(a) => Value::F64(cumsum(a, *axis, *reverse, |x, y| x + y)),
+            I32(a) => Value::I32(cumsum(a, *axis, *reverse, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
         Prim::BroadcastInDim { shape, dims } => {
@@ -735,68 +760,70 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
                         };
                         views.push(a.view());
                     }
-                    $variant(concatenate(Axis(*axis), &views).expect("verified: shapes agree"))
+                    Value::$variant(
+                        concatenate(Axis(*axis), &views).expect("verified: shapes agree"),
+                    )
                 }};
             }
-            match args[0] {
+            match &args[0] {
                 F32(_) => cat!(F32),
                 F64(_) => cat!(F64),
                 I32(_) => cat!(I32),
                 Bool(_) => cat!(Bool),
             }
         }
-        Prim::DotGeneral(dims) => match (args[0], args[1]) {
-            (F32(a), F32(b)) => F32(dot_general(a, b, dims, float_mat_mul)),
-            (F64(a), F64(b)) => F64(dot_general(a, b, dims, float_mat_mul)),
-            (I32(a), I32(b)) => I32(dot_general(a, b, dims, wrapping_mat_mul)),
+        Prim::DotGeneral(dims) => match (&args[0], &args[1]) {
+            (F32(a), F32(b)) => Value::F32(dot_general(a, b, dims, float_mat_mul)),
+            (F64(a), F64(b)) => Value::F64(dot_general(a, b, dims, float_mat_mul)),
+            (I32(a), I32(b)) => Value::I32(dot_general(a, b, dims, wrapping_mat_mul)),
             _ => return bad(prim, args),
         },
-        Prim::ReduceWindowSum(w) => match args[0] {
-            F32(a) => F32(reduce_window(a, w, &out.shape, 0.0, |s, v| s + v)),
-            F64(a) => F64(reduce_window(a, w, &out.shape, 0.0, |s, v| s + v)),
-            I32(a) => I32(reduce_window(a, w, &out.shape, 0, i32::wrapping_add)),
+        Prim::ReduceWindowSum(w) => match &args[0] {
+            F32(a) => Value::F32(reduce_window(a, w, &out.shape, 0.0, |s, v| s + v)),
+            F64(a) => Value::F64(reduce_window(a, w, &out.shape, 0.0, |s, v| s + v)),
+            I32(a) => Value::I32(reduce_window(a, w, &out.shape, 0, i32::wrapping_add)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::ReduceWindowMax(w) => match args[0] {
-            F32(a) => F32(reduce_window_extremum(
+        Prim::ReduceWindowMax(w) => match &args[0] {
+            F32(a) => Value::F32(reduce_window_extremum(
                 a,
                 w,
                 &out.shape,
                 f32::NEG_INFINITY,
                 |v, s| v > s,
             )),
-            F64(a) => F64(reduce_window_extremum(
+            F64(a) => Value::F64(reduce_window_extremum(
                 a,
                 w,
                 &out.shape,
                 f64::NEG_INFINITY,
                 |v, s| v > s,
             )),
-            I32(a) => I32(reduce_window(a, w, &out.shape, i32::MIN, i32::max)),
+            I32(a) => Value::I32(reduce_window(a, w, &out.shape, i32::MIN, i32::max)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::ReduceWindowMin(w) => match args[0] {
-            F32(a) => F32(reduce_window_extremum(
+        Prim::ReduceWindowMin(w) => match &args[0] {
+            F32(a) => Value::F32(reduce_window_extremum(
                 a,
                 w,
                 &out.shape,
                 f32::INFINITY,
                 |v, s| v < s,
             )),
-            F64(a) => F64(reduce_window_extremum(
+            F64(a) => Value::F64(reduce_window_extremum(
                 a,
                 w,
                 &out.shape,
                 f64::INFINITY,
                 |v, s| v < s,
             )),
-            I32(a) => I32(reduce_window(a, w, &out.shape, i32::MAX, i32::min)),
+            I32(a) => Value::I32(reduce_window(a, w, &out.shape, i32::MAX, i32::min)),
             Bool(_) => return bad(prim, args),
         },
-        Prim::ReduceWindowSumTranspose { shape, window } => match args[0] {
-            F32(c) => F32(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
-            F64(c) => F64(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
-            I32(c) => I32(reduce_window_sum_transpose(
+        Prim::ReduceWindowSumTranspose { shape, window } => match &args[0] {
+            F32(c) => Value::F32(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
+            F64(c) => Value::F64(reduce_window_sum_transpose(c, window, shape, |a, b| a + b)),
+            I32(c) => Value::I32(reduce_window_sum_transpose(
                 c,
                 window,
                 shape,
@@ -804,19 +831,23 @@ pub fn apply(prim: &Prim, args: &[&Value], out: &Type) -> Result<Value, KernelEr
             )),
             Bool(_) => return bad(prim, args),
         },
-        Prim::SelectAndGatherAdd { select, window } => match (args[0], args[1]) {
-            (F32(t), F32(x)) => F32(select_and_gather_add(t, x, *select, window, &out.shape)),
-            (F64(t), F64(x)) => F64(select_and_gather_add(t, x, *select, window, &out.shape)),
+        Prim::SelectAndGatherAdd { select, window } => match (&args[0], &args[1]) {
+            (F32(t), F32(x)) => {
+                Value::F32(select_and_gather_add(t, x, *select, window, &out.shape))
+            }
+            (F64(t), F64(x)) => {
+                Value::F64(select_and_gather_add(t, x, *select, window, &out.shape))
+            }
             _ => return bad(prim, args),
         },
-        Prim::SelectAndScatterAdd { select, window } => match (args[0], args[1]) {
-            (F32(c), F32(x)) => F32(select_and_scatter_add(c, x, *select, window)),
-            (F64(c), F64(x)) => F64(select_and_scatter_add(c, x, *select, window)),
+        Prim::SelectAndScatterAdd { select, window } => match (&args[0], &args[1]) {
+            (F32(c), F32(x)) => Value::F32(select_and_scatter_add(c, x, *select, window)),
+            (F64(c), F64(x)) => Value::F64(select_and_scatter_add(c, x, *select, window)),
             _ => return bad(prim, args),
         },
-        Prim::ConvGeneralDilated(dims) => match (args[0], args[1]) {
-            (F32(a), F32(b)) => F32(conv_general_dilated(a, b, dims, &out.shape)),
-            (F64(a), F64(b)) => F64(conv_general_dilated(a, b, dims, &out.shape)),
+        Prim::ConvGeneralDilated(dims) => match (&args[0], &args[1]) {
+            (F32(a), F32(b)) => Value::F32(conv_general_dilated(a, b, dims, &out.shape)),
+            (F64(a), F64(b)) => Value::F64(conv_general_dilated(a, b, dims, &out.shape)),
             _ => return bad(prim, args),
         },
     })
@@ -897,7 +928,7 @@ mod tests {
                     .filter(|d| !axes.contains(d))
                     .map(|d| x.shape()[d])
                     .collect();
-                let out = apply(&prim, &[&v], &Type::new(DType::F32, shape.clone())).unwrap();
+                let out = apply(&prim, &[v.view()], &Type::new(DType::F32, shape.clone())).unwrap();
                 assert_eq!(out.shape(), &shape[..], "{} over {axes:?}", prim.name());
                 let want: Vec<f64> = naive(x, &axes, init, f)
                     .into_iter()

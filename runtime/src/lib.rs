@@ -9,4 +9,4 @@ mod window;
 
 pub use interp::{check_inputs, eval, eval_with_stats, EvalError, EvalStats, MAX_VALUE_BYTES};
 pub use kernels::{apply, KernelError, Real};
-pub use value::Value;
+pub use value::{AsValueRef, Value, ValueRef};

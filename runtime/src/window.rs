@@ -8,7 +8,7 @@
 //! product over all axes but the last is formed once per row of outputs, and the last axis's
 //! list is the inner loop.
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use traceform_ir::{Select, Window};
 
 use crate::kernels::Real;
@@ -93,7 +93,9 @@ impl Taps {
     }
 }
 
-fn flat<T: Clone>(a: &ArrayD<T>) -> std::borrow::Cow<'_, [T]> {
+/// The elements in row-major order: the view's own slice when it is in standard layout, else
+/// a copy.
+fn flat<'a, T: Clone>(a: &'a ArrayViewD<'_, T>) -> std::borrow::Cow<'a, [T]> {
     match a.as_slice() {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(a.iter().cloned().collect()),
@@ -107,7 +109,7 @@ fn from_vec<T>(shape: &[usize], data: Vec<T>) -> ArrayD<T> {
 /// `reduce_window_*`: every output starts at `init` (the reduction's identity) and folds in the
 /// elements of x its window reads with `f(acc, element)`.
 pub fn reduce_window<T: Copy>(
-    x: &ArrayD<T>,
+    x: &ArrayViewD<'_, T>,
     window: &Window,
     out_shape: &[usize],
     init: T,
@@ -131,7 +133,7 @@ pub fn reduce_window<T: Copy>(
 /// takes each element that `beats` it; a window holding a NaN gives NaN. As in `first_best`,
 /// NaNs stay out of the loop's dependency chain.
 pub fn reduce_window_extremum<T: Real>(
-    x: &ArrayD<T>,
+    x: &ArrayViewD<'_, T>,
     window: &Window,
     out_shape: &[usize],
     init: T,
@@ -158,7 +160,7 @@ pub fn reduce_window_extremum<T: Real>(
 /// `reduce_window_sum_transpose c`: zeros of `x_shape`, with each output's `c` added to every
 /// element its window reads (the adjoint of `reduce_window`'s sum, visit for visit).
 pub fn reduce_window_sum_transpose<T: Copy + Default>(
-    c: &ArrayD<T>,
+    c: &ArrayViewD<'_, T>,
     window: &Window,
     x_shape: &[usize],
     add: impl Fn(T, T) -> T,
@@ -220,8 +222,8 @@ fn first_best<T: Real>(
 /// `select_and_gather_add t x`: per window, `t` at the element of x `select` picks (0 for a
 /// window that reads none).
 pub fn select_and_gather_add<T: Real>(
-    t: &ArrayD<T>,
-    x: &ArrayD<T>,
+    t: &ArrayViewD<'_, T>,
+    x: &ArrayViewD<'_, T>,
     select: Select,
     window: &Window,
     out_shape: &[usize],
@@ -237,8 +239,8 @@ pub fn select_and_gather_add<T: Real>(
 /// `select_and_scatter_add c x`: x-shaped zeros, with each window's `c` added to the element
 /// of x `select` picks.
 pub fn select_and_scatter_add<T: Real>(
-    c: &ArrayD<T>,
-    x: &ArrayD<T>,
+    c: &ArrayViewD<'_, T>,
+    x: &ArrayViewD<'_, T>,
     select: Select,
     window: &Window,
 ) -> ArrayD<T> {
@@ -329,7 +331,7 @@ mod tests {
         let t = ArrayD::from_shape_vec(IxDyn(&[4]), vec![10.0, 20.0, 30.0, 40.0]).unwrap();
         let w = Window::new(&[4], &[1]);
         for select in [Select::Max, Select::Min] {
-            let g = select_and_gather_add(&t, &x, select, &w, &[1]);
+            let g = select_and_gather_add(&t.view(), &x.view(), select, &w, &[1]);
             assert_eq!(g.as_slice().unwrap(), &[20.0]);
         }
         let out = traceform_ir::Type::new(traceform_ir::DType::F64, [1]);
@@ -338,7 +340,7 @@ mod tests {
             traceform_ir::Prim::ReduceWindowMax(Box::new(w.clone())),
             traceform_ir::Prim::ReduceWindowMin(Box::new(w.clone())),
         ] {
-            let m = crate::apply(&prim, &[&x], &out).unwrap();
+            let m = crate::apply(&prim, &[x.view()], &out).unwrap();
             assert!(m.to_f64_vec()[0].is_nan(), "{}", prim.name());
         }
     }
@@ -360,15 +362,16 @@ mod tests {
             let t = ArrayD::from_shape_vec(IxDyn(&shape), ts.clone()).unwrap();
             let xi = x.mapv(|v| v as i32);
             let windows = naive_windows(&window, &shape, &out_shape);
-            let sums = reduce_window(&x, &window, &out_shape, 0.0, |a, b| a + b);
-            let maxes = reduce_window(&xi, &window, &out_shape, i32::MIN, i32::max);
-            let gathered = select_and_gather_add(&t, &x, Select::Min, &window, &out_shape);
+            let sums = reduce_window(&x.view(), &window, &out_shape, 0.0, |a, b| a + b);
+            let maxes = reduce_window(&xi.view(), &window, &out_shape, i32::MIN, i32::max);
+            let gathered =
+                select_and_gather_add(&t.view(), &x.view(), Select::Min, &window, &out_shape);
             let m: usize = out_shape.iter().product();
             let cs =
                 ArrayD::from_shape_vec(IxDyn(&out_shape), (0..m).map(|o| o as f64 + 1.0).collect())
                     .unwrap();
-            let scattered = select_and_scatter_add(&cs, &x, Select::Max, &window);
-            let spread = reduce_window_sum_transpose(&cs, &window, &shape, |a, b| a + b);
+            let scattered = select_and_scatter_add(&cs.view(), &x.view(), Select::Max, &window);
+            let spread = reduce_window_sum_transpose(&cs.view(), &window, &shape, |a, b| a + b);
             let mut want_spread = vec![0.0; n];
             let mut want_scatter = vec![0.0; n];
             for (o, taps) in windows.iter().enumerate() {
