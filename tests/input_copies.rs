@@ -4,35 +4,12 @@
 //! on the JIT (once compiled): bookkeeping and the outputs, never a copy of an input. (This
 //! file holds one test, so no other test allocates while it counts.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use ndarray::ArrayD;
 use traceform::{grad, jvp, Tensor};
 
-struct Counting;
-
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// What `f` returns, and the bytes allocated while it ran (reallocations count in full).
-fn allocated_by<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCATED.load(Ordering::Relaxed);
-    let r = f();
-    (r, ALLOCATED.load(Ordering::Relaxed) - before)
-}
+#[path = "common/counting.rs"]
+mod counting;
+use counting::allocated_by;
 
 const N: usize = 1_000_000;
 const INPUT_BYTES: usize = N * 4;

@@ -4,28 +4,12 @@
 //! output and small bookkeeping, never another input-sized buffer. (This file holds one test,
 //! so no other test allocates while it counts.)
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use ndarray::ArrayD;
 use traceform::{eval, parse_func, Value};
 
-struct Counting;
-
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
+use counting::allocated_by;
 
 #[test]
 fn reductions_allocate_their_output_not_a_copy_of_their_input() {
@@ -42,9 +26,7 @@ fn reductions_allocate_their_output_not_a_copy_of_their_input() {
                 "func f(x: f32[{rows},{cols}]) -> {out} {{\n  y = {prim}[axes={axes}] x\n  return y\n}}\n"
             ))
             .unwrap();
-            let before = ALLOCATED.load(Ordering::Relaxed);
-            let y = eval(&f, std::slice::from_ref(&x)).unwrap();
-            let allocated = ALLOCATED.load(Ordering::Relaxed) - before;
+            let (y, allocated) = allocated_by(|| eval(&f, std::slice::from_ref(&x)).unwrap());
             assert!(
                 allocated < input_bytes / 4,
                 "{prim}[axes={axes}] allocated {allocated} bytes for a {input_bytes}-byte input"
