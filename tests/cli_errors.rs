@@ -593,6 +593,20 @@ fn transforms_that_do_not_apply() {
         &traceform(&["dump", &multi, "-t", "hvp", "--stage", "transformed"]),
         "`hvp` needs a function with one float scalar output",
     );
+    // A Jacobian of a million inputs would unroll a million jvps: refused before building.
+    let wide = write(
+        "wide.ir",
+        b"func wide(x: f32[1000000]) -> f32[] {\n  s: f32[1000000] = sin x\n  r: f32[] = reduce_sum[axes=(0)] s\n  return r\n}\n",
+    );
+    let wide = wide.to_str().unwrap();
+    assert_user_error(
+        &traceform(&["dump", wide, "-t", "jacfwd", "--stage", "transformed"]),
+        "jacfwd of `wide` would unroll one jvp of",
+    );
+    assert_user_error(
+        &traceform(&["dump", wide, "-t", "hessian", "--stage", "transformed"]),
+        "per element of the inputs differentiated (1000000), more than 10000000 equations",
+    );
     let sin = corpus("sin", "f.ir");
     assert_user_error(
         &traceform(&["dump", &sin, "-t", "grad:3", "--stage", "transformed"]),

@@ -40,6 +40,9 @@ pub fn hessian(func: &Func, wrt: Option<&[usize]>) -> Result<Func, TransformErro
     Ok(h)
 }
 
+/// The most equations a Jacobian may unroll to (one derivative per seeded element).
+pub const MAX_UNROLLED_EQNS: usize = 10_000_000;
+
 /// A tensor of type `ty` that is 1 at flat position `k` and 0 elsewhere.
 fn one_hot(b: &mut Builder, ty: &Type, k: usize) -> Atom {
     let n = ty.num_elements();
@@ -98,6 +101,18 @@ fn jacobian(
         Mode::Forward => wrt.iter().map(|&j| param_types[j].clone()).collect(),
         Mode::Reverse => float_outs.clone(),
     };
+    let seeds: usize = seed_types.iter().map(Type::num_elements).sum();
+    let per_seed = derivative.eqns.len() + 8;
+    if seeds.saturating_mul(per_seed) > MAX_UNROLLED_EQNS {
+        let (word, one, seeded) = match mode {
+            Mode::Forward => ("jacfwd", "jvp", "element of the inputs differentiated"),
+            Mode::Reverse => ("jacrev", "vjp", "element of the float outputs"),
+        };
+        return Err(TransformError::TooLarge(format!(
+            "{word} of `{}` would unroll one {one} of {per_seed} equations per {seeded} ({seeds}), more than {MAX_UNROLLED_EQNS} equations in all; call {one} once per seed instead",
+            func.name
+        )));
+    }
     let mut b = Builder::new(name);
     let xs: Vec<Atom> = param_types.iter().map(|t| Atom::Var(b.param(t))).collect();
     // blocks[i][j]: the slices of d out_i / d x_j, one per seeded element.

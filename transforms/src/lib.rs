@@ -44,6 +44,10 @@ pub enum TransformError {
     /// differentiate).
     #[error("{0}")]
     NoFloatOutput(String),
+    /// A transform whose result would be too large to build (a Jacobian unrolls one
+    /// derivative per seeded element).
+    #[error("{0}")]
+    TooLarge(String),
     /// `transpose` of a function that is not linear.
     #[error("cannot transpose: {eqn}{}: {why}", match loc { Loc::Rust(_) => format!(" (traced at {loc})"), _ => String::new() })]
     NotLinear { eqn: String, loc: Loc, why: String },
@@ -59,7 +63,8 @@ impl TransformError {
             TransformError::NotLinear { loc, .. } | TransformError::Internal { loc, .. } => *loc,
             TransformError::Wrt(_)
             | TransformError::NotScalar(_)
-            | TransformError::NoFloatOutput(_) => Loc::Unknown,
+            | TransformError::NoFloatOutput(_)
+            | TransformError::TooLarge(_) => Loc::Unknown,
         }
     }
 
