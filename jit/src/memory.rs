@@ -2,10 +2,10 @@
 //! parameter nor an output) gets a live interval over the plan's steps, from the step that
 //! makes it to the last step that reads it, and a place in one arena. Places are given in step
 //! order by a first-fit free list (freed blocks are merged with their neighbours), so a value
-//! reuses the memory of values that died before it was made; with at most 4096 blocks, greedy
-//! placements (largest first, largest size x lifetime first, longest-lived first: each block
-//! at the lowest offset clear of the placed blocks it is live with) are tried too, and the
-//! smallest arena wins. An elementwise loop writes its
+//! reuses the memory of values that died before it was made; with at most 2048 blocks, greedy
+//! placements (largest first, largest size x lifetime first, longest-lived first, and largest
+//! first with sizes shaken by a fixed pseudo-random sequence; each block at the lowest offset
+//! clear of the placed blocks it is live with) are tried too, and the smallest arena wins. An elementwise loop writes its
 //! result in place of a value of the same size that it reads only at the element it writes
 //! and that dies there (`Kernel::read_in_place`); otherwise a step's result never shares
 //! memory with the values the step reads (they die after it).
@@ -54,8 +54,8 @@ struct Group {
     last: usize,
 }
 
-/// Above this many blocks only first-fit runs (greedy by size is quadratic in them).
-const GREEDY_LIMIT: usize = 4096;
+/// Above this many blocks only first-fit runs (a greedy placement is quadratic in them).
+const GREEDY_LIMIT: usize = 2048;
 
 impl MemoryPlan {
     pub fn new(func: &Func, plan: &Plan) -> MemoryPlan {
@@ -111,7 +111,8 @@ impl MemoryPlan {
         let first_fit = first_fit(&groups, plan.steps.len());
         let mut offsets = first_fit;
         if groups.len() <= GREEDY_LIMIT {
-            for order in Order::ALL {
+            let shaken = (1..=shaken_tries(groups.len())).map(Order::Shaken);
+            for order in Order::FIXED.into_iter().chain(shaken) {
                 let greedy = greedy(&groups, order);
                 if arena_end(&groups, &greedy) < arena_end(&groups, &offsets) {
                     offsets = greedy;
@@ -169,10 +170,18 @@ enum Order {
     Area,
     /// Longest-lived first (they go to the bottom, out of the way of short-lived blocks).
     Lifetime,
+    /// Largest first, each size scaled by a pseudo-random factor in [1/2, 3/2) drawn from
+    /// this seed (a fixed sequence: placements stay deterministic).
+    Shaken(u64),
 }
 
 impl Order {
-    const ALL: [Order; 3] = [Order::Size, Order::Area, Order::Lifetime];
+    const FIXED: [Order; 3] = [Order::Size, Order::Area, Order::Lifetime];
+}
+
+/// Shaken orders tried after the fixed ones, fewer for many blocks (each try is quadratic).
+fn shaken_tries(blocks: usize) -> u64 {
+    (1_000_000 / blocks.max(1).pow(2)).min(32) as u64
 }
 
 /// Greedy placement: blocks in `order`, each at the lowest offset where it overlaps no block
@@ -187,6 +196,18 @@ fn greedy(groups: &[Group], order: Order) -> Vec<usize> {
             Order::Size => (g.size, 0),
             Order::Area => (g.size.saturating_mul(life(g)), g.size),
             Order::Lifetime => (life(g), g.size),
+            Order::Shaken(seed) => {
+                // splitmix64 of (seed, block): a factor in [512, 1536) / 1024.
+                let mut z = seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(i as u64)
+                    .wrapping_add(0x9E37_79B9_7F4A_7C15);
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                let factor = 512 + (z % 1024) as usize;
+                (g.size.saturating_mul(factor), g.size)
+            }
         };
         (std::cmp::Reverse(key), g.first, i)
     });
