@@ -5,8 +5,8 @@
 //! arena, buffers reused by live interval, `memory.rs`), `codegen` (fused loops in Cranelift,
 //! several per function, `codegen.rs`, with transcendentals as host kernels over tiles,
 //! `host.rs`), and
-//! at run time a sequence of steps: compiled loops, matrixmultiply calls for `dot_general`
-//! (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
+//! at run time a sequence of steps: compiled loops, calls of the runtime's GEMM for
+//! `dot_general` (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
 //!
 //! Inputs are checked against the signature before any compiled code runs; compiled code
 //! calls only host kernels that cannot panic, so no unwinding crosses a compiled frame. The
