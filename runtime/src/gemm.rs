@@ -3,7 +3,8 @@
 //! through it: the interpreter's `dot_general` and convolutions (`kernels.rs`, `conv.rs`),
 //! and the JIT's GEMM steps (`traceform_jit`'s `gemm.rs`, which folds a `dot_general`'s axes
 //! into these strides). One entry point means one library, one blocking and one summation
-//! order, so the JIT's products and the interpreter's round alike.
+//! order, so the JIT's products and the interpreter's round alike (where they pass the same
+//! layouts).
 //!
 //! How a product is computed, by its number of multiply-adds `m·k·n` (measured on AMD Zen 4,
 //! 2 vCPUs shared with other work; `docs/benchmarks.md`, `docs/jit.md`):
@@ -20,7 +21,7 @@
 //!   the first such product) each claim blocks until none is left. The caller never waits for
 //!   the helper to start: on a machine whose other core is busy it computes both blocks
 //!   itself, about as fast as one call (`rayon::join`, or the gemm crate's own threading,
-//!   wait for a second thread and were up to 17% slower than one thread there). The helper
+//!   wait for a second thread and were slower than one thread there). The helper
 //!   sleeps between products (rayon's workers park after a few rounds of yielding): no
 //!   spinning after a call.
 //!
