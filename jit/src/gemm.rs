@@ -1,65 +1,13 @@
-//! `dot_general` of floats through matrixmultiply's `sgemm` / `dgemm`: per batch index one
-//! product `out[b] = lhs[b] (m x k) * rhs[b] (k x n)`, with the operands' axes folded into the
-//! row and column strides the library takes, so transposed operands are read in place. When an
-//! operand's free or contracted axes cannot be read as one strided axis, that operand is first
-//! copied into (batch, free, contracted) order.
+//! `dot_general` of floats through the runtime's GEMM entry point (`traceform_runtime::Gemm`,
+//! the one the interpreter uses too): per batch index one product
+//! `out[b] = lhs[b] (m x k) * rhs[b] (k x n)`, with the operands' axes folded into the row and
+//! column strides the GEMM takes, so transposed operands are read in place. When an operand's
+//! free or contracted axes cannot be read as one strided axis, that operand is first copied
+//! into (batch, free, contracted) order.
 
 use ndarray::{ArrayViewD, IxDyn};
 use traceform_ir::{dot_free_axes, DotDims};
-
-/// An element type matrixmultiply multiplies.
-pub trait Gemm: Copy + Default + 'static {
-    /// `c = a * b` for an `m x k` `a` and a `k x n` `b` with the given strides.
-    ///
-    /// # Safety
-    /// The pointers and strides must describe valid matrices, `c` writable and not aliased.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const Self,
-        a_strides: (isize, isize),
-        b: *const Self,
-        b_strides: (isize, isize),
-        c: *mut Self,
-        c_row: isize,
-    );
-}
-
-impl Gemm for f32 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const f32,
-        (rsa, csa): (isize, isize),
-        b: *const f32,
-        (rsb, csb): (isize, isize),
-        c: *mut f32,
-        c_row: isize,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe { matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, c_row, 1) }
-    }
-}
-
-impl Gemm for f64 {
-    unsafe fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        a: *const f64,
-        (rsa, csa): (isize, isize),
-        b: *const f64,
-        (rsb, csb): (isize, isize),
-        c: *mut f64,
-        c_row: isize,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe { matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, c_row, 1) }
-    }
-}
+use traceform_runtime::Gemm;
 
 fn row_major_strides(shape: &[usize]) -> Vec<isize> {
     let mut s = vec![0isize; shape.len()];
@@ -212,7 +160,7 @@ pub unsafe fn dot_general<T: Gemm>(
                     b.data.offset(off(&b)),
                     (b.rows.1, b.cols.1),
                     c,
-                    n as isize,
+                    (n as isize, 1),
                 );
             }
         }

@@ -6,8 +6,8 @@
 //! arena, buffers reused by live interval, `memory.rs`), `codegen` (fused loops in Cranelift,
 //! several per function, `codegen.rs`, with transcendentals as host kernels over tiles,
 //! `host.rs`), and
-//! at run time a sequence of steps: compiled loops, matrixmultiply calls for `dot_general`
-//! (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
+//! at run time a sequence of steps: compiled loops, calls of the runtime's GEMM for
+//! `dot_general` (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
 //!
 //! Inputs are read in place (a row-major one is passed to the compiled code as it is, one in
 //! another layout copied once into row-major order) and checked against the signature before

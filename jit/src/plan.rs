@@ -215,7 +215,7 @@ pub enum Fill {
 pub enum StepKind {
     /// A compiled fused loop.
     Kernel(Box<Kernel>),
-    /// `dot_general` of floats through matrixmultiply.
+    /// `dot_general` of floats through the runtime's GEMM (`traceform_runtime::Gemm`).
     Gemm { eqn: u32 },
     /// An explicit call of the runtime's kernel for the equation (see `docs/jit.md`).
     Runtime { eqn: u32 },
@@ -252,8 +252,8 @@ pub enum Lowering {
     /// The end of a fused loop over the operand, storing each element at its place in a
     /// result filled with the padding value first.
     Scatter,
-    /// matrixmultiply's `sgemm` / `dgemm` (floats; i32 and literal operands go to the
-    /// runtime kernel).
+    /// The runtime's GEMM, `traceform_runtime::Gemm` (floats; i32 and literal operands go to
+    /// the runtime kernel).
     Gemm,
     /// An explicit call of the runtime's kernel (`traceform_runtime::apply`), listed in
     /// `docs/jit.md`.

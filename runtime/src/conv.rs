@@ -10,10 +10,10 @@
 //! each tap reads runs of the last axis, which are copied. The column matrix stays within a
 //! fixed budget however large the kernel or the result: it is built in chunks of result
 //! positions (down to one column), or, where whole results are small, for several batch
-//! entries at once, which then share one product. The matrix product is ndarray's
-//! `general_mat_mul` (matrixmultiply's GEMM for f32 and f64).
+//! entries at once, which then share one product. The matrix product is the runtime's one
+//! GEMM entry point (`crate::gemm`).
 
-use ndarray::linalg::general_mat_mul;
+use crate::gemm::{mat_mul, Gemm};
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn, LinalgScalar};
 use traceform_ir::ConvDims;
 
@@ -251,7 +251,7 @@ fn gather_segment<T: LinalgScalar>(line: &[T], run: Run, y0: usize, segment: &mu
 }
 
 /// `conv_general_dilated[dims] lhs rhs`, whose verified result shape is `out_shape`.
-pub fn conv_general_dilated<T: LinalgScalar>(
+pub fn conv_general_dilated<T: LinalgScalar + Gemm>(
     lhs: &ArrayViewD<'_, T>,
     rhs: &ArrayViewD<'_, T>,
     dims: &ConvDims,
@@ -323,12 +323,12 @@ pub fn conv_general_dilated<T: LinalgScalar>(
                         geometry.gather(image(n + i, q), features, 0..positions, target);
                     }
                     let cols = ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                    let mut product = ArrayViewMut2::from_shape(
+                    let product = ArrayViewMut2::from_shape(
                         (per_group, width),
                         &mut products[..per_group * width],
                     )
                     .expect("sizes agree");
-                    general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut product);
+                    mat_mul(weights, cols, product);
                     // Column block i of the product is entry n + i's rows of group q.
                     for i in 0..count {
                         for o in 0..per_group {
@@ -353,8 +353,7 @@ pub fn conv_general_dilated<T: LinalgScalar>(
                         geometry.gather(image(n, q), features, first..end, (cols, width, 0));
                         let cols =
                             ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                        let mut target = result.slice_mut(s![.., first..end]);
-                        general_mat_mul(T::one(), &weights, &cols, T::zero(), &mut target);
+                        mat_mul(weights, cols, result.slice_mut(s![.., first..end]));
                         first = end;
                     }
                 }

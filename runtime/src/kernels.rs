@@ -4,7 +4,6 @@
 //! data copy it locally (`as_standard_layout`), and fast paths over a slice fall back to
 //! ndarray's iterators for other layouts.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{
     concatenate, ArrayD, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut2, Axis, IxDyn,
     LinalgScalar, Slice, Zip,
@@ -12,6 +11,7 @@ use ndarray::{
 use traceform_ir::{dot_free_axes, BinaryOp, CompareOp, DType, DotDims, Prim, Type, UnaryOp};
 
 use crate::conv::conv_general_dilated;
+use crate::gemm::{mat_mul, Gemm};
 use crate::value::{Value, ValueRef};
 use crate::window::{
     reduce_window, reduce_window_extremum, reduce_window_sum_transpose, select_and_gather_add,
@@ -500,13 +500,9 @@ fn arg_best<T: Copy + PartialOrd>(
     })
 }
 
-/// `out = x · y` by ndarray's GEMM (`out` starts at zero).
-fn float_mat_mul<T: LinalgScalar>(
-    x: ArrayView2<'_, T>,
-    y: ArrayView2<'_, T>,
-    mut out: ArrayViewMut2<'_, T>,
-) {
-    general_mat_mul(T::one(), &x, &y, T::zero(), &mut out);
+/// `out = x · y` by the GEMM (`crate::gemm`, the one the JIT calls too).
+fn float_mat_mul<T: Gemm>(x: ArrayView2<'_, T>, y: ArrayView2<'_, T>, out: ArrayViewMut2<'_, T>) {
+    mat_mul(x, y, out);
 }
 
 /// `out = x · y` for i32 with every product and sum wrapping, as XLA's integer dot does

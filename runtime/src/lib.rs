@@ -2,11 +2,13 @@
 //! the simplifier and the JIT are correct exactly when they agree with it.
 
 mod conv;
+mod gemm;
 mod interp;
 mod kernels;
 mod value;
 mod window;
 
+pub use gemm::{mat_mul, Gemm};
 pub use interp::{check_inputs, eval, eval_with_stats, EvalError, EvalStats, MAX_VALUE_BYTES};
 pub use kernels::{apply, KernelError, Real};
 pub use value::{AsValueRef, Value, ValueRef};
