@@ -3,7 +3,8 @@
 //! copies give: through reused transformed closures (a transposed matrix, `.t()`, and a strided
 //! vector, `s![..;2]`), on the interpreter (their first calls) and compiled (later ones); and for
 //! every program and transform of the conformance corpus, evaluated by the interpreter with
-//! every input transposed, strided or reversed, element for element equal.
+//! every input transposed, strided or reversed, element for element equal (to the rounding of
+//! a GEMM whose kernels depend on its operands' strides, see `layout_tolerance`).
 
 mod common;
 
@@ -156,6 +157,21 @@ fn view_value(stored: &Value, layout: Layout) -> ValueRef<'_> {
     }
 }
 
+/// Equal to the last bits of the output's scale: the GEMM library picks its kernels (and so
+/// the order it sums a product's terms in) by the operands' strides, so a product of a
+/// transposed view can round differently from the product of its row-major copy, and an hvp's
+/// sums of such products cancel (on the corpus only the f32 convolution case differs, by at
+/// most 2.4e-7, within 2e-6 of its outputs' largest magnitude). Everything else is bit for
+/// bit.
+fn layout_tolerance(want: &Value) -> (f64, f64) {
+    let scale = want.to_f64_vec().iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    match want {
+        Value::F32(_) => (0.0, 2e-6 * scale),
+        Value::F64(_) => (0.0, 1e-14 * scale),
+        Value::I32(_) | Value::Bool(_) => (0.0, 0.0),
+    }
+}
+
 #[test]
 fn every_corpus_pair_evaluates_alike_on_inputs_in_other_layouts() {
     let pairs = corpus_pairs();
@@ -175,10 +191,9 @@ fn every_corpus_pair_evaluates_alike_on_inputs_in_other_layouts() {
                 non_standard += usize::from(!v.is_standard_layout());
             }
             let got = traceform::eval(&pair.program, &views).unwrap();
-            let differs =
-                got.iter().zip(&want).enumerate().find_map(|(k, (g, w))| {
-                    mismatch(g, w, (0.0, 0.0)).map(|m| format!("out{k}: {m}"))
-                });
+            let differs = got.iter().zip(&want).enumerate().find_map(|(k, (g, w))| {
+                mismatch(g, w, layout_tolerance(w)).map(|m| format!("out{k}: {m}"))
+            });
             if let Some(m) = differs {
                 failures.push(format!("{} {layout:?}: {m}", pair.label()));
             }
