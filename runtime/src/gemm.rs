@@ -17,22 +17,18 @@
 //!   `x · w^T`) is the whole of `b`: there a column-major scratch `c` is computed instead
 //!   when that packs less (`single`: AlexNet's `[8,4096] · [9216,4096]^T` 114 -> 21 ms);
 //! - at least `PARALLEL` (128x128x128): `c` is cut in two blocks along its longer side, and
-//!   the calling thread and one helper thread (a private rayon pool of one thread, started by
-//!   the first such product) each claim blocks until none is left. The caller never waits for
-//!   the helper to start: on a machine whose other core is busy it computes both blocks
-//!   itself, about as fast as one call (`rayon::join`, or the gemm crate's own threading,
-//!   wait for a second thread and were slower than one thread there). The helper
-//!   sleeps between products (rayon's workers park after a few rounds of yielding): no
-//!   spinning after a call.
+//!   the calling thread and the helper thread of `par.rs` each claim blocks until none is
+//!   left (the gemm crate's own threading waits for a second thread, and was slower than one
+//!   thread on a machine whose other core is busy).
 //!
 //! Which thread computes a block does not change its result, and the cut depends on the
 //! sizes alone, so results do not depend on the timing.
 
 use std::ops::{Add, Mul};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::par;
 
 /// An element type the GEMM multiplies: f32 and f64.
 pub trait Gemm: Copy + Default + Send + Sync + 'static {
@@ -137,8 +133,8 @@ impl<T> Clone for Matrices<T> {
 impl<T> Copy for Matrices<T> {}
 
 // SAFETY: the pointers are only dereferenced under `Gemm::gemm`'s contract, whose caller
-// waits until every block handed to another thread is done (`two_threads`).
-unsafe impl<T: Sync> Send for Matrices<T> {}
+// waits until every block handed to another thread is done (`two_threads`, `par::blocks`).
+unsafe impl<T: Sync> Sync for Matrices<T> {}
 
 impl<T> Matrices<T> {
     /// Rows `lo..hi` of `c` (and of `a`).
@@ -279,61 +275,16 @@ unsafe fn crate_gemm<T: Element>(p: Matrices<T>) {
     }
 }
 
-/// The helper thread's pool: one thread, started by the first product that uses it; `None`
-/// on a machine with one core (or if no thread can be started).
-fn helper() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .thread_name(|_| "traceform-gemm".into())
-                    .build()
-                    .ok()
-            })
-            .flatten()
-    })
-    .as_ref()
-}
-
-/// Blocks shared by the caller and the helper.
-struct Claims {
-    /// The next block to claim.
-    next: AtomicUsize,
-    /// Whether the caller has stopped waiting (`closed`), and whether the helper is inside
-    /// its loop (`busy`).
-    state: Mutex<(bool, bool)>,
-    /// Signalled when the helper leaves its loop.
-    idle: Condvar,
-}
-
-/// Waits, also when unwinding, until the helper is out of its loop and will not enter it:
-/// after this no thread touches the matrices.
-struct Close<'a>(&'a Claims, usize);
-
-impl Drop for Close<'_> {
-    fn drop(&mut self) {
-        self.0.next.fetch_max(self.1, Ordering::Relaxed);
-        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.0 = true;
-        while state.1 {
-            state = self.0.idle.wait(state).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
 /// `c` cut in two blocks along its longer side (at a multiple of 16), claimed by this thread
 /// and the helper, each block computed by `single`.
 ///
 /// # Safety
 /// `Gemm::gemm`'s contract.
 unsafe fn two_threads<T: Element>(p: Matrices<T>) {
-    let Some(pool) = helper() else {
+    if !par::available() {
         // SAFETY: the caller's contract.
         return unsafe { single(p) };
-    };
+    }
     let len = p.m.max(p.n);
     let cut = (len / 2).next_multiple_of(16).min(len);
     let blocks = [(0, cut), (cut, len)];
@@ -345,41 +296,9 @@ unsafe fn two_threads<T: Element>(p: Matrices<T>) {
             p.cols(lo, hi)
         }
     };
-    let claims = Arc::new(Claims {
-        next: AtomicUsize::new(0),
-        state: Mutex::new((false, false)),
-        idle: Condvar::new(),
-    });
-    let theirs = Arc::clone(&claims);
-    pool.spawn(move || {
-        {
-            let mut state = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
-            if state.0 {
-                return;
-            }
-            state.1 = true;
-        }
-        loop {
-            let i = theirs.next.fetch_add(1, Ordering::Relaxed);
-            if i >= blocks.len() {
-                break;
-            }
-            // SAFETY: the caller of `two_threads` waits (`Close`) until this loop is left.
-            unsafe { single(block(i)) };
-        }
-        let mut state = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.1 = false;
-        theirs.idle.notify_all();
-    });
-    let _close = Close(&claims, blocks.len());
-    loop {
-        let i = claims.next.fetch_add(1, Ordering::Relaxed);
-        if i >= blocks.len() {
-            break;
-        }
-        // SAFETY: the caller's contract; blocks do not overlap.
-        unsafe { single(block(i)) };
-    }
+    // SAFETY: the caller's contract; blocks do not overlap, and `par::blocks` returns only
+    // when both are done.
+    par::blocks(blocks.len(), &|i| unsafe { single(block(i)) });
 }
 
 /// `c = a * b` over ndarray views of any strides.

@@ -5,6 +5,7 @@ mod conv;
 mod gemm;
 mod interp;
 mod kernels;
+pub mod par;
 mod value;
 mod window;
 
