@@ -193,6 +193,147 @@ struct Emitter<'k> {
     tile: Vec<Option<(Value, Option<Value>)>>,
     host: Vec<Option<cranelift_codegen::ir::FuncRef>>,
     flags: MemFlagsData,
+    /// The indices `lo..hi` of the outermost collapsed axis this function runs (a cut loop).
+    range: Option<(Value, Value)>,
+}
+
+/// A kernel's affine functions in the order `Collapsed::funcs` lists them.
+struct Functions<'k> {
+    affines: Vec<&'k Affine>,
+    /// Per node: index into `affines` (loads and iotas; `usize::MAX` for others).
+    func_of: Vec<usize>,
+    /// Per guard, per axis: index into `affines`.
+    guard_fns: Vec<Vec<usize>>,
+    /// The outputs' (root, then siblings) indices into `affines`.
+    out_fns: Vec<usize>,
+}
+
+fn functions<'k>(kernel: &'k Kernel, row_major: &'k Affine) -> Functions<'k> {
+    let mut affines: Vec<&Affine> = Vec::new();
+    let mut func_of = vec![usize::MAX; kernel.nodes.len()];
+    for (i, node) in kernel.nodes.iter().enumerate() {
+        if let NodeOp::Load { at: a, .. } | NodeOp::Iota(a) = &node.op {
+            func_of[i] = affines.len();
+            affines.push(a);
+        }
+    }
+    let mut guard_fns: Vec<Vec<usize>> = Vec::new();
+    for g in &kernel.guards {
+        guard_fns.push(
+            g.axes
+                .iter()
+                .map(|(a, _, _)| {
+                    affines.push(a);
+                    affines.len() - 1
+                })
+                .collect(),
+        );
+    }
+    let out_affine = match (&kernel.reduce, &kernel.scatter) {
+        (Some((_, at)), _) | (None, Some((at, _))) => at,
+        (None, None) => row_major,
+    };
+    affines.push(out_affine);
+    let mut out_fns = vec![affines.len() - 1];
+    for sib in &kernel.siblings {
+        affines.push(&sib.at);
+        out_fns.push(affines.len() - 1);
+    }
+    Functions {
+        affines,
+        func_of,
+        guard_fns,
+        out_fns,
+    }
+}
+
+/// Loops over at least this many elements are cut in two blocks for two threads
+/// (`traceform_runtime::par`).
+const PARALLEL_FROM: usize = 1 << 17;
+
+/// At most this many bytes of partial results per parallel loop.
+const PARTIAL_LIMIT: usize = 1 << 18;
+
+/// How a loop is cut for two threads: its outermost collapsed axis (the only one, for a flat
+/// loop) of `len` indices, at `cut`. Outputs folded over that axis (listed in `partial`, 0
+/// the root and `k + 1` sibling `k`) get a second buffer for the second block, filled with
+/// the fold's identity and folded into the first afterwards; every other output is written
+/// at disjoint elements by the two blocks. A cut loop's function is `fn(table, lo, hi)`, and
+/// its reductions' outputs are filled by the caller (`fill_identity`), not by the loop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    pub len: i64,
+    pub cut: i64,
+    pub partial: Vec<usize>,
+}
+
+/// The cut of a loop worth running on two threads, if any.
+pub fn split(kernel: &Kernel) -> Option<Split> {
+    let elements: usize = kernel.domain.iter().product();
+    let folds_bools = kernel.out_dtype == DType::Bool
+        && (kernel.reduce.is_some() || kernel.siblings.iter().any(|s| s.reduce.is_some()));
+    if elements < PARALLEL_FROM || kernel.scatter.is_some() || folds_bools {
+        return None;
+    }
+    let row_major = row_major_affine(&kernel.domain);
+    let f = functions(kernel, &row_major);
+    let c = collapse(&kernel.domain, &f.affines);
+    if c.empty {
+        return None;
+    }
+    let len = c.dims[0];
+    // A flat loop is cut at a multiple of the unrolled vector (both blocks' lengths are then
+    // what the code expects modulo the vector width).
+    let cut = if c.dims.len() == 1 {
+        (len / 2 + 63) / 64 * 64
+    } else {
+        len / 2
+    };
+    if cut <= 0 || cut >= len {
+        return None;
+    }
+    let reduces = std::iter::once(kernel.reduce.as_ref().map(|(op, _)| *op))
+        .chain(kernel.siblings.iter().map(|s| s.reduce));
+    let lens = std::iter::once(kernel.out_len).chain(kernel.siblings.iter().map(|s| s.len));
+    let mut partial = Vec::new();
+    let mut partial_bytes = 0;
+    for (o, (reduce, out_len)) in reduces.zip(lens).enumerate() {
+        if c.funcs[f.out_fns[o]].1[0] != 0 {
+            continue;
+        }
+        // An output stored, not folded, at elements both blocks would write: not cut.
+        reduce?;
+        partial.push(o);
+        partial_bytes += (out_len * kernel.out_dtype.size_bytes()).next_multiple_of(64);
+    }
+    (partial_bytes <= PARTIAL_LIMIT).then_some(Split { len, cut, partial })
+}
+
+/// Bytes of partial results a cut loop needs (each output 64-byte aligned).
+pub fn partial_bytes(kernel: &Kernel, split: &Split) -> usize {
+    split
+        .partial
+        .iter()
+        .map(|&o| {
+            let len = if o == 0 {
+                kernel.out_len
+            } else {
+                kernel.siblings[o - 1].len
+            };
+            (len * kernel.out_dtype.size_bytes()).next_multiple_of(64)
+        })
+        .sum()
+}
+
+/// The identity of a fold, as the value it fills an output with.
+pub fn identity_value(op: ReduceOp, dtype: DType) -> f64 {
+    match (op, dtype) {
+        (ReduceOp::Sum, _) => 0.0,
+        (ReduceOp::Max, DType::I32) => f64::from(i32::MIN),
+        (ReduceOp::Min, DType::I32) => f64::from(i32::MAX),
+        (ReduceOp::Max, _) => f64::NEG_INFINITY,
+        (ReduceOp::Min, _) => f64::INFINITY,
+    }
 }
 
 /// Where compiled code finds things: each materialised value's index in the buffer table,
@@ -213,7 +354,6 @@ pub fn compile_segment<M: Module>(
     kernels: &[&Kernel],
     layout: &Layout<'_>,
 ) -> Result<(), String> {
-    let (slot, scratch_slot, host_ids) = (layout.slot, layout.scratch_slot, layout.host_ids);
     let ptr_ty = module.target_config().pointer_type();
     ctx.func.signature.params.push(AbiParam::new(ptr_ty));
     ctx.func.name = cranelift_codegen::ir::UserFuncName::user(0, id.as_u32());
@@ -223,8 +363,42 @@ pub fn compile_segment<M: Module>(
     b.switch_to_block(entry);
     let table = b.block_params(entry)[0];
     for kernel in kernels {
-        emit_kernel(module, &mut b, table, kernel, slot, scratch_slot, host_ids)?;
+        emit_kernel(module, &mut b, table, kernel, layout, None)?;
     }
+    b.ins().return_(&[]);
+    b.seal_all_blocks();
+    b.finalize(module.target_config());
+    Ok(())
+}
+
+/// Compiles the loop of `kernel`, cut as `split` says, into the one function `id` of
+/// `module`: `fn(table, lo, hi)` runs indices `lo..hi` of the cut axis.
+pub fn compile_parallel<M: Module>(
+    module: &mut M,
+    ctx: &mut cranelift_codegen::Context,
+    fctx: &mut cranelift_frontend::FunctionBuilderContext,
+    id: FuncId,
+    kernel: &Kernel,
+    layout: &Layout<'_>,
+) -> Result<(), String> {
+    let ptr_ty = module.target_config().pointer_type();
+    ctx.func.signature.params.push(AbiParam::new(ptr_ty));
+    ctx.func.signature.params.push(AbiParam::new(I64));
+    ctx.func.signature.params.push(AbiParam::new(I64));
+    ctx.func.name = cranelift_codegen::ir::UserFuncName::user(0, id.as_u32());
+    let mut b = FunctionBuilder::new(&mut ctx.func, fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    let params = b.block_params(entry).to_vec();
+    emit_kernel(
+        module,
+        &mut b,
+        params[0],
+        kernel,
+        layout,
+        Some((params[1], params[2])),
+    )?;
     b.ins().return_(&[]);
     b.seal_all_blocks();
     b.finalize(module.target_config());
@@ -238,45 +412,19 @@ fn emit_kernel<M: Module>(
     b: &mut FunctionBuilder,
     table: Value,
     kernel: &Kernel,
-    slot: &dyn Fn(Var) -> usize,
-    scratch_slot: usize,
-    host_ids: &dyn Fn(&'static str) -> FuncId,
+    layout: &Layout<'_>,
+    range: Option<(Value, Value)>,
 ) -> Result<(), String> {
+    let (slot, scratch_slot, host_ids) = (layout.slot, layout.scratch_slot, layout.host_ids);
     let ptr_ty = module.target_config().pointer_type();
     let n = kernel.nodes.len();
-    let mut affines: Vec<&Affine> = Vec::new();
-    let mut func_of = vec![usize::MAX; n];
-    for (i, node) in kernel.nodes.iter().enumerate() {
-        if let NodeOp::Load { at: a, .. } | NodeOp::Iota(a) = &node.op {
-            func_of[i] = affines.len();
-            affines.push(a);
-        }
-    }
-    // Per guard, per axis: the index of its affine function.
-    let mut guard_fns: Vec<Vec<usize>> = Vec::new();
-    for g in &kernel.guards {
-        guard_fns.push(
-            g.axes
-                .iter()
-                .map(|(a, _, _)| {
-                    affines.push(a);
-                    affines.len() - 1
-                })
-                .collect(),
-        );
-    }
     let row_major = row_major_affine(&kernel.domain);
-    let out_affine = match (&kernel.reduce, &kernel.scatter) {
-        (Some((_, at)), _) | (None, Some((at, _))) => at,
-        (None, None) => &row_major,
-    };
-    // The outputs: the root's, then the sibling reductions merged into this loop.
-    affines.push(out_affine);
-    let mut out_fns = vec![affines.len() - 1];
-    for sib in &kernel.siblings {
-        affines.push(&sib.at);
-        out_fns.push(affines.len() - 1);
-    }
+    let Functions {
+        affines,
+        func_of,
+        guard_fns,
+        out_fns,
+    } = functions(kernel, &row_major);
     let c = collapse(&kernel.domain, &affines);
     let mut level = vec![0usize; n];
     for (i, node) in kernel.nodes.iter().enumerate() {
@@ -398,8 +546,10 @@ fn emit_kernel<M: Module>(
         tile,
         host: host_refs,
         flags,
+        range,
     };
-    for (o, out) in e.outs.iter().enumerate() {
+    // A cut loop's caller fills its reductions' outputs (both blocks write into them).
+    for (o, out) in e.outs.iter().enumerate().filter(|_| range.is_none()) {
         let init = match (&out.reduce, &kernel.scatter) {
             (Some(op), _) => Some(e.identity(b, *op, 1)),
             (None, Some((_, Fill::Literal(x)))) if o == 0 => {
@@ -534,14 +684,7 @@ impl Emitter<'_> {
 
     fn identity(&self, b: &mut FunctionBuilder, op: ReduceOp, width: u32) -> Value {
         let dtype = self.kernel.out_dtype;
-        let x = match (op, dtype) {
-            (ReduceOp::Sum, _) => 0.0,
-            (ReduceOp::Max, DType::I32) => f64::from(i32::MIN),
-            (ReduceOp::Min, DType::I32) => f64::from(i32::MAX),
-            (ReduceOp::Max, _) => f64::NEG_INFINITY,
-            (ReduceOp::Min, _) => f64::INFINITY,
-        };
-        self.constant(b, dtype, x, width)
+        self.constant(b, dtype, identity_value(op, dtype), width)
     }
 
     /// The loops over the outer axes `level..`, then the innermost axis.
@@ -580,9 +723,14 @@ impl Emitter<'_> {
             self.emit_inner(b, &Outer { idx: outer, rows });
             return;
         }
-        let zero = b.ins().iconst(I64, 0);
-        let end = b.ins().iconst(I64, self.c.dims[level]);
-        counted_loop(b, zero, end, 1, &mut |b, i| {
+        let (start, end) = match self.range {
+            Some(range) if level == 0 => range,
+            _ => (
+                b.ins().iconst(I64, 0),
+                b.ins().iconst(I64, self.c.dims[level]),
+            ),
+        };
+        counted_loop(b, start, end, 1, &mut |b, i| {
             let mut idx = index.to_vec();
             idx.push(i);
             self.emit_nest(b, level + 1, &idx);
@@ -594,16 +742,19 @@ impl Emitter<'_> {
     fn emit_inner(&self, b: &mut FunctionBuilder, outer: &Outer) {
         let inner = self.c.dims.len() - 1;
         let n = self.c.dims[inner];
-        let zero = b.ins().iconst(I64, 0);
-        let end = b.ins().iconst(I64, n);
+        let (start, end) = match self.range {
+            Some(range) if inner == 0 => range,
+            _ => (b.ins().iconst(I64, 0), b.ins().iconst(I64, n)),
+        };
         if self.passes == 1 || n <= TILE as i64 {
-            // One tile: the whole axis.
-            self.emit_tile(b, outer, zero, end);
+            // One tile: the whole axis (or block).
+            let len = b.ins().isub(end, start);
+            self.emit_tile(b, outer, start, len);
             return;
         }
         // Tiles of TILE elements, the last one shorter: one copy of the code.
         let c0 = b.declare_var(I64);
-        b.def_var(c0, zero);
+        b.def_var(c0, start);
         let header = b.create_block();
         let body = b.create_block();
         let exit = b.create_block();

@@ -19,6 +19,7 @@ mod codegen;
 mod gemm;
 mod host;
 mod memory;
+mod parallel;
 mod plan;
 
 use std::mem::MaybeUninit;
@@ -58,6 +59,7 @@ type KernelFn = unsafe extern "C" fn(*const *mut u8);
 
 enum Exec {
     Kernel(KernelFn),
+    Parallel(Box<parallel::Parallel>),
     Gemm(u32),
     Runtime(u32),
 }
@@ -74,9 +76,12 @@ pub struct Executable {
     /// Per buffer-table index: the value.
     slots: Vec<Var>,
     exec: Vec<Exec>,
-    /// The arena of intermediate values, then the scratch of transcendental tiles.
+    /// The arena of intermediate values, then the scratch of transcendental tiles, then (when
+    /// a loop is cut for two threads) the second block's scratch and partial results.
     arena: Mutex<Vec<u64>>,
     scratch_bytes: usize,
+    /// Bytes of partial results of the cut loop that needs the most.
+    partial_bytes: usize,
 }
 
 // SAFETY: after `compile` the modules are never used through `&self` (only dropped, which
@@ -205,6 +210,55 @@ impl CodeModule {
     }
 }
 
+impl CodeModule {
+    /// Compiles a loop cut for two threads as the function `block{step}`.
+    fn add_parallel(
+        &mut self,
+        step: usize,
+        kernel: &plan::Kernel,
+        slot: &dyn Fn(Var) -> usize,
+        scratch_slot: usize,
+        contexts: &mut Contexts,
+        clif: Option<&mut Vec<String>>,
+    ) -> Result<FuncId, String> {
+        let Contexts { ctx, fctx } = contexts;
+        let module = &mut self.module;
+        let host_ids = &self.host_ids;
+        let lookup = |name: &'static str| {
+            host_ids
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|&(_, id)| id)
+                .expect("every host kernel is declared")
+        };
+        let mut sig = module.make_signature();
+        sig.params
+            .push(AbiParam::new(module.target_config().pointer_type()));
+        sig.params.push(AbiParam::new(types::I64));
+        sig.params.push(AbiParam::new(types::I64));
+        let id = module
+            .declare_function(&format!("block{step}"), Linkage::Local, &sig)
+            .map_err(|e| e.to_string())?;
+        let layout = codegen::Layout {
+            slot,
+            scratch_slot,
+            host_ids: &lookup,
+        };
+        codegen::compile_parallel(module, ctx, fctx, id, kernel, &layout)?;
+        if let Some(out) = clif {
+            out.push(format!(
+                "; block{step}: step {step} (cut for two threads), before Cranelift's optimiser\n{}",
+                ctx.func.display()
+            ));
+        }
+        module
+            .define_function(id, ctx)
+            .map_err(|e| format!("step {step}: {e:?}"))?;
+        module.clear_context(ctx);
+        Ok(id)
+    }
+}
+
 /// At most this many fused loops go into one compiled function.
 const SEGMENT_LOOPS: usize = 8;
 
@@ -262,8 +316,10 @@ fn compile_keeping_clif(
     // Runs of consecutive fused loops of one module become one function each.
     enum Planned {
         Segment(usize, FuncId),
+        Parallel(FuncId, codegen::Split, DType, Vec<parallel::Output>),
         Other(Exec),
     }
+    let mut partial_bytes = 0;
     let mut planned: Vec<Planned> = Vec::new();
     let mut i = 0;
     while i < plan.steps.len() {
@@ -276,6 +332,27 @@ fn compile_keeping_clif(
             i += 1;
             continue;
         };
+        if let Some(split) = codegen::split(kernel) {
+            if modules[1].is_none() {
+                modules[1] = Some(CodeModule::new("speed").map_err(err)?);
+            }
+            let m = modules[1].as_mut().expect("made above");
+            let id = m
+                .add_parallel(
+                    i,
+                    kernel,
+                    &slot,
+                    slots.len(),
+                    &mut contexts,
+                    clif.as_deref_mut(),
+                )
+                .map_err(err)?;
+            let outputs = parallel_outputs(kernel, &split, &slot);
+            partial_bytes = partial_bytes.max(codegen::partial_bytes(kernel, &split));
+            planned.push(Planned::Parallel(id, split, kernel.out_dtype, outputs));
+            i += 1;
+            continue;
+        }
         let class = |k: &plan::Kernel| {
             usize::from(k.domain.iter().product::<usize>() >= OPTIMISE_FROM_ELEMENTS)
         };
@@ -283,7 +360,9 @@ fn compile_keeping_clif(
         let mut kernels: Vec<&plan::Kernel> = vec![kernel];
         while kernels.len() < SEGMENT_LOOPS {
             match plan.steps.get(i + kernels.len()).map(|s| &s.kind) {
-                Some(StepKind::Kernel(k)) if class(k) == which => kernels.push(k.as_ref()),
+                Some(StepKind::Kernel(k)) if class(k) == which && codegen::split(k).is_none() => {
+                    kernels.push(k.as_ref())
+                }
                 _ => break,
             }
         }
@@ -319,6 +398,18 @@ fn compile_keeping_clif(
                 // SAFETY: compiled with the signature `fn(*const *mut u8)`.
                 Exec::Kernel(unsafe { std::mem::transmute::<*const u8, KernelFn>(code) })
             }
+            Planned::Parallel(id, split, dtype, outputs) => {
+                let m = modules[1].as_ref().expect("compiled into");
+                let code = m.module.get_finalized_function(id);
+                // SAFETY: compiled with the signature `fn(*const *mut u8, i64, i64)`.
+                let f = unsafe { std::mem::transmute::<*const u8, parallel::ParallelFn>(code) };
+                Exec::Parallel(Box::new(parallel::Parallel {
+                    f,
+                    split,
+                    dtype,
+                    outputs,
+                }))
+            }
             Planned::Other(e) => e,
         })
         .collect();
@@ -331,7 +422,7 @@ fn compile_keeping_clif(
         })
         .max()
         .unwrap_or(0);
-    let arena_words = (memory.arena_bytes + scratch_bytes).div_ceil(8);
+    let arena_words = arena_bytes(&memory, scratch_bytes, partial_bytes).div_ceil(8);
     let arena = Mutex::new(vec![0u64; arena_words]);
     Ok(Executable {
         modules: modules.into_iter().flatten().map(|m| m.module).collect(),
@@ -343,7 +434,52 @@ fn compile_keeping_clif(
         exec,
         arena,
         scratch_bytes,
+        partial_bytes,
     })
+}
+
+/// The arena's bytes: values, scratch, then (with cut loops) a second scratch and the
+/// partial results.
+fn arena_bytes(memory: &MemoryPlan, scratch_bytes: usize, partial_bytes: usize) -> usize {
+    let second = if partial_bytes > 0 || scratch_bytes > 0 {
+        scratch_bytes.next_multiple_of(64) + partial_bytes
+    } else {
+        0
+    };
+    memory.arena_bytes + scratch_bytes.next_multiple_of(64) + second
+}
+
+/// The folding outputs of a cut loop, with the place of each partial result.
+fn parallel_outputs(
+    kernel: &plan::Kernel,
+    split: &codegen::Split,
+    slot: &dyn Fn(Var) -> usize,
+) -> Vec<parallel::Output> {
+    let root = (
+        kernel.out,
+        kernel.out_len,
+        kernel.reduce.as_ref().map(|r| r.0),
+    );
+    let siblings = kernel.siblings.iter().map(|s| (s.out, s.len, s.reduce));
+    let mut at = 0;
+    std::iter::once(root)
+        .chain(siblings)
+        .enumerate()
+        .filter_map(|(o, (out, len, op))| {
+            let op = op?;
+            let partial = split.partial.contains(&o).then(|| {
+                let here = at;
+                at += (len * kernel.out_dtype.size_bytes()).next_multiple_of(64);
+                here
+            });
+            Some(parallel::Output {
+                slot: slot(out),
+                len,
+                op,
+                partial,
+            })
+        })
+        .collect()
 }
 
 /// The equation computing a step's result.
@@ -431,6 +567,22 @@ impl Executable {
         let mut s = self.plan.describe(&self.func);
         let namer = traceform_ir::Namer::new(&self.func);
         for (i, step) in self.plan.steps.iter().enumerate() {
+            if let Some(split) = match &step.kind {
+                StepKind::Kernel(k) => codegen::split(k),
+                _ => None,
+            } {
+                s.push_str(&format!(
+                    "step {i} runs on two threads: indices 0..{} and {}..{} of its outermost loop{}\n",
+                    split.cut,
+                    split.cut,
+                    split.len,
+                    if split.partial.is_empty() {
+                        ""
+                    } else {
+                        " (the second block folds into partial results)"
+                    }
+                ));
+            }
             for out in std::iter::once(&step.out).chain(&step.also) {
                 if let Place::Arena(at) = self.memory.places[out.index()] {
                     s.push_str(&format!(
@@ -492,7 +644,8 @@ impl Executable {
         let arena_ptr = match &mut guard {
             Some(arena) => arena.as_mut_ptr() as *mut u8,
             None => {
-                own_arena = vec![0u64; (self.memory.arena_bytes + self.scratch_bytes).div_ceil(8)];
+                let bytes = arena_bytes(&self.memory, self.scratch_bytes, self.partial_bytes);
+                own_arena = vec![0u64; bytes.div_ceil(8)];
                 own_arena.as_mut_ptr() as *mut u8
             }
         };
@@ -509,11 +662,24 @@ impl Executable {
             .collect();
         // SAFETY: the scratch follows the values in the arena (64-byte aligned).
         table.push(unsafe { arena_ptr.add(self.memory.arena_bytes) });
+        let scratch_slot = self.slots.len();
+        // SAFETY: the arena holds both scratches and the partial area (`arena_bytes`).
+        let second = unsafe {
+            let scratch =
+                arena_ptr.add(self.memory.arena_bytes + self.scratch_bytes.next_multiple_of(64));
+            parallel::SecondBlock {
+                scratch_slot,
+                scratch,
+                partials: scratch.add(self.scratch_bytes.next_multiple_of(64)),
+            }
+        };
         for exec in &self.exec {
             match exec {
                 // SAFETY: the table holds a buffer of the right size for every value the loop
                 // reads or writes, and the inputs were checked against the signature.
                 Exec::Kernel(f) => unsafe { f(table.as_ptr()) },
+                // SAFETY: as above; the second scratch and the partial area are this call's.
+                Exec::Parallel(p) => unsafe { p.run(&table, &second) },
                 Exec::Gemm(eqn) => self.gemm(*eqn, &table),
                 Exec::Runtime(eqn) => self.runtime_call(*eqn, &table)?,
             }

@@ -1,37 +1,117 @@
 //! Two-way parallelism for large steps: the GEMM's halves, the JIT's big fused loops,
 //! im2col and pooling.
 //!
-//! One helper thread (a private rayon pool of one thread, started by the first call that
-//! uses it) and the calling thread claim numbered blocks of work until none is left. The
-//! caller never waits for the helper to start: on a machine whose other core is busy it
-//! computes every block itself, about as fast as one thread would (waiting for a second
-//! thread, as `rayon::join` does, was slower than one thread there). The helper sleeps
-//! between calls (rayon's workers park after a few rounds of yielding): nothing spins after
-//! a call returns.
+//! One helper thread (started by the first call that needs it) and the calling thread claim
+//! numbered blocks of work until none is left. The caller never waits for the helper to
+//! start: on a machine whose other core is busy it computes every block itself, about as
+//! fast as one thread would (waiting for a second thread, as `rayon::join` does, was slower
+//! than one thread there).
 //!
-//! A block's work must not depend on which thread runs it; then results do not depend on
-//! the timing. Callers give each block its own output (or its own partial result).
+//! After a call the helper spins for `SPIN` looking for the next one, then sleeps on a
+//! condition variable. Waking a sleeping thread took longer than a 90 µs block on these
+//! virtual machines (Rosenbrock's loop cut in two ran no faster than in one), so back-to-back
+//! steps and calls need the spin; after it nothing runs between calls.
+//!
+//! One call at a time is posted to the helper: a call made while another thread's call holds
+//! it runs all its blocks on its own thread. A block's work must not depend on which thread
+//! runs it; then results do not depend on the timing. Callers give each block its own output
+//! (or its own partial result).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-/// The helper thread's pool; `None` on a machine with one core (or if no thread can be
-/// started).
-fn helper() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
+/// How long the helper looks for the next call before it sleeps.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// One call's blocks, on the caller's stack while the call lasts.
+struct Task<'a> {
+    blocks: usize,
+    work: &'a (dyn Fn(usize) + Sync),
+    /// The next block to claim.
+    next: AtomicUsize,
+    /// `TAKEN` once the helper has taken the task, `DONE` once it has left it for good.
+    helper: AtomicU8,
+    panicked: AtomicBool,
+}
+
+const TAKEN: u8 = 1;
+const DONE: u8 = 2;
+
+/// What the caller and the helper share.
+struct Helper {
+    /// The posted task (null: none). Whoever swaps it out owns the right to run it: the
+    /// helper, or the caller taking it back.
+    task: AtomicPtr<Task<'static>>,
+    sleeping: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+/// The helper; `None` on a machine with one core (or if no thread can be started).
+fn helper() -> Option<&'static Helper> {
+    static HELPER: OnceLock<Option<&'static Helper>> = OnceLock::new();
+    *HELPER.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(1)
-                    .thread_name(|_| "traceform-helper".into())
-                    .build()
-                    .ok()
-            })
-            .flatten()
+        if cores < 2 {
+            return None;
+        }
+        let h: &'static Helper = Box::leak(Box::new(Helper {
+            task: AtomicPtr::new(std::ptr::null_mut()),
+            sleeping: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name("traceform-helper".into())
+            .spawn(move || serve(h))
+            .ok()
+            .map(|_| h)
     })
-    .as_ref()
+}
+
+/// The helper's loop: take a posted task, run blocks, spin, sleep.
+fn serve(h: &'static Helper) {
+    loop {
+        let mut idle_since = Instant::now();
+        let task = loop {
+            let p = h.task.swap(std::ptr::null_mut(), Ordering::AcqRel);
+            if !p.is_null() {
+                break p;
+            }
+            if idle_since.elapsed() < SPIN {
+                std::hint::spin_loop();
+                continue;
+            }
+            let guard = h.lock.lock().unwrap_or_else(|e| e.into_inner());
+            h.sleeping.store(true, Ordering::SeqCst);
+            if h.task.load(Ordering::SeqCst).is_null() {
+                drop(h.wake.wait(guard).unwrap_or_else(|e| e.into_inner()));
+            }
+            h.sleeping.store(false, Ordering::SeqCst);
+            idle_since = Instant::now();
+        };
+        // SAFETY: the caller keeps the task alive until it sees `DONE` (`blocks`).
+        let task = unsafe { &*task };
+        task.helper.store(TAKEN, Ordering::Release);
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| claim(task)));
+        if run.is_err() {
+            task.panicked.store(true, Ordering::Relaxed);
+        }
+        // The last touch of the task.
+        task.helper.store(DONE, Ordering::Release);
+    }
+}
+
+/// Runs blocks of `task` until none is left.
+fn claim(task: &Task<'_>) {
+    loop {
+        let i = task.next.fetch_add(1, Ordering::Relaxed);
+        if i >= task.blocks {
+            break;
+        }
+        (task.work)(i);
+    }
 }
 
 /// Whether a second thread can take blocks (false on a one-core machine).
@@ -39,35 +119,37 @@ pub fn available() -> bool {
     helper().is_some()
 }
 
-/// Blocks shared by the caller and the helper.
-struct Claims {
-    /// The next block to claim.
-    next: AtomicUsize,
-    /// Whether the caller has stopped waiting (`closed`), whether the helper is inside its
-    /// loop (`busy`), and whether a block panicked on the helper.
-    state: Mutex<State>,
-    /// Signalled when the helper leaves its loop.
-    idle: Condvar,
-}
+/// Takes the task back from the helper, or waits until the helper has left it; also when
+/// unwinding. After this no other thread touches the task.
+struct Close<'a, 't>(&'a Helper, &'a Task<'t>);
 
-#[derive(Default)]
-struct State {
-    closed: bool,
-    busy: bool,
-    panicked: bool,
-}
-
-/// Waits, also when unwinding, until the helper is out of its loop and will not enter it:
-/// after this no thread runs a block.
-struct Close<'a>(&'a Claims, usize);
-
-impl Drop for Close<'_> {
+impl Drop for Close<'_, '_> {
     fn drop(&mut self) {
-        self.0.next.fetch_max(self.1, Ordering::Relaxed);
-        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.closed = true;
-        while state.busy {
-            state = self.0.idle.wait(state).unwrap_or_else(|e| e.into_inner());
+        let (h, task) = (self.0, self.1);
+        // No block is claimed from here on.
+        task.next.fetch_max(task.blocks, Ordering::Relaxed);
+        let mine = task as *const Task<'_> as *mut Task<'static>;
+        if h.task
+            .compare_exchange(
+                mine,
+                std::ptr::null_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+        {
+            return;
+        }
+        // The helper has taken it: it is finishing a block at most (yielding after a while,
+        // in case it shares this core).
+        let mut spins = 0u32;
+        while task.helper.load(Ordering::Acquire) != DONE {
+            spins += 1;
+            if spins < 1 << 12 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 }
@@ -78,52 +160,43 @@ impl Drop for Close<'_> {
 /// # Panics
 /// If a block panics (after every block started has finished).
 pub fn blocks(blocks: usize, work: &(dyn Fn(usize) + Sync)) {
-    let pool = match helper() {
-        Some(pool) if blocks > 1 => pool,
+    let h = match helper() {
+        Some(h) if blocks > 1 => h,
         _ => return (0..blocks).for_each(work),
     };
-    // SAFETY: only the lifetime is extended. The helper calls `work` only inside its claim
-    // loop, and this function does not return (nor unwind) before `Close` has seen the
-    // helper leave that loop or promise never to enter it.
-    let theirs_work: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(work) };
-    let claims = Arc::new(Claims {
+    let task = Task {
+        blocks,
+        work,
         next: AtomicUsize::new(0),
-        state: Mutex::new(State::default()),
-        idle: Condvar::new(),
-    });
-    let theirs = Arc::clone(&claims);
-    pool.spawn(move || {
-        {
-            let mut state = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
-            if state.closed {
-                return;
-            }
-            state.busy = true;
-        }
-        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
-            let i = theirs.next.fetch_add(1, Ordering::Relaxed);
-            if i >= blocks {
-                break;
-            }
-            theirs_work(i);
-        }));
-        let mut state = theirs.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.busy = false;
-        state.panicked |= run.is_err();
-        theirs.idle.notify_all();
-    });
-    {
-        let _close = Close(&claims, blocks);
-        loop {
-            let i = claims.next.fetch_add(1, Ordering::Relaxed);
-            if i >= blocks {
-                break;
-            }
-            work(i);
-        }
+        helper: AtomicU8::new(0),
+        panicked: AtomicBool::new(false),
+    };
+    let mine = &task as *const Task<'_> as *mut Task<'static>;
+    // Posted only if no other call holds the helper.
+    let posted = h
+        .task
+        .compare_exchange(
+            std::ptr::null_mut(),
+            mine,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok();
+    if !posted {
+        return (0..blocks).for_each(work);
     }
-    let panicked = claims.state.lock().map_or(true, |s| s.panicked);
-    assert!(!panicked, "a block of parallel work panicked on the helper thread");
+    if h.sleeping.load(Ordering::SeqCst) {
+        let _guard = h.lock.lock().unwrap_or_else(|e| e.into_inner());
+        h.wake.notify_one();
+    }
+    {
+        let _close = Close(h, &task);
+        claim(&task);
+    }
+    assert!(
+        !task.panicked.load(Ordering::Relaxed),
+        "a block of parallel work panicked on the helper thread"
+    );
 }
 
 #[cfg(test)]
