@@ -247,9 +247,14 @@ fn functions<'k>(kernel: &'k Kernel, row_major: &'k Affine) -> Functions<'k> {
     }
 }
 
-/// Loops over at least this many elements are cut in two blocks for two threads
-/// (`traceform_runtime::par`).
+/// Loops of at least this much work are cut in two blocks for two threads
+/// (`traceform_runtime::par`): elements, each transcendental counting `TRANSCENDENTAL_WORK`
+/// times more per element (a flat loop of 2^17 elements takes about 20 µs on one core;
+/// handing a block to the helper costs a few µs when it is awake).
 const PARALLEL_FROM: usize = 1 << 17;
+
+/// The work of a transcendental per element, against one for the rest of a loop.
+const TRANSCENDENTAL_WORK: usize = 8;
 
 /// At most this many bytes of partial results per parallel loop.
 const PARTIAL_LIMIT: usize = 1 << 18;
@@ -270,9 +275,15 @@ pub struct Split {
 /// The cut of a loop worth running on two threads, if any.
 pub fn split(kernel: &Kernel) -> Option<Split> {
     let elements: usize = kernel.domain.iter().product();
+    let transcendentals = kernel
+        .nodes
+        .iter()
+        .filter(|n| is_transcendental(&n.op))
+        .count();
+    let work = elements.saturating_mul(1 + TRANSCENDENTAL_WORK * transcendentals);
     let folds_bools = kernel.out_dtype == DType::Bool
         && (kernel.reduce.is_some() || kernel.siblings.iter().any(|s| s.reduce.is_some()));
-    if elements < PARALLEL_FROM || kernel.scatter.is_some() || folds_bools {
+    if work < PARALLEL_FROM || kernel.scatter.is_some() || folds_bools {
         return None;
     }
     let row_major = row_major_affine(&kernel.domain);
@@ -1226,7 +1237,21 @@ impl Emitter<'_> {
                         .iter()
                         .map(|&a| self.kernel.nodes[a as usize].dtype)
                         .collect();
-                    apply(b, prim, &xs, &dts, node.dtype, width)
+                    let is_two = |a: u32| {
+                        matches!(self.kernel.nodes[a as usize].op, NodeOp::Literal(x) if x == 2.0)
+                    };
+                    match (prim, node.dtype.is_float()) {
+                        // `x * 2` as `x + x`: the same value (exact either way, also for
+                        // infinities, NaN and -0), on the adders, which a derivative's loop
+                        // leaves idler than the multipliers.
+                        (Prim::Binary(BinaryOp::Mul), true) if is_two(args[1]) => {
+                            b.ins().fadd(xs[0], xs[0])
+                        }
+                        (Prim::Binary(BinaryOp::Mul), true) if is_two(args[0]) => {
+                            b.ins().fadd(xs[1], xs[1])
+                        }
+                        _ => apply(b, prim, &xs, &dts, node.dtype, width),
+                    }
                 }
             };
             vals[k] = Some(v);
