@@ -185,9 +185,8 @@ fn map_outputs<T: Copy + Send + Sync>(
     out
 }
 
-/// x-shaped `zero`s that `update(out, o, prefix, last)` adds each output's contribution to
-/// (at offsets into `out` less the `base` it is given), in blocks when there are many
-/// outputs. Blocks are cut between groups of outputs that share their coordinates on the
+/// x-shaped `zero`s that `update(out, base, o, prefix, last)` adds output `o`'s contribution
+/// to (offset `i` of x is `out[i - base]`), in blocks when there are many outputs. Blocks are cut between groups of outputs that share their coordinates on the
 /// leading axes over which the window is one wide: such groups read (and write) disjoint
 /// slabs of x, in order, so each block owns the slice of the result from its first slab on,
 /// and every element receives its contributions in the same order as on one thread.
