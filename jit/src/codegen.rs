@@ -1237,9 +1237,7 @@ impl Emitter<'_> {
                         .iter()
                         .map(|&a| self.kernel.nodes[a as usize].dtype)
                         .collect();
-                    let is_two = |a: u32| {
-                        matches!(self.kernel.nodes[a as usize].op, NodeOp::Literal(x) if x == 2.0)
-                    };
+                    let is_two = |a: u32| matches!(self.kernel.nodes[a as usize].op, NodeOp::Literal(x) if x == 2.0);
                     match (prim, node.dtype.is_float()) {
                         // `x * 2` as `x + x`: the same value (exact either way, also for
                         // infinities, NaN and -0), on the adders, which a derivative's loop

@@ -199,6 +199,37 @@ pub fn blocks(blocks: usize, work: &(dyn Fn(usize) + Sync)) {
     );
 }
 
+/// Block `i` of `0..n` cut into `blocks` nearly equal ranges (the first `n % blocks` one
+/// longer), in order.
+pub fn range(n: usize, blocks: usize, i: usize) -> std::ops::Range<usize> {
+    let (size, longer) = (n / blocks, n % blocks);
+    let start = i * size + i.min(longer);
+    start..start + size + usize::from(i < longer)
+}
+
+/// `data` cut before each of `cuts` (ascending offsets into it): the parts for `parts`.
+pub fn cut<T>(data: &mut [T], cuts: impl IntoIterator<Item = usize>) -> Vec<&mut [T]> {
+    let (mut parts, mut rest, mut at) = (Vec::new(), data, 0);
+    for cut in cuts {
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(cut - at);
+        parts.push(head);
+        (rest, at) = (tail, cut);
+    }
+    parts.push(rest);
+    parts
+}
+
+/// Runs `work(i, parts[i])` for every part, as `blocks` does: each block owns its part (of
+/// one output, cut with `split_at_mut`), so blocks cannot write the same element.
+pub fn parts<T: Send>(parts: Vec<&mut [T]>, work: &(dyn Fn(usize, &mut [T]) + Sync)) {
+    // A block takes its part out of its own lock, which no other block touches.
+    let parts: Vec<Mutex<&mut [T]>> = parts.into_iter().map(Mutex::new).collect();
+    blocks(parts.len(), &|i| {
+        let mut part = parts[i].lock().unwrap_or_else(|e| e.into_inner());
+        work(i, &mut part);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +262,22 @@ mod tests {
                 });
             }
         });
+    }
+
+    #[test]
+    fn ranges_cover_in_order_without_overlap() {
+        for n in [0, 1, 5, 16, 17] {
+            for blocks in 1..6 {
+                let all: Vec<usize> = (0..blocks).flat_map(|i| range(n, blocks, i)).collect();
+                assert_eq!(all, (0..n).collect::<Vec<_>>(), "{n} in {blocks}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_part_is_handed_to_its_block() {
+        let mut data = vec![0usize; 10];
+        parts(cut(&mut data, [3, 3, 7]), &|i, part| part.fill(i + 1));
+        assert_eq!(data, [1, 1, 1, 3, 3, 3, 3, 4, 4, 4]);
     }
 }
