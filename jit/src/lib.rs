@@ -163,11 +163,12 @@ impl CodeModule {
         Ok(CodeModule { module, host_ids })
     }
 
-    /// Compiles consecutive fused loops as the one function `loops{first}`.
-    fn add_segment(
+    /// Compiles consecutive fused loops from step `first` as the one function
+    /// `loops{first}`, or the loop of step `first` cut for two threads as `block{first}`.
+    fn add_function(
         &mut self,
         first: usize,
-        kernels: &[&plan::Kernel],
+        loops: Loops<'_>,
         slot: &dyn Fn(Var) -> usize,
         scratch_slot: usize,
         contexts: &mut Contexts,
@@ -186,77 +187,57 @@ impl CodeModule {
         let mut sig = module.make_signature();
         sig.params
             .push(AbiParam::new(module.target_config().pointer_type()));
+        let (name, what) = match loops {
+            Loops::Segment(kernels) => (
+                format!("loops{first}"),
+                format!("steps {first}..{}", first + kernels.len()),
+            ),
+            Loops::Cut(_) => {
+                sig.params.push(AbiParam::new(types::I64));
+                sig.params.push(AbiParam::new(types::I64));
+                (
+                    format!("block{first}"),
+                    format!("step {first}, cut for two threads"),
+                )
+            }
+        };
         let id = module
-            .declare_function(&format!("loops{first}"), Linkage::Local, &sig)
+            .declare_function(&name, Linkage::Local, &sig)
             .map_err(|e| e.to_string())?;
         let layout = codegen::Layout {
             slot,
             scratch_slot,
             host_ids: &lookup,
         };
-        codegen::compile_segment(module, ctx, fctx, id, kernels, &layout)?;
+        match loops {
+            Loops::Segment(kernels) => {
+                codegen::compile_segment(module, ctx, fctx, id, kernels, &layout)?
+            }
+            Loops::Cut(kernel) => {
+                codegen::compile_parallel(module, ctx, fctx, id, kernel, &layout)?
+            }
+        }
         if let Some(out) = clif {
             out.push(format!(
-                "; loops{first}: steps {first}..{}, before Cranelift's optimiser\n{}",
-                first + kernels.len(),
+                "; {name}: {what}, before Cranelift's optimiser\n{}",
                 ctx.func.display()
             ));
         }
         module
             .define_function(id, ctx)
-            .map_err(|e| format!("steps from {first}: {e:?}"))?;
+            .map_err(|e| format!("{what}: {e:?}"))?;
         module.clear_context(ctx);
         Ok(id)
     }
 }
 
-impl CodeModule {
-    /// Compiles a loop cut for two threads as the function `block{step}`.
-    fn add_parallel(
-        &mut self,
-        step: usize,
-        kernel: &plan::Kernel,
-        slot: &dyn Fn(Var) -> usize,
-        scratch_slot: usize,
-        contexts: &mut Contexts,
-        clif: Option<&mut Vec<String>>,
-    ) -> Result<FuncId, String> {
-        let Contexts { ctx, fctx } = contexts;
-        let module = &mut self.module;
-        let host_ids = &self.host_ids;
-        let lookup = |name: &'static str| {
-            host_ids
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|&(_, id)| id)
-                .expect("every host kernel is declared")
-        };
-        let mut sig = module.make_signature();
-        sig.params
-            .push(AbiParam::new(module.target_config().pointer_type()));
-        sig.params.push(AbiParam::new(types::I64));
-        sig.params.push(AbiParam::new(types::I64));
-        let id = module
-            .declare_function(&format!("block{step}"), Linkage::Local, &sig)
-            .map_err(|e| e.to_string())?;
-        let layout = codegen::Layout {
-            slot,
-            scratch_slot,
-            host_ids: &lookup,
-        };
-        codegen::compile_parallel(module, ctx, fctx, id, kernel, &layout)?;
-        if let Some(out) = clif {
-            out.push(format!(
-                "; block{step}: step {step} (cut for two threads), before Cranelift's optimiser\n{}",
-                ctx.func.display()
-            ));
-        }
-        module
-            .define_function(id, ctx)
-            .map_err(|e| format!("step {step}: {e:?}"))?;
-        module.clear_context(ctx);
-        Ok(id)
-    }
+/// What one compiled function runs.
+#[derive(Clone, Copy)]
+enum Loops<'a> {
+    /// Consecutive fused loops, `fn(table)`.
+    Segment(&'a [&'a plan::Kernel]),
+    /// One loop cut for two threads, `fn(table, lo, hi)`.
+    Cut(&'a plan::Kernel),
 }
 
 /// At most this many fused loops go into one compiled function.
@@ -338,9 +319,9 @@ fn compile_keeping_clif(
             }
             let m = modules[1].as_mut().expect("made above");
             let id = m
-                .add_parallel(
+                .add_function(
                     i,
-                    kernel,
+                    Loops::Cut(kernel),
                     &slot,
                     slots.len(),
                     &mut contexts,
@@ -372,9 +353,9 @@ fn compile_keeping_clif(
         }
         let m = modules[which].as_mut().expect("made above");
         let id = m
-            .add_segment(
+            .add_function(
                 i,
-                &kernels,
+                Loops::Segment(&kernels),
                 &slot,
                 slots.len(),
                 &mut contexts,
