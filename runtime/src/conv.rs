@@ -21,8 +21,20 @@ use crate::par;
 use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn, LinalgScalar};
 use traceform_ir::ConvDims;
 
-/// The largest column matrix built at once, in elements (4 MiB of f32).
+/// The largest column matrix built at once for column chunks of one batch entry's result,
+/// in elements (4 MiB of f32).
 const COLUMN_BUDGET: usize = 1 << 20;
+
+/// The largest column matrix built at once for whole results of several batch entries
+/// (16 MiB of f32): one product of 4 entries of AlexNet's 3x3 layers (13x13 results) instead
+/// of 4 products of one, each repacking the same kernel rows. Measured on its fourth layer:
+/// 29 ms with one entry per product, 15 ms with 4, the product alone (all 8 entries) 12 ms.
+const BATCHED_BUDGET: usize = 1 << 22;
+
+/// Entries share a product only up to this many result positions in all: wider column
+/// matrices (AlexNet's first two layers, 3025 and 729 positions per entry) fall out of the
+/// caches between the gather and the product, and were 20-25% slower batched.
+const BATCHED_WIDTH: usize = 1024;
 
 /// Gathers of at least this many elements are shared with the helper thread (`par`).
 /// Measured (3x3 kernel, 16 features): 2^17 elements and more took 20-30% less time
@@ -150,17 +162,148 @@ impl AxisReader {
 
 /// What stays fixed over one convolution.
 struct Geometry<'a> {
-    axes: Vec<AxisReader>,
     /// `Run`s of the last axis, one per tap.
     last_runs: Vec<Run>,
     kernel: &'a [usize],
     outputs: &'a [usize],
-    /// Row-major strides of the lhs spatial axes, of the kernel taps, of the result positions.
-    in_strides: Vec<usize>,
-    tap_strides: Vec<usize>,
-    out_strides: Vec<usize>,
     /// Elements of one lhs feature plane.
     plane: usize,
+    /// The lhs offset on the leading spatial axes (all but the last) that each combination of
+    /// leading kernel taps reads on each result line (a row of the last axis), or `None` in
+    /// padding or a dilation hole: `line_bases[lead · lines + line]`, with `lead` the tap
+    /// index over the leading axes (`tap / kernel[last]`). Worked out once per convolution,
+    /// so a gather is table lookups and copies.
+    line_bases: Vec<Option<usize>>,
+    /// Result lines: the product of the leading axes' result sizes.
+    lines: usize,
+    /// For each last-axis tap, how it fills a whole result line, where its run has no holes.
+    line_plans: Vec<Option<LinePlan>>,
+}
+
+/// How one last-axis tap fills a whole result line of `y_last` positions: zeros before
+/// `start`, then `end - start` lhs elements from `first` by `source_step`, then zeros.
+#[derive(Clone, Copy, Debug)]
+struct LinePlan {
+    start: usize,
+    end: usize,
+    first: usize,
+    source_step: usize,
+}
+
+impl LinePlan {
+    /// The plan of `run` over a line, when the run reads consecutive result positions.
+    fn of(run: Run) -> Option<LinePlan> {
+        if run.start >= run.end {
+            return Some(LinePlan {
+                start: 0,
+                end: 0,
+                first: 0,
+                source_step: 1,
+            });
+        }
+        (run.step == 1).then_some(LinePlan {
+            start: run.start,
+            end: run.end,
+            first: run.first,
+            source_step: run.source_step,
+        })
+    }
+
+    /// Fills `line` (one whole result line) from the lhs line `source`.
+    fn fill<T: LinalgScalar>(&self, source: &[T], line: &mut [T]) {
+        let (start, end) = (self.start.min(line.len()), self.end.min(line.len()));
+        if start >= end {
+            zero(line);
+            return;
+        }
+        let (before, rest) = line.split_at_mut(start);
+        let (run, after) = rest.split_at_mut(end - start);
+        zero(before);
+        zero(after);
+        if self.source_step == 1 {
+            copy_short(run, &source[self.first..self.first + run.len()]);
+        } else {
+            let from = source[self.first..].iter().step_by(self.source_step);
+            for (dst, &src) in run.iter_mut().zip(from) {
+                *dst = src;
+            }
+        }
+    }
+}
+
+impl LinePlan {
+    /// Fills `row`, whole result lines of `y_last` positions whose leading-axes lhs offsets
+    /// are `bases`, for a plan that reads consecutive lhs elements. Where consecutive lines
+    /// read lhs lines `y_last` apart (a stride-1 convolution whose result lines are as long as
+    /// the lhs lines: "same" padding), the reads of those lines are one contiguous run of the
+    /// lhs: it is copied at once, then the positions in padding are zeroed.
+    fn fill_lines<T: LinalgScalar>(
+        &self,
+        plane: &[T],
+        bases: &[Option<usize>],
+        y_last: usize,
+        row: &mut [T],
+    ) {
+        let (start, end) = (self.start.min(y_last), self.end.min(y_last));
+        let mut p = 0;
+        while p < bases.len() {
+            let line = &mut row[p * y_last..];
+            let Some(base) = bases[p].filter(|_| start < end) else {
+                zero(&mut line[..y_last]);
+                p += 1;
+                continue;
+            };
+            // Lines p..q read the lhs contiguously.
+            let mut q = p + 1;
+            while q < bases.len() && bases[q] == Some(base + (q - p) * y_last) {
+                q += 1;
+            }
+            let len = (q - p - 1) * y_last + (end - start);
+            let from = base + self.first;
+            line[start..start + len].copy_from_slice(&plane[from..from + len]);
+            for l in 0..q - p {
+                let at = &mut line[l * y_last..(l + 1) * y_last];
+                zero(&mut at[..start]);
+                zero(&mut at[end..]);
+            }
+            p = q;
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of a gather (a result line is often 13 to 55
+/// elements): by fixed blocks of 8, which compile to vector moves, instead of a `memmove` call
+/// per run, whose overhead dominated the gather (measured on AlexNet's 3x3 layers).
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    if dst.len() >= 256 {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let a: &mut [T; 8] = a.try_into().expect("a block of 8");
+        *a = *<&[T; 8]>::try_from(b).expect("a block of 8");
+    }
+    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a = b;
+    }
+}
+
+/// Zeroes a short slice without a `memset` call.
+fn zero<T: LinalgScalar>(dst: &mut [T]) {
+    if dst.len() >= 256 {
+        dst.fill(T::zero());
+        return;
+    }
+    let mut d = dst.chunks_exact_mut(8);
+    for a in &mut d {
+        let a: &mut [T; 8] = a.try_into().expect("a block of 8");
+        *a = [T::zero(); 8];
+    }
+    for a in d.into_remainder() {
+        *a = T::zero();
+    }
 }
 
 impl Geometry<'_> {
@@ -206,48 +349,69 @@ impl Geometry<'_> {
         let taps: usize = self.kernel.iter().product();
         let y_last = self.outputs[last];
         let width = positions.len();
-        // The result rows (all but the last axis) the range touches, and their coordinates,
-        // worked out once.
-        let first_line = positions.start / y_last;
-        let lines = first_line..positions.end.div_ceil(y_last);
-        let coords: Vec<usize> = lines
-            .clone()
-            .flat_map(|p| {
-                (0..last).map(move |d| p * y_last / self.out_strides[d] % self.outputs[d])
-            })
-            .collect();
-        let mut tap_index = vec![0; k];
+        // The result lines (rows of the last axis) the range touches.
+        let lines = positions.start / y_last..positions.end.div_ceil(y_last);
+        let kernel_last = self.kernel[last];
         for r in rows.clone() {
             let (feature, tap) = (r / taps, r % taps);
             let plane = &image[feature * self.plane..(feature + 1) * self.plane];
-            for (d, t) in tap_index.iter_mut().enumerate() {
-                *t = tap / self.tap_strides[d] % self.kernel[d];
-            }
-            let run = self.last_runs[tap_index[last]];
+            let (lead, tap_last) = (tap / kernel_last, tap % kernel_last);
+            let bases = &self.line_bases[lead * self.lines..][..self.lines];
+            let (run, plan) = (self.last_runs[tap_last], self.line_plans[tap_last]);
             let row = &mut columns[(r - rows.start) * row_stride + offset..][..width];
+            let whole_lines = positions.start % y_last == 0 && positions.end % y_last == 0;
+            if let Some(plan) = plan.filter(|p| whole_lines && p.source_step == 1) {
+                plan.fill_lines(plane, &bases[lines.clone()], y_last, row);
+                continue;
+            }
             for p in lines.clone() {
-                // The part of result row p in the range: last-axis positions y0..y1.
+                // The part of result line p in the range: last-axis positions y0..y1.
                 let y0 = positions.start.max(p * y_last) - p * y_last;
                 let y1 = positions.end.min((p + 1) * y_last) - p * y_last;
                 let at = p * y_last + y0 - positions.start;
                 let segment = &mut row[at..at + (y1 - y0)];
-                let coord = &coords[(p - first_line) * last..][..last];
-                match self.leading_offset(&tap_index, coord) {
-                    None => segment.fill(T::zero()),
-                    Some(base) => gather_segment(&plane[base..], run, y0, segment),
+                match (bases[p], plan) {
+                    (None, _) => zero(segment),
+                    (Some(base), Some(plan)) if y0 == 0 && y1 == y_last => {
+                        plan.fill(&plane[base..], segment)
+                    }
+                    (Some(base), _) => gather_segment(&plane[base..], run, y0, segment),
                 }
             }
         }
     }
 
-    /// The lhs offset tap `tap_index` reads on the leading spatial axes at result coordinates
-    /// `coord`, or `None` in padding or a dilation hole.
-    fn leading_offset(&self, tap_index: &[usize], coord: &[usize]) -> Option<usize> {
-        let mut base = 0;
-        for (d, &y) in coord.iter().enumerate() {
-            base += self.axes[d].source(tap_index[d], y)? * self.in_strides[d];
+    /// `line_bases` (see the field) for `axes` over `kernel` and the result `outputs`.
+    fn line_bases(
+        axes: &[AxisReader],
+        kernel: &[usize],
+        outputs: &[usize],
+        in_strides: &[usize],
+    ) -> Vec<Option<usize>> {
+        let last = kernel.len() - 1;
+        let leads: usize = kernel[..last].iter().product();
+        let lines: usize = outputs[..last].iter().product();
+        let mut bases = Vec::with_capacity(leads * lines);
+        let (mut tap_index, mut coord) = (vec![0; last], vec![0; last]);
+        for lead in 0..leads {
+            let mut rest = lead;
+            for d in (0..last).rev() {
+                tap_index[d] = rest % kernel[d];
+                rest /= kernel[d];
+            }
+            for line in 0..lines {
+                let mut rest = line;
+                for d in (0..last).rev() {
+                    coord[d] = rest % outputs[d];
+                    rest /= outputs[d];
+                }
+                let base = (0..last).try_fold(0, |base, d| {
+                    Some(base + axes[d].source(tap_index[d], coord[d])? * in_strides[d])
+                });
+                bases.push(base);
+            }
         }
-        Some(base)
+        bases
     }
 }
 
@@ -291,7 +455,7 @@ fn gather_segment<T: LinalgScalar>(line: &[T], run: Run, y0: usize, segment: &mu
 }
 
 /// `conv_general_dilated[dims] lhs rhs`, whose verified result shape is `out_shape`.
-pub fn conv_general_dilated<T: LinalgScalar + Gemm>(
+pub fn conv_general_dilated<T: LinalgScalar + Gemm + Scratch>(
     lhs: &ArrayViewD<'_, T>,
     rhs: &ArrayViewD<'_, T>,
     dims: &ConvDims,
@@ -316,93 +480,137 @@ pub fn conv_general_dilated<T: LinalgScalar + Gemm>(
         let axes: Vec<AxisReader> = (0..k)
             .map(|d| AxisReader::new(dims, d, lhs.shape()[d + 2], outputs[d]))
             .collect();
+        let in_strides = strides_of(&lhs.shape()[2..]);
+        let last_runs: Vec<Run> = (0..kernel[k - 1]).map(|t| axes[k - 1].run(t)).collect();
         let geometry = Geometry {
-            last_runs: (0..kernel[k - 1]).map(|t| axes[k - 1].run(t)).collect(),
-            axes,
+            line_bases: Geometry::line_bases(&axes, kernel, outputs, &in_strides),
+            lines: outputs[..k - 1].iter().product(),
+            line_plans: last_runs.iter().map(|&r| LinePlan::of(r)).collect(),
+            last_runs,
             kernel,
             outputs,
-            in_strides: strides_of(&lhs.shape()[2..]),
-            tap_strides: strides_of(kernel),
-            out_strides: strides_of(outputs),
             plane,
         };
         let batch = out_shape[0];
         // Whole results of several batch entries per product where their columns fit the
         // budget (small results: late layers, the kernel's transpose); else column chunks of
         // one entry's result, at least one column wide.
-        let entries_per_product = (COLUMN_BUDGET / (rows * positions)).clamp(1, batch);
+        // Several entries per product are spread evenly over the products (8 entries at
+        // most 5 per product are two products of 4, not 5 and 3).
+        let most = (BATCHED_BUDGET / (rows * positions))
+            .min(BATCHED_WIDTH / positions)
+            .clamp(1, batch);
+        let entries_per_product = batch.div_ceil(batch.div_ceil(most));
         let chunk = (COLUMN_BUDGET / rows).clamp(1, positions);
         let widest = (entries_per_product * positions).max(chunk);
-        let mut columns = vec![T::zero(); rows * widest];
-        let mut products = vec![T::zero(); per_group * entries_per_product * positions];
-        // Batch group q reads lhs batch entry q·(N/B) + n, all features; feature group q
-        // reads batch entry n, features q·I..(q+1)·I.
-        let image = |n: usize, q: usize| {
-            let (entry, first_feature) = if dims.batch_group_count > 1 {
-                (q * batch + n, 0)
-            } else {
-                (n, q * features)
-            };
-            let start = (entry * channels + first_feature) * plane;
-            &x[start..start + features * plane]
-        };
-        for q in 0..groups {
-            let weights = ArrayView2::from_shape(
-                (per_group, rows),
-                &w[q * per_group * rows..(q + 1) * per_group * rows],
-            )
-            .expect("sizes agree");
-            let mut n = 0;
-            while n < batch {
-                let count = entries_per_product.min(batch - n);
-                if count > 1 {
-                    let width = count * positions;
-                    let cols = &mut columns[..rows * width];
-                    for i in 0..count {
-                        let target = (&mut *cols, width, i * positions);
-                        geometry.gather(image(n + i, q), features, 0..positions, target);
-                    }
-                    let cols = ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                    let product = ArrayViewMut2::from_shape(
-                        (per_group, width),
-                        &mut products[..per_group * width],
-                    )
-                    .expect("sizes agree");
-                    mat_mul(weights, cols, product);
-                    // Column block i of the product is entry n + i's rows of group q.
-                    for i in 0..count {
-                        for o in 0..per_group {
-                            let to = ((n + i) * out_features + q * per_group + o) * positions;
-                            let from = o * width + i * positions;
-                            out[to..to + positions]
-                                .copy_from_slice(&products[from..from + positions]);
-                        }
-                    }
+        let (columns_len, products_len) =
+            (rows * widest, per_group * entries_per_product * positions);
+        T::with_scratch(columns_len + products_len, |scratch| {
+            let (columns, products) = scratch.split_at_mut(columns_len);
+            // Batch group q reads lhs batch entry q·(N/B) + n, all features; feature group q
+            // reads batch entry n, features q·I..(q+1)·I.
+            let image = |n: usize, q: usize| {
+                let (entry, first_feature) = if dims.batch_group_count > 1 {
+                    (q * batch + n, 0)
                 } else {
-                    let block = (n * out_features + q * per_group) * positions;
-                    let mut result = ArrayViewMut2::from_shape(
-                        (per_group, positions),
-                        &mut out[block..block + per_group * positions],
-                    )
-                    .expect("sizes agree");
-                    let mut first = 0;
-                    while first < positions {
-                        let end = (first + chunk).min(positions);
-                        let width = end - first;
+                    (n, q * features)
+                };
+                let start = (entry * channels + first_feature) * plane;
+                &x[start..start + features * plane]
+            };
+            for q in 0..groups {
+                let weights = ArrayView2::from_shape(
+                    (per_group, rows),
+                    &w[q * per_group * rows..(q + 1) * per_group * rows],
+                )
+                .expect("sizes agree");
+                let mut n = 0;
+                while n < batch {
+                    let count = entries_per_product.min(batch - n);
+                    if count > 1 {
+                        let width = count * positions;
                         let cols = &mut columns[..rows * width];
-                        geometry.gather(image(n, q), features, first..end, (cols, width, 0));
+                        for i in 0..count {
+                            let target = (&mut *cols, width, i * positions);
+                            geometry.gather(image(n + i, q), features, 0..positions, target);
+                        }
                         let cols =
                             ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                        mat_mul(weights, cols, result.slice_mut(s![.., first..end]));
-                        first = end;
+                        let product = ArrayViewMut2::from_shape(
+                            (per_group, width),
+                            &mut products[..per_group * width],
+                        )
+                        .expect("sizes agree");
+                        mat_mul(weights, cols, product);
+                        // Column block i of the product is entry n + i's rows of group q.
+                        for i in 0..count {
+                            for o in 0..per_group {
+                                let to = ((n + i) * out_features + q * per_group + o) * positions;
+                                let from = o * width + i * positions;
+                                out[to..to + positions]
+                                    .copy_from_slice(&products[from..from + positions]);
+                            }
+                        }
+                    } else {
+                        let block = (n * out_features + q * per_group) * positions;
+                        let mut result = ArrayViewMut2::from_shape(
+                            (per_group, positions),
+                            &mut out[block..block + per_group * positions],
+                        )
+                        .expect("sizes agree");
+                        let mut first = 0;
+                        while first < positions {
+                            let end = (first + chunk).min(positions);
+                            let width = end - first;
+                            let cols = &mut columns[..rows * width];
+                            geometry.gather(image(n, q), features, first..end, (cols, width, 0));
+                            let cols =
+                                ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
+                            mat_mul(weights, cols, result.slice_mut(s![.., first..end]));
+                            first = end;
+                        }
                     }
+                    n += count;
                 }
-                n += count;
             }
-        }
+        });
     }
     ArrayD::from_shape_vec(IxDyn(out_shape), out).expect("sizes agree")
 }
+
+/// A scratch buffer of this element type, kept by each thread from call to call: the column
+/// matrix is megabytes, and allocating it per call cost a `memset` (or page faults) as long as
+/// the gather itself on AlexNet's late layers. Its contents are left from the last call: the
+/// gather writes every element it hands to the product, and the product overwrites its result.
+pub trait Scratch: Copy + Default + 'static {
+    /// Calls `f` with a buffer of `len` elements (this thread's, grown as needed; a fresh one
+    /// if this thread's is in use).
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+macro_rules! scratch {
+    ($t:ty) => {
+        impl Scratch for $t {
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [$t]) -> R) -> R {
+                thread_local! {
+                    static BUFFER: std::cell::RefCell<Vec<$t>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
+                }
+                BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+                    Ok(mut buffer) => {
+                        if buffer.len() < len {
+                            buffer.resize(len, <$t>::default());
+                        }
+                        f(&mut buffer[..len])
+                    }
+                    Err(_) => f(&mut vec![<$t>::default(); len]),
+                })
+            }
+        }
+    };
+}
+scratch!(f32);
+scratch!(f64);
 
 #[cfg(test)]
 mod tests {
@@ -506,6 +714,28 @@ mod tests {
                     return (lhs, rhs, dims, out.shape.to_vec());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn same_padded_layers_copy_whole_planes_and_batch_entries() {
+        // Stride 1 and result lines as long as the lhs lines: each column row is one copy of
+        // the plane (`LinePlan::fill_lines`); small results: several entries per product.
+        let mut rng = Rng(0xa1e);
+        for (n, c, o, size, kernel, pad) in
+            [(8, 6, 5, 13, 3, 1), (3, 4, 7, 9, 5, 2), (2, 2, 3, 6, 1, 0)]
+        {
+            let dims = ConvDims::new(&[1, 1], &[(pad, pad), (pad, pad)]);
+            let (x, w) = (
+                rng.array(&[n, c, size, size]),
+                rng.array(&[o, c, kernel, kernel]),
+            );
+            let out = [n, o, size, size];
+            let want = naive(&x, &w, &dims, &out);
+            assert_eq!(
+                conv_general_dilated(&x.view(), &w.view(), &dims, &out),
+                want
+            );
         }
     }
 
