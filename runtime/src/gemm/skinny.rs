@@ -1,0 +1,268 @@
+//! Products with at most `ROWS` rows of `a` and contiguous rows of `b` (a dense layer's batch
+//! of 8 times its weights): `c = a · b` in one pass over `b`, the large operand, streamed from
+//! memory. The gemm crate computes such a product as `c^T = b^T a^T` with its 6- and 2-column
+//! kernels side by side, reading `b` twice, and has nothing to reuse in its blocking: AlexNet's
+//! `[8,9216] · [9216,4096]` ran at 12 GB/s there.
+//!
+//! `rows` copies a block of `b` (whole rows, one stream from memory, asked for ahead while
+//! the previous block is computed) into a buffer that stays in the L2 cache, then goes along
+//! it by tiles of `c` (every row, `W` columns) held in registers: each step loads `W` elements
+//! of a row `l` of the block and adds `a[i, l]` times them to row `i` of the tile, with one
+//! FMA per vector. Each element's sum is in order of `l`. The kernel is compiled for
+//! AVX-512, for AVX2 + FMA and for the baseline (without FMA), picked at run time.
+
+use super::{Element, Matrices};
+
+/// The most rows of `a` (and `c`) a skinny product has.
+pub const ROWS: usize = 8;
+
+/// The most rows of `b` in a block.
+const KC: usize = 256;
+
+/// True when `p` is a skinny product: at most `ROWS` rows, `b`'s rows contiguous.
+pub fn accepts<T>(p: &Matrices<T>) -> bool {
+    (1..=ROWS).contains(&p.m) && p.k > 0 && p.n >= 64 && p.b_strides.1 == 1
+}
+
+/// `c = a · b` for a product `accepts` took (or a part of one by `Matrices::ks` or
+/// `Matrices::rows`).
+///
+/// # Safety
+/// `Gemm::gemm`'s contract, and `b`'s rows contiguous.
+pub unsafe fn product<T: Element>(p: Matrices<T>) {
+    if p.k == 0 {
+        for i in 0..p.m {
+            for j in 0..p.n {
+                // SAFETY: the caller's contract.
+                unsafe {
+                    *p.c.offset(i as isize * p.c_strides.0 + j as isize * p.c_strides.1) =
+                        T::default()
+                };
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the feature was detected; the caller's contract.
+            return unsafe { avx512(p) };
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the same.
+            return unsafe { avx2(p) };
+        }
+    }
+    // SAFETY: the caller's contract.
+    unsafe { dispatch::<T, false>(p, 16) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512<T: Element>(p: Matrices<T>) {
+    // SAFETY: the caller's contract.
+    unsafe { dispatch::<T, true>(p, 64) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2<T: Element>(p: Matrices<T>) {
+    // SAFETY: the caller's contract.
+    unsafe { dispatch::<T, true>(p, 32) }
+}
+
+/// The kernel for `p.m` rows, its tile two vectors of `vector` bytes wide (`8 x W` elements
+/// of `c`: 16 registers of AVX-512).
+#[inline(always)]
+unsafe fn dispatch<T: Element, const FMA: bool>(p: Matrices<T>, vector: usize) {
+    macro_rules! by_rows {
+        ($w:expr) => {
+            match p.m {
+                1 => rows::<T, FMA, 1, $w>(p),
+                2 => rows::<T, FMA, 2, $w>(p),
+                3 => rows::<T, FMA, 3, $w>(p),
+                4 => rows::<T, FMA, 4, $w>(p),
+                5 => rows::<T, FMA, 5, $w>(p),
+                6 => rows::<T, FMA, 6, $w>(p),
+                7 => rows::<T, FMA, 7, $w>(p),
+                _ => rows::<T, FMA, 8, $w>(p),
+            }
+        };
+    }
+    // SAFETY: the caller's contract.
+    unsafe {
+        match vector / std::mem::size_of::<T>() {
+            16 => by_rows!(32),
+            8 => by_rows!(16),
+            4 => by_rows!(8),
+            _ => by_rows!(4),
+        }
+    }
+}
+
+/// The `rows` kernel (module doc) for `M` rows and tiles of `W` columns.
+#[inline(always)]
+unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: Matrices<T>) {
+    let ((rsa, csa), rsb, (rsc, csc)) = (p.a_strides, p.b_strides.0, p.c_strides);
+    let size = std::mem::size_of::<T>();
+    let nb = (PANEL_BYTES / size).min(p.n.next_multiple_of(W));
+    let kc = (BLOCK_BYTES / (nb * size)).clamp(4, KC).min(p.k);
+    let mut block = vec![T::default(); kc * nb];
+    let at = |i: usize, j: usize| i as isize * rsc + j as isize * csc;
+    // SAFETY (every access): `Gemm::gemm`'s contract; `i < m`, `l < k`, `j + w < n`, and
+    // `b`'s rows are contiguous (`layout`).
+    unsafe {
+        for l0 in (0..p.k).step_by(kc) {
+            let l1 = (l0 + kc).min(p.k);
+            for j0 in (0..p.n).step_by(nb) {
+                let width = nb.min(p.n - j0);
+                // The block of `b`, row by row (long runs the prefetchers follow), its
+                // rows padded with zeros to whole tiles.
+                let stride = width.next_multiple_of(W);
+                for (r, l) in (l0..l1).enumerate() {
+                    let from = std::slice::from_raw_parts(
+                        p.b.offset(l as isize * rsb + j0 as isize),
+                        width,
+                    );
+                    let to = &mut block[r * stride..(r + 1) * stride];
+                    to[..width].copy_from_slice(from);
+                    to[width..].fill(T::default());
+                }
+                // While this block's tiles go by, the next block (the next panel of these
+                // rows, or the next rows) is asked for, a share per tile, so that reading it
+                // from memory overlaps this block's arithmetic.
+                let (next_l, next_j) = if j0 + nb < p.n {
+                    (l0, j0 + nb)
+                } else {
+                    (l1, 0)
+                };
+                let (next_rows, next_width) = if next_l < p.k {
+                    ((next_l + kc).min(p.k) - next_l, nb.min(p.n - next_j))
+                } else {
+                    (0, 0)
+                };
+                let lines_per_row = (next_width * size).div_ceil(64);
+                let per_tile = (next_rows * lines_per_row).div_ceil(stride / W);
+                let mut line = 0;
+                for j in (0..stride).step_by(W) {
+                    for _ in 0..per_tile {
+                        if line < next_rows * lines_per_row {
+                            let (r, c) = (line / lines_per_row, line % lines_per_row);
+                            let row =
+                                p.b.wrapping_offset((next_l + r) as isize * rsb + next_j as isize);
+                            prefetch(row.cast::<u8>().wrapping_add(c * 64));
+                            line += 1;
+                        }
+                    }
+                    let valid = W.min(width - j);
+                    // The tile is read and written through copies: indexed by the run-time
+                    // `valid`, `acc` itself would live in memory, not in registers.
+                    let mut start = [[T::default(); W]; M];
+                    if l0 > 0 {
+                        for (i, row) in start.iter_mut().enumerate() {
+                            for (w, v) in row[..valid].iter_mut().enumerate() {
+                                *v = *p.c.offset(at(i, j0 + j + w));
+                            }
+                        }
+                    }
+                    let mut acc = start;
+                    for (r, l) in (l0..l1).enumerate() {
+                        let line = block.as_ptr().add(r * stride + j) as *const [T; W];
+                        let line = line.read_unaligned();
+                        for (i, row) in acc.iter_mut().enumerate() {
+                            let x = *p.a.offset(i as isize * rsa + l as isize * csa);
+                            for (v, &y) in row.iter_mut().zip(&line) {
+                                *v = mul_add::<T, FMA>(x, y, *v);
+                            }
+                        }
+                    }
+                    let done = std::hint::black_box(acc);
+                    for (i, row) in done.iter().enumerate() {
+                        for (w, &v) in row[..valid].iter().enumerate() {
+                            *p.c.offset(at(i, j0 + j + w)) = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Asks for the cache line at `at` (any address: a prefetch never faults).
+#[inline(always)]
+fn prefetch(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
+/// Bytes of each row of `b` the `rows` kernel copies into its block at once: whole rows up
+/// to 64 KiB, so that consecutive rows of a row-major `b` are one stream from memory.
+const PANEL_BYTES: usize = 1 << 16;
+
+/// Bytes of the `rows` kernel's block (its rows: `BLOCK_BYTES / panel`, 4 to `KC`): it stays
+/// in the L2 cache while its tiles go by.
+const BLOCK_BYTES: usize = 1 << 18;
+
+/// `x · y + z`, rounded once where the target has FMA, else twice.
+#[inline(always)]
+fn mul_add<T: Element, const FMA: bool>(x: T, y: T, z: T) -> T {
+    if FMA {
+        x.mul_add(y, z)
+    } else {
+        z + x * y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every compiled variant this machine can run (the baseline always), against the
+    /// definition, on small integers (exact in f32 with or without FMA).
+    #[test]
+    fn every_variant_agrees_with_the_definition() {
+        for &(m, k, n) in &[(8, 300, 200), (3, 5, 70), (1, 600, 64), (8, 1, 100)] {
+            let a: Vec<f32> = (0..m * k).map(|x| (x % 7) as f32 - 3.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|x| (x % 5) as f32 - 2.0).collect();
+            let want: Vec<f32> = (0..m * n)
+                .map(|ij| (0..k).map(|l| a[ij / n * k + l] * b[l * n + ij % n]).sum())
+                .collect();
+            let mut c = vec![f32::NAN; m * n];
+            let p = Matrices {
+                m,
+                k,
+                n,
+                a: a.as_ptr(),
+                a_strides: (k as isize, 1),
+                b: b.as_ptr(),
+                b_strides: (n as isize, 1),
+                c: c.as_mut_ptr(),
+                c_strides: (n as isize, 1),
+            };
+            assert!(accepts(&p));
+            // SAFETY: the matrices are valid for these sizes; the features are checked.
+            unsafe {
+                dispatch::<f32, false>(p, 16);
+                assert_eq!(c, want, "{m}x{k}x{n}, baseline");
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    c.fill(f32::NAN);
+                    avx2(p);
+                    assert_eq!(c, want, "{m}x{k}x{n}, AVX2");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::is_x86_feature_detected!("avx512f") {
+                    c.fill(f32::NAN);
+                    avx512(p);
+                    assert_eq!(c, want, "{m}x{k}x{n}, AVX-512");
+                }
+            }
+        }
+    }
+}
