@@ -31,7 +31,9 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use traceform_ir::{Atom, DType, Func, Prim, Type, Var};
-use traceform_runtime::{apply, check_inputs, AsValueRef, Value, ValueRef, MAX_VALUE_BYTES};
+use traceform_runtime::{
+    apply, check_inputs, conv_general_dilated_into, AsValueRef, Value, ValueRef, MAX_VALUE_BYTES,
+};
 
 pub use memory::{MemoryPlan, Place};
 pub use plan::{is_fusible, lowering, Lowering, Plan, Step, StepKind};
@@ -61,6 +63,7 @@ enum Exec {
     Kernel(KernelFn),
     Parallel(Box<parallel::Parallel>),
     Gemm(u32),
+    Convolutions(Vec<u32>),
     Runtime(u32),
 }
 
@@ -308,6 +311,7 @@ fn compile_keeping_clif(
         let StepKind::Kernel(kernel) = &step.kind else {
             planned.push(Planned::Other(match &step.kind {
                 StepKind::Gemm { eqn } => Exec::Gemm(*eqn),
+                StepKind::Convolutions { eqns } => Exec::Convolutions(eqns.clone()),
                 _ => Exec::Runtime(step_eqn(func, step)),
             }));
             i += 1;
@@ -467,6 +471,7 @@ fn parallel_outputs(
 fn step_eqn(func: &Func, step: &Step) -> u32 {
     match &step.kind {
         StepKind::Gemm { eqn } | StepKind::Runtime { eqn } => *eqn,
+        StepKind::Convolutions { eqns } => eqns[0],
         StepKind::Kernel(k) => *k.eqns.last().unwrap_or(&0),
     }
     .min(func.eqns.len().saturating_sub(1) as u32)
@@ -662,6 +667,7 @@ impl Executable {
                 // SAFETY: as above; the second scratch and the partial area are this call's.
                 Exec::Parallel(p) => unsafe { p.run(&table, &second) },
                 Exec::Gemm(eqn) => self.gemm(*eqn, &table),
+                Exec::Convolutions(eqns) => self.convolutions(eqns, &table),
                 Exec::Runtime(eqn) => self.runtime_call(*eqn, &table)?,
             }
         }
@@ -727,6 +733,49 @@ impl Executable {
                     op as *mut f64,
                 ),
             }
+        }
+    }
+
+    /// Convolutions of one lhs (`StepKind::Convolutions`), each written into its buffer.
+    fn convolutions(&self, eqns: &[u32], table: &[*mut u8]) {
+        let func = &self.func;
+        let first = &func.eqns[eqns[0] as usize];
+        let Prim::ConvGeneralDilated(dims) = func.prim(first) else {
+            unreachable!("a convolution step convolves")
+        };
+        let operand = |e: u32, i: usize| {
+            func.args(&func.eqns[e as usize])[i]
+                .as_var()
+                .expect("a convolution step's operands are values")
+        };
+        let lhs = operand(eqns[0], 0);
+        let out_ty = func.var_type(first.out);
+        macro_rules! run {
+            ($t:ty, $variant:ident) => {{
+                // SAFETY: materialised values' buffers hold their verified types; the results
+                // are distinct buffers, none of them an operand's (`memory.rs`), and only
+                // they are written while the views live.
+                unsafe {
+                    let view = |v: Var| match view_buffer(func.var_type(v), self.buffer(table, v)) {
+                        ValueRef::$variant(a) => a,
+                        _ => unreachable!("operands of the result's dtype"),
+                    };
+                    let rhs: Vec<_> = eqns.iter().map(|&e| view(operand(e, 1))).collect();
+                    let len = out_ty.num_elements();
+                    let mut outs: Vec<&mut [$t]> = eqns
+                        .iter()
+                        .map(|&e| {
+                            let out = self.buffer(table, func.eqns[e as usize].out);
+                            std::slice::from_raw_parts_mut(out as *mut $t, len)
+                        })
+                        .collect();
+                    conv_general_dilated_into(&view(lhs), &rhs, dims, &out_ty.shape, &mut outs);
+                }
+            }};
+        }
+        match out_ty.dtype {
+            DType::F32 => run!(f32, F32),
+            _ => run!(f64, F64),
         }
     }
 

@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 use std::collections::{HashMap, HashSet};
 
 use traceform_ir::{
-    Atom, BinaryOp, DType, Def, DefUse, Func, Namer, OpClass, Prim, PrimKind, UnaryOp, Var,
+    Atom, BinaryOp, DType, Def, DefUse, Func, Namer, OpClass, Prim, PrimKind, Type, UnaryOp, Var,
 };
 
 /// An affine function of the loop index of a kernel: `offset + sum_d coef[d] * i_d`.
@@ -219,6 +219,11 @@ pub enum StepKind {
     Gemm { eqn: u32 },
     /// An explicit call of the runtime's kernel for the equation (see `docs/jit.md`).
     Runtime { eqn: u32 },
+    /// Float `conv_general_dilated`s of one lhs, with one attribute set and kernels of one
+    /// shape (a jvp's `conv(x, w)` and `conv(x, dw)`), through the runtime's
+    /// `conv_general_dilated_into`: the lhs is gathered once, and each result is written
+    /// straight into its buffer. The first equation is the step's `out`, the others `also`.
+    Convolutions { eqns: Vec<u32> },
 }
 
 /// One step and the equation whose result it materialises.
@@ -444,6 +449,13 @@ impl Plan {
                 && func.args(eqn).iter().all(|a| a.as_var().is_some())
             {
                 StepKind::Gemm { eqn: k as u32 }
+            } else if matches!(prim, Prim::ConvGeneralDilated(_))
+                && func.var_type(eqn.out).dtype.is_float()
+                && func.args(eqn).iter().all(|a| a.as_var().is_some())
+            {
+                StepKind::Convolutions {
+                    eqns: vec![k as u32],
+                }
             } else {
                 StepKind::Runtime { eqn: k as u32 }
             };
@@ -459,7 +471,9 @@ impl Plan {
                         reads.push(*v);
                     }
                 }
-                StepKind::Gemm { .. } | StepKind::Runtime { .. } => {
+                StepKind::Gemm { .. }
+                | StepKind::Runtime { .. }
+                | StepKind::Convolutions { .. } => {
                     reads.extend(func.args(eqn).iter().filter_map(Atom::as_var));
                 }
             }
@@ -476,6 +490,7 @@ impl Plan {
                 _ => steps.push(step),
             }
         }
+        share_convolution_gathers(func, &mut steps);
         Plan {
             steps,
             materialised,
@@ -522,10 +537,79 @@ impl Plan {
                     "step {i}: runtime kernel -> {out}: {ty} [{}]",
                     names(&[*eqn])
                 ),
+                StepKind::Convolutions { eqns } => writeln!(
+                    s,
+                    "step {i}: convolution{} -> {out}: {ty} [{}]",
+                    if eqns.len() > 1 {
+                        "s of one gathered lhs"
+                    } else {
+                        ""
+                    },
+                    names(eqns)
+                ),
             };
         }
         s
     }
+}
+
+/// Moves each convolution step into the first earlier one that reads the same lhs with the
+/// same attributes and a kernel of the same shape, when every value it reads is made before
+/// that step (so the lhs is gathered once for both). A jvp convolves each activation with the
+/// weights and with their tangent: `conv(h, w)` then `conv(h', w)`, then `conv(h, dw)`.
+fn share_convolution_gathers(func: &Func, steps: &mut Vec<Step>) {
+    // made_at[v]: the step making value v (parameters: before every step).
+    let mut made_at = vec![0usize; func.num_vars()];
+    for (i, step) in steps.iter().enumerate() {
+        for v in std::iter::once(step.out).chain(step.also.iter().copied()) {
+            made_at[v.index()] = i;
+        }
+    }
+    let key = |step: &Step| -> Option<(Var, Prim, Type)> {
+        let StepKind::Convolutions { eqns } = &step.kind else {
+            return None;
+        };
+        let e = &func.eqns[eqns[0] as usize];
+        let args = func.args(e);
+        let (lhs, rhs) = (args[0].as_var()?, args[1].as_var()?);
+        Some((lhs, func.prim(e).clone(), func.var_type(rhs).clone()))
+    };
+    let mut moved = vec![false; steps.len()];
+    for j in 0..steps.len() {
+        let Some(want) = key(&steps[j]) else {
+            continue;
+        };
+        let ready = |i: usize| {
+            steps[j]
+                .reads
+                .iter()
+                .all(|v| func.params.contains(v) || made_at[v.index()] < i)
+        };
+        let Some(i) =
+            (0..j).find(|&i| !moved[i] && key(&steps[i]) == Some(want.clone()) && ready(i))
+        else {
+            continue;
+        };
+        moved[j] = true;
+        let (out, reads, StepKind::Convolutions { eqns }) =
+            (steps[j].out, steps[j].reads.clone(), steps[j].kind.clone())
+        else {
+            unreachable!("a convolution step")
+        };
+        let into = &mut steps[i];
+        into.also.push(out);
+        into.reads.extend(reads);
+        into.reads.sort_unstable();
+        into.reads.dedup();
+        if let StepKind::Convolutions { eqns: first } = &mut into.kind {
+            first.extend(eqns);
+        }
+    }
+    let mut index = 0;
+    steps.retain(|_| {
+        index += 1;
+        !moved[index - 1]
+    });
 }
 
 /// True when `next` can run in `prev`'s loop: both reduce, or neither reduces and they read a

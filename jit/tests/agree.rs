@@ -165,6 +165,25 @@ fn runtime_kernel_calls_agree() {
     }
 }
 
+/// Convolutions of one lhs with one attribute set (a jvp's `conv(h, w)` and `conv(h, dw)`)
+/// share one step, which gathers the lhs once; each result equals the interpreter's bit for
+/// bit. `b` reads another lhs and stays a step of its own; `c` moves up into `a`'s step,
+/// since what it reads is there before it.
+#[test]
+fn convolutions_of_one_lhs_share_a_gather() {
+    let conv = "conv_general_dilated[window_strides=(1,2), padding=((1,1),(0,2)), lhs_dilation=(1,1), rhs_dilation=(1,1), feature_group_count=1, batch_group_count=1]";
+    let src = format!(
+        "func f(x: f32[2,3,7,9], y: f32[2,3,7,9], w: f32[4,3,3,2], v: f32[4,3,3,2]) -> (f32[2,4,7,5], f32[2,4,7,5], f32[2,4,7,5]) {{\n  a: f32[2,4,7,5] = {conv} x w\n  b: f32[2,4,7,5] = {conv} y w\n  c: f32[2,4,7,5] = {conv} x v\n  return a, b, c\n}}\n"
+    );
+    let exe = check(&src, 0.0);
+    let plan = exe.describe();
+    assert!(
+        plan.contains("convolutions of one gathered lhs -> a, c: f32[2,4,7,5], f32[2,4,7,5]"),
+        "{plan}"
+    );
+    assert!(plan.contains("convolution -> b"), "{plan}");
+}
+
 /// `docs/jit.md` lists exactly the primitives the JIT computes by a runtime-kernel call.
 #[test]
 fn the_docs_list_every_runtime_kernel_call() {

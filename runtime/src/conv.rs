@@ -461,12 +461,47 @@ pub fn conv_general_dilated<T: LinalgScalar + Gemm + Scratch>(
     dims: &ConvDims,
     out_shape: &[usize],
 ) -> ArrayD<T> {
+    let mut out = vec![T::zero(); out_shape.iter().product()];
+    conv_general_dilated_into(lhs, &[rhs.view()], dims, out_shape, &mut [&mut out]);
+    ArrayD::from_shape_vec(IxDyn(out_shape), out).expect("sizes agree")
+}
+
+/// `conv_general_dilated[dims] lhs rhs[i]` into `outs[i]` (row-major, of the verified result
+/// shape `out_shape`, every element written), for kernels `rhs` of one shape: the columns are
+/// gathered once and multiplied by each kernel in turn. Each result is the one
+/// `conv_general_dilated` gives for its kernel alone, bit for bit: the same columns and the
+/// same products. (A jvp convolves each primal activation with the weights and with their
+/// tangent.)
+///
+/// # Panics
+/// When `rhs` and `outs` differ in length, a kernel's shape differs from the first's, or a
+/// result's length from `out_shape`'s.
+pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
+    lhs: &ArrayViewD<'_, T>,
+    rhs: &[ArrayViewD<'_, T>],
+    dims: &ConvDims,
+    out_shape: &[usize],
+    outs: &mut [&mut [T]],
+) {
+    let len: usize = out_shape.iter().product();
+    assert!(
+        rhs.len() == outs.len()
+            && rhs.iter().all(|r| r.shape() == rhs[0].shape())
+            && outs.iter().all(|o| o.len() == len),
+        "conv_general_dilated_into: kernels and results disagree"
+    );
+    let Some(first) = rhs.first() else {
+        return;
+    };
     let lhs = lhs.as_standard_layout();
-    let rhs = rhs.as_standard_layout();
+    let rhs: Vec<_> = rhs.iter().map(|r| r.as_standard_layout()).collect();
     let x = lhs.as_slice().expect("standard layout");
-    let w = rhs.as_slice().expect("standard layout");
-    let (channels, features, out_features) = (lhs.shape()[1], rhs.shape()[1], rhs.shape()[0]);
-    let kernel = &rhs.shape()[2..];
+    let ws: Vec<&[T]> = rhs
+        .iter()
+        .map(|r| r.as_slice().expect("standard layout"))
+        .collect();
+    let (channels, features, out_features) = (lhs.shape()[1], first.shape()[1], first.shape()[0]);
+    let kernel = &first.shape()[2..];
     let outputs = &out_shape[2..];
     let k = kernel.len();
     let groups = dims.group_count();
@@ -475,8 +510,10 @@ pub fn conv_general_dilated<T: LinalgScalar + Gemm + Scratch>(
     let rows = features * taps;
     let positions: usize = outputs.iter().product();
     let plane: usize = lhs.shape()[2..].iter().product();
-    let mut out = vec![T::zero(); out_shape.iter().product()];
-    if !out.is_empty() && rows > 0 {
+    if rows == 0 {
+        outs.iter_mut().for_each(|out| out.fill(T::zero()));
+    }
+    if len > 0 && rows > 0 {
         let axes: Vec<AxisReader> = (0..k)
             .map(|d| AxisReader::new(dims, d, lhs.shape()[d + 2], outputs[d]))
             .collect();
@@ -519,11 +556,7 @@ pub fn conv_general_dilated<T: LinalgScalar + Gemm + Scratch>(
                 &x[start..start + features * plane]
             };
             for q in 0..groups {
-                let weights = ArrayView2::from_shape(
-                    (per_group, rows),
-                    &w[q * per_group * rows..(q + 1) * per_group * rows],
-                )
-                .expect("sizes agree");
+                let (lo, hi) = (q * per_group * rows, (q + 1) * per_group * rows);
                 let mut n = 0;
                 while n < batch {
                     let count = entries_per_product.min(batch - n);
@@ -536,28 +569,26 @@ pub fn conv_general_dilated<T: LinalgScalar + Gemm + Scratch>(
                         }
                         let cols =
                             ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                        let product = ArrayViewMut2::from_shape(
-                            (per_group, width),
-                            &mut products[..per_group * width],
-                        )
-                        .expect("sizes agree");
-                        mat_mul(weights, cols, product);
-                        // Column block i of the product is entry n + i's rows of group q.
-                        for i in 0..count {
-                            for o in 0..per_group {
-                                let to = ((n + i) * out_features + q * per_group + o) * positions;
-                                let from = o * width + i * positions;
-                                out[to..to + positions]
-                                    .copy_from_slice(&products[from..from + positions]);
+                        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+                            let product = ArrayViewMut2::from_shape(
+                                (per_group, width),
+                                &mut products[..per_group * width],
+                            )
+                            .expect("sizes agree");
+                            mat_mul(group_rows(&w[lo..hi], per_group, rows), cols, product);
+                            // Column block i of the product is entry n + i's rows of group q.
+                            for i in 0..count {
+                                for o in 0..per_group {
+                                    let to =
+                                        ((n + i) * out_features + q * per_group + o) * positions;
+                                    let from = o * width + i * positions;
+                                    out[to..to + positions]
+                                        .copy_from_slice(&products[from..from + positions]);
+                                }
                             }
                         }
                     } else {
                         let block = (n * out_features + q * per_group) * positions;
-                        let mut result = ArrayViewMut2::from_shape(
-                            (per_group, positions),
-                            &mut out[block..block + per_group * positions],
-                        )
-                        .expect("sizes agree");
                         let mut first = 0;
                         while first < positions {
                             let end = (first + chunk).min(positions);
@@ -566,7 +597,15 @@ pub fn conv_general_dilated<T: LinalgScalar + Gemm + Scratch>(
                             geometry.gather(image(n, q), features, first..end, (cols, width, 0));
                             let cols =
                                 ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
-                            mat_mul(weights, cols, result.slice_mut(s![.., first..end]));
+                            for (w, out) in ws.iter().zip(outs.iter_mut()) {
+                                let mut result = ArrayViewMut2::from_shape(
+                                    (per_group, positions),
+                                    &mut out[block..block + per_group * positions],
+                                )
+                                .expect("sizes agree");
+                                let weights = group_rows(&w[lo..hi], per_group, rows);
+                                mat_mul(weights, cols, result.slice_mut(s![.., first..end]));
+                            }
                             first = end;
                         }
                     }
@@ -575,7 +614,11 @@ pub fn conv_general_dilated<T: LinalgScalar + Gemm + Scratch>(
             }
         });
     }
-    ArrayD::from_shape_vec(IxDyn(out_shape), out).expect("sizes agree")
+}
+
+/// A group's block of kernel rows: `per_group` rows of `I·K1..Kk` (`rows`).
+fn group_rows<T>(w: &[T], per_group: usize, rows: usize) -> ArrayView2<'_, T> {
+    ArrayView2::from_shape((per_group, rows), w).expect("sizes agree")
 }
 
 /// A scratch buffer of this element type, kept by each thread from call to call: the column
@@ -736,6 +779,45 @@ mod tests {
                 conv_general_dilated(&x.view(), &w.view(), &dims, &out),
                 want
             );
+        }
+    }
+
+    #[test]
+    fn several_kernels_on_one_gather_give_each_kernels_own_result() {
+        let mut rng = Rng(0x7a1e);
+        let mut real = |shape: &[usize]| {
+            ArrayD::from_shape_fn(IxDyn(shape), |_| rng.range(-1000, 1000) as f32 / 37.0)
+        };
+        let mut cases = vec![
+            // Batched entries per product, and column chunks of one entry.
+            (
+                vec![8, 6, 13, 13],
+                vec![5, 6, 3, 3],
+                ConvDims::new(&[1, 1], &[(1, 1), (1, 1)]),
+            ),
+            (
+                vec![2, 3, 40, 40],
+                vec![4, 3, 5, 5],
+                ConvDims::new(&[1, 1], &[(2, 2), (2, 2)]),
+            ),
+        ];
+        let mut grouped = ConvDims::new(&[1], &[(0, 1)]);
+        grouped.feature_group_count = 2;
+        cases.push((vec![3, 4, 9], vec![6, 2, 2], grouped));
+        for (ls, rs, dims) in cases {
+            let ty = |s: &[usize]| traceform_ir::Type::new(traceform_ir::DType::F32, s);
+            let out = dims.output_type(&ty(&ls), &ty(&rs)).unwrap().shape.to_vec();
+            let x = real(&ls);
+            let ws = [real(&rs), real(&rs), real(&rs)];
+            let len: usize = out.iter().product();
+            let mut results = vec![vec![f32::NAN; len]; 3];
+            let mut outs: Vec<&mut [f32]> = results.iter_mut().map(|r| &mut r[..]).collect();
+            let views: Vec<_> = ws.iter().map(|w| w.view()).collect();
+            conv_general_dilated_into(&x.view(), &views, &dims, &out, &mut outs);
+            for (w, got) in ws.iter().zip(&results) {
+                let alone = conv_general_dilated(&x.view(), &w.view(), &dims, &out);
+                assert_eq!(alone.as_slice().unwrap(), &got[..], "{ls:?} * {rs:?}");
+            }
         }
     }
 

@@ -9,6 +9,7 @@ pub mod par;
 mod value;
 mod window;
 
+pub use conv::{conv_general_dilated_into, Scratch};
 pub use gemm::{mat_mul, Gemm};
 pub use interp::{check_inputs, eval, eval_with_stats, EvalError, EvalStats, MAX_VALUE_BYTES};
 pub use kernels::{apply, KernelError, Real};
