@@ -10,7 +10,10 @@
 //! each tap reads runs of the last axis, which are copied. The column matrix stays within a
 //! fixed budget however large the kernel or the result: it is built in chunks of result
 //! positions (down to one column), or, where whole results are small, for several batch
-//! entries at once, which then share one product. The matrix product is the runtime's one
+//! entries at once, which then share one product. Where the kernel is longer than the result
+//! on the last axis (a kernel's cotangent), the column matrix is gathered transposed, one
+//! column of all rows per result position, so that the runs copied go along the kernel
+//! (`TapRun`), and the product reads it column-major. The matrix product is the runtime's one
 //! GEMM entry point (`crate::gemm`). A large gather (`PARALLEL_GATHER` elements) is shared
 //! with the helper thread (`crate::par`): its rows are cut into blocks, each block writing
 //! only its own rows of the column matrix, so every element is the same copy (or zero)
@@ -18,7 +21,9 @@
 
 use crate::gemm::{mat_mul, Gemm};
 use crate::par;
-use ndarray::{s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn, LinalgScalar};
+use ndarray::{
+    s, ArrayD, ArrayView2, ArrayViewD, ArrayViewMut2, IxDyn, LinalgScalar, ShapeBuilder,
+};
 use traceform_ir::ConvDims;
 
 /// The largest column matrix built at once for column chunks of one batch entry's result,
@@ -178,6 +183,56 @@ struct Geometry<'a> {
     lines: usize,
     /// For each last-axis tap, how it fills a whole result line, where its run has no holes.
     line_plans: Vec<Option<LinePlan>>,
+    /// When the column matrix is built transposed (`TapRun`): per last-axis result position,
+    /// the last-axis taps it reads.
+    tap_runs: Option<Vec<TapRun>>,
+}
+
+/// The last-axis taps one last-axis result position reads: taps `lo..hi`, tap `lo` at lhs
+/// index `first` of the line, each next one `step` further; the other taps read padding.
+///
+/// A convolution whose kernel is longer than its result on the last axis (the kernel's
+/// cotangent: AlexNet's last layer convolves 13x13 planes with 13x13 "kernels" into 3x3
+/// results) gathers its column matrix transposed, one row per result position, so that
+/// what it copies are runs along the kernel (13 elements) instead of along the result (3):
+/// the per-run bookkeeping was most of the gather's time there.
+#[derive(Clone, Copy, Debug)]
+struct TapRun {
+    lo: usize,
+    hi: usize,
+    first: usize,
+    step: usize,
+}
+
+impl TapRun {
+    /// The runs of every last-axis result position, if the axis has no lhs dilation (whose
+    /// holes would break the runs).
+    fn all(axis: &AxisReader, taps: usize, outputs: usize) -> Option<Vec<TapRun>> {
+        if axis.lhs_dilation != 1 {
+            return None;
+        }
+        let runs = (0..outputs)
+            .map(|y| {
+                let inside: Vec<usize> =
+                    (0..taps).filter(|&t| axis.source(t, y).is_some()).collect();
+                match (inside.first(), inside.last()) {
+                    (Some(&lo), Some(&hi)) => TapRun {
+                        lo,
+                        hi: hi + 1,
+                        first: axis.source(lo, y).expect("inside"),
+                        step: axis.rhs_dilation as usize,
+                    },
+                    _ => TapRun {
+                        lo: 0,
+                        hi: 0,
+                        first: 0,
+                        step: 1,
+                    },
+                }
+            })
+            .collect();
+        Some(runs)
+    }
 }
 
 /// How one last-axis tap fills a whole result line of `y_last` positions: zeros before
@@ -319,6 +374,9 @@ impl Geometry<'_> {
         (columns, row_stride, offset): (&mut [T], usize, usize),
     ) {
         let rows = features * self.kernel.iter().product::<usize>();
+        if let Some(runs) = &self.tap_runs {
+            return self.gather_transposed(image, features, positions, runs, (columns, offset));
+        }
         let blocks = if rows * positions.len() >= PARALLEL_GATHER && par::available() {
             GATHER_BLOCKS.min(rows)
         } else {
@@ -376,6 +434,75 @@ impl Geometry<'_> {
                         plan.fill(&plane[base..], segment)
                     }
                     (Some(base), _) => gather_segment(&plane[base..], run, y0, segment),
+                }
+            }
+        }
+    }
+
+    /// `gather` into the transposed column matrix (`tap_runs` is set): the column of result
+    /// position `p` (all `I·taps` rows) at `columns[(offset + p - positions.start)·I·taps..]`.
+    /// Large gathers are cut into blocks of positions, each writing only its own columns.
+    fn gather_transposed<T: LinalgScalar + Send + Sync>(
+        &self,
+        image: &[T],
+        features: usize,
+        positions: std::ops::Range<usize>,
+        runs: &[TapRun],
+        (columns, offset): (&mut [T], usize),
+    ) {
+        let rows = features * self.kernel.iter().product::<usize>();
+        let count = positions.len();
+        let blocks = if rows * count >= PARALLEL_GATHER && par::available() {
+            GATHER_BLOCKS.min(count)
+        } else {
+            1
+        };
+        let at = |i: usize| (offset + par::range(count, blocks, i).start) * rows;
+        let cuts = (1..blocks).map(at);
+        par::parts(par::cut(columns, cuts), &|i, part| {
+            let block = par::range(count, blocks, i);
+            let base = if i == 0 { 0 } else { at(i) };
+            for j in block {
+                let column = &mut part[(offset + j) * rows - base..][..rows];
+                self.gather_position(image, features, positions.start + j, runs, column);
+            }
+        });
+    }
+
+    /// The column of result position `p`: row `f·taps + tap` is what tap `tap` reads of
+    /// feature `f` there.
+    fn gather_position<T: LinalgScalar>(
+        &self,
+        image: &[T],
+        features: usize,
+        p: usize,
+        runs: &[TapRun],
+        column: &mut [T],
+    ) {
+        let last = self.kernel.len() - 1;
+        let (kernel_last, y_last) = (self.kernel[last], self.outputs[last]);
+        let taps: usize = self.kernel.iter().product();
+        let leads = taps / kernel_last;
+        let (line, run) = (p / y_last, runs[p % y_last]);
+        for f in 0..features {
+            let plane = &image[f * self.plane..(f + 1) * self.plane];
+            for lead in 0..leads {
+                let segment = &mut column[f * taps + lead * kernel_last..][..kernel_last];
+                let Some(base) = self.line_bases[lead * self.lines + line] else {
+                    zero(segment);
+                    continue;
+                };
+                let (before, rest) = segment.split_at_mut(run.lo);
+                let (inside, after) = rest.split_at_mut(run.hi - run.lo);
+                zero(before);
+                zero(after);
+                let from = &plane[base + run.first..];
+                if run.step == 1 {
+                    copy_short(inside, &from[..inside.len()]);
+                } else {
+                    for (dst, &src) in inside.iter_mut().zip(from.iter().step_by(run.step)) {
+                        *dst = src;
+                    }
                 }
             }
         }
@@ -519,7 +646,13 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
             .collect();
         let in_strides = strides_of(&lhs.shape()[2..]);
         let last_runs: Vec<Run> = (0..kernel[k - 1]).map(|t| axes[k - 1].run(t)).collect();
+        // Transposed where the kernel is longer than the result on the last axis (`TapRun`).
+        let tap_runs = (kernel[k - 1] > outputs[k - 1])
+            .then(|| TapRun::all(&axes[k - 1], kernel[k - 1], outputs[k - 1]))
+            .flatten();
+        let transposed = tap_runs.is_some();
         let geometry = Geometry {
+            tap_runs,
             line_bases: Geometry::line_bases(&axes, kernel, outputs, &in_strides),
             lines: outputs[..k - 1].iter().product(),
             line_plans: last_runs.iter().map(|&r| LinePlan::of(r)).collect(),
@@ -538,7 +671,10 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
             .min(BATCHED_WIDTH / positions)
             .clamp(1, batch);
         let entries_per_product = batch.div_ceil(batch.div_ceil(most));
+        // Column chunks of one entry, as even as the budget allows (AlexNet's first layer:
+        // two of 1513 positions, not 2888 and a product of 137).
         let chunk = (COLUMN_BUDGET / rows).clamp(1, positions);
+        let chunk = positions.div_ceil(positions.div_ceil(chunk));
         let widest = (entries_per_product * positions).max(chunk);
         let (columns_len, products_len) =
             (rows * widest, per_group * entries_per_product * positions);
@@ -567,8 +703,7 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
                             let target = (&mut *cols, width, i * positions);
                             geometry.gather(image(n + i, q), features, 0..positions, target);
                         }
-                        let cols =
-                            ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
+                        let cols = column_matrix(cols, rows, width, transposed);
                         for (w, out) in ws.iter().zip(outs.iter_mut()) {
                             let product = ArrayViewMut2::from_shape(
                                 (per_group, width),
@@ -595,8 +730,7 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
                             let width = end - first;
                             let cols = &mut columns[..rows * width];
                             geometry.gather(image(n, q), features, first..end, (cols, width, 0));
-                            let cols =
-                                ArrayView2::from_shape((rows, width), &*cols).expect("sizes agree");
+                            let cols = column_matrix(cols, rows, width, transposed);
                             for (w, out) in ws.iter().zip(outs.iter_mut()) {
                                 let mut result = ArrayViewMut2::from_shape(
                                     (per_group, positions),
@@ -614,6 +748,17 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
             }
         });
     }
+}
+
+/// The column matrix `[rows, width]` in `cols`: row-major, or column-major where it was
+/// gathered transposed.
+fn column_matrix<T>(cols: &[T], rows: usize, width: usize, transposed: bool) -> ArrayView2<'_, T> {
+    let shape = if transposed {
+        (rows, width).strides((1, rows))
+    } else {
+        (rows, width).strides((width, 1))
+    };
+    ArrayView2::from_shape(shape, cols).expect("sizes agree")
 }
 
 /// A group's block of kernel rows: `per_group` rows of `I·K1..Kk` (`rows`).
@@ -911,6 +1056,30 @@ mod tests {
             let got = conv_general_dilated(&x.view(), &w.view(), &dims, &out.shape);
             assert_eq!(got, naive(&x, &w, &dims, &out.shape), "{dims:?}");
         }
+    }
+
+    #[test]
+    fn kernels_longer_than_their_results_gather_transposed_columns() {
+        // The kernel's cotangent of a convolution (taps and positions swapped): columns of
+        // result positions, whole and in chunks, shared with the helper above the threshold,
+        // with rhs dilation (runs of step 2) and padding on both sides.
+        let mut rng = Rng(0x7ab);
+        let ty = |a: &ArrayD<f64>| Type::new(DType::F64, a.shape());
+        for (lhs, rhs, rhs_dilation, padding) in [
+            ([4, 8, 30, 30], [5, 8, 28, 28], [1, 1], [(1, 1), (1, 1)]),
+            ([3, 2, 41, 40], [2, 2, 17, 13], [2, 3], [(2, 1), (0, 2)]),
+            ([2, 3, 9, 12], [4, 3, 4, 9], [1, 1], [(-1, 2), (1, 0)]),
+        ] {
+            let (x, w) = (rng.array(&lhs), rng.array(&rhs));
+            let mut dims = ConvDims::new(&[1, 1], &padding);
+            dims.rhs_dilation = rhs_dilation[..].into();
+            let out = dims.output_type(&ty(&x), &ty(&w)).unwrap().shape;
+            assert!(rhs[3] > out[3], "{out:?}");
+            let got = conv_general_dilated(&x.view(), &w.view(), &dims, &out);
+            assert_eq!(got, naive(&x, &w, &dims, &out), "{lhs:?} * {rhs:?}");
+        }
+        let rows = 8 * 28 * 28;
+        assert!(rows * 5 * 5 >= PARALLEL_GATHER);
     }
 
     #[test]
