@@ -558,11 +558,11 @@ impl Plan {
 /// that step (so the lhs is gathered once for both). A jvp convolves each activation with the
 /// weights and with their tangent: `conv(h, w)` then `conv(h', w)`, then `conv(h, dw)`.
 fn share_convolution_gathers(func: &Func, steps: &mut Vec<Step>) {
-    // made_at[v]: the step making value v (parameters: before every step).
-    let mut made_at = vec![0usize; func.num_vars()];
+    // made_at[v]: the step making value v (`None` for parameters: before every step).
+    let mut made_at = vec![None; func.num_vars()];
     for (i, step) in steps.iter().enumerate() {
         for v in std::iter::once(step.out).chain(step.also.iter().copied()) {
-            made_at[v.index()] = i;
+            made_at[v.index()] = Some(i);
         }
     }
     let key = |step: &Step| -> Option<(Var, Prim, Type)> {
@@ -575,6 +575,8 @@ fn share_convolution_gathers(func: &Func, steps: &mut Vec<Step>) {
         Some((lhs, func.prim(e).clone(), func.var_type(rhs).clone()))
     };
     let mut moved = vec![false; steps.len()];
+    // The convolution steps kept so far, by lhs.
+    let mut by_lhs: HashMap<Var, Vec<usize>> = HashMap::new();
     for j in 0..steps.len() {
         let Some(want) = key(&steps[j]) else {
             continue;
@@ -583,11 +585,15 @@ fn share_convolution_gathers(func: &Func, steps: &mut Vec<Step>) {
             steps[j]
                 .reads
                 .iter()
-                .all(|v| func.params.contains(v) || made_at[v.index()] < i)
+                .all(|v| made_at[v.index()].is_none_or(|m| m < i))
         };
-        let Some(i) =
-            (0..j).find(|&i| !moved[i] && key(&steps[i]) == Some(want.clone()) && ready(i))
+        let earlier = by_lhs.entry(want.0).or_default();
+        let Some(i) = earlier
+            .iter()
+            .copied()
+            .find(|&i| key(&steps[i]).as_ref() == Some(&want) && ready(i))
         else {
+            earlier.push(j);
             continue;
         };
         moved[j] = true;
