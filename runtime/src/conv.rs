@@ -650,7 +650,6 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
         let tap_runs = (kernel[k - 1] > outputs[k - 1])
             .then(|| TapRun::all(&axes[k - 1], kernel[k - 1], outputs[k - 1]))
             .flatten();
-        let transposed = tap_runs.is_some();
         let geometry = Geometry {
             tap_runs,
             line_bases: Geometry::line_bases(&axes, kernel, outputs, &in_strides),
@@ -703,7 +702,7 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
                             let target = (&mut *cols, width, i * positions);
                             geometry.gather(image(n + i, q), features, 0..positions, target);
                         }
-                        let cols = column_matrix(cols, rows, width, transposed);
+                        let cols = column_matrix(cols, rows, width, geometry.tap_runs.is_some());
                         for (w, out) in ws.iter().zip(outs.iter_mut()) {
                             let product = ArrayViewMut2::from_shape(
                                 (per_group, width),
@@ -730,7 +729,8 @@ pub fn conv_general_dilated_into<T: LinalgScalar + Gemm + Scratch>(
                             let width = end - first;
                             let cols = &mut columns[..rows * width];
                             geometry.gather(image(n, q), features, first..end, (cols, width, 0));
-                            let cols = column_matrix(cols, rows, width, transposed);
+                            let cols =
+                                column_matrix(cols, rows, width, geometry.tap_runs.is_some());
                             for (w, out) in ws.iter().zip(outs.iter_mut()) {
                                 let mut result = ArrayViewMut2::from_shape(
                                     (per_group, positions),

@@ -302,7 +302,7 @@ pub fn reduce_window<T: Copy + Send + Sync>(
 }
 
 /// `reduce_window_max`/`_min` of floats: every output starts at `init` (the identity) and
-/// takes each element that `beats` it; a window holding a NaN gives NaN. As in `first_best`,
+/// takes each element that `beats` it; a window holding a NaN gives NaN. As in `first_best_row`,
 /// NaNs stay out of the loop's dependency chain.
 pub fn reduce_window_extremum<T: Real + Send + Sync>(
     x: &ArrayViewD<'_, T>,
@@ -329,16 +329,22 @@ pub fn reduce_window_extremum<T: Real + Send + Sync>(
         if any_nan {
             // The row's windows that hold a NaN give their first one.
             for (y, acc) in out.iter_mut().enumerate() {
-                let mut taps = prefix
-                    .iter()
-                    .flat_map(|&p| last.of(y).iter().map(move |&l| p + l));
-                if let Some(i) = taps.find(|&i| xs[i].is_nan()) {
+                if let Some(i) = first_nan(&xs, prefix, last.of(y)) {
                     *acc = xs[i];
                 }
             }
         }
     });
     from_vec(out_shape, out)
+}
+
+/// The offset of the first NaN a window reads (positions `p + l`, `p` in `prefix` outermost:
+/// window order), if any.
+fn first_nan<T: Real>(xs: &[T], prefix: &[usize], last: &[usize]) -> Option<usize> {
+    let mut taps = prefix
+        .iter()
+        .flat_map(|&p| last.iter().map(move |&l| p + l));
+    taps.find(|&i| xs[i].is_nan())
 }
 
 /// `reduce_window_sum_transpose c`: zeros of `x_shape`, with each output's `c` added to every
@@ -438,10 +444,7 @@ fn first_best_row<T: Real>(
             let at = if taps.is_empty() {
                 None
             } else if any_nan {
-                let mut all = prefix
-                    .iter()
-                    .flat_map(|&p| taps.iter().map(move |&l| p + l));
-                Some(all.find(|&i| xs[i].is_nan()).unwrap_or(best[y - y0]))
+                Some(first_nan(xs, prefix, taps).unwrap_or(best[y - y0]))
             } else {
                 Some(best[y - y0])
             };
