@@ -11,7 +11,7 @@ use egg::Id;
 use traceform_ir::{BinaryOp, Linearity, Literal, Prim};
 
 use super::identities::constant_factor;
-use super::{apply, is_zero, op, ops_in, ty, Rhs, Rule};
+use super::{apply, class, is_zero, op, ops_in, ty, Rhs, Rule};
 use crate::simplify::lang::{Graph, Node};
 
 pub fn rules() -> Vec<Rule> {
@@ -35,6 +35,14 @@ pub fn rules() -> Vec<Rule> {
         Rule {
             name: "factor-linear",
             apply: factor_linear,
+        },
+        Rule {
+            name: "split-sum",
+            apply: split_sum,
+        },
+        Rule {
+            name: "scale-out-of-sum",
+            apply: scale_out_of_sum,
         },
     ]
 }
@@ -247,9 +255,55 @@ fn factor_linear_pair(eg: &Graph, x: Id, y: Id) -> Option<Rhs> {
     None
 }
 
+/// `reduce_sum(a ± b) = reduce_sum(a) ± reduce_sum(b)` (`factor-linear` read backwards), for
+/// operands of the summed type: extraction takes it where a term then loses a per-element
+/// step, as a scale that leaves the sum (`scale-out-of-sum`): forward mode's
+/// `sum(200 p - 2 q)` is `200 sum(p) - 2 sum(q)`, and the JIT folds each sum of a product
+/// into a fused multiply-add. Rounds differently (two sums).
+fn split_sum(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::ReduceSum { axes }, [x]) = op(eg, node)? else {
+        return None;
+    };
+    if !ty(eg, *x).dtype.is_float() {
+        return None;
+    }
+    let sum = |p: &Prim| matches!(p, Prim::Binary(BinaryOp::Add | BinaryOp::Sub));
+    let (p, ab) = ops_in(eg, *x, sum)
+        .find(|(_, ab)| ty(eg, ab[0]) == ty(eg, *x) && ty(eg, ab[1]) == ty(eg, *x))?;
+    let reduce = |a: Id| apply(Prim::ReduceSum { axes: axes.clone() }, &[a]);
+    Some(Rhs::Op(p.clone(), vec![reduce(ab[0]), reduce(ab[1])]))
+}
+
+/// `reduce_sum(a * s) = reduce_sum(a) * s` for a rank-0 `s` (either operand): one product
+/// in all instead of one per element. Rounds differently unless `s` is a power of two.
+fn scale_out_of_sum(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
+    let (Prim::ReduceSum { axes }, [x]) = op(eg, node)? else {
+        return None;
+    };
+    let is_mul = |p: &Prim| *p == Prim::Binary(BinaryOp::Mul);
+    let (a, s) = ops_in(eg, *x, is_mul).find_map(|(_, m)| {
+        let scalar = |c: Id| ty(eg, c).rank() == 0;
+        match (scalar(m[0]), scalar(m[1])) {
+            (false, true) if ty(eg, m[0]) == ty(eg, *x) => Some((m[0], m[1])),
+            (true, false) if ty(eg, m[1]) == ty(eg, *x) => Some((m[1], m[0])),
+            _ => None,
+        }
+    })?;
+    if !ty(eg, a).dtype.is_float() || ty(eg, a).rank() == 0 {
+        return None;
+    }
+    Some(Rhs::Op(
+        Prim::Binary(BinaryOp::Mul),
+        vec![
+            apply(Prim::ReduceSum { axes: axes.clone() }, &[a]),
+            class(s),
+        ],
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::simplify::rules::testing::simplified;
+    use crate::simplify::rules::testing::{simplified, simplified_text};
 
     #[test]
     fn factor_mul() {
@@ -305,6 +359,23 @@ mod tests {
         assert_eq!(
             simplified("a = convert_element_type[dtype=f64] x; b = convert_element_type[dtype=f64] y; c = add a b; d = convert_element_type[dtype=f32] c; return d"),
             "v0: f64[3] = convert_element_type[dtype=f64] x; v1: f64[3] = convert_element_type[dtype=f64] y; v2: f64[3] = add v0 v1; v3: f32[3] = convert_element_type[dtype=f32] v2; return v3"
+        );
+    }
+    #[test]
+    fn split_sum_where_a_scale_leaves_it() {
+        // Forward mode's `sum(3 p - q)`: a product less per element.
+        let text = "func f(x: f32[3], y: f32[3]) -> f32[] {\n  a: f32[3] = mul x 3.0\n  b: f32[3] = sub a y\n  c: f32[] = reduce_sum[axes=(0)] b\n  return c\n}\n";
+        assert_eq!(
+            simplified_text(text),
+            "func f(x: f32[3], y: f32[3]) -> f32[] {\n  v0: f32[] = reduce_sum[axes=(0)] x\n  v1: f32[] = mul v0 3.0:f32\n  v2: f32[] = reduce_sum[axes=(0)] y\n  v3: f32[] = sub v1 v2\n  return v3\n}\n"
+        );
+    }
+    #[test]
+    fn sums_without_a_scale_stay_whole() {
+        let text = "func f(x: f32[3], y: f32[3]) -> f32[] {\n  b: f32[3] = sub x y\n  c: f32[] = reduce_sum[axes=(0)] b\n  return c\n}\n";
+        assert_eq!(
+            simplified_text(text),
+            "func f(x: f32[3], y: f32[3]) -> f32[] {\n  v0: f32[3] = sub x y\n  v1: f32[] = reduce_sum[axes=(0)] v0\n  return v1\n}\n"
         );
     }
     #[test]

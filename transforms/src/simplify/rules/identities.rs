@@ -82,6 +82,10 @@ pub fn rules() -> Vec<Rule> {
             apply: constant_factors,
         },
         Rule {
+            name: "power-of-two-out-of-product",
+            apply: power_of_two_out_of_product,
+        },
+        Rule {
             name: "sub-negative-scaled",
             apply: sub_negative_scaled,
         },
@@ -332,6 +336,45 @@ fn constant_factors(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     })
 }
 
+/// `a * (b * k) = (a * b) * k` for a rank-0 constant `k` that is a power of two (exact),
+/// where the product is summed or scaled by a constant: the scale moves outwards, where it
+/// meets the other constant (`constant-factors`) or leaves the sum (`scale-out-of-sum`):
+/// forward mode's `sum(t * (x * 2))` is `sum(t * x) * 2`. (Elsewhere the two forms cost the
+/// same, and the rule would only give extraction a choice to make.)
+fn power_of_two_out_of_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
+    let (x, y) = binary(eg, node, BinaryOp::Mul)?;
+    let full = |c: Id| eg[c].data.fill.is_none() || ty(eg, c).rank() > 0;
+    if !full(x) || !full(y) {
+        return None;
+    }
+    let me = eg.find(id);
+    let summed_or_scaled = eg[me].parents().any(|p| {
+        eg[p].nodes.iter().any(|n| match op(eg, n) {
+            Some((Prim::ReduceSum { .. }, [c])) => eg.find(*c) == me,
+            _ => constant_factor(eg, n).is_some_and(|(c, _)| eg.find(c) == me),
+        })
+    });
+    if !summed_or_scaled {
+        return None;
+    }
+    for (a, by) in [(x, y), (y, x)] {
+        let found = eg[by].nodes.iter().find_map(|n| {
+            let (b, k) = constant_factor(eg, n)?;
+            let power = k != 0.0 && k.is_finite() && k.abs().log2().fract() == 0.0;
+            (power && k.abs() != 1.0 && ty(eg, b) == ty(eg, by)).then_some((b, k))
+        });
+        if let Some((b, k)) = found {
+            let lit = Literal::new(k, ty(eg, by).dtype);
+            let ab = apply(Prim::Binary(BinaryOp::Mul), &[a, b]);
+            return Some(Rhs::Op(
+                Prim::Binary(BinaryOp::Mul),
+                vec![ab, Rhs::Lit(lit)],
+            ));
+        }
+    }
+    None
+}
+
 /// `a + b*c = a - b*(-c)` for a negative rank-0 constant `c` (either operand order; exact):
 /// a sum of terms with negative weights is written as a subtraction, as forward mode writes
 /// it (`sub`'s tangent is the difference of the tangents), so that reverse mode's sum of
@@ -507,7 +550,7 @@ fn select_same(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
 
 #[cfg(test)]
 mod tests {
-    use crate::simplify::rules::testing::simplified;
+    use crate::simplify::rules::testing::{simplified, simplified_text};
 
     #[test]
     fn add_zero() {
@@ -629,6 +672,14 @@ mod tests {
         assert_eq!(
             simplified("a = mul x 2.0; b = mul 0.5 a; c = mul b y; return c"),
             "v0: f32[3] = mul x y; return v0"
+        );
+    }
+    #[test]
+    fn power_of_two_out_of_a_summed_product() {
+        let text = "func f(x: f32[3], y: f32[3]) -> f32[] {\n  a: f32[3] = mul x 2.0\n  b: f32[3] = mul y a\n  c: f32[] = reduce_sum[axes=(0)] b\n  return c\n}\n";
+        assert_eq!(
+            simplified_text(text),
+            "func f(x: f32[3], y: f32[3]) -> f32[] {\n  v0: f32[3] = mul y x\n  v1: f32[] = reduce_sum[axes=(0)] v0\n  v2: f32[] = mul v1 2.0:f32\n  return v2\n}\n"
         );
     }
     #[test]
