@@ -809,7 +809,12 @@ impl Emitter<'_> {
         // (Two accumulators for each of four outputs spilled them: 140 -> 226 µs.)
         let unroll = if reduce_inner.iter().all(|&r| r) && self.width > 1 {
             (UNROLL / self.outs.len()).max(1)
-        } else if reduce_inner.iter().all(|&r| !r) && self.width > 1 {
+        } else if reduce_inner.iter().all(|&r| !r)
+            && self.width > 1
+            && self.c.dims[inner] >= crate::plan::SHORT_LOOP as i64
+        {
+            // (Not in short loops: a second copy of the body there costs compile time and
+            // saves nothing measurable.)
             STORE_UNROLL
         } else {
             1
