@@ -258,8 +258,7 @@ fn factor_linear_pair(eg: &Graph, x: Id, y: Id) -> Option<Rhs> {
 /// `reduce_sum(a ± b) = reduce_sum(a) ± reduce_sum(b)` (`factor-linear` read backwards), for
 /// operands of the summed type: extraction takes it where a term then loses a per-element
 /// step, as a scale that leaves the sum (`scale-out-of-sum`): forward mode's
-/// `sum(200 p - 2 q)` is `200 sum(p) - 2 sum(q)`, and the JIT folds each sum of a product
-/// into a fused multiply-add. Rounds differently (two sums).
+/// `sum(200 p - 2 q)` is `200 sum(p) - 2 sum(q)`. Rounds differently (two sums).
 fn split_sum(eg: &Graph, _id: Id, node: &Node) -> Option<Rhs> {
     let (Prim::ReduceSum { axes }, [x]) = op(eg, node)? else {
         return None;

@@ -336,6 +336,11 @@ fn constant_factors(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     })
 }
 
+/// Whether `k` is `±2^n`: scaling by it rounds nothing (short of overflow and underflow).
+fn power_of_two(k: f64) -> bool {
+    k != 0.0 && k.is_finite() && k.abs().log2().fract() == 0.0
+}
+
 /// `a * (b * k) = (a * b) * k` for a rank-0 constant `k` that is a power of two (exact),
 /// where the product is summed or scaled by a constant: the scale moves outwards, where it
 /// meets the other constant (`constant-factors`) or leaves the sum (`scale-out-of-sum`):
@@ -360,8 +365,7 @@ fn power_of_two_out_of_product(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     for (a, by) in [(x, y), (y, x)] {
         let found = eg[by].nodes.iter().find_map(|n| {
             let (b, k) = constant_factor(eg, n)?;
-            let power = k != 0.0 && k.is_finite() && k.abs().log2().fract() == 0.0;
-            (power && k.abs() != 1.0 && ty(eg, b) == ty(eg, by)).then_some((b, k))
+            (power_of_two(k) && k.abs() != 1.0 && ty(eg, b) == ty(eg, by)).then_some((b, k))
         });
         if let Some((b, k)) = found {
             let lit = Literal::new(k, ty(eg, by).dtype);
@@ -443,7 +447,7 @@ fn scaled_class(eg: &Graph, node: &Node, b: Id) -> Option<Id> {
 fn scale_into_shared_difference(eg: &Graph, id: Id, node: &Node) -> Option<Rhs> {
     let (ab, k) = constant_factor(eg, node)?;
     let dtype = ty(eg, id).dtype;
-    if k == 0.0 || !k.is_finite() || k.abs().log2().fract() != 0.0 {
+    if !power_of_two(k) {
         return None;
     }
     // `c*k ± y*k` for a class `b` holding `c ± y`, when `y*k` is in the e-graph.
