@@ -40,8 +40,14 @@ use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
 use crate::host::{self, TILE};
 use crate::plan::{Affine, Fill, Kernel, NodeOp, ReduceOp};
 
-/// Independent vector accumulators of a loop reducing its innermost axis.
+/// Independent vector accumulators per output of a loop reducing its innermost axis (one is
+/// bound by the latency of its adds).
 const UNROLL: usize = 4;
+
+/// Vector accumulators of such a loop in all, shared by its outputs: eight leave half of
+/// the sixteen vector registers to the body (sixteen spilled: Rosenbrock's jvp, four sums,
+/// 126 -> 197 µs).
+const VECTOR_ACCUMULATORS: usize = 8;
 
 /// Vectors per iteration of an innermost loop that stores (and reduces nothing) there: two
 /// halved the time of a loop whose body is a load, a multiply and a store (four were no
@@ -147,6 +153,103 @@ fn node_args(op: &NodeOp) -> SmallVec<[u32; 3]> {
     }
 }
 
+/// Whether this machine multiplies and adds in one instruction (else Cranelift's `fma`
+/// would be a library call, far slower than the two operations it replaces).
+fn has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+/// The float products (`mul`, `integer_pow[y=2]`) that fold into a fused multiply-add: those
+/// read once, by an `add` or `sub` (which folds one product of its two operands), or only as
+/// a summed output (folded into the accumulator). Per node: the product's factors.
+///
+/// A fused multiply-add rounds once where the two operations round twice, so results may
+/// differ from the interpreter's in the last bit; it takes one slot of the multipliers
+/// where the pair took the adders too, which a derivative's loop keeps busiest.
+fn fused_products(
+    kernel: &Kernel,
+    outs: &[(usize, Option<ReduceOp>)],
+    contract: bool,
+) -> Vec<Option<(u32, u32)>> {
+    let n = kernel.nodes.len();
+    let mut fused = vec![None; n];
+    if !contract || !has_fma() {
+        return fused;
+    }
+    let mut uses = vec![0u32; n];
+    for node in &kernel.nodes {
+        for a in node_args(&node.op) {
+            uses[a as usize] += 1;
+        }
+    }
+    for &(k, _) in outs {
+        uses[k] += 1;
+    }
+    let factors = |k: u32| -> Option<(u32, u32)> {
+        let node = &kernel.nodes[k as usize];
+        if !node.dtype.is_float() || uses[k as usize] != 1 {
+            return None;
+        }
+        let literal_two =
+            |a: u32| matches!(kernel.nodes[a as usize].op, NodeOp::Literal(x) if x == 2.0);
+        match &node.op {
+            // (`x * 2` is `x + x`, on the adders.)
+            NodeOp::Apply {
+                prim: Prim::Binary(BinaryOp::Mul),
+                args,
+            } if !literal_two(args[0]) && !literal_two(args[1]) => Some((args[0], args[1])),
+            NodeOp::Apply {
+                prim: Prim::IntegerPow { y: 2 },
+                args,
+            } => Some((args[0], args[0])),
+            _ => None,
+        }
+    };
+    for node in &kernel.nodes {
+        if let NodeOp::Apply {
+            prim: Prim::Binary(BinaryOp::Add | BinaryOp::Sub),
+            args,
+        } = &node.op
+        {
+            if !node.dtype.is_float() || args[0] == args[1] {
+                continue;
+            }
+            for &a in [args[1], args[0]].iter() {
+                if let Some(f) = factors(a) {
+                    fused[a as usize] = Some(f);
+                    break;
+                }
+            }
+        }
+    }
+    for &(k, reduce) in outs {
+        if reduce == Some(ReduceOp::Sum) {
+            if let Some(f) = factors(k as u32) {
+                fused[k] = Some(f);
+            }
+        }
+    }
+    fused
+}
+
+/// What an output receives: a value, or a product its sum's accumulator folds in.
+#[derive(Clone, Copy)]
+enum Root {
+    Value(Value),
+    Product(Value, Value),
+}
+
 /// Per affine function at the current outer index: its value, and for buffers (loads and the
 /// output) the address of the row.
 struct Outer {
@@ -200,6 +303,13 @@ struct Emitter<'k> {
     flags: MemFlagsData,
     /// The indices `lo..hi` of the outermost collapsed axis this function runs (a cut loop).
     range: Option<(Value, Value)>,
+    /// Per node: the flags of its loads. A parameter's buffer is never written, so its loads
+    /// may move: Cranelift then places each at its first use, where a loop unrolled for
+    /// several accumulators would otherwise hold every copy's loads at once and spill.
+    load_flags: Vec<MemFlagsData>,
+    /// Fused multiply-adds: per node, `Some` for a product folded into its one reader (an
+    /// add, a subtract or a sum's accumulator), with the product's two factors.
+    fused: Vec<Option<(u32, u32)>>,
 }
 
 /// A kernel's affine functions in the order `Collapsed::funcs` lists them.
@@ -356,6 +466,10 @@ pub fn identity_value(op: ReduceOp, dtype: DType) -> f64 {
 /// the table index of the scratch (tiles), and the module's id of each host kernel.
 pub struct Layout<'a> {
     pub slot: &'a dyn Fn(Var) -> usize,
+    /// Whether a value is a parameter: the caller's array, which compiled code never writes.
+    pub param: &'a dyn Fn(Var) -> bool,
+    /// Whether products may fold into fused multiply-adds (`fused_products`).
+    pub contract: bool,
     pub scratch_slot: usize,
     pub host_ids: &'a dyn Fn(&'static str) -> FuncId,
 }
@@ -547,6 +661,8 @@ fn emit_kernel<M: Module>(
     for o in &outs {
         buffer_of_func[o.f] = Some((o.base, kernel.out_dtype.size_bytes()));
     }
+    let outs_nodes: Vec<(usize, Option<ReduceOp>)> =
+        outs.iter().map(|o| (o.node, o.reduce)).collect();
     let e = Emitter {
         kernel,
         c,
@@ -563,6 +679,17 @@ fn emit_kernel<M: Module>(
         host: host_refs,
         flags,
         range,
+        fused: fused_products(kernel, &outs_nodes, layout.contract),
+        load_flags: kernel
+            .nodes
+            .iter()
+            .map(|nd| match &nd.op {
+                NodeOp::Load { var, .. } if (layout.param)(*var) => {
+                    flags.with_readonly().with_can_move()
+                }
+                _ => flags,
+            })
+            .collect(),
     };
     // A cut loop's caller fills its reductions' outputs (both blocks write into them).
     for (o, out) in e.outs.iter().enumerate().filter(|_| range.is_none()) {
@@ -803,12 +930,11 @@ impl Emitter<'_> {
             .iter()
             .map(|o| o.reduce.is_some() && self.c.funcs[o.f].1[inner] == 0)
             .collect();
-        // An innermost reduced axis: UNROLL independent vector accumulators (one is
-        // latency-bound) and a scalar one for the tail, per output.
-        // (Fewer per output when several share the loop: 16 vector registers in all.)
-        // (Two accumulators for each of four outputs spilled them: 140 -> 226 µs.)
+        // An innermost reduced axis: up to UNROLL independent vector accumulators and a
+        // scalar one for the tail, per output; fewer when several outputs share the loop.
+        // (Each copy of the body reads its own loads where it needs them: see `load_flags`.)
         let unroll = if reduce_inner.iter().all(|&r| r) && self.width > 1 {
-            (UNROLL / self.outs.len()).max(1)
+            (VECTOR_ACCUMULATORS / self.outs.len()).clamp(1, UNROLL)
         } else if reduce_inner.iter().all(|&r| !r)
             && self.width > 1
             && self.c.dims[inner] >= crate::plan::SHORT_LOOP as i64
@@ -830,11 +956,14 @@ impl Emitter<'_> {
                 let vs: Vec<Variable> = (0..unroll).map(|_| b.declare_var(vt)).collect();
                 let s = b.declare_var(st);
                 let iv = self.identity(b, op, self.width);
-                let is = self.identity(b, op, 1);
                 for &v in &vs {
                     b.def_var(v, iv);
                 }
-                b.def_var(s, is);
+                if !self.kernel.guards.is_empty() {
+                    // Vectors whose guards differ lane by lane run element by element.
+                    let is = self.identity(b, op, 1);
+                    b.def_var(s, is);
+                }
                 Some((vs, s))
             })
             .collect();
@@ -902,7 +1031,13 @@ impl Emitter<'_> {
                     return;
                 }
                 for (o, out) in self.outs.iter().enumerate() {
-                    let value = vals[out.node].expect("outputs are computed");
+                    let value = match self.fused[out.node] {
+                        Some((x, y)) => Root::Product(
+                            vals[x as usize].expect("factors are computed"),
+                            vals[y as usize].expect("factors are computed"),
+                        ),
+                        None => Root::Value(vals[out.node].expect("outputs are computed")),
+                    };
                     let acc = acc_vars[o]
                         .as_ref()
                         .map(|(vs, s)| if width > 1 { vs[lane_group] } else { *s });
@@ -1002,6 +1137,17 @@ impl Emitter<'_> {
                 let w = self.width;
                 let v = counted_loop(b, rest, len, i64::from(w), &mut |b, j| body(b, j, w, 0));
                 rest = b.use_var(v);
+            }
+            if last && self.kernel.guards.is_empty() {
+                // The scalar accumulators start here, so that they hold no register
+                // through the vector loops (which, without guards, never use them).
+                for (o, acc) in acc_vars.iter().enumerate() {
+                    if let Some((_, s)) = acc {
+                        let op = self.outs[o].reduce.expect("reducing");
+                        let is = self.identity(b, op, 1);
+                        b.def_var(*s, is);
+                    }
+                }
             }
             if self.width == 1 || n_inner % w64 != 0 {
                 counted_loop(b, rest, len, 1, &mut |b, j| body(b, j, 1, 0));
@@ -1147,27 +1293,34 @@ impl Emitter<'_> {
         b: &mut FunctionBuilder,
         outer: &Outer,
         o: usize,
-        root: Value,
+        root: Root,
         (i, width): (Value, u32),
         acc: Option<Variable>,
     ) {
         let out = &self.outs[o];
         let (out_fn, base) = (out.f, out.base);
         let dtype = self.kernel.out_dtype;
+        let fold = |b: &mut FunctionBuilder, op: ReduceOp, old: Value| match root {
+            Root::Value(v) => self.combine(b, op, old, v, width),
+            Root::Product(x, y) => b.ins().fma(x, y, old),
+        };
         match (out.reduce, acc) {
             (Some(op), Some(var)) => {
                 let old = b.use_var(var);
-                let new = self.combine(b, op, old, root, width);
+                let new = fold(b, op, old);
                 b.def_var(var, new);
             }
             (Some(op), None) => {
                 let addr = self.address(b, outer, base, dtype, out_fn, Some(i));
                 let ty = self.vector_type(dtype, width);
                 let old = b.ins().load(ty, self.flags, addr, 0);
-                let new = self.combine(b, op, old, root, width);
+                let new = fold(b, op, old);
                 b.ins().store(self.flags, new, addr, 0);
             }
             (None, _) => {
+                let Root::Value(root) = root else {
+                    unreachable!("only summed outputs fold their product")
+                };
                 let addr = self.address(b, outer, base, dtype, out_fn, Some(i));
                 b.ins().store(self.flags, root, addr, 0);
             }
@@ -1219,7 +1372,7 @@ impl Emitter<'_> {
                         let s = b.ins().load(scalar_type(node.dtype), self.flags, addr, 0);
                         b.ins().splat(ty, s)
                     } else {
-                        b.ins().load(ty, self.flags, addr, 0)
+                        b.ins().load(ty, self.load_flags[k], addr, 0)
                     }
                 }
                 NodeOp::Literal(x) => self.constant(b, node.dtype, *x, width),
@@ -1244,6 +1397,30 @@ impl Emitter<'_> {
                     let off = b.ins().imul_imm_s(j, node.dtype.size_bytes() as i64);
                     let addr = b.ins().iadd(ta, off);
                     b.ins().load(ty, self.flags, addr, 0)
+                }
+                // A product folded into its reader, which computes it.
+                NodeOp::Apply { .. } if self.fused[k].is_some() => continue,
+                NodeOp::Apply {
+                    prim: Prim::Binary(op @ (BinaryOp::Add | BinaryOp::Sub)),
+                    args,
+                } if args.iter().any(|&a| self.fused[a as usize].is_some()) => {
+                    let val = |a: u32| vals[a as usize].expect("operands come first");
+                    let (x, y) = (args[0], args[1]);
+                    match (op, self.fused[y as usize], self.fused[x as usize]) {
+                        // x + p*q, x - p*q
+                        (BinaryOp::Add, Some((p, q)), _) => b.ins().fma(val(p), val(q), val(x)),
+                        (_, Some((p, q)), _) => {
+                            let np = b.ins().fneg(val(p));
+                            b.ins().fma(np, val(q), val(x))
+                        }
+                        // p*q + y, p*q - y
+                        (BinaryOp::Add, None, Some((p, q))) => b.ins().fma(val(p), val(q), val(y)),
+                        (_, None, Some((p, q))) => {
+                            let ny = b.ins().fneg(val(y));
+                            b.ins().fma(val(p), val(q), ny)
+                        }
+                        (_, None, None) => unreachable!("one operand is a folded product"),
+                    }
                 }
                 NodeOp::Apply { prim, args } => {
                     let xs: Vec<Value> = args
