@@ -170,9 +170,18 @@ fn has_fma() -> bool {
     }
 }
 
-/// The float products (`mul`, `integer_pow[y=2]`) that fold into a fused multiply-add: those
-/// read once, by an `add` or `sub` (which folds one product of its two operands), or only as
-/// a summed output (folded into the accumulator). Per node: the product's factors.
+/// A product folded into its reader: `a * b`, or `-(a * b)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Folded {
+    a: u32,
+    b: u32,
+    negated: bool,
+}
+
+/// The float products (`mul`, `integer_pow[y=2]`, and `neg` of one) that fold into a fused
+/// multiply-add: those read once, by an `add` or `sub` (which folds one product of its two
+/// operands), or only as a summed output (folded into the accumulator). Per node: the
+/// product's factors (a product under a folded `neg` is marked too: nothing reads it).
 ///
 /// A fused multiply-add rounds once where the two operations round twice, so results may
 /// differ from the interpreter's in the last bit; it takes one slot of the multipliers
@@ -181,7 +190,7 @@ fn fused_products(
     kernel: &Kernel,
     outs: &[(usize, Option<ReduceOp>)],
     contract: bool,
-) -> Vec<Option<(u32, u32)>> {
+) -> Vec<Option<Folded>> {
     let n = kernel.nodes.len();
     let mut fused = vec![None; n];
     if !contract || !has_fma() {
@@ -196,25 +205,57 @@ fn fused_products(
     for &(k, _) in outs {
         uses[k] += 1;
     }
-    let factors = |k: u32| -> Option<(u32, u32)> {
+    let product = |k: u32| -> Option<Folded> {
         let node = &kernel.nodes[k as usize];
         if !node.dtype.is_float() || uses[k as usize] != 1 {
             return None;
         }
         let literal_two =
             |a: u32| matches!(kernel.nodes[a as usize].op, NodeOp::Literal(x) if x == 2.0);
-        match &node.op {
+        let (a, b) = match &node.op {
             // (`x * 2` is `x + x`, on the adders.)
             NodeOp::Apply {
                 prim: Prim::Binary(BinaryOp::Mul),
                 args,
-            } if !literal_two(args[0]) && !literal_two(args[1]) => Some((args[0], args[1])),
+            } if !literal_two(args[0]) && !literal_two(args[1]) => (args[0], args[1]),
             NodeOp::Apply {
                 prim: Prim::IntegerPow { y: 2 },
                 args,
-            } => Some((args[0], args[0])),
-            _ => None,
+            } => (args[0], args[0]),
+            _ => return None,
+        };
+        Some(Folded {
+            a,
+            b,
+            negated: false,
+        })
+    };
+    // A product, or the negation of one: (the node's fold, the product under a `neg`).
+    let term = |k: u32| -> Option<(Folded, Option<u32>)> {
+        let node = &kernel.nodes[k as usize];
+        match &node.op {
+            NodeOp::Apply {
+                prim: Prim::Unary(UnaryOp::Neg),
+                args,
+            } if node.dtype.is_float() && uses[k as usize] == 1 => {
+                let p = product(args[0])?;
+                Some((Folded { negated: true, ..p }, Some(args[0])))
+            }
+            _ => Some((product(k)?, None)),
         }
+    };
+    let fold = |fused: &mut Vec<Option<Folded>>, k: u32| -> bool {
+        let Some((f, inner)) = term(k) else {
+            return false;
+        };
+        fused[k as usize] = Some(f);
+        if let Some(p) = inner {
+            fused[p as usize] = Some(Folded {
+                negated: false,
+                ..f
+            });
+        }
+        true
     };
     for node in &kernel.nodes {
         if let NodeOp::Apply {
@@ -225,19 +266,12 @@ fn fused_products(
             if !node.dtype.is_float() || args[0] == args[1] {
                 continue;
             }
-            for &a in [args[1], args[0]].iter() {
-                if let Some(f) = factors(a) {
-                    fused[a as usize] = Some(f);
-                    break;
-                }
-            }
+            let _ = fold(&mut fused, args[1]) || fold(&mut fused, args[0]);
         }
     }
     for &(k, reduce) in outs {
         if reduce == Some(ReduceOp::Sum) {
-            if let Some(f) = factors(k as u32) {
-                fused[k] = Some(f);
-            }
+            fold(&mut fused, k as u32);
         }
     }
     fused
@@ -309,7 +343,7 @@ struct Emitter<'k> {
     load_flags: Vec<MemFlagsData>,
     /// Fused multiply-adds: per node, `Some` for a product folded into its one reader (an
     /// add, a subtract or a sum's accumulator), with the product's two factors.
-    fused: Vec<Option<(u32, u32)>>,
+    fused: Vec<Option<Folded>>,
 }
 
 /// A kernel's affine functions in the order `Collapsed::funcs` lists them.
@@ -1032,10 +1066,10 @@ impl Emitter<'_> {
                 }
                 for (o, out) in self.outs.iter().enumerate() {
                     let value = match self.fused[out.node] {
-                        Some((x, y)) => Root::Product(
-                            vals[x as usize].expect("factors are computed"),
-                            vals[y as usize].expect("factors are computed"),
-                        ),
+                        Some(f) => {
+                            let (x, y) = self.factors(b, &vals, f, false);
+                            Root::Product(x, y)
+                        }
                         None => Root::Value(vals[out.node].expect("outputs are computed")),
                     };
                     let acc = acc_vars[o]
@@ -1344,6 +1378,24 @@ impl Emitter<'_> {
         binary(b, bin, dtype, acc, x, width)
     }
 
+    /// The two factors of a folded product, the first negated when the product is (or,
+    /// with `flip`, when it is not): Cranelift turns `fma` of a `fneg` into `vfnmadd`.
+    fn factors(
+        &self,
+        b: &mut FunctionBuilder,
+        vals: &[Option<Value>],
+        f: Folded,
+        flip: bool,
+    ) -> (Value, Value) {
+        let val = |a: u32| vals[a as usize].expect("factors are computed");
+        let a = if f.negated != flip {
+            b.ins().fneg(val(f.a))
+        } else {
+            val(f.a)
+        };
+        (a, val(f.b))
+    }
+
     /// Computes the `need`ed nodes of pass `pass` at `lane`.
     fn emit_nodes(
         &self,
@@ -1406,20 +1458,20 @@ impl Emitter<'_> {
                 } if args.iter().any(|&a| self.fused[a as usize].is_some()) => {
                     let val = |a: u32| vals[a as usize].expect("operands come first");
                     let (x, y) = (args[0], args[1]);
-                    match (op, self.fused[y as usize], self.fused[x as usize]) {
-                        // x + p*q, x - p*q
-                        (BinaryOp::Add, Some((p, q)), _) => b.ins().fma(val(p), val(q), val(x)),
-                        (_, Some((p, q)), _) => {
-                            let np = b.ins().fneg(val(p));
-                            b.ins().fma(np, val(q), val(x))
+                    let sub = *op == BinaryOp::Sub;
+                    match (self.fused[y as usize], self.fused[x as usize]) {
+                        // x ± p*q
+                        (Some(f), _) => {
+                            let (p, q) = self.factors(b, &vals, f, sub);
+                            b.ins().fma(p, q, val(x))
                         }
-                        // p*q + y, p*q - y
-                        (BinaryOp::Add, None, Some((p, q))) => b.ins().fma(val(p), val(q), val(y)),
-                        (_, None, Some((p, q))) => {
-                            let ny = b.ins().fneg(val(y));
-                            b.ins().fma(val(p), val(q), ny)
+                        // p*q ± y
+                        (None, Some(f)) => {
+                            let (p, q) = self.factors(b, &vals, f, false);
+                            let y = if sub { b.ins().fneg(val(y)) } else { val(y) };
+                            b.ins().fma(p, q, y)
                         }
-                        (_, None, None) => unreachable!("one operand is a folded product"),
+                        (None, None) => unreachable!("one operand is a folded product"),
                     }
                 }
                 NodeOp::Apply { prim, args } => {

@@ -399,14 +399,15 @@ fn big_loops_run_in_two_blocks() {
     assert!(plan.contains("partial results"), "{plan}");
 }
 
-/// A product read once by an add, a subtract or a sum folds into a fused multiply-add where
-/// the machine has one: `z - x*y` rounds once, exactly as `(-x).mul_add(y, z)`, and a sum of
-/// products accumulates by multiply-adds. A program that mixes float precisions keeps every
+/// A product (or its negation) read once by an add, a subtract or a sum folds into a fused
+/// multiply-add where the machine has one: `z - x*y` rounds once, exactly as
+/// `(-x).mul_add(y, z)`, `-(y*z) - x` as `(-y).mul_add(z, -x)`, and a sum of products
+/// accumulates by multiply-adds. A program that mixes float precisions keeps every
 /// rounding as written, and equals the interpreter bit for bit.
 #[test]
 fn products_fold_into_multiply_adds() {
     let n = 1001;
-    let src = format!("func f(x: f32[{n}], y: f32[{n}], z: f32[{n}]) -> (f32[{n}], f32[]) {{\n  a: f32[{n}] = mul x y\n  b: f32[{n}] = sub z a\n  c: f32[{n}] = mul b x\n  d: f32[] = reduce_sum[axes=(0)] c\n  return b, d\n}}\n");
+    let src = format!("func f(x: f32[{n}], y: f32[{n}], z: f32[{n}]) -> (f32[{n}], f32[], f32[{n}]) {{\n  a: f32[{n}] = mul x y\n  b: f32[{n}] = sub z a\n  c: f32[{n}] = mul b x\n  d: f32[] = reduce_sum[axes=(0)] c\n  p: f32[{n}] = mul y z\n  q: f32[{n}] = neg p\n  r: f32[{n}] = sub q x\n  return b, d, r\n}}\n");
     let f = parse_func(&src).unwrap();
     let col = |k: usize| -> Vec<f32> {
         (0..n)
@@ -430,19 +431,23 @@ fn products_fold_into_multiply_adds() {
         }
     };
     assert_eq!(clif.contains(" fma "), fma, "{clif}");
-    let b = got[0].to_f64_vec();
+    let (b, r) = (got[0].to_f64_vec(), got[2].to_f64_vec());
     for i in 0..n {
-        let expected = if fma {
-            (-x[i]).mul_add(y[i], z[i])
+        let (expected_b, expected_r) = if fma {
+            ((-x[i]).mul_add(y[i], z[i]), (-y[i]).mul_add(z[i], -x[i]))
         } else {
-            z[i] - x[i] * y[i]
+            (z[i] - x[i] * y[i], -(y[i] * z[i]) - x[i])
         };
-        assert_eq!(b[i] as f32, expected, "element {i}");
+        assert_eq!(b[i] as f32, expected_b, "b, element {i}");
+        assert_eq!(r[i] as f32, expected_r, "r, element {i}");
     }
     // The sum: within 1e-5 of the interpreter's, relative to the sum of magnitudes.
     let magnitude: f64 = (0..n).map(|i| (b[i] * f64::from(x[i])).abs()).sum();
     let (d, d_want) = (got[1].to_f64_vec()[0], want[1].to_f64_vec()[0]);
-    assert!((d - d_want).abs() <= 1e-5 * magnitude, "{d} against {d_want}");
+    assert!(
+        (d - d_want).abs() <= 1e-5 * magnitude,
+        "{d} against {d_want}"
+    );
 
     let mixed = "func f(x: f32[1001], y: f32[1001], z: f64[1001]) -> f64[1001] {\n  a: f32[1001] = mul x y\n  b: f32[1001] = add a x\n  c: f64[1001] = convert_element_type[dtype=f64] b\n  d: f64[1001] = mul c z\n  e: f64[1001] = add d z\n  return e\n}\n";
     let (_, clif) = traceform_jit::compile_with_clif(&parse_func(mixed).unwrap()).unwrap();
