@@ -337,9 +337,12 @@ struct Emitter<'k> {
     flags: MemFlagsData,
     /// The indices `lo..hi` of the outermost collapsed axis this function runs (a cut loop).
     range: Option<(Value, Value)>,
-    /// Per node: the flags of its loads. A parameter's buffer is never written, so its loads
-    /// may move: Cranelift then places each at its first use, where a loop unrolled for
-    /// several accumulators would otherwise hold every copy's loads at once and spill.
+    /// Per node: the flags of its loads that move along the innermost axis. A parameter's
+    /// buffer is never written, so its loads may move: Cranelift then places each at its
+    /// first use, where a loop unrolled for several accumulators would otherwise hold every
+    /// copy's loads at once and spill. (Loads whose address does not change in the innermost
+    /// loop keep `flags`: hoisted, one could run before a loop of no iterations, from an
+    /// array that may be empty.)
     load_flags: Vec<MemFlagsData>,
     /// Fused multiply-adds: per node, `Some` for a product folded into its one reader (an
     /// add, a subtract or a sum's accumulator), with the product's two factors.
@@ -1423,8 +1426,11 @@ impl Emitter<'_> {
                     if width > 1 && self.c.funcs[f].1[inner] == 0 {
                         let s = b.ins().load(scalar_type(node.dtype), self.flags, addr, 0);
                         b.ins().splat(ty, s)
-                    } else {
+                    } else if self.c.funcs[f].1[inner] != 0 {
+                        // (Its address changes along the innermost loop: it never leaves it.)
                         b.ins().load(ty, self.load_flags[k], addr, 0)
+                    } else {
+                        b.ins().load(ty, self.flags, addr, 0)
                     }
                 }
                 NodeOp::Literal(x) => self.constant(b, node.dtype, *x, width),
