@@ -20,9 +20,12 @@
 //! accumulators (several vectors, folded into the output once per tile), an innermost kept
 //! axis straight into the output elements. A kernel may have several outputs (siblings).
 //!
-//! Guards (inlined pads) select between a value and the padding value; the loads under a guard
-//! read a zeroed scratch place where it fails. They are tested once per block of vectors, per
-//! vector at the borders and per element in mixed vectors.
+//! Guards (inlined pads and concatenations) select between a value and the padding value (or
+//! the next operand); the loads under a guard read a zeroed scratch place where it fails. They
+//! are tested once per block of vectors, per vector at the borders and per element in mixed
+//! vectors.
+//!
+//! A `cumsum` loop stores its operand, then a pass sums the result in place along the axis.
 //!
 //! Every operation reproduces the interpreter's kernel: NaN-propagating `max`/`min` with the
 //! same choice at ties, XLA's integer division (`x / 0 = -1`, wrapping), saturating
@@ -38,7 +41,7 @@ use smallvec::SmallVec;
 use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
 
 use crate::host::{self, TILE};
-use crate::plan::{Affine, Fill, Kernel, NodeOp, ReduceOp};
+use crate::plan::{Affine, Fill, Kernel, NodeOp, ReduceOp, Scan};
 
 /// Independent vector accumulators per output of a loop reducing its innermost axis (one is
 /// bound by the latency of its adds).
@@ -435,7 +438,7 @@ pub fn split(kernel: &Kernel) -> Option<Split> {
     let work = elements.saturating_mul(1 + TRANSCENDENTAL_WORK * transcendentals);
     let folds_bools = kernel.out_dtype == DType::Bool
         && (kernel.reduce.is_some() || kernel.siblings.iter().any(|s| s.reduce.is_some()));
-    if work < PARALLEL_FROM || kernel.scatter.is_some() || folds_bools {
+    if work < PARALLEL_FROM || kernel.scatter.is_some() || kernel.scan.is_some() || folds_bools {
         return None;
     }
     let row_major = row_major_affine(&kernel.domain);
@@ -773,7 +776,76 @@ fn emit_kernel<M: Module>(
     if !e.c.empty {
         e.emit_nest(b, 0, &[]);
     }
+    if let Some(scan) = &kernel.scan {
+        emit_scan(b, out_base, kernel.out_dtype, scan, flags);
+    }
     Ok(())
+}
+
+/// The pass of a `cumsum` loop, after it has stored its operand into `out`: each row along
+/// the scanned axis adds the row before it (after it, from the end) in place, as the
+/// interpreter does, with vectors over the contiguous elements within a row and a scalar
+/// tail.
+fn emit_scan(b: &mut FunctionBuilder, out: Value, dtype: DType, scan: &Scan, flags: MemFlagsData) {
+    if scan.outer == 0 || scan.inner == 0 || scan.len < 2 {
+        return;
+    }
+    let size = dtype.size_bytes() as i64;
+    let row = scan.inner as i64 * size;
+    let lanes: i64 = match dtype {
+        DType::F32 => 4,
+        DType::F64 => 2,
+        DType::I32 | DType::Bool => 1,
+    };
+    let add = |b: &mut FunctionBuilder, x: Value, y: Value| {
+        if dtype.is_float() {
+            b.ins().fadd(x, y)
+        } else {
+            b.ins().iadd(x, y)
+        }
+    };
+    let zero = b.ins().iconst(I64, 0);
+    let outer_end = b.ins().iconst(I64, scan.outer as i64);
+    counted_loop(b, zero, outer_end, 1, &mut |b, o| {
+        let block = b.ins().imul_imm_s(o, scan.len as i64 * row);
+        let block = b.ins().iadd(out, block);
+        let one = b.ins().iconst(I64, 1);
+        let len = b.ins().iconst(I64, scan.len as i64);
+        counted_loop(b, one, len, 1, &mut |b, k| {
+            // Row `k` (forward) or `len - 1 - k` (reverse), and its neighbour already summed.
+            let (at, before) = if scan.reverse {
+                let neg = b.ins().ineg(k);
+                (b.ins().iadd_imm_s(neg, scan.len as i64 - 1), row)
+            } else {
+                (k, -row)
+            };
+            let cur = b.ins().imul_imm_s(at, row);
+            let cur = b.ins().iadd(block, cur);
+            let inner = b.ins().iconst(I64, scan.inner as i64);
+            let z = b.ins().iconst(I64, 0);
+            let mut rest = z;
+            let each = |b: &mut FunctionBuilder, j: Value, ty: Type| {
+                let at = b.ins().imul_imm_s(j, size);
+                let at = b.ins().iadd(cur, at);
+                let x = b.ins().load(ty, flags, at, 0);
+                let next = b.ins().iadd_imm_s(at, before);
+                let y = b.ins().load(ty, flags, next, 0);
+                let sum = add(b, x, y);
+                b.ins().store(flags, sum, at, 0);
+            };
+            if lanes > 1 && scan.inner as i64 >= lanes {
+                let ty = match dtype {
+                    DType::F32 => F32X4,
+                    _ => F64X2,
+                };
+                let v = counted_loop(b, z, inner, lanes, &mut |b, j| each(b, j, ty));
+                rest = b.use_var(v);
+            }
+            counted_loop(b, rest, inner, 1, &mut |b, j| {
+                each(b, j, scalar_type(dtype))
+            });
+        });
+    });
 }
 
 /// Zeroed bytes at the start of the scratch.
@@ -1081,7 +1153,7 @@ impl Emitter<'_> {
                     self.emit_result(b, outer, o, value, (i, width), acc);
                 }
             };
-            // Guards (inlined pads): scalar elements test them one by one; a vector of
+            // Guards (inlined pads, concatenations): scalar elements test them one by one; a vector of
             // elements runs as a vector when every guard holds or fails for all its lanes,
             // else element by element.
             let body = |b: &mut FunctionBuilder, j: Value, width: u32, lane_group: usize| {

@@ -1,14 +1,16 @@
 //! The fusion plan: which equations become one compiled loop, which a GEMM call and which an
 //! explicit runtime-kernel call, and which values are materialised in memory.
 //!
-//! A value is *inlined* (never materialised) when its equation is fusible (or a pad without
-//! interior padding), it is not an output, every equation reading it can take a fused operand
+//! A value is *inlined* (never materialised) when its equation is fusible (a concatenation,
+//! or a pad without interior padding, into one reader only), it is not an output, every equation reading it can take a fused operand
 //! (see [`accepts_fused_operand`]), and one equation reads it or it is cheap to recompute
 //! ([`CHEAP_OPS`]). Each equation whose result is not inlined is a step; a fused step
 //! ([`Kernel`]) computes its root and everything inlined into it in one loop nest over the
 //! root's shape (a reduction's or a pad's: its operand's). Broadcasts, slices, reverses,
 //! transposes, squeezes, expand_dims and reshapes are not loops of their own: they become index
-//! arithmetic ([`IndexMap`]) on the loads of the fused loop; inlined pads become guards.
+//! arithmetic ([`IndexMap`]) on the loads of the fused loop; inlined pads and concatenations
+//! become guards. A `cumsum` ends a loop storing its operand, then sums along its axis
+//! ([`Scan`]).
 //! Consecutive independent loops of one shape then merge into one with several results
 //! ([`can_merge`]).
 //!
@@ -146,7 +148,10 @@ pub struct Kernel {
     /// For `pad`: where each element of the domain (the operand's part that lands inside the
     /// result) is stored, the rest of `out` being filled first.
     pub scatter: Option<(Affine, Fill)>,
-    /// The guards of inlined pads.
+    /// For `cumsum`: after the loop has stored its operand into `out`, a pass summing `out`
+    /// along the scanned axis in place.
+    pub scan: Option<Scan>,
+    /// The guards of inlined pads and concatenations.
     pub guards: Vec<Guard>,
     /// The node whose value is stored into (or folded into) `out`.
     pub root: u32,
@@ -189,6 +194,17 @@ impl Kernel {
         direct.dedup();
         direct
     }
+}
+
+/// A cumulative sum along one axis of a row-major result viewed as `[outer, len, inner]`:
+/// element `k` of the axis becomes `out[k] + out[k - 1]` (from the end when `reverse`), in
+/// the interpreter's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub outer: usize,
+    pub len: usize,
+    pub inner: usize,
+    pub reverse: bool,
 }
 
 /// A result computed by another kernel's loop: node `node`'s value stored (or folded by
@@ -257,6 +273,9 @@ pub enum Lowering {
     /// The end of a fused loop over the operand, storing each element at its place in a
     /// result filled with the padding value first.
     Scatter,
+    /// The end of a fused loop storing the operand, then a compiled pass summing the result
+    /// in place along one axis (`cumsum`).
+    Scan,
     /// The runtime's GEMM, `traceform_runtime::Gemm` (floats; i32 and literal operands go to
     /// the runtime kernel).
     Gemm,
@@ -315,14 +334,14 @@ pub fn lowering(kind: PrimKind) -> Lowering {
         | PrimKind::Squeeze
         | PrimKind::ExpandDims
         | PrimKind::Rev
-        | PrimKind::Slice => Lowering::IndexMap,
+        | PrimKind::Slice
+        | PrimKind::Concatenate => Lowering::IndexMap,
         PrimKind::ReduceSum | PrimKind::ReduceMax | PrimKind::ReduceMin => Lowering::Reduction,
         PrimKind::DotGeneral => Lowering::Gemm,
         PrimKind::Pad => Lowering::Scatter,
+        PrimKind::Cumsum => Lowering::Scan,
         PrimKind::Argmax
         | PrimKind::Argmin
-        | PrimKind::Cumsum
-        | PrimKind::Concatenate
         | PrimKind::ConvGeneralDilated
         | PrimKind::ReduceWindowSum
         | PrimKind::ReduceWindowMax
@@ -363,12 +382,13 @@ fn accepts_fused_operand(func: &Func, consumer: u32, producer: usize) -> bool {
     match lowering(prim.kind()) {
         // A pad reads each element of its operand once; its padding value is filled in.
         Lowering::Scatter => return func.args(eqn)[1] != Atom::Var(made.out),
-        Lowering::Reduction | Lowering::Loop => {}
-        Lowering::IndexMap => {
-            if matches!(prim, Prim::Reshape { .. }) {
-                return false;
-            }
-        }
+        Lowering::Reduction | Lowering::Scan | Lowering::Loop => {}
+        Lowering::IndexMap => match prim {
+            Prim::Reshape { .. } => return false,
+            // Each element of each operand lands at one place of the result.
+            Prim::Concatenate { .. } => return true,
+            _ => {}
+        },
         Lowering::Gemm | Lowering::RuntimeKernel => return false,
     }
     let grows = func.var_type(eqn.out).num_elements() > func.var_type(made.out).num_elements();
@@ -410,12 +430,13 @@ impl Plan {
                         _ => None,
                     })
                     .sum::<usize>();
-            let guardable = is_guardable_pad(prim);
+            let guardable = is_guarded_read(prim);
             if is_output[eqn.out.index()] || uses.is_empty() || !(is_fusible(prim) || guardable) {
                 continue;
             }
             if guardable {
-                // A pad is inlined into its one reader only (never recomputed).
+                // A pad or a concatenation is inlined into its one reader only (never
+                // recomputed).
                 cost[k] = CHEAP_OPS + 1;
             }
             let one_reader = uses.iter().all(|&u| u == uses[0]);
@@ -441,7 +462,7 @@ impl Plan {
             let kind = if is_fusible(prim)
                 || matches!(
                     lowering(prim.kind()),
-                    Lowering::Reduction | Lowering::Scatter
+                    Lowering::Reduction | Lowering::Scatter | Lowering::Scan
                 ) {
                 StepKind::Kernel(Box::new(build_kernel(func, k as u32, &inl)))
             } else if matches!(prim, Prim::DotGeneral(_))
@@ -636,6 +657,8 @@ fn can_merge(prev: &Step, next: &Step) -> bool {
     (short || both_reduce || both_store)
         && a.scatter.is_none()
         && b.scatter.is_none()
+        && a.scan.is_none()
+        && b.scan.is_none()
         && a.domain == b.domain
         && a.out_dtype == b.out_dtype
         && b.siblings.is_empty()
@@ -786,6 +809,16 @@ fn operand_map(func: &Func, eqn: u32, slot: usize, map: &IndexMap, rank: usize) 
                 })
                 .collect()
         }
+        // Operand `slot` of a concatenation starts where the earlier ones end.
+        Prim::Concatenate { axis } => {
+            let start: i64 = func.args(e)[..slot]
+                .iter()
+                .map(|a| func.atom_type(a).shape[*axis] as i64)
+                .sum();
+            let mut axes = map.axes.clone();
+            axes[*axis].offset -= start;
+            axes
+        }
         // An inlined pad (no interior padding): operand element `j` is result element
         // `low + j`. (A pad ending a loop maps its operand itself: `pad_root_map`.)
         Prim::Pad { low, .. } => map
@@ -839,7 +872,8 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
         _ => out_ty.shape.to_vec(),
     };
     let rank = domain.len();
-    let ends_in_operand = reduce.is_some() || matches!(root_prim, Prim::Pad { .. });
+    let ends_in_operand =
+        reduce.is_some() || matches!(root_prim, Prim::Pad { .. } | Prim::Cumsum { .. });
     // The map of operand `slot` of equation `k` read at `map`.
     let child_map = |k: u32, slot: usize, map: &IndexMap| -> IndexMap {
         match root_prim {
@@ -862,31 +896,38 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
     type Key = (u32, IndexMap, u32);
     let mut made: HashMap<Key, u32> = HashMap::new();
     let mut guards: Vec<Guard> = Vec::new();
-    let mut guard_ids: HashMap<Key, u32> = HashMap::new();
+    // Keyed by equation, operand slot, map and guard context.
+    let mut guard_ids: HashMap<(u32, usize, IndexMap, u32), u32> = HashMap::new();
     let mut eqns = vec![root];
     // The guard context operand `slot` of equation `k` (at `map`, in context `ctx`) is read in:
-    // an inlined pad's operand is guarded by the pad's window.
+    // an inlined pad's operand is guarded by the pad's window, a concatenation's operand by
+    // its range along the axis.
     let mut child_ctx = |k: u32, slot: usize, map: &IndexMap, ctx: u32| -> u32 {
         let eqn = &func.eqns[k as usize];
-        let Prim::Pad { low, .. } = func.prim(eqn) else {
-            return ctx;
+        let axes = match func.prim(eqn) {
+            Prim::Pad { low, .. } if k != root && slot == 0 => {
+                let operand = &func.atom_type(&func.args(eqn)[0]).shape;
+                let out = &func.var_type(eqn.out).shape;
+                (0..out.len())
+                    .map(|a| {
+                        let lo = low[a].max(0);
+                        let hi = (low[a] + operand[a] as i64).min(out[a] as i64);
+                        (map.axes[a].clone(), lo, hi)
+                    })
+                    .collect()
+            }
+            Prim::Concatenate { axis } => {
+                let extent = |a: &Atom| func.atom_type(a).shape[*axis] as i64;
+                let args = func.args(eqn);
+                let lo: i64 = args[..slot].iter().map(extent).sum();
+                vec![(map.axes[*axis].clone(), lo, lo + extent(&args[slot]))]
+            }
+            _ => return ctx,
         };
-        if k == root || slot != 0 {
-            return ctx;
-        }
-        let key = (k, map.clone(), ctx);
+        let key = (k, slot, map.clone(), ctx);
         if let Some(&g) = guard_ids.get(&key) {
             return g + 1;
         }
-        let operand = &func.atom_type(&func.args(eqn)[0]).shape;
-        let out = &func.var_type(eqn.out).shape;
-        let axes = (0..out.len())
-            .map(|a| {
-                let lo = low[a].max(0);
-                let hi = (low[a] + operand[a] as i64).min(out[a] as i64);
-                (map.axes[a].clone(), lo, hi)
-            })
-            .collect();
         guards.push(Guard {
             axes,
             parent: ctx.checked_sub(1),
@@ -996,6 +1037,30 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                             });
                             (nodes.len() - 1) as u32
                         }
+                        // A chain of selects, from the last operand to the first; every
+                        // operand is guarded (off its range, its loads would leave its
+                        // buffer), and no element of the result falls outside them all.
+                        Prim::Concatenate { .. } => {
+                            nodes.push(Node {
+                                op: NodeOp::Literal(0.0),
+                                dtype,
+                            });
+                            let mut fill = (nodes.len() - 1) as u32;
+                            for slot in (0..func.args(eqn).len()).rev() {
+                                let inner = child_ctx(k, slot, &map, ctx);
+                                let value = operand_node(k, slot, &map, inner, &mut nodes, &made);
+                                nodes.push(Node {
+                                    op: NodeOp::Pad {
+                                        value,
+                                        fill,
+                                        guard: inner - 1,
+                                    },
+                                    dtype,
+                                });
+                                fill = (nodes.len() - 1) as u32;
+                            }
+                            fill
+                        }
                         Prim::Pad { .. } => {
                             let inner = child_ctx(k, 0, &map, ctx);
                             let value = operand_node(k, 0, &map, inner, &mut nodes, &made);
@@ -1062,6 +1127,7 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
         out_len: out_ty.num_elements(),
         reduce: None,
         scatter: None,
+        scan: None,
         guards,
         root: 0,
         siblings: Vec::new(),
@@ -1098,6 +1164,15 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                 Atom::Var(v) => Fill::Var(*v),
             };
             kernel.scatter = Some((placed.row_major_offset(&out_ty.shape, rank), fill));
+        }
+        Prim::Cumsum { axis, reverse } => {
+            let shape = &out_ty.shape;
+            kernel.scan = Some(Scan {
+                outer: shape[..*axis].iter().product(),
+                len: shape[*axis],
+                inner: shape[*axis + 1..].iter().product(),
+                reverse: *reverse,
+            });
         }
         _ => {}
     }
@@ -1147,9 +1222,11 @@ impl Inlining {
     }
 }
 
-/// True for a pad a reader's loop can compute as a guarded read: no interior padding.
-fn is_guardable_pad(prim: &Prim) -> bool {
+/// True for a primitive a reader's loop computes as guarded reads: a pad without interior
+/// padding, and a concatenation.
+fn is_guarded_read(prim: &Prim) -> bool {
     matches!(prim, Prim::Pad { interior, .. } if interior.iter().all(|&i| i == 0))
+        || matches!(prim, Prim::Concatenate { .. })
 }
 
 /// True for primitives computed by host kernels over tiles (never recomputed per reader).
@@ -1233,14 +1310,14 @@ mod tests {
     #[test]
     fn shared_values_outputs_and_library_calls_are_materialised() {
         let (f, p) = plan(
-            "func f(x: f32[4,4], y: f32[4]) -> (f32[4,4], f32[4]) {\n  a: f32[4,4] = exp x\n  b: f32[4,4] = dot_general[contract=((1),(0)), batch=((),())] a a\n  c: f32[4] = cumsum[axis=0, reverse=false] y\n  d: f32[4] = neg c\n  e: f32[4,4] = transpose[perm=(1,0)] b\n  return e, d\n}\n",
+            "func f(x: f32[4,4], y: f32[4]) -> (f32[4,4], i32[]) {\n  a: f32[4,4] = exp x\n  b: f32[4,4] = dot_general[contract=((1),(0)), batch=((),())] a a\n  c: i32[] = argmax[axis=0] y\n  d: i32[] = neg c\n  e: f32[4,4] = transpose[perm=(1,0)] b\n  return e, d\n}\n",
         );
         assert_eq!(
             p.describe(&f),
             "step 0: loop over [4, 4] -> a: f32[4,4] [a=exp]\n\
              step 1: gemm -> b: f32[4,4] [b=dot_general]\n\
-             step 2: runtime kernel -> c: f32[4] [c=cumsum]\n\
-             step 3: loop over [4] -> d: f32[4] [d=neg]\n\
+             step 2: runtime kernel -> c: i32[] [c=argmax]\n\
+             step 3: loop over [] -> d: i32[] [d=neg]\n\
              step 4: loop over [4, 4] -> e: f32[4,4] [e=transpose]\n"
         );
     }
