@@ -6,7 +6,7 @@
 //!
 //! Each kernel applies the same Rust function as the interpreter's kernel (`f64::exp`,
 //! `libm::erff`, `1 / (1 + exp(-x))`, ...), so those transcendentals agree with the interpreter
-//! bit for bit, except f32 `exp`, `tanh` and `logistic`: branch-free polynomials that
+//! bit for bit, except f32 `exp`, `tanh`, `logistic`, `log` and `log1p`: branch-free polynomials that
 //! vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a few ulps of the
 //! interpreter (the bounds are tested below and listed in `docs/jit.md`).
 //!
@@ -62,8 +62,6 @@ unary_kernels! {
     tf_sin_f32: f32 => f32::sin;
     tf_cos_f32: f32 => f32::cos;
     tf_tan_f32: f32 => f32::tan;
-    tf_log_f32: f32 => f32::ln;
-    tf_log1p_f32: f32 => f32::ln_1p;
     tf_expm1_f32: f32 => f32::exp_m1;
     tf_erf_f32: f32 => libm::erff;
     tf_sin_f64: f64 => f64::sin;
@@ -93,14 +91,17 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
     let c = x.clamp(-110.0, 89.0);
-    let n = (c * LOG2E + ROUND) - ROUND;
+    let t = c * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = c - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
         * r
         + 0.5;
     let p = p * r * r + r + 1.0;
-    let n = n as i32;
+    // The integer `n` is in the low bits of `t` (a cast `n as i32` would saturate, lane by
+    // lane, and not vectorise).
+    let n = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let n1 = n >> 1;
     let n2 = n - n1;
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
@@ -131,6 +132,68 @@ pub fn tanh_f32(x: f32) -> f32 {
 #[inline(always)]
 pub fn logistic_f32(x: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-x))
+}
+
+/// `ln` of f32 without branches or calls: Cephes' polynomial on the mantissa `m` in
+/// `[sqrt(1/2), sqrt(2))`, `ln x = e ln 2 + ln m`, `ln 2` in two parts; subnormals are scaled
+/// into the normal range first. Zero, negatives, infinity and NaN as `f32::ln`.
+#[inline(always)]
+pub fn log_f32(x: f32) -> f32 {
+    const SQRT_HALF: f32 = std::f32::consts::FRAC_1_SQRT_2;
+    let tiny = x < f32::MIN_POSITIVE;
+    let scaled = if tiny { x * 8_388_608.0 } else { x };
+    let bits = scaled.to_bits() as i32;
+    let shift = if tiny { 126 + 23 } else { 126 };
+    let e = ((bits >> 23) & 0xff) - shift;
+    // The mantissa in [1/2, 1), then in [sqrt(1/2), sqrt(2)) less one.
+    let m = f32::from_bits(((bits & 0x007f_ffff) | 0x3f00_0000) as u32);
+    let below = m < SQRT_HALF;
+    let e = if below { e - 1 } else { e };
+    let f = if below { m + m - 1.0 } else { m - 1.0 };
+    let z = f * f;
+    let p = ((((((((7.037_683_6e-2 * f - 0.115_146_1) * f + 0.116_769_99) * f - 0.124_201_41)
+        * f
+        + 0.142_493_23)
+        * f
+        - 0.166_680_57)
+        * f
+        + 0.200_007_15)
+        * f
+        - 0.249_999_94)
+        * f
+        + 0.333_333_3)
+        * f
+        * z;
+    let fe = e as f32;
+    let y = p + -2.121_944_4e-4 * fe;
+    let y = y + -0.5 * z;
+    let r = f + y;
+    let r = r + 0.693_359_4 * fe;
+    if x == f32::INFINITY {
+        x
+    } else if x == 0.0 {
+        f32::NEG_INFINITY
+    } else if x > 0.0 {
+        r
+    } else {
+        f32::NAN
+    }
+}
+
+/// `ln(1 + x)` of f32 with [`log_f32`]: `ln(u) * x / (u - 1)` for `u = 1 + x` (the quotient
+/// corrects the rounding of `u`), and `x` itself where `u` rounds to 1.
+#[inline(always)]
+pub fn log1p_f32(x: f32) -> f32 {
+    let u = 1.0 + x;
+    let d = u - 1.0;
+    let r = log_f32(u) * (x / d);
+    if d == 0.0 {
+        x
+    } else if u == f32::INFINITY {
+        u
+    } else {
+        r
+    }
 }
 
 /// Defines a host kernel applying `$f` to a tile, compiled twice (AVX2 + FMA, and the baseline
@@ -167,6 +230,8 @@ dispatched_kernels! {
     tf_exp_f32 => exp_f32;
     tf_tanh_f32 => tanh_f32;
     tf_logistic_f32 => logistic_f32;
+    tf_log_f32 => log_f32;
+    tf_log1p_f32 => log1p_f32;
 }
 
 /// The host kernel of a unary transcendental, if `op` is one (the others are inline code).
@@ -304,6 +369,46 @@ mod tests {
             .map(|&x| ulps(fast(x), reference(x)))
             .max()
             .unwrap_or(0)
+    }
+
+    /// The largest ulp distance of `fast` from `reference` over every 61st f32 from `lo`
+    /// (bit pattern order, so every binade is covered evenly) and the special values.
+    fn max_ulps_by_bits(fast: fn(f32) -> f32, reference: fn(f32) -> f32, lo: f32, hi: f32) -> u64 {
+        let mut worst = [
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            -1.0,
+            1.0,
+        ]
+        .iter()
+        .map(|&x| ulps(fast(x), reference(x)))
+        .max()
+        .unwrap_or(0);
+        for sign in [0u32, 0x8000_0000] {
+            let mut bits = 0u32;
+            while bits < 0x7f80_0000 {
+                let x = f32::from_bits(bits | sign);
+                if (lo..=hi).contains(&x) {
+                    worst = worst.max(ulps(fast(x), reference(x)));
+                }
+                bits += 61 * 16;
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn fast_f32_logs_are_within_their_ulp_bounds() {
+        let log = max_ulps_by_bits(log_f32, f32::ln, f32::MIN, f32::MAX);
+        let log1p = max_ulps_by_bits(log1p_f32, f32::ln_1p, f32::MIN, f32::MAX);
+        let log1p_near_zero = max_ulps(log1p_f32, f32::ln_1p, -0.999, 2.0);
+        eprintln!("max ulps vs the interpreter: log {log}, log1p {log1p} ({log1p_near_zero} on [-0.999, 2])");
+        assert!(log <= 1, "log: {log} ulps");
+        assert!(log1p <= 2, "log1p: {log1p} ulps");
+        assert!(log1p_near_zero <= 2, "log1p: {log1p_near_zero} ulps");
     }
 
     #[test]
