@@ -5,8 +5,9 @@
 //! and neighbouring axes merged wherever every load, iota, guard and output index them as one
 //! (an elementwise chain over equal shapes becomes one flat loop). The innermost axis is
 //! vectorised (F32X4 / F64X2, with a scalar tail) when every node is of the kernel's float
-//! dtype and has a vector form, and every load is contiguous or a broadcast along it. Buffer
-//! rows are addressed once per outer index.
+//! dtype or a bool made in the loop from such values (a lane mask), and has a vector form
+//! ([`vectorises`]), and every load is contiguous or a broadcast along it. Buffer rows are
+//! addressed once per outer index.
 //!
 //! Transcendentals (and `pow`, `atan2`) are host kernels over tiles (`host.rs`): each node gets
 //! a *level* (the number of transcendentals on its longest path from a load), the innermost
@@ -33,7 +34,7 @@
 //! square-and-multiply.
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I64, I8};
+use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I32X4, I64, I64X2, I8};
 use cranelift_codegen::ir::{AbiParam, Endianness, InstBuilder, MemFlagsData, Type, Value};
 use cranelift_frontend::{FunctionBuilder, Variable};
 use cranelift_module::{FuncId, Module};
@@ -41,7 +42,7 @@ use smallvec::SmallVec;
 use traceform_ir::{BinaryOp, CompareOp, DType, Prim, UnaryOp, Var};
 
 use crate::host::{self, TILE};
-use crate::plan::{Affine, Fill, Kernel, NodeOp, ReduceOp, Scan};
+use crate::plan::{Affine, Fill, Kernel, Node, NodeOp, ReduceOp, Scan};
 
 /// Independent vector accumulators per output of a loop reducing its innermost axis (one is
 /// bound by the latency of its adds).
@@ -144,6 +145,39 @@ fn has_vector_form(op: &NodeOp) -> bool {
             Prim::IntegerPow { .. } | Prim::StopGradient | Prim::Binary(_) => true,
             _ => false,
         },
+    }
+}
+
+/// True when `node` of a float kernel has a vector form in it: a node of the kernel's dtype
+/// with one (`has_vector_form`, or a select or a conversion from bool), or a bool node made by
+/// comparing two values of the kernel's dtype, or from other such bool nodes (a lane mask,
+/// all ones or all zeros, as vector comparisons give it). Loads of bools have none.
+fn vectorises(kernel: &Kernel, node: &Node) -> bool {
+    let dtype = kernel.out_dtype;
+    let arg = |a: &u32| kernel.nodes[*a as usize].dtype;
+    match (&node.op, node.dtype) {
+        (
+            NodeOp::Apply {
+                prim: Prim::SelectN,
+                args,
+            },
+            d,
+        ) if d == dtype => arg(&args[0]) == DType::Bool,
+        (
+            NodeOp::Apply {
+                prim: Prim::ConvertElementType { .. },
+                args,
+            },
+            d,
+        ) if d == dtype => arg(&args[0]) == DType::Bool || arg(&args[0]) == dtype,
+        (op, d) if d == dtype => has_vector_form(op),
+        (NodeOp::Apply { prim, args }, DType::Bool) => match prim {
+            Prim::Compare(_) => args.iter().all(|a| arg(a) == dtype),
+            Prim::And | Prim::Or | Prim::Not | Prim::StopGradient => true,
+            _ => false,
+        },
+        (NodeOp::Literal(_) | NodeOp::Pad { .. }, DType::Bool) => true,
+        _ => false,
     }
 }
 
@@ -610,11 +644,7 @@ fn emit_kernel<M: Module>(
         .collect();
     let passes = out_nodes.iter().map(|&o| level[o]).max().unwrap_or(0) + 1;
     let inner = c.dims.len() - 1;
-    let float = kernel.out_dtype.is_float()
-        && kernel
-            .nodes
-            .iter()
-            .all(|nd| nd.dtype == kernel.out_dtype && has_vector_form(&nd.op));
+    let float = kernel.out_dtype.is_float() && kernel.nodes.iter().all(|nd| vectorises(kernel, nd));
     let contiguous = c.funcs.iter().all(|f| f.1[inner] == 0 || f.1[inner] == 1);
     let width = match kernel.out_dtype {
         DType::F32 if float && contiguous => 4,
@@ -916,10 +946,13 @@ fn counted_loop(
 }
 
 impl Emitter<'_> {
+    /// The type of a node's value: bools in vectors are lane masks of the lanes' width.
     fn vector_type(&self, dtype: DType, width: u32) -> Type {
         match (dtype, width) {
             (DType::F32, 4) => F32X4,
             (DType::F64, 2) => F64X2,
+            (DType::Bool, 4) => I32X4,
+            (DType::Bool, 2) => I64X2,
             _ => scalar_type(dtype),
         }
     }
@@ -929,6 +962,10 @@ impl Emitter<'_> {
             DType::F32 => b.ins().f32const(x as f32),
             DType::F64 => b.ins().f64const(x),
             DType::I32 => b.ins().iconst(I32, i64::from(x as i32)),
+            DType::Bool if width > 1 => {
+                let lane = self.vector_type(dtype, width).lane_type();
+                b.ins().iconst(lane, -i64::from(x != 0.0))
+            }
             DType::Bool => b.ins().iconst(I8, i64::from(x != 0.0)),
         };
         if width > 1 {
@@ -1712,8 +1749,22 @@ fn apply(
         }
         Prim::And => b.ins().band(xs[0], xs[1]),
         Prim::Or => b.ins().bor(xs[0], xs[1]),
+        // Vectors of bools are lane masks (`vectorises`).
+        Prim::Not if width > 1 => b.ins().bnot(xs[0]),
         Prim::Not => b.ins().bxor_imm_s(xs[0], 1),
-        Prim::SelectN => b.ins().select(xs[0], xs[2], xs[1]),
+        Prim::SelectN => pick(b, xs[0], xs[2], xs[1], width),
+        Prim::ConvertElementType { dtype: to } if width > 1 && dts[0] == DType::Bool => {
+            // A mask's lanes are all ones or zeros: `and` with 1.0 gives 1.0 or 0.0.
+            let ty = b.func.dfg.value_type(xs[0]);
+            let lanes = if ty == I32X4 { F32X4 } else { F64X2 };
+            let mask = b.ins().bitcast(
+                lanes,
+                MemFlagsData::new().with_endianness(Endianness::Little),
+                xs[0],
+            );
+            let one = fconst(b, *to, 1.0, width);
+            b.ins().band(mask, one)
+        }
         Prim::ConvertElementType { dtype: to } => convert(b, xs[0], dts[0], *to),
         _ => unreachable!("only elementwise primitives are nodes"),
     }

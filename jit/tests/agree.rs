@@ -485,3 +485,56 @@ fn products_fold_into_multiply_adds() {
     assert!(!clif.contains(" fma "), "{clif}");
     check(mixed, 0.0);
 }
+
+/// Comparisons, their `and`/`or`/`not`, selects and conversions from bool vectorise in a float
+/// loop (lane masks), with the scalar code's results bit for bit: ReLU's derivative as a jvp
+/// writes it (`gt`, `eq`, converted, scaled), a select, at NaN, ±0 and ±inf, in f32 and f64,
+/// over lengths that leave scalar tails.
+#[test]
+fn comparisons_and_selects_vectorise_as_lane_masks() {
+    for (t, n) in [("f32", 1003), ("f64", 501)] {
+        let src = format!("func f(x: {t}[{n}], v: {t}[{n}]) -> ({t}[{n}], {t}[{n}]) {{\n  g: bool[{n}] = gt x 0.0:{t}\n  e: bool[{n}] = eq x 0.0:{t}\n  a: {t}[{n}] = convert_element_type[dtype={t}] g\n  b: {t}[{n}] = convert_element_type[dtype={t}] e\n  c: {t}[{n}] = mul b 0.5:{t}\n  d: {t}[{n}] = add a c\n  r: {t}[{n}] = mul v d\n  l: bool[{n}] = lt v x\n  m: bool[{n}] = not l\n  o: bool[{n}] = or m e\n  q: bool[{n}] = and o true\n  s: {t}[{n}] = select_n q x v\n  return r, s\n}}\n");
+        let f = parse_func(&src).unwrap();
+        let specials = [
+            0.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-300,
+        ];
+        let col = |k: usize| -> Vec<f64> {
+            (0..n)
+                .map(|i| {
+                    if (i + k) % 7 == 0 {
+                        specials[(i / 7 + k) % specials.len()]
+                    } else {
+                        ((i * 37 + k * 11) % 101) as f64 / 7.3 - 6.1
+                    }
+                })
+                .collect()
+        };
+        let value = |v: Vec<f64>| match t {
+            "f32" => Value::F32(
+                ArrayD::from_shape_vec(vec![n], v.iter().map(|&x| x as f32).collect()).unwrap(),
+            ),
+            _ => Value::F64(ArrayD::from_shape_vec(vec![n], v).unwrap()),
+        };
+        let inputs = [value(col(0)), value(col(3))];
+        let (exe, clif) = traceform_jit::compile_with_clif(&f).unwrap();
+        let lanes = if t == "f32" { "f32x4" } else { "f64x2" };
+        // A mask read as lanes of floats: by the select, and by the conversion's `and`.
+        assert!(clif.contains(&format!("bitcast.{lanes} little")), "{clif}");
+        assert!(clif.contains("bitselect"), "{clif}");
+        let got = exe.run(&inputs).unwrap();
+        let want = eval(&f, &inputs).unwrap();
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            for (i, (a, b)) in g.to_f64_vec().iter().zip(w.to_f64_vec()).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{t} output {k} element {i}: jit {a}, interpreter {b}"
+                );
+            }
+        }
+    }
+}
