@@ -9,6 +9,10 @@
 //! list is the inner loop. A row's outputs go along together, each position of that product
 //! outermost, so that their independent folds overlap; every output still visits its own
 //! window in row-major order (3x3 max pooling of AlexNet's first layer: 2.6 -> 1.7 ms).
+//! Where the last axis's taps are regular (output `y` reads `y * stride + k * dilation`: no
+//! padding or holes there, as in pooling), `reduce_window_max/min` go along the row's
+//! outputs innermost for each tap, a strided loop that vectorises, each output still folding
+//! its taps in window order (the same pooling: 1.74 -> 0.65 ms).
 //!
 //! Large kernels (`PARALLEL_WINDOW` window positions) are shared with the helper thread
 //! (`crate::par`), in blocks of whole rows of outputs; every output (or element of the
@@ -70,6 +74,34 @@ impl Taps {
             starts,
             offsets,
         }
+    }
+
+    /// `(stride, dilation, taps)` when the last axis's taps are regular: output `y` reads
+    /// offsets `y * stride + k * dilation` for `k < taps` (no padding or holes there), as in
+    /// pooling. Rank > 0.
+    fn regular_last(&self) -> Option<(usize, usize, usize)> {
+        let d = self.out_shape.len() - 1;
+        let (starts, offsets) = (&self.starts[d], &self.offsets[d]);
+        let taps = starts.get(1)? - starts[0];
+        let first = &offsets[..taps];
+        let stride = match starts.len() {
+            0..=2 => 0,
+            _ => offsets.get(taps)?.checked_sub(offsets[0])?,
+        };
+        let dilation = if taps > 1 {
+            first[1].checked_sub(first[0])?
+        } else {
+            0
+        };
+        let regular = (0..starts.len() - 1).all(|y| {
+            let row = &offsets[starts[y]..starts[y + 1]];
+            row.len() == taps
+                && row
+                    .iter()
+                    .enumerate()
+                    .all(|(k, &o)| o == y * stride + k * dilation)
+        });
+        (regular && taps > 0).then_some((stride, dilation, taps))
     }
 
     /// Rows of outputs: outputs over every axis but the last (rank > 0).
@@ -313,17 +345,35 @@ pub fn reduce_window_extremum<T: Real + Send + Sync>(
 ) -> ArrayD<T> {
     let xs = flat(x);
     let taps = Taps::new(window, x.shape(), out_shape);
+    let regular = (!out_shape.is_empty())
+        .then(|| taps.regular_last())
+        .flatten();
     let out = map_outputs(&taps, window.size(), init, |prefix, last, out| {
         let mut any_nan = false;
-        for &p in prefix {
-            for (y, acc) in out.iter_mut().enumerate() {
-                let mut a = *acc;
-                for &l in last.of(y) {
-                    let v = xs[p + l];
-                    a = if beats(v, a) { v } else { a };
-                    any_nan |= v.is_nan();
+        if let Some((stride, dilation, count)) = regular {
+            // The same folds in the same order per output, with the row's outputs innermost
+            // (a strided loop that vectorises).
+            for &p in prefix {
+                for k in 0..count {
+                    let src = &xs[p + k * dilation..];
+                    any_nan |= match stride {
+                        1 => fold_strided::<T, 1>(src, out, &beats),
+                        2 => fold_strided::<T, 2>(src, out, &beats),
+                        _ => fold_any_stride(src, stride, out, &beats),
+                    };
                 }
-                *acc = a;
+            }
+        } else {
+            for &p in prefix {
+                for (y, acc) in out.iter_mut().enumerate() {
+                    let mut a = *acc;
+                    for &l in last.of(y) {
+                        let v = xs[p + l];
+                        a = if beats(v, a) { v } else { a };
+                        any_nan |= v.is_nan();
+                    }
+                    *acc = a;
+                }
             }
         }
         if any_nan {
@@ -336,6 +386,46 @@ pub fn reduce_window_extremum<T: Real + Send + Sync>(
         }
     });
     from_vec(out_shape, out)
+}
+
+/// `out[y]` takes `src[y * S]` where it `beats` it, for every `y`; whether one was NaN.
+#[inline(always)]
+fn fold_strided<T: Real, const S: usize>(
+    src: &[T],
+    out: &mut [T],
+    beats: &impl Fn(T, T) -> bool,
+) -> bool {
+    let n = out.len();
+    // Whole chunks of `S` for all but possibly the last output (whose chunk may end early).
+    let whole = if src.len() >= n * S { n } else { n - 1 };
+    let mut nan = false;
+    for (chunk, a) in src[..whole * S].chunks_exact(S).zip(&mut out[..whole]) {
+        let v = chunk[0];
+        *a = if beats(v, *a) { v } else { *a };
+        nan |= v.is_nan();
+    }
+    for (y, a) in out.iter_mut().enumerate().skip(whole) {
+        let v = src[y * S];
+        *a = if beats(v, *a) { v } else { *a };
+        nan |= v.is_nan();
+    }
+    nan
+}
+
+/// `fold_strided` for a stride known only at run time.
+fn fold_any_stride<T: Real>(
+    src: &[T],
+    stride: usize,
+    out: &mut [T],
+    beats: &impl Fn(T, T) -> bool,
+) -> bool {
+    let mut nan = false;
+    for (y, a) in out.iter_mut().enumerate() {
+        let v = src[y * stride];
+        *a = if beats(v, *a) { v } else { *a };
+        nan |= v.is_nan();
+    }
+    nan
 }
 
 /// The offset of the first NaN a window reads (positions `p + l`, `p` in `prefix` outermost:
@@ -590,7 +680,8 @@ mod tests {
     }
 
     /// A row of outputs where some windows hold NaNs (of distinct payloads) and others do not:
-    /// each output is its own window's first NaN, or its extremum, as one output alone is.
+    /// each output is its own window's first NaN, or its extremum, as one output alone is
+    /// (on the strided path of regular taps, too).
     #[test]
     fn nans_in_a_row_of_windows_stay_in_their_own() {
         let nan = |payload: u64| f64::from_bits(f64::NAN.to_bits() | payload);
@@ -603,6 +694,11 @@ mod tests {
         let t = ArrayD::from_shape_vec(IxDyn(&[41]), ts.clone()).unwrap();
         let w = Window::new(&[3], &[2]);
         let out_shape = w.output_shape(&[41]).unwrap();
+        // Pooling's regular taps: the reductions take the strided path.
+        assert_eq!(
+            Taps::new(&w, &[41], &out_shape).regular_last(),
+            Some((2, 1, 3))
+        );
         let maxes =
             reduce_window_extremum(&x.view(), &w, &out_shape, f64::NEG_INFINITY, |v, a| v > a);
         let gathered = select_and_gather_add(&t.view(), &x.view(), Select::Max, &w, &out_shape);
