@@ -1049,15 +1049,7 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                             for slot in (0..func.args(eqn).len()).rev() {
                                 let inner = child_ctx(k, slot, &map, ctx);
                                 let value = operand_node(k, slot, &map, inner, &mut nodes, &made);
-                                nodes.push(Node {
-                                    op: NodeOp::Pad {
-                                        value,
-                                        fill,
-                                        guard: inner - 1,
-                                    },
-                                    dtype,
-                                });
-                                fill = (nodes.len() - 1) as u32;
+                                fill = push_guarded(&mut nodes, value, fill, inner, dtype);
                             }
                             fill
                         }
@@ -1065,15 +1057,7 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                             let inner = child_ctx(k, 0, &map, ctx);
                             let value = operand_node(k, 0, &map, inner, &mut nodes, &made);
                             let fill = operand_node(k, 1, &map, ctx, &mut nodes, &made);
-                            nodes.push(Node {
-                                op: NodeOp::Pad {
-                                    value,
-                                    fill,
-                                    guard: inner - 1,
-                                },
-                                dtype,
-                            });
-                            (nodes.len() - 1) as u32
+                            push_guarded(&mut nodes, value, fill, inner, dtype)
                         }
                         _ if prim.class() == OpClass::DataMovement => {
                             operand_node(k, 0, &map, ctx, &mut nodes, &made)
@@ -1177,6 +1161,20 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
         _ => {}
     }
     kernel
+}
+
+/// Appends the node selecting `value` where guard context `inner` (a guard's index plus one)
+/// holds, else `fill`; its index.
+fn push_guarded(nodes: &mut Vec<Node>, value: u32, fill: u32, inner: u32, dtype: DType) -> u32 {
+    nodes.push(Node {
+        op: NodeOp::Pad {
+            value,
+            fill,
+            guard: inner - 1,
+        },
+        dtype,
+    });
+    (nodes.len() - 1) as u32
 }
 
 /// Per axis of a pad's operand: the first element that lands inside the result, and how many
