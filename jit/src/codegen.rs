@@ -835,12 +835,13 @@ fn emit_scan(b: &mut FunctionBuilder, out: Value, dtype: DType, scan: &Scan, fla
         }
     };
     let zero = b.ins().iconst(I64, 0);
+    let one = b.ins().iconst(I64, 1);
     let outer_end = b.ins().iconst(I64, scan.outer as i64);
+    let len = b.ins().iconst(I64, scan.len as i64);
+    let inner = b.ins().iconst(I64, scan.inner as i64);
     counted_loop(b, zero, outer_end, 1, &mut |b, o| {
         let block = b.ins().imul_imm_s(o, scan.len as i64 * row);
         let block = b.ins().iadd(out, block);
-        let one = b.ins().iconst(I64, 1);
-        let len = b.ins().iconst(I64, scan.len as i64);
         counted_loop(b, one, len, 1, &mut |b, k| {
             // Row `k` (forward) or `len - 1 - k` (reverse), and its neighbour already summed.
             let (at, before) = if scan.reverse {
@@ -851,9 +852,7 @@ fn emit_scan(b: &mut FunctionBuilder, out: Value, dtype: DType, scan: &Scan, fla
             };
             let cur = b.ins().imul_imm_s(at, row);
             let cur = b.ins().iadd(block, cur);
-            let inner = b.ins().iconst(I64, scan.inner as i64);
-            let z = b.ins().iconst(I64, 0);
-            let mut rest = z;
+            let mut rest = zero;
             let each = |b: &mut FunctionBuilder, j: Value, ty: Type| {
                 let at = b.ins().imul_imm_s(j, size);
                 let at = b.ins().iadd(cur, at);
@@ -868,7 +867,7 @@ fn emit_scan(b: &mut FunctionBuilder, out: Value, dtype: DType, scan: &Scan, fla
                     DType::F32 => F32X4,
                     _ => F64X2,
                 };
-                let v = counted_loop(b, z, inner, lanes, &mut |b, j| each(b, j, ty));
+                let v = counted_loop(b, zero, inner, lanes, &mut |b, j| each(b, j, ty));
                 rest = b.use_var(v);
             }
             counted_loop(b, rest, inner, 1, &mut |b, j| {
@@ -1190,9 +1189,9 @@ impl Emitter<'_> {
                     self.emit_result(b, outer, o, value, (i, width), acc);
                 }
             };
-            // Guards (inlined pads, concatenations): scalar elements test them one by one; a vector of
-            // elements runs as a vector when every guard holds or fails for all its lanes,
-            // else element by element.
+            // Guards (inlined pads, concatenations): scalar elements test them one by one; a
+            // vector of elements runs as a vector when every guard holds or fails for all its
+            // lanes, else element by element.
             let body = |b: &mut FunctionBuilder, j: Value, width: u32, lane_group: usize| {
                 if self.kernel.guards.is_empty() {
                     return element(b, j, width, lane_group, &[]);

@@ -6,9 +6,9 @@
 //!
 //! Each kernel applies the same Rust function as the interpreter's kernel (`f64::exp`,
 //! `libm::erff`, `1 / (1 + exp(-x))`, ...), so those transcendentals agree with the interpreter
-//! bit for bit, except f32 `exp`, `tanh`, `logistic`, `log` and `log1p`: branch-free polynomials that
-//! vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a few ulps of the
-//! interpreter (the bounds are tested below and listed in `docs/jit.md`).
+//! bit for bit, except f32 `exp`, `tanh`, `logistic`, `log` and `log1p`: branch-free
+//! polynomials that vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a
+//! few ulps of the interpreter (the bounds are tested below and listed in `docs/jit.md`).
 //!
 //! These are `extern "C"` and cannot panic (plain loops over floats), so no unwinding ever
 //! crosses compiled frames.

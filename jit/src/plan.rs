@@ -2,9 +2,9 @@
 //! explicit runtime-kernel call, and which values are materialised in memory.
 //!
 //! A value is *inlined* (never materialised) when its equation is fusible (a concatenation,
-//! or a pad without interior padding, into one reader only), it is not an output, every equation reading it can take a fused operand
-//! (see [`accepts_fused_operand`]), and one equation reads it or it is cheap to recompute
-//! ([`CHEAP_OPS`]). Each equation whose result is not inlined is a step; a fused step
+//! or a pad without interior padding, into one reader only), it is not an output, every
+//! equation reading it can take a fused operand (see [`accepts_fused_operand`]), and one
+//! equation reads it or it is cheap to recompute ([`CHEAP_OPS`]). Each equation whose result is not inlined is a step; a fused step
 //! ([`Kernel`]) computes its root and everything inlined into it in one loop nest over the
 //! root's shape (a reduction's or a pad's: its operand's). Broadcasts, slices, reverses,
 //! transposes, squeezes, expand_dims and reshapes are not loops of their own: they become index

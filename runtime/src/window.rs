@@ -404,12 +404,7 @@ fn fold_strided<T: Real, const S: usize>(
         *a = if beats(v, *a) { v } else { *a };
         nan |= v.is_nan();
     }
-    for (y, a) in out.iter_mut().enumerate().skip(whole) {
-        let v = src[y * S];
-        *a = if beats(v, *a) { v } else { *a };
-        nan |= v.is_nan();
-    }
-    nan
+    nan | fold_any_stride(&src[whole * S..], S, &mut out[whole..], beats)
 }
 
 /// `fold_strided` for a stride known only at run time.
