@@ -18,8 +18,8 @@
 //!   when that packs less (`single`: AlexNet's `[8,4096] · [9216,4096]^T` 114 -> 21 ms);
 //! - at most 8 rows of `a` and `b`'s rows contiguous, from `SKINNY` (a dense layer's batch
 //!   times its weights): `skinny.rs`, one pass over `b` (AlexNet's `[8,9216] · [9216,4096]`
-//!   13.7 -> 11.1 ms, `[8,4096] · [4096,4096]` 5.9 -> 4.9 ms), on two threads by halves of
-//!   the sum from `PARALLEL`;
+//!   13.7 -> 11.1 ms, `[8,4096] · [4096,4096]` 5.9 -> 4.9 ms), from `PARALLEL` on two
+//!   threads claiming up to `SKINNY_BLOCKS` runs of the sum;
 //! - at least `PARALLEL` (128x128x128): `c` is cut in two blocks along its longer side, and
 //!   the calling thread and the helper thread of `par.rs` each claim blocks until none is
 //!   left (the gemm crate's own threading waits for a second thread, and was slower than one
@@ -72,6 +72,13 @@ const SKINNY: usize = 1 << 18;
 /// tuned finely: with the threshold at 2^18, a 64x64x64 product (5.6 µs) only paid for waking
 /// the helper (6.1 µs with the other core busy).
 const PARALLEL: usize = 1 << 21;
+
+/// The most blocks a skinny product's sum is cut into for two threads: enough that a thread
+/// finding its core slow leaves the other one its share (`skinny_threads`).
+const SKINNY_BLOCKS: usize = 8;
+
+/// The fewest rows of `b` in a block of a skinny product's sum.
+const SKINNY_ROWS: usize = 256;
 
 /// What the implementation needs of an element type.
 trait Element: Gemm + Add<Output = Self> + Mul<Output = Self> {
@@ -334,38 +341,51 @@ unsafe fn two_threads<T: Element>(p: Matrices<T>) {
     par::blocks(blocks.len(), &|i| unsafe { single(block(i)) });
 }
 
-/// A skinny product (`skinny.rs`); from `PARALLEL` multiply-adds, the two threads take the
-/// first and the second half of `b`'s rows, each one stream from memory, the second into a
-/// scratch result added to the first afterwards (in that order, whichever thread computed
-/// which: results do not depend on timing).
+/// A skinny product (`skinny.rs`); from `PARALLEL` multiply-adds, cut along the sum into
+/// `SKINNY_BLOCKS` runs of `b`'s rows (at least `SKINNY_ROWS` each), each one stream from
+/// memory, which the two threads claim until none is left. Block 0 writes `c`, every other
+/// block a scratch result; the scratch results are then added to `c` in block order,
+/// whichever thread computed which: results do not depend on timing. (Two halves, one per
+/// thread, ran AlexNet's first dense layer in 15-17 ms instead of 7 whenever one core read
+/// memory slower than the other: the other thread then waited.)
 ///
 /// # Safety
 /// `Gemm::gemm`'s contract, and `skinny::accepts(&p)`.
 unsafe fn skinny_threads<T: Element>(p: Matrices<T>) {
-    if p.m * p.k * p.n < PARALLEL || p.k < 2 || !par::available() {
+    let blocks = SKINNY_BLOCKS.min(p.k / SKINNY_ROWS);
+    if p.m * p.k * p.n < PARALLEL || blocks < 2 || !par::available() {
         // SAFETY: the caller's contract.
         return unsafe { skinny::product(p) };
     }
-    let cut = p.k / 2;
-    let mut second = vec![T::default(); p.m * p.n];
-    let halves = [
-        p.ks(0, cut),
-        Matrices {
-            c: second.as_mut_ptr(),
-            c_strides: (p.n as isize, 1),
-            ..p.ks(cut, p.k)
-        },
-    ];
-    // SAFETY: the caller's contract; the halves write distinct results, and `par::blocks`
-    // returns only when both are done.
-    par::blocks(2, &|i| unsafe { skinny::product(halves[i]) });
+    let len = p.m * p.n;
+    let mut scratch = vec![T::default(); (blocks - 1) * len];
+    let parts: Vec<Matrices<T>> = (0..blocks)
+        .map(|i| {
+            let ks = par::range(p.k, blocks, i);
+            let part = p.ks(ks.start, ks.end);
+            if i == 0 {
+                part
+            } else {
+                Matrices {
+                    c: scratch[(i - 1) * len..].as_mut_ptr(),
+                    c_strides: (p.n as isize, 1),
+                    ..part
+                }
+            }
+        })
+        .collect();
+    // SAFETY: the caller's contract; the blocks write distinct results, and `par::blocks`
+    // returns only when all are done.
+    par::blocks(blocks, &|i| unsafe { skinny::product(parts[i]) });
     let (rsc, csc) = p.c_strides;
-    for i in 0..p.m {
-        for j in 0..p.n {
-            // SAFETY: the caller's contract: `(i, j)` is inside `c`.
-            unsafe {
-                let at = p.c.offset(i as isize * rsc + j as isize * csc);
-                *at = *at + second[i * p.n + j];
+    for part in scratch.chunks_exact(len) {
+        for i in 0..p.m {
+            for j in 0..p.n {
+                // SAFETY: the caller's contract: `(i, j)` is inside `c`.
+                unsafe {
+                    let at = p.c.offset(i as isize * rsc + j as isize * csc);
+                    *at = *at + part[i * p.n + j];
+                }
             }
         }
     }
@@ -461,10 +481,11 @@ mod tests {
             (128, 128, 128),
             (40, 1400, 40),
             (16, 2048, 128),
-            // Skinny products (`skinny.rs`): one thread, two threads on halves of `k`, a
-            // last tile of 8 columns, one and five rows, `k == 1`.
+            // Skinny products (`skinny.rs`): one thread, two threads on two and on eight runs
+            // of `k`, a last tile of 8 columns, one and five rows, `k == 1`.
             (8, 300, 200),
             (5, 700, 1000),
+            (8, 2100, 264),
             (1, 4096, 100),
             (8, 1, 40000),
         ] {
