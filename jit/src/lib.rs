@@ -104,8 +104,11 @@ impl Drop for Executable {
     }
 }
 
-/// Loops over fewer elements than this are compiled without Cranelift's optimiser: it
-/// doubles compile time, and a loop this short runs in well under a microsecond either way.
+/// Loops over fewer elements than this are compiled without Cranelift's optimiser and with
+/// its single-pass register allocator: the optimiser doubles compile time, and a loop this
+/// short runs in well under a microsecond either way. (The backtracking allocator took a
+/// fifth of the chain workload's hvp compile: 81-92 ms against 67-72 single-pass, the hvp
+/// running in 10.0 µs instead of 8.7.)
 const OPTIMISE_FROM_ELEMENTS: usize = plan::SHORT_LOOP;
 
 fn isa(opt_level: &str) -> Result<cranelift_codegen::isa::OwnedTargetIsa, String> {
@@ -114,6 +117,9 @@ fn isa(opt_level: &str) -> Result<cranelift_codegen::isa::OwnedTargetIsa, String
         f.set(k, v).map_err(|e| format!("flag {k}={v}: {e}"))
     };
     set(&mut flags, "opt_level", opt_level)?;
+    if opt_level == "none" {
+        set(&mut flags, "regalloc_algorithm", "single_pass")?;
+    }
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     // The verifier in debug builds (tests), not in release, where it doubles compile time.
