@@ -7,10 +7,12 @@
 //! row-major order) writes the group's block of the result `[O/g, Y1..Yk]`, also contiguous.
 //! The gather is driven by one table per spatial axis (the lhs index each kernel tap reads at
 //! each result position, or none), so it is the same loop for every k; without lhs dilation
-//! each tap reads runs of the last axis, which are copied. The column matrix stays within a
-//! fixed budget however large the kernel or the result: it is built in chunks of result
-//! positions (down to one column), or, where whole results are small, for several batch
-//! entries at once, which then share one product. Where the kernel is longer than the result
+//! each tap reads runs of the last axis, which are copied (where the last axis is strided,
+//! from a copy of the lhs whose lines are split into one phase per stride step: `Phases`).
+//! The column matrix stays within a fixed budget however large the kernel or the result: it
+//! is built in chunks of result positions (at least `WIDE_COLUMNS` where the limit allows,
+//! down to one column), or, where whole results are small, for several batch entries at
+//! once, which then share one product. Where the kernel is longer than the result
 //! on the last axis (a kernel's cotangent), the column matrix is gathered transposed, one
 //! column of all rows per result position, so that the runs copied go along the kernel
 //! (`TapRun`), and the product reads it column-major. The matrix product is the runtime's one
