@@ -5,8 +5,8 @@
 //! results back (the design the field notes measured fastest).
 //!
 //! Each kernel applies the same Rust function as the interpreter's kernel (`f64::exp`,
-//! `libm::erff`, `1 / (1 + exp(-x))`, ...), so those transcendentals agree with the interpreter
-//! bit for bit, except f32 `exp`, `tanh`, `logistic`, `log` and `log1p`: branch-free
+//! `libm::erff`, ...), so those transcendentals agree with the interpreter bit for bit, except
+//! f32 `exp`, `tanh`, `logistic`, `log` and `log1p` and f64 `exp` and `logistic`: branch-free
 //! polynomials that vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a
 //! few ulps of the interpreter (the bounds are tested below and listed in `docs/jit.md`).
 //!
@@ -68,11 +68,9 @@ unary_kernels! {
     tf_cos_f64: f64 => f64::cos;
     tf_tan_f64: f64 => f64::tan;
     tf_tanh_f64: f64 => f64::tanh;
-    tf_exp_f64: f64 => f64::exp;
     tf_log_f64: f64 => f64::ln;
     tf_log1p_f64: f64 => f64::ln_1p;
     tf_expm1_f64: f64 => f64::exp_m1;
-    tf_logistic_f64: f64 => |x| 1.0 / (1.0 + (-x).exp());
     tf_erf_f64: f64 => libm::erf;
 }
 
@@ -106,6 +104,54 @@ pub fn exp_f32(x: f32) -> f32 {
     let n2 = n - n1;
     let pow2 = |k: i32| f32::from_bits(((k + 127) as u32) << 23);
     p * pow2(n1) * pow2(n2)
+}
+
+/// `exp` of f64 without branches or calls: the Taylor polynomial of degree 13 on
+/// `r = x - n ln 2` (`|r| <= ln 2 / 2`, where its truncation error is below 1e-17), scaled
+/// by `2^n` in two steps as in `exp_f32`. Error against `f64::exp` measured in
+/// `tests::fast_f64_kernels_are_within_their_ulp_bounds`.
+#[inline(always)]
+pub fn exp_f64(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
+                                                // ln 2 in two parts, the first with 32 significant bits (so `n * LN2_HI` is exact).
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let c = x.clamp(-746.0, 710.0);
+    let t = c * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = (c - n * LN2_HI) - n * LN2_LO;
+    // 1/k! for k = 13 down to 2.
+    const C: [f64; 12] = [
+        1.0 / 6_227_020_800.0,
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+    ];
+    let mut p = C[0];
+    for &k in &C[1..] {
+        p = p * r + k;
+    }
+    let p = p * r * r + r + 1.0;
+    let n = t.to_bits() as i64 - ROUND.to_bits() as i64;
+    let n1 = n >> 1;
+    let n2 = n - n1;
+    let pow2 = |k: i64| f64::from_bits(((k + 1023) as u64) << 52);
+    p * pow2(n1) * pow2(n2)
+}
+
+/// `logistic` of f64 through `exp_f64`, as the interpreter computes it through `f64::exp`.
+#[inline(always)]
+pub fn logistic_f64(x: f64) -> f64 {
+    1.0 / (1.0 + exp_f64(-x))
 }
 
 /// `tanh` of f32 without branches or calls: Cephes' odd polynomial below 0.625, else
@@ -199,15 +245,15 @@ pub fn log1p_f32(x: f32) -> f32 {
 /// Defines a host kernel applying `$f` to a tile, compiled twice (AVX2 + FMA, and the baseline
 /// target) and picking the first at run time when the CPU has it.
 macro_rules! dispatched_kernels {
-    ($($name:ident => $f:path;)*) => {
+    ($($name:ident: $t:ty => $f:path;)*) => {
         $(
-            extern "C" fn $name(tile: *mut f32, n: usize) {
+            extern "C" fn $name(tile: *mut $t, n: usize) {
                 // SAFETY: compiled code passes a tile of at least `n` elements.
                 let xs = unsafe { std::slice::from_raw_parts_mut(tile, n) };
                 #[cfg(target_arch = "x86_64")]
                 {
                     #[target_feature(enable = "avx2,fma")]
-                    unsafe fn wide(xs: &mut [f32]) {
+                    unsafe fn wide(xs: &mut [$t]) {
                         for x in xs {
                             *x = $f(*x);
                         }
@@ -227,11 +273,13 @@ macro_rules! dispatched_kernels {
 }
 
 dispatched_kernels! {
-    tf_exp_f32 => exp_f32;
-    tf_tanh_f32 => tanh_f32;
-    tf_logistic_f32 => logistic_f32;
-    tf_log_f32 => log_f32;
-    tf_log1p_f32 => log1p_f32;
+    tf_exp_f32: f32 => exp_f32;
+    tf_tanh_f32: f32 => tanh_f32;
+    tf_logistic_f32: f32 => logistic_f32;
+    tf_log_f32: f32 => log_f32;
+    tf_log1p_f32: f32 => log1p_f32;
+    tf_exp_f64: f64 => exp_f64;
+    tf_logistic_f64: f64 => logistic_f64;
 }
 
 /// The host kernel of a unary transcendental, if `op` is one (the others are inline code).
@@ -398,6 +446,62 @@ mod tests {
             }
         }
         worst
+    }
+
+    /// The distance in representable f64 values between `a` and `b` (0 when both are NaN).
+    fn ulps64(a: f64, b: f64) -> u64 {
+        if a.is_nan() && b.is_nan() {
+            return 0;
+        }
+        if a.is_nan() || b.is_nan() {
+            return u64::MAX;
+        }
+        let key = |x: f64| {
+            let i = x.to_bits() as i64;
+            i128::from(if i < 0 { i64::MIN - i } else { i })
+        };
+        (key(a) - key(b)).unsigned_abs() as u64
+    }
+
+    /// The largest ulp distance of `fast` from `reference` over 4 million points of
+    /// [lo, hi], the f64s near the ends of the range of results (subnormal and overflowing)
+    /// and the special values.
+    fn max_ulps64(fast: fn(f64) -> f64, reference: fn(f64) -> f64, lo: f64, hi: f64) -> u64 {
+        let n = 4_000_000;
+        let mut xs: Vec<f64> = (0..=n)
+            .map(|i| lo + (hi - lo) * (i as f64 / n as f64))
+            .collect();
+        xs.extend((0..20_000).map(|i| -745.2 + i as f64 * 1e-3));
+        xs.extend((0..20_000).map(|i| 709.0 + i as f64 * 1e-4));
+        xs.extend([
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            1e-300,
+            -1e-300,
+            1e-17,
+            f64::MAX,
+            f64::MIN,
+        ]);
+        xs.iter()
+            .map(|&x| ulps64(fast(x), reference(x)))
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn fast_f64_kernels_are_within_their_ulp_bounds() {
+        let exp = max_ulps64(exp_f64, f64::exp, -750.0, 712.0);
+        let exp_small = max_ulps64(exp_f64, f64::exp, -1.0, 1.0);
+        let logistic = max_ulps64(logistic_f64, |x| 1.0 / (1.0 + (-x).exp()), -750.0, 750.0);
+        eprintln!(
+            "max ulps vs the interpreter: exp {exp} ({exp_small} on [-1, 1]), logistic {logistic}"
+        );
+        assert!(exp <= 2, "exp: {exp} ulps");
+        assert!(exp_small <= 1, "exp on [-1, 1]: {exp_small} ulps");
+        assert!(logistic <= 4, "logistic: {logistic} ulps");
     }
 
     #[test]

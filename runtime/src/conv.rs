@@ -1215,7 +1215,15 @@ mod tests {
         // layer's shape, smaller).
         let mut rng = Rng(0x9a5e);
         let ty = |a: &ArrayD<f64>| Type::new(DType::F64, a.shape());
-        let cases: [(&[usize], &[usize], &[usize], &[usize], &[(i64, i64)]); 6] = [
+        // (lhs shape, rhs shape, strides, rhs dilation, padding)
+        type Case<'a> = (
+            &'a [usize],
+            &'a [usize],
+            &'a [usize],
+            &'a [usize],
+            &'a [(i64, i64)],
+        );
+        let cases: [Case<'_>; 6] = [
             (
                 &[2, 3, 57, 58],
                 &[4, 3, 11, 11],
@@ -1262,7 +1270,7 @@ mod tests {
             let got = conv_general_dilated(&x.view(), &w.view(), &dims, &out);
             assert_eq!(got, naive(&x, &w, &dims, &out), "{lhs:?} * {rhs:?}");
         }
-        assert!(2 * 8 * 92 * 90 >= PARALLEL_GATHER);
+        const { assert!(2 * 8 * 92 * 90 >= PARALLEL_GATHER) };
     }
 
     #[test]
