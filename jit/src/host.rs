@@ -6,8 +6,8 @@
 //!
 //! Each kernel applies the same Rust function as the interpreter's kernel (`f64::exp`,
 //! `libm::erff`, ...), so those transcendentals agree with the interpreter bit for bit, except
-//! f32 `exp`, `tanh`, `logistic`, `log` and `log1p` and f64 `exp`, `logistic`, `log` and
-//! `log1p`: branch-free
+//! f32 `exp`, `tanh`, `logistic`, `log`, `log1p` and `expm1` and f64 `exp`, `expm1`,
+//! `tanh`, `logistic`, `log` and `log1p`: branch-free
 //! polynomials that vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a
 //! few ulps of the interpreter (the bounds are tested below and listed in `docs/jit.md`).
 //!
@@ -63,13 +63,10 @@ unary_kernels! {
     tf_sin_f32: f32 => f32::sin;
     tf_cos_f32: f32 => f32::cos;
     tf_tan_f32: f32 => f32::tan;
-    tf_expm1_f32: f32 => f32::exp_m1;
     tf_erf_f32: f32 => libm::erff;
     tf_sin_f64: f64 => f64::sin;
     tf_cos_f64: f64 => f64::cos;
     tf_tan_f64: f64 => f64::tan;
-    tf_tanh_f64: f64 => f64::tanh;
-    tf_expm1_f64: f64 => f64::exp_m1;
     tf_erf_f64: f64 => libm::erf;
 }
 
@@ -145,6 +142,71 @@ pub fn exp_f64(x: f64) -> f64 {
     let n2 = n - n1;
     let pow2 = |k: i64| f64::from_bits(((k + 1023) as u64) << 52);
     p * pow2(n1) * pow2(n2)
+}
+
+/// `exp(x) - 1` of f64 without branches or calls: with `x = n ln 2 + r` as in [`exp_f64`],
+/// `e^r - 1` is the Taylor polynomial of degree 14 without its constant term (no
+/// cancellation near 0), and the result `2^n (e^r - 1) + (2^n - 1)`, whose second term is
+/// exact for the `n` it is used at (`2^n (e^r - 1 + 1) - 1` above 2^53, where the `- 1` no
+/// longer matters). Error against `f64::exp_m1` measured in
+/// `tests::fast_f64_kernels_are_within_their_ulp_bounds`.
+#[inline(always)]
+pub fn expm1_f64(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    const LN2_HI: f64 = 0.693_147_180_369_123_8;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // Below -40, e^x is under half an ulp of 1.
+    let c = x.clamp(-40.0, 710.0);
+    let t = c * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = (c - n * LN2_HI) - n * LN2_LO;
+    // 1/k! for k = 14 down to 2.
+    const C: [f64; 13] = {
+        let mut c = [0.0; 13];
+        let (mut k, mut factorial) = (2, 1.0);
+        while k <= 14 {
+            factorial *= k as f64;
+            c[14 - k] = 1.0 / factorial;
+            k += 1;
+        }
+        c
+    };
+    let mut p = C[0];
+    for &k in &C[1..] {
+        p = p * r + k;
+    }
+    let em = r + r * r * p;
+    let n = t.to_bits() as i64 - ROUND.to_bits() as i64;
+    let n1 = n >> 1;
+    let n2 = n - n1;
+    let pow2 = |k: i64| f64::from_bits(((k + 1023) as u64) << 52);
+    let (s1, s2) = (pow2(n1), pow2(n2));
+    let s = s1 * s2;
+    let small = s * em + (s - 1.0);
+    let large = s1 * (s2 * (1.0 + em)) - 1.0;
+    if x == 0.0 {
+        // Keeps the sign of zero.
+        x
+    } else if n > 53 {
+        large
+    } else {
+        small
+    }
+}
+
+/// `exp(x) - 1` of f32 through [`expm1_f64`], rounded once to f32.
+#[inline(always)]
+pub fn expm1_f32(x: f32) -> f32 {
+    expm1_f64(f64::from(x)) as f32
+}
+
+/// `tanh` of f64 through [`expm1_f64`]: `-e / (2 + e)` for `e = expm1(-2|x|)`, with the
+/// sign of `x` (no cancellation anywhere; 1 for large `|x|`, where `e` is -1).
+#[inline(always)]
+pub fn tanh_f64(x: f64) -> f64 {
+    let e = expm1_f64(-2.0 * x.abs());
+    (-e / (2.0 + e)).copysign(x)
 }
 
 /// `logistic` of f64 through `exp_f64`, as the interpreter computes it through `f64::exp`.
@@ -342,6 +404,9 @@ dispatched_kernels! {
     tf_logistic_f64: f64 => logistic_f64;
     tf_log_f64: f64 => log_f64;
     tf_log1p_f64: f64 => log1p_f64;
+    tf_expm1_f64: f64 => expm1_f64;
+    tf_expm1_f32: f32 => expm1_f32;
+    tf_tanh_f64: f64 => tanh_f64;
 }
 
 /// The host kernel of a unary transcendental, if `op` is one (the others are inline code).
@@ -564,6 +629,25 @@ mod tests {
         assert!(exp <= 2, "exp: {exp} ulps");
         assert!(exp_small <= 1, "exp on [-1, 1]: {exp_small} ulps");
         assert!(logistic <= 4, "logistic: {logistic} ulps");
+        let expm1 = max_ulps64(expm1_f64, f64::exp_m1, -750.0, 712.0);
+        let expm1_small = max_ulps64(expm1_f64, f64::exp_m1, -2.0, 2.0);
+        let tanh = max_ulps64(tanh_f64, f64::tanh, -25.0, 25.0);
+        let tanh_small = max_ulps64(tanh_f64, f64::tanh, -0.7, 0.7);
+        let expm1_f32 = max_ulps(super::expm1_f32, f32::exp_m1, -104.0, 89.0);
+        eprintln!(
+            "max ulps vs the interpreter: expm1 {expm1} ({expm1_small} on [-2, 2]), tanh {tanh} ({tanh_small} on [-0.7, 0.7]), f32 expm1 {expm1_f32}"
+        );
+        assert!(
+            expm1 <= 2 && expm1_small <= 2,
+            "expm1: {expm1}, {expm1_small} ulps"
+        );
+        assert!(
+            tanh <= 3 && tanh_small <= 3,
+            "tanh: {tanh}, {tanh_small} ulps"
+        );
+        assert!(expm1_f32 <= 1, "f32 expm1: {expm1_f32} ulps");
+        assert_eq!(expm1_f64(-0.0).to_bits(), (-0.0f64).to_bits());
+        assert_eq!(tanh_f64(-0.0).to_bits(), (-0.0f64).to_bits());
     }
 
     /// The largest ulp distance of `fast` from `reference` over every 2^40+1'th f64 of
