@@ -6,8 +6,8 @@
 //!
 //! Each kernel applies the same Rust function as the interpreter's kernel (`f64::exp`,
 //! `libm::erff`, ...), so those transcendentals agree with the interpreter bit for bit, except
-//! f32 `exp`, `tanh`, `logistic`, `log`, `log1p` and `expm1` and f64 `exp`, `expm1`,
-//! `tanh`, `logistic`, `log` and `log1p`: branch-free
+//! `sin`, `cos`, `tan` and `expm1` of both dtypes, f32 `exp`, `tanh`, `logistic`, `log` and
+//! `log1p`, and f64 `exp`, `tanh`, `logistic`, `log` and `log1p`: branch-free
 //! polynomials that vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a
 //! few ulps of the interpreter (the bounds are tested below and listed in `docs/jit.md`).
 //!
@@ -60,13 +60,7 @@ macro_rules! binary_kernels {
 }
 
 unary_kernels! {
-    tf_sin_f32: f32 => f32::sin;
-    tf_cos_f32: f32 => f32::cos;
-    tf_tan_f32: f32 => f32::tan;
     tf_erf_f32: f32 => libm::erff;
-    tf_sin_f64: f64 => f64::sin;
-    tf_cos_f64: f64 => f64::cos;
-    tf_tan_f64: f64 => f64::tan;
     tf_erf_f64: f64 => libm::erf;
 }
 
@@ -207,6 +201,119 @@ pub fn expm1_f32(x: f32) -> f32 {
 pub fn tanh_f64(x: f64) -> f64 {
     let e = expm1_f64(-2.0 * x.abs());
     (-e / (2.0 + e)).copysign(x)
+}
+
+/// Arguments of `sin`, `cos` and `tan` below this size are reduced to `[-pi/4, pi/4]` by
+/// [`quadrant`] (`k pi/2` is then exact in two parts); a tile holding a larger one (or an
+/// infinity) is computed by the interpreter's functions instead.
+pub const TRIG_LIMIT: f64 = 1.0e5;
+
+/// `x = k pi/2 + r` with `|r| <= pi/4` (a little more, from rounding): `(k mod 4, r)`, for
+/// `|x| < TRIG_LIMIT`. `pi/2` is in four parts (Cody and Waite's reduction): the f64
+/// nearest it cut to 33 significant bits, the other 20 bits of that f64, the first 33 bits
+/// of its error, and the rest (worked out with exact rationals from 80 digits of pi). The
+/// first three products with `k` are exact, and where `r` is small each subtraction is too
+/// (its operands are within a factor 2), so `r` keeps its relative accuracy next to a
+/// multiple of `pi/2` (tested there).
+#[inline(always)]
+fn quadrant(x: f64) -> (i64, f64) {
+    const ROUND: f64 = 6_755_399_441_055_744.0;
+    const HALF_PI: f64 = std::f64::consts::FRAC_PI_2;
+    const P1: f64 = f64::from_bits(HALF_PI.to_bits() & !((1 << 20) - 1));
+    const P2: f64 = HALF_PI - P1;
+    const P3: f64 = 6.123_233_995_384_61e-17;
+    const P4: f64 = 3.521_559_865_183_2e-27;
+    let t = x * std::f64::consts::FRAC_2_PI + ROUND;
+    let k = t - ROUND;
+    let r = (((x - k * P1) - k * P2) - k * P3) - k * P4;
+    ((t.to_bits() as i64 - ROUND.to_bits() as i64) & 3, r)
+}
+
+/// `(sin r, cos r)` for `|r| <= pi/4`: Taylor polynomials to degrees 19 and 18 (the rest
+/// below 1e-19).
+#[inline(always)]
+fn sin_cos_reduced(r: f64) -> (f64, f64) {
+    // (-1)^k / (2k+1)! and (-1)^k / (2k)!, highest degree first.
+    const S: [f64; 9] = inverse_factorials(19);
+    const C: [f64; 9] = inverse_factorials(18);
+    const fn inverse_factorials(top: usize) -> [f64; 9] {
+        let mut c = [0.0; 9];
+        let (mut k, mut factorial) = (1, 1.0);
+        while k <= top {
+            factorial *= k as f64;
+            // Degrees top, top - 2, ..., down to 3 (sin) or 2 (cos): slot (top - k) / 2.
+            if k % 2 == top % 2 && k >= 2 {
+                let sign = if (k / 2) % 2 == 0 { 1.0 } else { -1.0 };
+                c[(top - k) / 2] = sign / factorial;
+            }
+            k += 1;
+        }
+        c
+    }
+    let z = r * r;
+    let mut ps = S[0];
+    let mut pc = C[0];
+    for i in 1..9 {
+        ps = ps * z + S[i];
+        pc = pc * z + C[i];
+    }
+    (r + r * (z * ps), 1.0 + z * pc)
+}
+
+/// `v` with its sign flipped where bit 1 of `q` is set (without a branch, which a `match`
+/// on the quadrant became, keeping the loop scalar).
+#[inline(always)]
+fn negate_if_bit1(v: f64, q: i64) -> f64 {
+    f64::from_bits(v.to_bits() ^ (((q as u64) & 2) << 62))
+}
+
+/// `sin` of f64 for `|x| < TRIG_LIMIT`, without branches or calls: by quadrant `s`, `c`,
+/// `-s`, `-c`.
+#[inline(always)]
+pub fn sin_f64(x: f64) -> f64 {
+    let (q, r) = quadrant(x);
+    let (s, c) = sin_cos_reduced(r);
+    negate_if_bit1(if q & 1 == 0 { s } else { c }, q)
+}
+
+/// `cos` of f64 for `|x| < TRIG_LIMIT`, without branches or calls: by quadrant `c`, `-s`,
+/// `-c`, `s`.
+#[inline(always)]
+pub fn cos_f64(x: f64) -> f64 {
+    let (q, r) = quadrant(x);
+    let (s, c) = sin_cos_reduced(r);
+    negate_if_bit1(if q & 1 == 0 { c } else { s }, q + 1)
+}
+
+/// `tan` of f64 for `|x| < TRIG_LIMIT`: `sin r / cos r`, or `-cos r / sin r` in odd
+/// quadrants.
+#[inline(always)]
+pub fn tan_f64(x: f64) -> f64 {
+    let (q, r) = quadrant(x);
+    let (s, c) = sin_cos_reduced(r);
+    if q & 1 == 0 {
+        s / c
+    } else {
+        -c / s
+    }
+}
+
+/// `sin`, `cos` and `tan` of f32 through the f64 ones, rounded once.
+#[inline(always)]
+pub fn sin_f32(x: f32) -> f32 {
+    sin_f64(f64::from(x)) as f32
+}
+
+/// See [`sin_f32`].
+#[inline(always)]
+pub fn cos_f32(x: f32) -> f32 {
+    cos_f64(f64::from(x)) as f32
+}
+
+/// See [`sin_f32`].
+#[inline(always)]
+pub fn tan_f32(x: f32) -> f32 {
+    tan_f64(f64::from(x)) as f32
 }
 
 /// `logistic` of f64 through `exp_f64`, as the interpreter computes it through `f64::exp`.
@@ -392,6 +499,52 @@ macro_rules! dispatched_kernels {
             }
         )*
     };
+}
+
+/// Defines a host kernel for `sin`, `cos` or `tan`: `$fast` over the tile ([`TRIG_LIMIT`]),
+/// or `$exact` (the interpreter's function) element by element over a tile holding an
+/// argument too large for it.
+macro_rules! trig_kernels {
+    ($($name:ident: $t:ty => $fast:path, $exact:path;)*) => {
+        $(
+            extern "C" fn $name(tile: *mut $t, n: usize) {
+                // SAFETY: compiled code passes a tile of at least `n` elements.
+                let xs = unsafe { std::slice::from_raw_parts_mut(tile, n) };
+                if xs.iter().any(|&x| f64::from(x).abs() >= TRIG_LIMIT) {
+                    for x in xs {
+                        *x = $exact(*x);
+                    }
+                    return;
+                }
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn wide(xs: &mut [$t]) {
+                        for x in xs {
+                            *x = $fast(*x);
+                        }
+                    }
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: the features were detected.
+                        unsafe { wide(xs) };
+                        return;
+                    }
+                }
+                for x in xs {
+                    *x = $fast(*x);
+                }
+            }
+        )*
+    };
+}
+
+trig_kernels! {
+    tf_sin_f32: f32 => sin_f32, f32::sin;
+    tf_cos_f32: f32 => cos_f32, f32::cos;
+    tf_tan_f32: f32 => tan_f32, f32::tan;
+    tf_sin_f64: f64 => sin_f64, f64::sin;
+    tf_cos_f64: f64 => cos_f64, f64::cos;
+    tf_tan_f64: f64 => tan_f64, f64::tan;
 }
 
 dispatched_kernels! {
@@ -648,6 +801,83 @@ mod tests {
         assert!(expm1_f32 <= 1, "f32 expm1: {expm1_f32} ulps");
         assert_eq!(expm1_f64(-0.0).to_bits(), (-0.0f64).to_bits());
         assert_eq!(tanh_f64(-0.0).to_bits(), (-0.0f64).to_bits());
+    }
+
+    #[test]
+    fn fast_trig_kernels_are_within_their_ulp_bounds() {
+        let l = TRIG_LIMIT;
+        let mut worst = Vec::new();
+        for (name, fast, exact) in [
+            ("sin", sin_f64 as fn(f64) -> f64, f64::sin as fn(f64) -> f64),
+            ("cos", cos_f64, f64::cos),
+            ("tan", tan_f64, f64::tan),
+        ] {
+            // The fast functions hold below the limit only (the kernel takes the exact
+            // ones for a tile with a larger argument): points of the two ranges, zeros,
+            // NaN and tiny arguments.
+            let sweep = |lo: f64, hi: f64| {
+                let n = 4_000_000;
+                (0..=n)
+                    .map(|i| lo + (hi - lo) * (i as f64 / n as f64))
+                    .chain([0.0, -0.0, f64::NAN, 1e-300, -1e-300, 1e-17])
+                    .map(|x| ulps64(fast(x), exact(x)))
+                    .max()
+                    .unwrap_or(0)
+            };
+            let near = sweep(-7.0, 7.0);
+            let far = sweep(-l * 0.999_999, l * 0.999_999);
+            worst.push((name, near, far));
+        }
+        let mut worst32 = Vec::new();
+        for (name, fast, exact) in [
+            ("sin", sin_f32 as fn(f32) -> f32, f32::sin as fn(f32) -> f32),
+            ("cos", cos_f32, f32::cos),
+            ("tan", tan_f32, f32::tan),
+        ] {
+            let near = max_ulps(fast, exact, -7.0, 7.0);
+            let far = max_ulps(fast, exact, -99_999.0, 99_999.0);
+            worst32.push((name, near, far));
+        }
+        // Next to multiples of pi/2, where `r` is smallest: the f64s nearest `k pi/2` and
+        // their neighbours, up to the limit.
+        let mut multiples = [0u64; 3];
+        let mut k = 1.0;
+        while k * std::f64::consts::FRAC_PI_2 < l {
+            let x0 = k * std::f64::consts::FRAC_PI_2;
+            for x in [
+                x0,
+                f64::from_bits(x0.to_bits() - 1),
+                f64::from_bits(x0.to_bits() + 1),
+            ] {
+                for (i, (fast, exact)) in [
+                    (sin_f64 as fn(f64) -> f64, f64::sin as fn(f64) -> f64),
+                    (cos_f64, f64::cos),
+                    (tan_f64, f64::tan),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    multiples[i] = multiples[i].max(ulps64(fast(x), exact(x)));
+                    multiples[i] = multiples[i].max(ulps64(fast(-x), exact(-x)));
+                }
+            }
+            k += 1.0;
+        }
+        eprintln!("max ulps vs the interpreter, f64 (on [-7, 7], below the limit): {worst:?}, next to multiples of pi/2 (sin, cos, tan): {multiples:?}; f32: {worst32:?}");
+        assert!(
+            multiples[0] <= 1 && multiples[1] <= 1 && multiples[2] <= 3,
+            "{multiples:?}"
+        );
+        for (name, near, far) in worst {
+            let bound = if name == "tan" { 3 } else { 1 };
+            assert!(
+                near <= bound && far <= bound,
+                "f64 {name}: {near}, {far} ulps"
+            );
+        }
+        for (name, near, far) in worst32 {
+            assert!(near <= 1 && far <= 1, "f32 {name}: {near}, {far} ulps");
+        }
     }
 
     /// The largest ulp distance of `fast` from `reference` over every 2^40+1'th f64 of
