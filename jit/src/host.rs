@@ -421,11 +421,12 @@ pub fn log_f64(x: f64) -> f64 {
     const LN2_HI: f64 = 0.693_147_180_369_123_8;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let tiny = x < f64::MIN_POSITIVE;
+    // Subnormals times 2^54.
     let scaled = if tiny {
         x * 18_014_398_509_481_984.0
     } else {
         x
-    }; // 2^54
+    };
     let bits = scaled.to_bits() as i64;
     let shift = if tiny { 1023 + 54 } else { 1023 };
     let e = ((bits >> 52) & 0x7ff) - shift;
@@ -501,11 +502,11 @@ macro_rules! dispatched_kernels {
     };
 }
 
-/// Defines a host kernel for `sin`, `cos` or `tan`: `$fast` over the tile ([`TRIG_LIMIT`]),
-/// or `$exact` (the interpreter's function) element by element over a tile holding an
-/// argument too large for it.
+/// Defines a host kernel for `sin`, `cos` or `tan`: the dispatched kernel `$fast` over the
+/// tile ([`TRIG_LIMIT`]), or `$exact` (the interpreter's function) element by element over a
+/// tile holding an argument too large for it.
 macro_rules! trig_kernels {
-    ($($name:ident: $t:ty => $fast:path, $exact:path;)*) => {
+    ($($name:ident: $t:ty => $fast:ident, $exact:path;)*) => {
         $(
             extern "C" fn $name(tile: *mut $t, n: usize) {
                 // SAFETY: compiled code passes a tile of at least `n` elements.
@@ -514,24 +515,8 @@ macro_rules! trig_kernels {
                     for x in xs {
                         *x = $exact(*x);
                     }
-                    return;
-                }
-                #[cfg(target_arch = "x86_64")]
-                {
-                    #[target_feature(enable = "avx2,fma")]
-                    unsafe fn wide(xs: &mut [$t]) {
-                        for x in xs {
-                            *x = $fast(*x);
-                        }
-                    }
-                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                        // SAFETY: the features were detected.
-                        unsafe { wide(xs) };
-                        return;
-                    }
-                }
-                for x in xs {
-                    *x = $fast(*x);
+                } else {
+                    $fast(tile, n);
                 }
             }
         )*
@@ -539,12 +524,12 @@ macro_rules! trig_kernels {
 }
 
 trig_kernels! {
-    tf_sin_f32: f32 => sin_f32, f32::sin;
-    tf_cos_f32: f32 => cos_f32, f32::cos;
-    tf_tan_f32: f32 => tan_f32, f32::tan;
-    tf_sin_f64: f64 => sin_f64, f64::sin;
-    tf_cos_f64: f64 => cos_f64, f64::cos;
-    tf_tan_f64: f64 => tan_f64, f64::tan;
+    tf_sin_f32: f32 => fast_sin_f32, f32::sin;
+    tf_cos_f32: f32 => fast_cos_f32, f32::cos;
+    tf_tan_f32: f32 => fast_tan_f32, f32::tan;
+    tf_sin_f64: f64 => fast_sin_f64, f64::sin;
+    tf_cos_f64: f64 => fast_cos_f64, f64::cos;
+    tf_tan_f64: f64 => fast_tan_f64, f64::tan;
 }
 
 dispatched_kernels! {
@@ -560,6 +545,12 @@ dispatched_kernels! {
     tf_expm1_f64: f64 => expm1_f64;
     tf_expm1_f32: f32 => expm1_f32;
     tf_tanh_f64: f64 => tanh_f64;
+    fast_sin_f32: f32 => sin_f32;
+    fast_cos_f32: f32 => cos_f32;
+    fast_tan_f32: f32 => tan_f32;
+    fast_sin_f64: f64 => sin_f64;
+    fast_cos_f64: f64 => cos_f64;
+    fast_tan_f64: f64 => tan_f64;
 }
 
 /// The host kernel of a unary transcendental, if `op` is one (the others are inline code).
