@@ -35,8 +35,8 @@ const COLUMN_BUDGET: usize = 1 << 20;
 /// Column chunks are at least this wide where `COLUMN_LIMIT` allows. Each thread's half of
 /// a product packs the whole kernel again, and for narrow chunks that packing is a large
 /// share of the product: AlexNet's second layer (1600 rows, 729 positions per entry) took
-/// 19.2 ms in chunks of 365 columns and 17.8 in whole entries. (Its first layer, whose
-/// kernel is small, is faster in two chunks of 1513 than in one: 8.1 against 9.8 ms.)
+/// 19.2 ms in chunks of 365 columns and 17.8 in whole entries. (Its first layer's chunks,
+/// 1513 columns, are wider already.)
 const WIDE_COLUMNS: usize = 768;
 
 /// The largest column matrix built for chunks of `WIDE_COLUMNS` (16 MiB of f32).

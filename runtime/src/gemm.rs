@@ -77,7 +77,7 @@ const PARALLEL: usize = 1 << 21;
 /// finding its core slow leaves the other one its share (`skinny_threads`).
 const SKINNY_BLOCKS: usize = 8;
 
-/// The fewest rows of `b` in a block of a skinny product's sum.
+/// The fewest rows of `b` in a block of a skinny product's sum cut into more than two.
 const SKINNY_ROWS: usize = 256;
 
 /// What the implementation needs of an element type.
@@ -342,8 +342,8 @@ unsafe fn two_threads<T: Element>(p: Matrices<T>) {
 }
 
 /// A skinny product (`skinny.rs`); from `PARALLEL` multiply-adds, cut along the sum into
-/// `SKINNY_BLOCKS` runs of `b`'s rows (at least `SKINNY_ROWS` each), each one stream from
-/// memory, which the two threads claim until none is left. Block 0 writes `c`, every other
+/// runs of `b`'s rows (two, or up to `SKINNY_BLOCKS` of at least `SKINNY_ROWS`), each one
+/// stream from memory, which the two threads claim until none is left. Block 0 writes `c`, every other
 /// block a scratch result; the scratch results are then added to `c` in block order,
 /// whichever thread computed which: results do not depend on timing. (Two halves, one per
 /// thread, ran AlexNet's first dense layer in 15-17 ms instead of 7 whenever one core read
@@ -352,11 +352,11 @@ unsafe fn two_threads<T: Element>(p: Matrices<T>) {
 /// # Safety
 /// `Gemm::gemm`'s contract, and `skinny::accepts(&p)`.
 unsafe fn skinny_threads<T: Element>(p: Matrices<T>) {
-    let blocks = SKINNY_BLOCKS.min(p.k / SKINNY_ROWS);
-    if p.m * p.k * p.n < PARALLEL || blocks < 2 || !par::available() {
+    if p.m * p.k * p.n < PARALLEL || p.k < 2 || !par::available() {
         // SAFETY: the caller's contract.
         return unsafe { skinny::product(p) };
     }
+    let blocks = (p.k / SKINNY_ROWS).clamp(2, SKINNY_BLOCKS);
     let len = p.m * p.n;
     let mut scratch = vec![T::default(); (blocks - 1) * len];
     let parts: Vec<Matrices<T>> = (0..blocks)
