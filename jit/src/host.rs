@@ -6,7 +6,7 @@
 //!
 //! Each kernel applies the same Rust function as the interpreter's kernel (`f64::exp`,
 //! `libm::erff`, ...), so those transcendentals agree with the interpreter bit for bit, except
-//! `sin`, `cos`, `tan` and `expm1` of both dtypes, f32 `exp`, `tanh`, `logistic`, `log` and
+//! `sin`, `cos`, `tan`, `expm1` and `atan2` of both dtypes, f32 `exp`, `tanh`, `logistic`, `log` and
 //! `log1p`, and f64 `exp`, `tanh`, `logistic`, `log` and `log1p`: branch-free
 //! polynomials that vectorise (AVX2 + FMA when the CPU has them, chosen at run time), within a
 //! few ulps of the interpreter (the bounds are tested below and listed in `docs/jit.md`).
@@ -66,9 +66,7 @@ unary_kernels! {
 
 binary_kernels! {
     tf_pow_f32: f32 => f32::powf;
-    tf_atan2_f32: f32 => f32::atan2;
     tf_pow_f64: f64 => f64::powf;
-    tf_atan2_f64: f64 => f64::atan2;
 }
 
 /// `exp` of f32 without branches or calls (so loops over it vectorise): Cephes' polynomial on
@@ -316,6 +314,51 @@ pub fn tan_f32(x: f32) -> f32 {
     tan_f64(f64::from(x)) as f32
 }
 
+/// `atan2(y, x)` of f64 for finite, nonzero `y` and `x`, without branches or calls: `atan t`
+/// for `t = min / max` of `|y|` and `|x|` (by its odd series to `t^45` where `t <= tan(pi/8)`,
+/// else as `pi/4 + atan((t - 1) / (t + 1))`), then `pi/2 - ` it where `|y| > |x|`, `pi - ` it
+/// where `x < 0`, with the sign of `y`; each multiple of pi in two parts.
+#[inline(always)]
+pub fn atan2_f64(y: f64, x: f64) -> f64 {
+    use std::f64::consts::{FRAC_PI_2, FRAC_PI_4, PI};
+    // What the f64s of pi/4, pi/2 and pi lack.
+    const PI_4_LO: f64 = 3.061_616_997_868_383e-17;
+    const PI_2_LO: f64 = 6.123_233_995_736_766e-17;
+    const PI_LO: f64 = 1.224_646_799_147_353_2e-16;
+    // (-1)^k / (2k + 1) for k = 22 down to 1.
+    const C: [f64; 22] = {
+        let mut c = [0.0; 22];
+        let mut k = 1;
+        while k <= 22 {
+            let sign = if k % 2 == 0 { 1.0 } else { -1.0 };
+            c[22 - k] = sign / (2 * k + 1) as f64;
+            k += 1;
+        }
+        c
+    };
+    let (a, b) = (y.abs(), x.abs());
+    let swap = a > b;
+    let t = if swap { b / a } else { a / b };
+    let big = t > 0.414_213_562_373_095_03;
+    let u = if big { (t - 1.0) / (t + 1.0) } else { t };
+    let z = u * u;
+    let mut p = C[0];
+    for &k in &C[1..] {
+        p = p * z + k;
+    }
+    let at = u + u * (z * p);
+    let r = if big { FRAC_PI_4 + (at + PI_4_LO) } else { at };
+    let r = if swap { (FRAC_PI_2 - r) + PI_2_LO } else { r };
+    let r = if x < 0.0 { (PI - r) + PI_LO } else { r };
+    r.copysign(y)
+}
+
+/// `atan2` of f32 through [`atan2_f64`], rounded once.
+#[inline(always)]
+pub fn atan2_f32(y: f32, x: f32) -> f32 {
+    atan2_f64(f64::from(y), f64::from(x)) as f32
+}
+
 /// `logistic` of f64 through `exp_f64`, as the interpreter computes it through `f64::exp`.
 #[inline(always)]
 pub fn logistic_f64(x: f64) -> f64 {
@@ -521,6 +564,51 @@ macro_rules! trig_kernels {
             }
         )*
     };
+}
+
+/// Defines the host kernel of `atan2` (`a_tile = atan2(a_tile, b_tile)`): `$fast` over the
+/// tiles, compiled for AVX2 + FMA where the CPU has them, or `$exact` (the interpreter's
+/// function) element by element over tiles holding a zero, an infinity or a NaN.
+macro_rules! atan2_kernels {
+    ($($name:ident: $t:ty => $fast:path, $exact:path;)*) => {
+        $(
+            extern "C" fn $name(a: *mut $t, b: *const $t, n: usize) {
+                // SAFETY: compiled code passes two distinct tiles of at least `n` elements.
+                let (ys, xs) = unsafe {
+                    (std::slice::from_raw_parts_mut(a, n), std::slice::from_raw_parts(b, n))
+                };
+                let plain = |v: $t| v.is_finite() && v != 0.0;
+                if !ys.iter().chain(xs.iter()).all(|&v| plain(v)) {
+                    for (y, &x) in ys.iter_mut().zip(xs) {
+                        *y = $exact(*y, x);
+                    }
+                    return;
+                }
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn wide(ys: &mut [$t], xs: &[$t]) {
+                        for (y, &x) in ys.iter_mut().zip(xs) {
+                            *y = $fast(*y, x);
+                        }
+                    }
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: the features were detected.
+                        unsafe { wide(ys, xs) };
+                        return;
+                    }
+                }
+                for (y, &x) in ys.iter_mut().zip(xs) {
+                    *y = $fast(*y, x);
+                }
+            }
+        )*
+    };
+}
+
+atan2_kernels! {
+    tf_atan2_f32: f32 => atan2_f32, f32::atan2;
+    tf_atan2_f64: f64 => atan2_f64, f64::atan2;
 }
 
 trig_kernels! {
@@ -792,6 +880,29 @@ mod tests {
         assert!(expm1_f32 <= 1, "f32 expm1: {expm1_f32} ulps");
         assert_eq!(expm1_f64(-0.0).to_bits(), (-0.0f64).to_bits());
         assert_eq!(tanh_f64(-0.0).to_bits(), (-0.0f64).to_bits());
+    }
+
+    #[test]
+    fn fast_atan2_is_within_its_ulp_bound() {
+        // Every pair of a grid of magnitudes (from 1e-300 to 1e300, denser near 1) in every
+        // sign combination: zeros, infinities and NaN take the interpreter's function.
+        let mut mags: Vec<f64> = (0..=600).map(|i| 10f64.powf(-300.0 + i as f64)).collect();
+        mags.extend((1..4000).map(|i| i as f64 / 997.0));
+        let (mut worst, mut worst32) = (0, 0);
+        for &a in &mags {
+            for &b in mags.iter().step_by(7) {
+                for (y, x) in [(a, b), (-a, b), (a, -b), (-a, -b), (b, a)] {
+                    worst = worst.max(ulps64(atan2_f64(y, x), y.atan2(x)));
+                    let (y32, x32) = (y as f32, x as f32);
+                    if y32.is_finite() && x32.is_finite() && y32 != 0.0 && x32 != 0.0 {
+                        worst32 = worst32.max(ulps(atan2_f32(y32, x32), y32.atan2(x32)));
+                    }
+                }
+            }
+        }
+        eprintln!("max ulps vs the interpreter: atan2 {worst}, f32 atan2 {worst32}");
+        assert!(worst <= 3, "atan2: {worst} ulps");
+        assert!(worst32 <= 1, "f32 atan2: {worst32} ulps");
     }
 
     #[test]
