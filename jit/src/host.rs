@@ -94,21 +94,36 @@ pub fn exp_f32(x: f32) -> f32 {
     p * pow2(n1) * pow2(n2)
 }
 
-/// `exp` of f64 without branches or calls: the Taylor polynomial of degree 13 on
-/// `r = x - n ln 2` (`|r| <= ln 2 / 2`, where its truncation error is below 1e-17), scaled
-/// by `2^n` in two steps as in `exp_f32`. Error against `f64::exp` measured in
+/// 1.5 * 2^52: adding it to an f64 below 2^51 in magnitude rounds that to an integer, which
+/// the low bits of the sum then hold.
+const ROUND_F64: f64 = 6_755_399_441_055_744.0;
+
+/// `ln 2` in two parts, the first with 32 significant bits (so `n * LN2_HI` is exact for
+/// every `n` an f64's exponent can need).
+const LN2_HI: f64 = 0.693_147_180_369_123_8;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+
+/// `x = n ln 2 + r` with `|r| <= ln 2 / 2`, for `|x| < 2^50`: `(n, r)`.
+#[inline(always)]
+fn by_ln2(x: f64) -> (i64, f64) {
+    let t = x * std::f64::consts::LOG2_E + ROUND_F64;
+    let n = t - ROUND_F64;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    (t.to_bits() as i64 - ROUND_F64.to_bits() as i64, r)
+}
+
+/// `2^k` for `k` a normal f64's exponent.
+#[inline(always)]
+fn pow2_f64(k: i64) -> f64 {
+    f64::from_bits(((k + 1023) as u64) << 52)
+}
+
+/// `exp` of f64 without branches or calls: the Taylor polynomial of degree 13 on `r`
+/// ([`by_ln2`]; its truncation error is below 1e-17 there), scaled by `2^n` in two steps as
+/// in `exp_f32`. Error against `f64::exp` measured in
 /// `tests::fast_f64_kernels_are_within_their_ulp_bounds`.
 #[inline(always)]
 pub fn exp_f64(x: f64) -> f64 {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const ROUND: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-                                                // ln 2 in two parts, the first with 32 significant bits (so `n * LN2_HI` is exact).
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-    let c = x.clamp(-746.0, 710.0);
-    let t = c * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = (c - n * LN2_HI) - n * LN2_LO;
     // 1/k! for k = 13 down to 2.
     const C: [f64; 12] = [
         1.0 / 6_227_020_800.0,
@@ -124,16 +139,14 @@ pub fn exp_f64(x: f64) -> f64 {
         1.0 / 6.0,
         0.5,
     ];
+    let (n, r) = by_ln2(x.clamp(-746.0, 710.0));
     let mut p = C[0];
     for &k in &C[1..] {
         p = p * r + k;
     }
     let p = p * r * r + r + 1.0;
-    let n = t.to_bits() as i64 - ROUND.to_bits() as i64;
     let n1 = n >> 1;
-    let n2 = n - n1;
-    let pow2 = |k: i64| f64::from_bits(((k + 1023) as u64) << 52);
-    p * pow2(n1) * pow2(n2)
+    p * pow2_f64(n1) * pow2_f64(n - n1)
 }
 
 /// `exp(x) - 1` of f64 without branches or calls: with `x = n ln 2 + r` as in [`exp_f64`],
@@ -144,15 +157,8 @@ pub fn exp_f64(x: f64) -> f64 {
 /// `tests::fast_f64_kernels_are_within_their_ulp_bounds`.
 #[inline(always)]
 pub fn expm1_f64(x: f64) -> f64 {
-    const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // Below -40, e^x is under half an ulp of 1.
-    let c = x.clamp(-40.0, 710.0);
-    let t = c * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = (c - n * LN2_HI) - n * LN2_LO;
+    let (n, r) = by_ln2(x.clamp(-40.0, 710.0));
     // 1/k! for k = 14 down to 2.
     const C: [f64; 13] = {
         let mut c = [0.0; 13];
@@ -169,11 +175,8 @@ pub fn expm1_f64(x: f64) -> f64 {
         p = p * r + k;
     }
     let em = r + r * r * p;
-    let n = t.to_bits() as i64 - ROUND.to_bits() as i64;
     let n1 = n >> 1;
-    let n2 = n - n1;
-    let pow2 = |k: i64| f64::from_bits(((k + 1023) as u64) << 52);
-    let (s1, s2) = (pow2(n1), pow2(n2));
+    let (s1, s2) = (pow2_f64(n1), pow2_f64(n - n1));
     let s = s1 * s2;
     let small = s * em + (s - 1.0);
     let large = s1 * (s2 * (1.0 + em)) - 1.0;
@@ -215,16 +218,15 @@ pub const TRIG_LIMIT: f64 = 1.0e5;
 /// multiple of `pi/2` (tested there).
 #[inline(always)]
 fn quadrant(x: f64) -> (i64, f64) {
-    const ROUND: f64 = 6_755_399_441_055_744.0;
     const HALF_PI: f64 = std::f64::consts::FRAC_PI_2;
     const P1: f64 = f64::from_bits(HALF_PI.to_bits() & !((1 << 20) - 1));
     const P2: f64 = HALF_PI - P1;
     const P3: f64 = 6.123_233_995_384_61e-17;
     const P4: f64 = 3.521_559_865_183_2e-27;
-    let t = x * std::f64::consts::FRAC_2_PI + ROUND;
-    let k = t - ROUND;
+    let t = x * std::f64::consts::FRAC_2_PI + ROUND_F64;
+    let k = t - ROUND_F64;
     let r = (((x - k * P1) - k * P2) - k * P3) - k * P4;
-    ((t.to_bits() as i64 - ROUND.to_bits() as i64) & 3, r)
+    ((t.to_bits() as i64 - ROUND_F64.to_bits() as i64) & 3, r)
 }
 
 /// `(sin r, cos r)` for `|r| <= pi/4`: Taylor polynomials to degrees 19 and 18 (the rest
@@ -461,8 +463,6 @@ pub fn log1p_f32(x: f32) -> f32 {
 /// `f64::ln`.
 #[inline(always)]
 pub fn log_f64(x: f64) -> f64 {
-    const LN2_HI: f64 = 0.693_147_180_369_123_8;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let tiny = x < f64::MIN_POSITIVE;
     // Subnormals times 2^54.
     let scaled = if tiny {
