@@ -103,13 +103,22 @@ const ROUND_F64: f64 = 6_755_399_441_055_744.0;
 const LN2_HI: f64 = 0.693_147_180_369_123_8;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 
+/// `v` rounded to the nearest integer (ties to even), as an f64 and as an i64, for
+/// `|v| < 2^51`, without a saturating cast (which keeps loops scalar).
+#[inline(always)]
+fn rounded(v: f64) -> (f64, i64) {
+    let t = v + ROUND_F64;
+    (
+        t - ROUND_F64,
+        t.to_bits() as i64 - ROUND_F64.to_bits() as i64,
+    )
+}
+
 /// `x = n ln 2 + r` with `|r| <= ln 2 / 2`, for `|x| < 2^50`: `(n, r)`.
 #[inline(always)]
 fn by_ln2(x: f64) -> (i64, f64) {
-    let t = x * std::f64::consts::LOG2_E + ROUND_F64;
-    let n = t - ROUND_F64;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    (t.to_bits() as i64 - ROUND_F64.to_bits() as i64, r)
+    let (n, i) = rounded(x * std::f64::consts::LOG2_E);
+    (i, (x - n * LN2_HI) - n * LN2_LO)
 }
 
 /// `2^k` for `k` a normal f64's exponent.
@@ -223,10 +232,9 @@ fn quadrant(x: f64) -> (i64, f64) {
     const P2: f64 = HALF_PI - P1;
     const P3: f64 = 6.123_233_995_384_61e-17;
     const P4: f64 = 3.521_559_865_183_2e-27;
-    let t = x * std::f64::consts::FRAC_2_PI + ROUND_F64;
-    let k = t - ROUND_F64;
+    let (k, i) = rounded(x * std::f64::consts::FRAC_2_PI);
     let r = (((x - k * P1) - k * P2) - k * P3) - k * P4;
-    ((t.to_bits() as i64 - ROUND_F64.to_bits() as i64) & 3, r)
+    (i & 3, r)
 }
 
 /// `(sin r, cos r)` for `|r| <= pi/4`: Taylor polynomials to degrees 19 and 18 (the rest
@@ -483,9 +491,18 @@ pub fn log_f64(x: f64) -> f64 {
     let s = f / (2.0 + f);
     let z = s * s;
     // 2/23 down to 2/3: 2 atanh(s) = 2s + s z (2/3 + z (2/5 + ...)).
-    let mut p = 2.0 / 23.0;
-    for k in [21.0, 19.0, 17.0, 15.0, 13.0, 11.0, 9.0, 7.0, 5.0, 3.0] {
-        p = p * z + 2.0 / k;
+    const C: [f64; 11] = {
+        let mut c = [0.0; 11];
+        let mut i = 0;
+        while i < 11 {
+            c[i] = 2.0 / (23 - 2 * i) as f64;
+            i += 1;
+        }
+        c
+    };
+    let mut p = C[0];
+    for &k in &C[1..] {
+        p = p * z + k;
     }
     let fe = e as f64;
     let r = fe * LN2_HI + ((f - s * (f - z * p)) + fe * LN2_LO);
