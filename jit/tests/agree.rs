@@ -155,6 +155,27 @@ fn pads_are_scattering_loops() {
     );
 }
 
+/// A value read both in place and one element back through a pad (the shape of a
+/// derivative's stencil, as in Rosenbrock's hvp) is computed once: where a block's guards
+/// hold, the shifted copy is the in-place vector shifted by a lane (a `shuffle` in the
+/// Cranelift IR), also two steps back, in both dtypes.
+#[test]
+fn shifted_pads_reuse_the_value_read_in_place() {
+    for (dtype, tol) in [("f32", 1e-6), ("f64", 1e-14)] {
+        let one_back = format!("func f(x: {dtype}[1000], y: {dtype}[1000]) -> {dtype}[1000] {{\n  a: {dtype}[999] = slice[start=(0), limit=(999)] x\n  b: {dtype}[999] = slice[start=(1), limit=(1000)] y\n  c: {dtype}[999] = mul a a\n  d: {dtype}[999] = add c 1.5\n  e: {dtype}[999] = mul b b\n  g: {dtype}[999] = add e 2.0\n  h: {dtype}[999] = mul d g\n  p: {dtype}[1000] = pad[low=(0), high=(1), interior=(0)] h 0.0\n  q: {dtype}[1000] = pad[low=(1), high=(0), interior=(0)] h 0.0\n  r: {dtype}[1000] = add p q\n  return r\n}}\n");
+        let two_back = format!("func f(x: {dtype}[701]) -> {dtype}[701] {{\n  a: {dtype}[699] = slice[start=(0), limit=(699)] x\n  b: {dtype}[699] = slice[start=(2), limit=(701)] x\n  c: {dtype}[699] = sub a b\n  d: {dtype}[699] = mul c c\n  h: {dtype}[699] = max d 0.25\n  p: {dtype}[701] = pad[low=(0), high=(2), interior=(0)] h 0.0\n  q: {dtype}[701] = pad[low=(1), high=(1), interior=(0)] h 0.0\n  t: {dtype}[701] = pad[low=(2), high=(0), interior=(0)] h 0.0\n  u: {dtype}[701] = add p q\n  r: {dtype}[701] = add u t\n  return r\n}}\n");
+        for src in [one_back, two_back] {
+            check(&src, tol);
+            let f = parse_func(&src).unwrap();
+            let (_, clif) = traceform_jit::compile_with_clif(&f).unwrap();
+            assert!(
+                clif.contains("shuffle"),
+                "no shifted value in {dtype}:\n{clif}"
+            );
+        }
+    }
+}
+
 #[test]
 fn runtime_kernel_calls_agree() {
     let exe = check("func f(x: f32[3,4], y: i32[2,4]) -> (i32[3], i32[4], f32[]) {\n  b: i32[3] = argmin[axis=1] x\n  e: i32[4] = argmax[axis=0] y\n  g: f32[] = dot_general[contract=((),()), batch=((),())] 2.0 3.0\n  return b, e, g\n}\n", 0.0);
