@@ -6,14 +6,16 @@
 //! arena, buffers reused by live interval, `memory.rs`), `codegen` (fused loops in Cranelift,
 //! several per function, `codegen.rs`, with transcendentals as host kernels over tiles,
 //! `host.rs`), and
-//! at run time a sequence of steps: compiled loops, calls of the runtime's GEMM for
-//! `dot_general` (`gemm.rs`), and explicit runtime-kernel calls for the primitives listed in `docs/jit.md`.
+//! one compiled function for the whole program (`program`, `EntryFn`), which calls every step
+//! in order: compiled loops, and through `tf_step` the runtime's GEMM for `dot_general`
+//! (`gemm.rs`), convolutions, loops cut for two threads, and explicit runtime-kernel calls for
+//! the primitives listed in `docs/jit.md`.
 //!
 //! Inputs are read in place (a row-major one is passed to the compiled code as it is, one in
 //! another layout copied once into row-major order) and checked against the signature before
-//! any compiled code runs; compiled code
-//! calls only host kernels that cannot panic, so no unwinding crosses a compiled frame. The
-//! compiled code is freed when the `Executable` is dropped.
+//! any compiled code runs; compiled code calls only host kernels that cannot panic and
+//! `tf_step`, which catches panics, so no unwinding crosses a compiled frame. The compiled
+//! code is freed when the `Executable` is dropped.
 
 mod codegen;
 mod gemm;
@@ -59,9 +61,60 @@ pub enum JitError {
 /// A compiled loop: `fn(buffers)`, the table holding one pointer per materialised value.
 type KernelFn = unsafe extern "C" fn(*const *mut u8);
 
+/// The compiled program: `fn(buffers, call) -> status`. It calls the compiled loops in order,
+/// and `tf_step(call, step)` for every other step (GEMM, convolutions, a loop cut for two
+/// threads, runtime kernels), returning the first nonzero status (the error is in `call`).
+type EntryFn = unsafe extern "C" fn(*const *mut u8, *mut u8) -> i32;
+
+/// What `tf_step` needs of one call of the program.
+struct Call<'a> {
+    exe: &'a Executable,
+    table: &'a [*mut u8],
+    second: &'a parallel::SecondBlock,
+    error: Option<JitError>,
+}
+
+/// Runs step `step` of the program whose `Call` is `call` (from compiled code): 0 when it
+/// succeeds, 1 with the error left in the `Call` when it fails. A panic (a bug in traceform)
+/// is caught here and becomes the error, so it never unwinds through compiled frames.
+extern "C" fn tf_step(call: *mut u8, step: u32) -> i32 {
+    // SAFETY: the program passes on the `Call` `Executable::run` made for this call, alive
+    // and not otherwise borrowed while the program runs.
+    let call = unsafe { &mut *call.cast::<Call<'_>>() };
+    let step = step as usize;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        call.exe.host_step(step, call.table, call.second)
+    }));
+    let error = match result {
+        Ok(Ok(())) => return 0,
+        Ok(Err(e)) => e,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            let eqn = call.exe.step_eqn(step);
+            let func = &call.exe.func;
+            JitError::Kernel {
+                eqn,
+                name: func
+                    .eqns
+                    .get(eqn)
+                    .map_or("", |e| func.prim(e).name())
+                    .to_string(),
+                message,
+            }
+        }
+    };
+    call.error = Some(error);
+    1
+}
+
 enum Exec {
     Kernel(KernelFn),
-    Parallel(Box<parallel::Parallel>),
+    /// A loop cut for two threads, and its root equation.
+    Parallel(Box<parallel::Parallel>, u32),
     Gemm(u32),
     Convolutions(Vec<u32>),
     Runtime(u32),
@@ -78,7 +131,10 @@ pub struct Executable {
     slot_of: Vec<u32>,
     /// Per buffer-table index: the value.
     slots: Vec<Var>,
+    /// Per step of the program, what it runs (`tf_step` runs all but the loops).
     exec: Vec<Exec>,
+    /// The program (`EntryFn`).
+    entry: EntryFn,
     /// The arena of intermediate values, then the scratch of transcendental tiles, then (when
     /// a loop is cut for two threads) the second block's scratch and partial results.
     arena: Mutex<Vec<u64>>,
@@ -145,6 +201,19 @@ struct Contexts {
 struct CodeModule {
     module: JITModule,
     host_ids: Vec<(&'static str, FuncId)>,
+    /// `tf_step`, imported.
+    step_id: FuncId,
+}
+
+/// What the program does at one step.
+#[derive(Clone, Copy)]
+enum EntryStep {
+    /// Calls a function of the module the program is compiled into.
+    Local(FuncId),
+    /// Calls a finalized function of the other module, at this address.
+    Address(*const u8),
+    /// Calls `tf_step` with the step's index.
+    Host,
 }
 
 impl CodeModule {
@@ -154,8 +223,17 @@ impl CodeModule {
         for h in &hosts {
             builder.symbol(h.name, h.address);
         }
+        let step_fn: extern "C" fn(*mut u8, u32) -> i32 = tf_step;
+        builder.symbol("tf_step", step_fn as *const u8);
         let mut module = JITModule::new(builder);
         let ptr = module.target_config().pointer_type();
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(ptr));
+        sig.params.push(AbiParam::new(types::I32));
+        sig.returns.push(AbiParam::new(types::I32));
+        let step_id = module
+            .declare_function("tf_step", Linkage::Import, &sig)
+            .map_err(|e| e.to_string())?;
         let mut host_ids = Vec::new();
         for h in &hosts {
             let mut sig = module.make_signature();
@@ -169,7 +247,85 @@ impl CodeModule {
                 .map_err(|e| e.to_string())?;
             host_ids.push((h.name, id));
         }
-        Ok(CodeModule { module, host_ids })
+        Ok(CodeModule {
+            module,
+            host_ids,
+            step_id,
+        })
+    }
+
+    /// Compiles the program `program`: `steps` in order, returning the first nonzero status
+    /// of a `tf_step`, else 0.
+    fn add_entry(
+        &mut self,
+        steps: &[EntryStep],
+        contexts: &mut Contexts,
+        clif: Option<&mut Vec<String>>,
+    ) -> Result<FuncId, String> {
+        use cranelift_codegen::ir::InstBuilder;
+        let Contexts { ctx, fctx } = contexts;
+        let module = &mut self.module;
+        let ptr = module.target_config().pointer_type();
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(ptr));
+        sig.params.push(AbiParam::new(ptr));
+        sig.returns.push(AbiParam::new(types::I32));
+        let id = module
+            .declare_function("program", Linkage::Local, &sig)
+            .map_err(|e| e.to_string())?;
+        let mut loop_sig = module.make_signature();
+        loop_sig.params.push(AbiParam::new(ptr));
+        ctx.func.signature = sig;
+        ctx.func.name = cranelift_codegen::ir::UserFuncName::user(0, id.as_u32());
+        {
+            let mut b = cranelift_frontend::FunctionBuilder::new(&mut ctx.func, fctx);
+            let loop_sig = b.import_signature(loop_sig);
+            let step_ref = module.declare_func_in_func(self.step_id, b.func);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let (table, call) = (b.block_params(entry)[0], b.block_params(entry)[1]);
+            let failed = b.create_block();
+            b.append_block_param(failed, types::I32);
+            for (i, step) in steps.iter().enumerate() {
+                match *step {
+                    EntryStep::Local(f) => {
+                        let f = module.declare_func_in_func(f, b.func);
+                        b.ins().call(f, &[table]);
+                    }
+                    EntryStep::Address(code) => {
+                        let at = b.ins().iconst(ptr, code as i64);
+                        b.ins().call_indirect(loop_sig, at, &[table]);
+                    }
+                    EntryStep::Host => {
+                        let index = b.ins().iconst(types::I32, i as i64);
+                        let done = b.ins().call(step_ref, &[call, index]);
+                        let status = b.inst_results(done)[0];
+                        let next = b.create_block();
+                        b.ins().brif(status, failed, &[status.into()], next, &[]);
+                        b.switch_to_block(next);
+                    }
+                }
+            }
+            let ok = b.ins().iconst(types::I32, 0);
+            b.ins().return_(&[ok]);
+            b.switch_to_block(failed);
+            let status = b.block_params(failed)[0];
+            b.ins().return_(&[status]);
+            b.seal_all_blocks();
+            b.finalize(module.target_config());
+        }
+        if let Some(out) = clif {
+            out.push(format!(
+                "; program: every step in order, before Cranelift's optimiser\n{}",
+                ctx.func.display()
+            ));
+        }
+        module
+            .define_function(id, ctx)
+            .map_err(|e| format!("the program: {e:?}"))?;
+        module.clear_context(ctx);
+        Ok(id)
     }
 
     /// Compiles consecutive fused loops from step `first` as the one function
@@ -334,7 +490,7 @@ fn compile_keeping_clif(
     // Runs of consecutive fused loops of one module become one function each.
     enum Planned {
         Segment(usize, FuncId),
-        Parallel(FuncId, codegen::Split, DType, Vec<parallel::Output>),
+        Parallel(FuncId, codegen::Split, DType, Vec<parallel::Output>, u32),
         Other(Exec),
     }
     let mut partial_bytes = 0;
@@ -367,7 +523,8 @@ fn compile_keeping_clif(
                 .map_err(err)?;
             let outputs = parallel_outputs(kernel, &split, &slot);
             partial_bytes = partial_bytes.max(codegen::partial_bytes(kernel, &split));
-            planned.push(Planned::Parallel(id, split, kernel.out_dtype, outputs));
+            let eqn = step_eqn(func, step);
+            planned.push(Planned::Parallel(id, split, kernel.out_dtype, outputs, eqn));
             i += 1;
             continue;
         }
@@ -401,11 +558,37 @@ fn compile_keeping_clif(
         planned.push(Planned::Segment(which, id));
         i += kernels.len();
     }
-    for m in modules.iter_mut().flatten() {
+    // The program goes into the module of short loops (unoptimised: it is a list of calls),
+    // after the other one is finalized, whose functions it calls by address.
+    if let Some(m) = modules[1].as_mut() {
         m.module
             .finalize_definitions()
             .map_err(|e| err(e.to_string()))?;
     }
+    let steps: Vec<EntryStep> = planned
+        .iter()
+        .map(|p| match p {
+            Planned::Segment(0, id) => EntryStep::Local(*id),
+            Planned::Segment(_, id) => {
+                let m = modules[1].as_ref().expect("compiled into");
+                EntryStep::Address(m.module.get_finalized_function(*id))
+            }
+            Planned::Parallel(..) | Planned::Other(_) => EntryStep::Host,
+        })
+        .collect();
+    if modules[0].is_none() {
+        modules[0] = Some(CodeModule::new("none").map_err(err)?);
+    }
+    let m = modules[0].as_mut().expect("made above");
+    let entry_id = m
+        .add_entry(&steps, &mut contexts, clif)
+        .map_err(err)?;
+    m.module
+        .finalize_definitions()
+        .map_err(|e| err(e.to_string()))?;
+    let entry = m.module.get_finalized_function(entry_id);
+    // SAFETY: compiled with the signature `fn(*const *mut u8, *mut u8) -> i32`.
+    let entry = unsafe { std::mem::transmute::<*const u8, EntryFn>(entry) };
     let exec = planned
         .into_iter()
         .map(|p| match p {
@@ -415,17 +598,20 @@ fn compile_keeping_clif(
                 // SAFETY: compiled with the signature `fn(*const *mut u8)`.
                 Exec::Kernel(unsafe { std::mem::transmute::<*const u8, KernelFn>(code) })
             }
-            Planned::Parallel(id, split, dtype, outputs) => {
+            Planned::Parallel(id, split, dtype, outputs, eqn) => {
                 let m = modules[1].as_ref().expect("compiled into");
                 let code = m.module.get_finalized_function(id);
                 // SAFETY: compiled with the signature `fn(*const *mut u8, i64, i64)`.
                 let f = unsafe { std::mem::transmute::<*const u8, parallel::ParallelFn>(code) };
-                Exec::Parallel(Box::new(parallel::Parallel {
-                    f,
-                    split,
-                    dtype,
-                    outputs,
-                }))
+                Exec::Parallel(
+                    Box::new(parallel::Parallel {
+                        f,
+                        split,
+                        dtype,
+                        outputs,
+                    }),
+                    eqn,
+                )
             }
             Planned::Other(e) => e,
         })
@@ -449,6 +635,7 @@ fn compile_keeping_clif(
         slot_of,
         slots,
         exec,
+        entry,
         arena,
         scratch_bytes,
         partial_bytes,
@@ -691,17 +878,18 @@ impl Executable {
                 partials: scratch.add(self.scratch_bytes.next_multiple_of(64)),
             }
         };
-        for exec in &self.exec {
-            match exec {
-                // SAFETY: the table holds a buffer of the right size for every value the loop
-                // reads or writes, and the inputs were checked against the signature.
-                Exec::Kernel(f) => unsafe { f(table.as_ptr()) },
-                // SAFETY: as above; the second scratch and the partial area are this call's.
-                Exec::Parallel(p) => unsafe { p.run(&table, &second) },
-                Exec::Gemm(eqn) => self.gemm(*eqn, &table),
-                Exec::Convolutions(eqns) => self.convolutions(eqns, &table),
-                Exec::Runtime(eqn) => self.runtime_call(*eqn, &table)?,
-            }
+        let mut call = Call {
+            exe: self,
+            table: &table,
+            second: &second,
+            error: None,
+        };
+        // SAFETY: the table holds a buffer of the right size for every value a step reads or
+        // writes, the inputs were checked against the signature, and `call` outlives the
+        // program, which hands it only to `tf_step`.
+        let status = unsafe { (self.entry)(table.as_ptr(), (&mut call as *mut Call<'_>).cast()) };
+        if status != 0 {
+            return Err(call.error.take().expect("a failing step leaves its error"));
         }
         drop(guard);
         let mut result = Vec::with_capacity(func.outputs.len());
@@ -722,6 +910,36 @@ impl Executable {
             result.push(value);
         }
         Ok(result)
+    }
+
+    /// Runs step `step` (for `tf_step`).
+    fn host_step(
+        &self,
+        step: usize,
+        table: &[*mut u8],
+        second: &parallel::SecondBlock,
+    ) -> Result<(), JitError> {
+        match &self.exec[step] {
+            // SAFETY: the table holds a buffer of the right size for every value the loop
+            // reads or writes, and the inputs were checked against the signature.
+            Exec::Kernel(f) => unsafe { f(table.as_ptr()) },
+            // SAFETY: as above; the second scratch and the partial area are this call's.
+            Exec::Parallel(p, _) => unsafe { p.run(table, second) },
+            Exec::Gemm(eqn) => self.gemm(*eqn, table),
+            Exec::Convolutions(eqns) => self.convolutions(eqns, table),
+            Exec::Runtime(eqn) => self.runtime_call(*eqn, table)?,
+        }
+        Ok(())
+    }
+
+    /// An equation of step `step`, to name in an error.
+    fn step_eqn(&self, step: usize) -> usize {
+        match &self.exec[step] {
+            Exec::Gemm(eqn) | Exec::Runtime(eqn) => *eqn as usize,
+            Exec::Convolutions(eqns) => eqns.first().map_or(0, |&e| e as usize),
+            Exec::Parallel(_, eqn) => *eqn as usize,
+            Exec::Kernel(_) => 0,
+        }
     }
 
     fn buffer(&self, table: &[*mut u8], v: Var) -> *mut u8 {
