@@ -580,9 +580,7 @@ fn compile_keeping_clif(
         modules[0] = Some(CodeModule::new("none").map_err(err)?);
     }
     let m = modules[0].as_mut().expect("made above");
-    let entry_id = m
-        .add_entry(&steps, &mut contexts, clif)
-        .map_err(err)?;
+    let entry_id = m.add_entry(&steps, &mut contexts, clif).map_err(err)?;
     m.module
         .finalize_definitions()
         .map_err(|e| err(e.to_string()))?;

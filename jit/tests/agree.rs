@@ -176,6 +176,26 @@ fn shifted_pads_reuse_the_value_read_in_place() {
     }
 }
 
+/// The program is one compiled function: it calls the loops' functions and, for a GEMM and a
+/// runtime kernel, `tf_step` (declared as the import `u0:0`), and returns its status.
+#[test]
+fn the_program_is_one_function_calling_every_step() {
+    let src = "func f(x: f32[3,4], w: f32[4,5]) -> (f32[3,5], i32[3]) {\n  a: f32[3,4] = exp x\n  p: f32[3,5] = dot_general[contract=((1),(0)), batch=((),())] a w\n  q: f32[3,5] = mul p 2.0\n  m: i32[3] = argmax[axis=1] q\n  return q, m\n}\n";
+    check(src, 1e-6);
+    let f = parse_func(src).unwrap();
+    let (_, clif) = traceform_jit::compile_with_clif(&f).unwrap();
+    let program = clif
+        .split("; program: every step in order")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no program in:\n{clif}"));
+    let host_calls = program.matches("= call fn0(").count();
+    assert_eq!(host_calls, 2, "GEMM and argmax through tf_step:\n{program}");
+    assert!(
+        program.matches("call fn").count() >= 4,
+        "and the loops:\n{program}"
+    );
+}
+
 #[test]
 fn runtime_kernel_calls_agree() {
     let exe = check("func f(x: f32[3,4], y: i32[2,4]) -> (i32[3], i32[4], f32[]) {\n  b: i32[3] = argmin[axis=1] x\n  e: i32[4] = argmax[axis=0] y\n  g: f32[] = dot_general[contract=((),()), batch=((),())] 2.0 3.0\n  return b, e, g\n}\n", 0.0);
