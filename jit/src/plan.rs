@@ -277,7 +277,8 @@ pub enum Lowering {
     /// in place along one axis (`cumsum`).
     Scan,
     /// The runtime's GEMM, `traceform_runtime::Gemm` (floats; i32 and literal operands go to
-    /// the runtime kernel).
+    /// the runtime kernel); a product of at most `TINY_PRODUCT` multiply-adds is a fused
+    /// loop instead (`is_tiny_product`).
     Gemm,
     /// An explicit call of the runtime's kernel (`traceform_runtime::apply`), listed in
     /// `docs/jit.md`.
@@ -463,7 +464,9 @@ impl Plan {
                 || matches!(
                     lowering(prim.kind()),
                     Lowering::Reduction | Lowering::Scatter | Lowering::Scan
-                ) {
+                )
+                || is_tiny_product(func, k)
+            {
                 StepKind::Kernel(Box::new(build_kernel(func, k as u32, &inl)))
             } else if matches!(prim, Prim::DotGeneral(_))
                 && func.var_type(eqn.out).dtype.is_float()
@@ -673,6 +676,25 @@ const MERGED_NODES: usize = 256;
 /// Loops over fewer elements than this merge with any independent neighbour of their shape.
 pub const SHORT_LOOP: usize = 4096;
 
+/// Float products of at most this many multiply-adds (about 6x6x6, the runtime GEMM's own
+/// plain-loop bound) are loops of their own, summing over the contracted axes, inline in
+/// the program rather than calls.
+const TINY_PRODUCT: usize = 256;
+
+/// Whether equation `k` is a tiny float `dot_general` of two materialised values: a loop over
+/// its result's axes then the contracted ones, the product of the two loads summed.
+fn is_tiny_product(func: &Func, k: usize) -> bool {
+    let eqn = &func.eqns[k];
+    let Prim::DotGeneral(dims) = func.prim(eqn) else {
+        return false;
+    };
+    let lhs = &func.atom_type(&func.args(eqn)[0]).shape;
+    let contracted: usize = dims.contract.0.iter().map(|&a| lhs[a]).product();
+    func.var_type(eqn.out).dtype.is_float()
+        && func.args(eqn).iter().all(|a| a.as_var().is_some())
+        && func.var_type(eqn.out).num_elements() * contracted <= TINY_PRODUCT
+}
+
 /// Appends `next`'s loop to `prev`'s: its nodes and guards renumbered, nodes equal to one of
 /// `prev`'s shared (the two loops often read and compute the same things), its root a
 /// sibling.
@@ -755,6 +777,35 @@ fn operand_map(func: &Func, eqn: u32, slot: usize, map: &IndexMap, rank: usize) 
     }
     let zero = || Affine::constant(0, rank);
     let axes = match func.prim(e) {
+        // A tiny product read over its loop (`build_kernel`): the result's axes (batch, the
+        // lhs's free ones, the rhs's free ones), then the contracted ones.
+        Prim::DotGeneral(dims) => {
+            let (batch, contract) = if slot == 0 {
+                (&dims.batch.0, &dims.contract.0)
+            } else {
+                (&dims.batch.1, &dims.contract.1)
+            };
+            let lhs_rank = func.atom_type(&func.args(e)[0]).shape.len();
+            let lhs_free = lhs_rank - dims.batch.0.len() - dims.contract.0.len();
+            let out_rank = func.var_type(e.out).shape.len();
+            let mut free = if slot == 0 {
+                dims.batch.0.len()
+            } else {
+                dims.batch.0.len() + lhs_free
+            };
+            (0..operand_shape.len())
+                .map(|a| {
+                    if let Some(i) = batch.iter().position(|&b| b == a) {
+                        map.axes[i].clone()
+                    } else if let Some(j) = contract.iter().position(|&c| c == a) {
+                        map.axes[out_rank + j].clone()
+                    } else {
+                        free += 1;
+                        map.axes[free - 1].clone()
+                    }
+                })
+                .collect()
+        }
         Prim::BroadcastInDim { dims, .. } => dims
             .iter()
             .enumerate()
@@ -863,6 +914,13 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
     let operand_ty = || func.atom_type(&func.args(root_eqn)[0]);
     let domain: Vec<usize> = match root_prim {
         _ if reduce.is_some() => operand_ty().shape.to_vec(),
+        // A tiny product: the result's axes, then the contracted ones (in the lhs's order).
+        Prim::DotGeneral(dims) => out_ty
+            .shape
+            .iter()
+            .copied()
+            .chain(dims.contract.0.iter().map(|&a| operand_ty().shape[a]))
+            .collect(),
         Prim::Pad { low, interior, .. } => {
             pad_window(low, interior, &operand_ty().shape, &out_ty.shape)
                 .iter()
@@ -1059,6 +1117,20 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
                             let fill = operand_node(k, 1, &map, ctx, &mut nodes, &made);
                             push_guarded(&mut nodes, value, fill, inner, dtype)
                         }
+                        // A tiny product (the root): the summed product of the operands.
+                        Prim::DotGeneral(_) => {
+                            let args = (0..2)
+                                .map(|slot| operand_node(k, slot, &map, ctx, &mut nodes, &made))
+                                .collect();
+                            nodes.push(Node {
+                                op: NodeOp::Apply {
+                                    prim: Prim::Binary(BinaryOp::Mul),
+                                    args,
+                                },
+                                dtype,
+                            });
+                            (nodes.len() - 1) as u32
+                        }
                         _ if prim.class() == OpClass::DataMovement => {
                             operand_node(k, 0, &map, ctx, &mut nodes, &made)
                         }
@@ -1118,6 +1190,17 @@ fn build_kernel(func: &Func, root: u32, inl: &Inlining) -> Kernel {
     };
     kernel.root = (kernel.nodes.len() - 1) as u32;
     match root_prim {
+        Prim::DotGeneral(_) => {
+            // Summed over the contracted axes, after the result's.
+            let out_rank = out_ty.shape.len();
+            let mut out_at = Affine::constant(0, rank);
+            let mut stride = 1i64;
+            for d in (0..out_rank).rev() {
+                out_at.coef[d] = stride;
+                stride *= kernel.domain[d] as i64;
+            }
+            kernel.reduce = Some((ReduceOp::Sum, out_at));
+        }
         Prim::ReduceSum { axes } | Prim::ReduceMax { axes } | Prim::ReduceMin { axes } => {
             let mut out_at = Affine::constant(0, rank);
             let mut stride = 1i64;
@@ -1308,15 +1391,26 @@ mod tests {
     #[test]
     fn shared_values_outputs_and_library_calls_are_materialised() {
         let (f, p) = plan(
-            "func f(x: f32[4,4], y: f32[4]) -> (f32[4,4], i32[]) {\n  a: f32[4,4] = exp x\n  b: f32[4,4] = dot_general[contract=((1),(0)), batch=((),())] a a\n  c: i32[] = argmax[axis=0] y\n  d: i32[] = neg c\n  e: f32[4,4] = transpose[perm=(1,0)] b\n  return e, d\n}\n",
+            "func f(x: f32[8,8], y: f32[4]) -> (f32[8,8], i32[]) {\n  a: f32[8,8] = exp x\n  b: f32[8,8] = dot_general[contract=((1),(0)), batch=((),())] a a\n  c: i32[] = argmax[axis=0] y\n  d: i32[] = neg c\n  e: f32[8,8] = transpose[perm=(1,0)] b\n  return e, d\n}\n",
         );
         assert_eq!(
             p.describe(&f),
-            "step 0: loop over [4, 4] -> a: f32[4,4] [a=exp]\n\
-             step 1: gemm -> b: f32[4,4] [b=dot_general]\n\
+            "step 0: loop over [8, 8] -> a: f32[8,8] [a=exp]\n\
+             step 1: gemm -> b: f32[8,8] [b=dot_general]\n\
              step 2: runtime kernel -> c: i32[] [c=argmax]\n\
              step 3: loop over [] -> d: i32[] [d=neg]\n\
-             step 4: loop over [4, 4] -> e: f32[4,4] [e=transpose]\n"
+             step 4: loop over [8, 8] -> e: f32[8,8] [e=transpose]\n"
+        );
+    }
+
+    #[test]
+    fn tiny_products_are_loops_summing_over_the_contracted_axes() {
+        let (f, p) = plan(
+            "func f(x: f32[2,3,4], y: f32[2,4,3]) -> f32[2,3,3] {\n  b: f32[2,3,3] = dot_general[contract=((2),(1)), batch=((0),(0))] x y\n  return b\n}\n",
+        );
+        assert_eq!(
+            p.describe(&f),
+            "step 0: loop over [2, 3, 3, 4] (reducing) -> b: f32[2,3,3] [b=dot_general]\n"
         );
     }
 

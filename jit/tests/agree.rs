@@ -86,6 +86,23 @@ fn gemm_and_runtime_calls() {
     check("func f(x: f32[2,3,4], y: f32[4,2,5], z: f64[3,4], w: f64[5,4]) -> (f32[2,3,5], f64[3,5], f32[2,4,3], i32[2,4]) {\n  a: f32[2,3,5] = dot_general[contract=((2),(0)), batch=((0),(1))] x y\n  b: f64[3,5] = dot_general[contract=((1),(1)), batch=((),())] z w\n  c: f32[2,4,3] = transpose[perm=(0,2,1)] x\n  d: f32[2,4,3] = cumsum[axis=2, reverse=true] c\n  e: i32[2,4] = argmax[axis=2] d\n  return a, b, d, e\n}\n", 1e-6);
 }
 
+/// Products of at most 256 multiply-adds are fused loops (summing over the contracted axes):
+/// two contracted axes in any order, batch axes anywhere, an empty contraction, both dtypes;
+/// and the same products just above the bound through the GEMM.
+#[test]
+fn tiny_products_are_loops() {
+    let tiny = "func f(x: f32[3,2,4], y: f32[4,5,3], z: f64[2,0], w: f64[0,3], u: f64[4,2,3], v: f64[3,4,2]) -> (f32[2,5], f64[2,3], f64[2,4,4]) {\n  a: f32[2,5] = dot_general[contract=((0,2),(2,0)), batch=((),())] x y\n  b: f64[2,3] = dot_general[contract=((1),(0)), batch=((),())] z w\n  c: f64[2,4,4] = dot_general[contract=((2),(0)), batch=((1),(2))] u v\n  return a, b, c\n}\n";
+    // (Element 7 of `a` sums twelve products to 0.0159 in another order than the
+    // interpreter: 1.2e-7 apart, 7.5e-6 of the sum.)
+    let exe = check(tiny, 1e-5);
+    let plan = exe.describe();
+    assert!(!plan.contains("gemm"), "{plan}");
+    assert_eq!(plan.matches("(reducing)").count(), 3, "{plan}");
+    let large = "func f(x: f32[9,3,10], y: f32[10,3,9]) -> f32[3,9,9] {\n  a: f32[3,9,9] = dot_general[contract=((2),(0)), batch=((1),(1))] x y\n  return a\n}\n";
+    let plan = check(large, 1e-6).describe();
+    assert!(plan.contains("gemm"), "{plan}");
+}
+
 #[test]
 fn empty_and_scalar_shapes() {
     check("func f(x: f32[0,3], y: f32[]) -> (f32[3], f32[0,3], f32[], f32[]) {\n  a: f32[3] = reduce_sum[axes=(0)] x\n  b: f32[0,3] = exp x\n  c: f32[] = exp y\n  d: f32[] = add c 1.0\n  return a, b, d, y\n}\n", 0.0);
@@ -112,15 +129,15 @@ fn wrong_inputs_are_errors() {
 /// interpreter on row-major copies, in standard layout.
 #[test]
 fn views_in_any_layout_are_inputs() {
-    let f = parse_func("func f(x: f32[3,4], y: f32[4], z: f32[2,3]) -> (f32[3,4], f32[4], f32[2,4], f32[3,4], f32[2], f32[4]) {\n  a: f32[3,4] = mul x 2.0\n  b: f32[4] = cumsum[axis=0, reverse=false] y\n  c: f32[2,4] = dot_general[contract=((1),(0)), batch=((),())] z x\n  d: f32[2] = reduce_window_max[window_dimensions=(3), window_strides=(1), padding=((0,0))] y\n  return a, b, c, x, d, y\n}\n").unwrap();
+    let f = parse_func("func f(x: f32[12,16], y: f32[4], z: f32[2,12]) -> (f32[12,16], f32[4], f32[2,16], f32[12,16], f32[2], f32[4]) {\n  a: f32[12,16] = mul x 2.0\n  b: f32[4] = cumsum[axis=0, reverse=false] y\n  c: f32[2,16] = dot_general[contract=((1),(0)), batch=((),())] z x\n  d: f32[2] = reduce_window_max[window_dimensions=(3), window_strides=(1), padding=((0,0))] y\n  return a, b, c, x, d, y\n}\n").unwrap();
     let numbers = |n: usize| {
         (0..n)
             .map(|i| (i * 7 % 11) as f32 - 5.0)
             .collect::<Vec<_>>()
     };
-    let stored_x = ArrayD::from_shape_vec(vec![4, 3], numbers(12)).unwrap();
+    let stored_x = ArrayD::from_shape_vec(vec![16, 12], numbers(192)).unwrap();
     let stored_y = ArrayD::from_shape_vec(vec![8], numbers(8)).unwrap();
-    let stored_z = ArrayD::from_shape_vec(vec![4, 3], numbers(12)).unwrap();
+    let stored_z = ArrayD::from_shape_vec(vec![4, 12], numbers(48)).unwrap();
     let views = [
         ValueRef::from(stored_x.t()),
         ValueRef::from(stored_y.slice(s![..;2])),
@@ -180,7 +197,7 @@ fn shifted_pads_reuse_the_value_read_in_place() {
 /// runtime kernel, `tf_step` (declared as the import `u0:0`), and returns its status.
 #[test]
 fn the_program_is_one_function_calling_every_step() {
-    let src = "func f(x: f32[3,4], w: f32[4,5]) -> (f32[3,5], i32[3]) {\n  a: f32[3,4] = exp x\n  p: f32[3,5] = dot_general[contract=((1),(0)), batch=((),())] a w\n  q: f32[3,5] = mul p 2.0\n  m: i32[3] = argmax[axis=1] q\n  return q, m\n}\n";
+    let src = "func f(x: f32[8,16], w: f32[16,5]) -> (f32[8,5], i32[8]) {\n  a: f32[8,16] = exp x\n  p: f32[8,5] = dot_general[contract=((1),(0)), batch=((),())] a w\n  q: f32[8,5] = mul p 2.0\n  m: i32[8] = argmax[axis=1] q\n  return q, m\n}\n";
     check(src, 1e-6);
     let f = parse_func(src).unwrap();
     let (_, clif) = traceform_jit::compile_with_clif(&f).unwrap();
