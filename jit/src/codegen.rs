@@ -24,7 +24,8 @@
 //! Guards (inlined pads and concatenations) select between a value and the padding value (or
 //! the next operand); the loads under a guard read a zeroed scratch place where it fails. They
 //! are tested once per block of vectors, per vector at the borders and per element in mixed
-//! vectors.
+//! vectors. In a block where every guard holds, a value read one element back through a pad
+//! that the loop also computes in place is that vector shifted by a lane (`shifted_twins`).
 //!
 //! A `cumsum` loop stores its operand, then a pass sums the result in place along the axis.
 //!
@@ -33,9 +34,9 @@
 //! float-to-int conversion, `round` half away from zero, `integer_pow` by the same
 //! square-and-multiply.
 
-use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use std::collections::HashMap;
 
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::types::{F32, F32X4, F64, F64X2, I32, I32X4, I64, I64X2, I8, I8X16};
 use cranelift_codegen::ir::{
     AbiParam, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value,
@@ -224,9 +225,9 @@ struct Folded {
 /// folded, on the same buffers read one element back along the innermost axis (a
 /// derivative's stencil: the transpose of a shifted slice is a pad reading its operand one
 /// element back, next to the same operand read in place). Neither is a folded product; `t`
-/// may come later (`evaluation_order` then computes it first). In a block of vectors where every guard holds, the node is
-/// then `t`'s vector shifted by one lane ([`shift_in`]) rather than its whole computation
-/// again (Rosenbrock's hvp: 181 -> 148 µs).
+/// may come later (`evaluation_order` then computes it first). In a block of vectors where
+/// every guard holds, the node is then `t`'s vector shifted by one lane ([`shift_in`])
+/// rather than its whole computation again (Rosenbrock's hvp: 181 -> 148 µs).
 fn shifted_twins(
     kernel: &Kernel,
     c: &Collapsed,
