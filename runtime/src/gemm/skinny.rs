@@ -200,6 +200,15 @@ unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: M
                                 }
                             }
                         }
+                        // The same row's line of the next tile, from L2 into L1, a tile ahead
+                        // (6.6 -> 5.8 ms on `[8,9216] · [9216,4096]`, 14.1 -> 11.4 on one
+                        // thread; the row `l + d` of this tile, in the same cache sets, was
+                        // slower).
+                        let ahead =
+                            p.b.wrapping_offset(l as isize * rsb + (j0 + j + W) as isize);
+                        for line in 0..(W * size).div_ceil(64) {
+                            prefetch_near(ahead.cast::<u8>().wrapping_add(line * 64));
+                        }
                         let line = if valid == W {
                             p.b.offset(l as isize * rsb + (j0 + j) as isize)
                         } else {
@@ -241,6 +250,19 @@ fn prefetch(at: *const u8) {
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
+}
+
+/// Asks for the cache line at `at` into L1 (any address: a prefetch never faults).
+#[inline(always)]
+fn prefetch_near(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
