@@ -7,10 +7,11 @@
 //! `rows` goes along a block of `b` (whole rows, asked for from memory while the previous
 //! block is computed, so that it is in the L2 cache when its turn comes) by tiles of `c`
 //! (every row, `W` columns) held in registers: each step loads `W` elements of a row `l` of
-//! the block straight from `b` and adds `a[i, l]` (from a copy of the block's columns of `a`)
-//! times them to row `i` of the tile, with one FMA per vector. Only a last tile narrower than `W` is copied, padded with zeros. (Copying
-//! each block into a buffer first, as the kernel once did, cost 10.5 against 7.3 ms on
-//! AlexNet's first dense layer.) Each element's sum is in order of `l`. The kernel is compiled for
+//! the block straight from `b` (asked for into L1 a tile before) and adds `a[i, l]` (from a
+//! copy of the block's columns of `a`) times them to row `i` of the tile, with one FMA per
+//! vector. Only a last tile narrower than `W` is copied, padded with zeros. (Copying each
+//! block into a buffer first, as the kernel once did, cost 10.5 against 7.3 ms on AlexNet's
+//! first dense layer.) Each element's sum is in order of `l`. The kernel is compiled for
 //! AVX-512, for AVX2 + FMA and for the baseline (without FMA), picked at run time.
 
 use super::{Element, Matrices};
