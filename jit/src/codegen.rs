@@ -1316,7 +1316,8 @@ impl Emitter<'_> {
                 .filter_map(|k| Some((k, self.twins[k]? as usize)))
                 .filter(|&(k, _)| need[k])
                 .collect();
-            let mut need_inside = need.clone();
+            // (Set in the loop while `shifted` holds anything.)
+            let mut need_inside = Vec::new();
             while !shifted.is_empty() {
                 let mut leaves = vec![false; n];
                 for &(k, _) in &shifted {

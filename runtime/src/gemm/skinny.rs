@@ -193,7 +193,7 @@ unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: M
                                 let row = p.b.wrapping_offset(
                                     (next_l + ahead_row) as isize * rsb + next_j as isize,
                                 );
-                                prefetch(row.cast::<u8>().wrapping_add(ahead_line * 64));
+                                prefetch::<false>(row.cast::<u8>().wrapping_add(ahead_line * 64));
                                 line += 1;
                                 ahead_line += 1;
                                 if ahead_line == lines_per_row {
@@ -208,7 +208,7 @@ unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: M
                         let ahead =
                             p.b.wrapping_offset(l as isize * rsb + (j0 + j + W) as isize);
                         for line in 0..(W * size).div_ceil(64) {
-                            prefetch_near(ahead.cast::<u8>().wrapping_add(line * 64));
+                            prefetch::<true>(ahead.cast::<u8>().wrapping_add(line * 64));
                         }
                         let line = if valid == W {
                             p.b.offset(l as isize * rsb + (j0 + j) as isize)
@@ -243,27 +243,19 @@ unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: M
     }
 }
 
-/// Asks for the cache line at `at` (any address: a prefetch never faults).
+/// Asks for the cache line at `at`, into L1 or (`L1` false) into L2 (any address: a prefetch
+/// never faults).
 #[inline(always)]
-fn prefetch(at: *const u8) {
+fn prefetch<const L1: bool>(at: *const u8) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = at;
-}
-
-/// Asks for the cache line at `at` into L1 (any address: a prefetch never faults).
-#[inline(always)]
-fn prefetch_near(at: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0, _MM_HINT_T1};
+        if L1 {
+            _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
+        } else {
+            _mm_prefetch::<_MM_HINT_T1>(at.cast::<i8>());
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = at;
