@@ -9,9 +9,11 @@
 //! (every row, `W` columns) held in registers: each step loads `W` elements of a row `l` of
 //! the block straight from `b` (asked for into L1 a tile before) and adds `a[i, l]` (from a
 //! copy of the block's columns of `a`) times them to row `i` of the tile, with one FMA per
-//! vector. Only a last tile narrower than `W` is copied, padded with zeros. (Copying each
-//! block into a buffer first, as the kernel once did, cost 10.5 against 7.3 ms on AlexNet's
-//! first dense layer.) Each element's sum is in order of `l`. The kernel is compiled for
+//! vector. A tile's steps are one piece of code (`tile`) with the tile in registers; only a
+//! last tile narrower than `W`, and the tiles of a `c` whose rows are strided, go through
+//! copies (`b`'s rows padded with zeros). (Copying each block into a buffer first, as the
+//! kernel once did, cost 10.5 against 7.3 ms on AlexNet's first dense layer.) Each element's
+//! sum is in order of `l`. The kernel is compiled for
 //! AVX-512, for AVX2 + FMA and for the baseline (without FMA), picked at run time.
 
 use super::{Element, Matrices};
@@ -110,8 +112,10 @@ unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: M
     let size = std::mem::size_of::<T>();
     let nb = (PANEL_BYTES / size).min(p.n.next_multiple_of(W));
     let kc = (BLOCK_BYTES / (nb * size)).clamp(4, KC).min(p.k);
-    // The last tile of a panel narrower than `W`: its rows, padded with zeros.
+    // The last tile of a panel narrower than `W`: its rows, padded with zeros, and its part
+    // of `c`, `M` rows of `W`.
     let mut tail = vec![T::default(); kc * W];
+    let mut tail_c = [[T::default(); W]; M];
     // The block's columns of `a`, `M` values per row of `b`: one line for every few steps,
     // where `a`'s own rows (a multiple of 4 KiB apart in AlexNet) are `M` lines in one cache
     // set (7.4 -> 6.7 ms on `[8,9216] · [9216,4096]`, 339 -> 303 µs on
@@ -128,116 +132,197 @@ unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: M
                     *x = *p.a.offset(i as isize * rsa + l as isize * csa);
                 }
             }
+            let block = &packed[..(l1 - l0) * M];
             for j0 in (0..p.n).step_by(nb) {
                 let width = nb.min(p.n - j0);
-                let stride = width.next_multiple_of(W);
-                if width % W != 0 {
-                    let (j, valid) = (width - width % W, width % W);
-                    for (r, l) in (l0..l1).enumerate() {
-                        let from = std::slice::from_raw_parts(
-                            p.b.offset(l as isize * rsb + (j0 + j) as isize),
-                            valid,
-                        );
-                        let to = &mut tail[r * W..(r + 1) * W];
-                        to[..valid].copy_from_slice(from);
-                        to[valid..].fill(T::default());
-                    }
-                }
                 // While this block's tiles go by, the next block (the next panel of these
-                // rows, or the next rows) is asked for, a share per tile spread over the
-                // tile's steps, so that reading it from memory overlaps this block's
-                // arithmetic (a tile's share at once stalled on the outstanding misses:
-                // 337 -> 307 µs on `[8,512] · [512,4096]`, 6.8 -> 6.6 ms on
-                // `[8,9216] · [9216,4096]`).
+                // rows, or the next rows) is asked for, a share per step, so that reading
+                // it from memory overlaps this block's arithmetic (a tile's share at once
+                // stalled on the outstanding misses: 337 -> 307 µs on `[8,512] · [512,4096]`,
+                // 6.8 -> 6.6 ms on `[8,9216] · [9216,4096]`).
                 let (next_l, next_j) = if j0 + nb < p.n {
                     (l0, j0 + nb)
                 } else {
                     (l1, 0)
                 };
-                let (next_rows, next_width) = if next_l < p.k {
-                    ((next_l + kc).min(p.k) - next_l, nb.min(p.n - next_j))
+                let mut next = if next_l < p.k {
+                    let rows = (next_l + kc).min(p.k) - next_l;
+                    let width = nb.min(p.n - next_j);
+                    let first = p.b.wrapping_offset(next_l as isize * rsb + next_j as isize);
+                    Ahead::new(
+                        first,
+                        rsb,
+                        rows,
+                        width * size,
+                        width.div_ceil(W) * (l1 - l0),
+                    )
                 } else {
-                    (0, 0)
+                    Ahead::default()
                 };
-                let lines_per_row = (next_width * size).div_ceil(64);
-                let lines = next_rows * lines_per_row;
-                let per_step = lines.div_ceil(stride / W).div_ceil(l1 - l0);
-                // The next line to ask for: its row of the next block, and its line there.
-                let (mut line, mut ahead_row, mut ahead_line) = (0, 0, 0);
-                for j in (0..stride).step_by(W) {
+                let whole_tiles = if csc == 1 { width / W } else { 0 };
+                for j in (0..whole_tiles * W).step_by(W) {
+                    let b = p.b.offset(l0 as isize * rsb + (j0 + j) as isize);
+                    let c = p.c.offset(at(0, j0 + j));
+                    let steps = Steps {
+                        b,
+                        rsb,
+                        packed: block,
+                        first: l0 == 0,
+                        ahead: &mut next,
+                    };
+                    tile::<T, FMA, M, W>(c, rsc, steps);
+                }
+                // A tile narrower than `W`, or any tile of a `c` with strided rows: through
+                // copies (`c`'s part) and padded copies (`b`'s rows).
+                for j in (whole_tiles * W..width).step_by(W) {
                     let valid = W.min(width - j);
-                    // The tile is read and written through copies: indexed by the run-time
-                    // `valid`, `acc` itself would live in memory, not in registers (the
-                    // compiler merged a plain copy back; `black_box` keeps it, once per tile:
-                    // 185 -> 72 µs on `[8,512] · [512,1024]`).
-                    // A whole tile of a row-major `c` moves by vectors (element by element,
-                    // through the run-time strides, it cost as much as the tile's
-                    // arithmetic: 317 -> 293 µs on `[8,512] · [512,4096]`).
-                    let whole = valid == W && csc == 1;
-                    let mut start = [[T::default(); W]; M];
-                    if l0 > 0 && whole {
-                        for (i, row) in start.iter_mut().enumerate() {
-                            *row = p.c.offset(at(i, j0 + j)).cast::<[T; W]>().read_unaligned();
+                    let b = if valid == W {
+                        p.b.offset(l0 as isize * rsb + (j0 + j) as isize)
+                    } else {
+                        for (r, l) in (l0..l1).enumerate() {
+                            let from = std::slice::from_raw_parts(
+                                p.b.offset(l as isize * rsb + (j0 + j) as isize),
+                                valid,
+                            );
+                            let to = &mut tail[r * W..(r + 1) * W];
+                            to[..valid].copy_from_slice(from);
+                            to[valid..].fill(T::default());
                         }
-                    } else if l0 > 0 {
-                        for (i, row) in start.iter_mut().enumerate() {
-                            for (w, v) in row[..valid].iter_mut().enumerate() {
-                                *v = *p.c.offset(at(i, j0 + j + w));
-                            }
-                        }
-                    }
-                    let mut acc = start;
-                    for (r, l) in (l0..l1).enumerate() {
-                        for _ in 0..per_step {
-                            if line < lines {
-                                let row = p.b.wrapping_offset(
-                                    (next_l + ahead_row) as isize * rsb + next_j as isize,
-                                );
-                                prefetch::<false>(row.cast::<u8>().wrapping_add(ahead_line * 64));
-                                line += 1;
-                                ahead_line += 1;
-                                if ahead_line == lines_per_row {
-                                    (ahead_row, ahead_line) = (ahead_row + 1, 0);
-                                }
-                            }
-                        }
-                        // The same row's line of the next tile, from L2 into L1, a tile ahead
-                        // (6.6 -> 5.8 ms on `[8,9216] · [9216,4096]`, 14.1 -> 11.4 on one
-                        // thread; the row `l + d` of this tile, in the same cache sets, was
-                        // slower).
-                        let ahead =
-                            p.b.wrapping_offset(l as isize * rsb + (j0 + j + W) as isize);
-                        for line in 0..(W * size).div_ceil(64) {
-                            prefetch::<true>(ahead.cast::<u8>().wrapping_add(line * 64));
-                        }
-                        let line = if valid == W {
-                            p.b.offset(l as isize * rsb + (j0 + j) as isize)
-                        } else {
-                            tail.as_ptr().add(r * W)
-                        } as *const [T; W];
-                        let line = line.read_unaligned();
-                        for (i, row) in acc.iter_mut().enumerate() {
-                            let x = *packed.get_unchecked(r * M + i);
-                            for (v, &y) in row.iter_mut().zip(&line) {
-                                *v = mul_add::<T, FMA>(x, y, *v);
-                            }
+                        tail.as_ptr()
+                    };
+                    let rsb = if valid == W { rsb } else { W as isize };
+                    for (i, row) in tail_c.iter_mut().enumerate() {
+                        for (w, v) in row[..valid].iter_mut().enumerate() {
+                            *v = *p.c.offset(at(i, j0 + j + w));
                         }
                     }
-                    let done = std::hint::black_box(acc);
-                    if whole {
-                        for (i, row) in done.iter().enumerate() {
-                            p.c.offset(at(i, j0 + j))
-                                .cast::<[T; W]>()
-                                .write_unaligned(*row);
-                        }
-                        continue;
-                    }
-                    for (i, row) in done.iter().enumerate() {
+                    let steps = Steps {
+                        b,
+                        rsb,
+                        packed: block,
+                        first: l0 == 0,
+                        ahead: &mut next,
+                    };
+                    tile::<T, FMA, M, W>(tail_c.as_mut_ptr().cast(), W as isize, steps);
+                    for (i, row) in tail_c.iter().enumerate() {
                         for (w, &v) in row[..valid].iter().enumerate() {
                             *p.c.offset(at(i, j0 + j + w)) = v;
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The rows of `b` a tile of the `rows` kernel goes along, with `a`'s packed columns and the
+/// next block's prefetches.
+struct Steps<'a, T> {
+    /// The tile's part of the block's first row.
+    b: *const T,
+    /// Elements from one row of `b` to the next.
+    rsb: isize,
+    /// The block's columns of `a`, `M` per row.
+    packed: &'a [T],
+    /// The first block: the tile starts from zeros, not from `c`.
+    first: bool,
+    ahead: &'a mut Ahead,
+}
+
+/// One tile (`M x W` elements of `c` from `c`, rows `rsc` apart) of the `rows` kernel, in
+/// registers: `c = a · b` (the first block) or `c += a · b` over the block's rows, each row `W` elements of `b` and `M` of
+/// `a`, in order. Tiles are read and written whole, by vectors, so that `acc` stays in
+/// registers; only where this is inlined with constant `M` and `W` (the tile's code in one
+/// piece, as in a hand-written kernel, ran 2.0 -> 2.8 FMAs per ns on one core with `b` in
+/// cache, from a loop that chose between `b` and a padded copy at each step).
+///
+/// # Safety
+/// `c` holds the tile; `steps.b` the tile's rows for every row of `packed`.
+#[inline(always)]
+unsafe fn tile<T: Element, const FMA: bool, const M: usize, const W: usize>(
+    c: *mut T,
+    rsc: isize,
+    steps: Steps<'_, T>,
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let mut acc = [[T::default(); W]; M];
+        if !steps.first {
+            for (i, row) in acc.iter_mut().enumerate() {
+                *row = c.offset(i as isize * rsc).cast::<[T; W]>().read_unaligned();
+            }
+        }
+        let (mut b, mut a) = (steps.b, steps.packed.as_ptr());
+        for _ in 0..steps.packed.len() / M {
+            steps.ahead.step();
+            // The same row's line of the next tile, from L2 into L1, a tile ahead (6.6 -> 5.8
+            // ms on `[8,9216] · [9216,4096]`, 14.1 -> 11.4 on one thread; the row `l + d` of
+            // this tile, in the same cache sets, was slower).
+            for line in 0..(W * std::mem::size_of::<T>()).div_ceil(64) {
+                prefetch::<true>(b.wrapping_add(W).cast::<u8>().wrapping_add(line * 64));
+            }
+            let line = b.cast::<[T; W]>().read_unaligned();
+            for (i, row) in acc.iter_mut().enumerate() {
+                let x = *a.add(i);
+                for (v, &y) in row.iter_mut().zip(&line) {
+                    *v = mul_add::<T, FMA>(x, y, *v);
+                }
+            }
+            (b, a) = (b.offset(steps.rsb), a.add(M));
+        }
+        for (i, row) in acc.iter().enumerate() {
+            c.offset(i as isize * rsc)
+                .cast::<[T; W]>()
+                .write_unaligned(*row);
+        }
+    }
+}
+
+/// The next block's lines, asked for into L2 a few at each step of the current block.
+#[derive(Default)]
+struct Ahead {
+    /// The next block's first row, and the elements from one row to the next.
+    first: *const u8,
+    row_bytes: isize,
+    /// Lines per row and rows; the next line to ask for (row and line in it).
+    lines_per_row: usize,
+    rows: usize,
+    row: usize,
+    line: usize,
+    /// Lines asked for at each step.
+    per_step: usize,
+}
+
+impl Ahead {
+    /// The block of `rows` rows of `bytes` from `first` (rows `rsb` elements apart), over
+    /// `steps` steps.
+    fn new<T>(first: *const T, rsb: isize, rows: usize, bytes: usize, steps: usize) -> Self {
+        let lines_per_row = bytes.div_ceil(64);
+        Ahead {
+            first: first.cast(),
+            row_bytes: rsb * std::mem::size_of::<T>() as isize,
+            lines_per_row,
+            rows,
+            row: 0,
+            line: 0,
+            per_step: (rows * lines_per_row).div_ceil(steps.max(1)),
+        }
+    }
+
+    /// Asks for this step's lines.
+    #[inline(always)]
+    fn step(&mut self) {
+        for _ in 0..self.per_step {
+            if self.row == self.rows {
+                return;
+            }
+            let row = self
+                .first
+                .wrapping_offset(self.row as isize * self.row_bytes);
+            prefetch::<false>(row.wrapping_add(self.line * 64));
+            self.line += 1;
+            if self.line == self.lines_per_row {
+                (self.row, self.line) = (self.row + 1, 0);
             }
         }
     }
