@@ -389,78 +389,149 @@ impl LinePlan {
     }
 }
 
+/// Consecutive result lines `lines` of one leading-axes tap combination that read the lhs
+/// contiguously (each line `y_last` after the one before, from `base` on), or that all read
+/// padding (`base` none).
+#[derive(Clone, Debug, PartialEq)]
+struct LineGroup {
+    lines: std::ops::Range<usize>,
+    base: Option<usize>,
+}
+
+impl LineGroup {
+    /// The groups of `bases` (one lhs offset per result line, as `Geometry::line_bases`),
+    /// lines numbered from 0.
+    fn all(bases: &[Option<usize>], y_last: usize) -> Vec<LineGroup> {
+        let mut groups = Vec::new();
+        let mut p = 0;
+        while p < bases.len() {
+            let mut q = p + 1;
+            while q < bases.len() && bases[q] == bases[p].map(|base| base + (q - p) * y_last) {
+                q += 1;
+            }
+            groups.push(LineGroup {
+                lines: p..q,
+                base: bases[p],
+            });
+            p = q;
+        }
+        groups
+    }
+}
+
 impl LinePlan {
-    /// Fills `row`, whole result lines of `y_last` positions whose leading-axes lhs offsets
-    /// are `bases`, for a plan that reads consecutive lhs elements. Where consecutive lines
-    /// read lhs lines `y_last` apart (a stride-1 convolution whose result lines are as long as
-    /// the lhs lines: "same" padding), the reads of those lines are one contiguous run of the
-    /// lhs: it is copied at once, then the positions in padding are zeroed.
+    /// Fills `row`, whole result lines of `y_last` positions grouped as `groups`, for a plan
+    /// that reads consecutive lhs elements. Where consecutive lines read lhs lines `y_last`
+    /// apart (a stride-1 convolution whose result lines are as long as the lhs lines: "same"
+    /// padding), the reads of those lines are one contiguous run of the lhs: it is copied at
+    /// once, then the positions in padding are zeroed. The groups are worked out once per
+    /// gather, not per row (comparing the lines' offsets for every row was most of the time
+    /// of AlexNet's 13x13 gathers).
     fn fill_lines<T: LinalgScalar>(
         &self,
         plane: &[T],
-        bases: &[Option<usize>],
+        groups: &[LineGroup],
         y_last: usize,
         row: &mut [T],
     ) {
         let (start, end) = (self.start.min(y_last), self.end.min(y_last));
-        let mut p = 0;
-        while p < bases.len() {
-            let line = &mut row[p * y_last..];
-            let Some(base) = bases[p].filter(|_| start < end) else {
-                zero(&mut line[..y_last]);
-                p += 1;
+        for group in groups {
+            let count = group.lines.len();
+            let lines = &mut row[group.lines.start * y_last..group.lines.end * y_last];
+            let Some(base) = group.base.filter(|_| start < end) else {
+                zero(lines);
                 continue;
             };
-            // Lines p..q read the lhs contiguously.
-            let mut q = p + 1;
-            while q < bases.len() && bases[q] == Some(base + (q - p) * y_last) {
-                q += 1;
-            }
-            let len = (q - p - 1) * y_last + (end - start);
+            let len = (count - 1) * y_last + (end - start);
             let from = base + self.first;
-            line[start..start + len].copy_from_slice(&plane[from..from + len]);
-            for l in 0..q - p {
-                let at = &mut line[l * y_last..(l + 1) * y_last];
-                zero(&mut at[..start]);
-                zero(&mut at[end..]);
+            copy_short(&mut lines[start..start + len], &plane[from..from + len]);
+            if start > 0 || end < y_last {
+                for line in lines.chunks_exact_mut(y_last) {
+                    zero(&mut line[..start]);
+                    zero(&mut line[end..]);
+                }
             }
-            p = q;
         }
     }
 }
 
 /// `dst.copy_from_slice(src)` for the short runs of a gather (a result line is often 13 to 55
-/// elements): by fixed blocks of 8, which compile to vector moves, instead of a `memmove` call
-/// per run, whose overhead dominated the gather (measured on AlexNet's 3x3 layers).
+/// elements): by at most four blocks of 16 or two of 4 (the last one overlapping the one
+/// before), which compile to vector moves, instead of a `memmove` call per run, whose
+/// overhead dominated the gather. Straight-line code, not a loop: a loop of blocks was made
+/// back into a `memmove` call by the compiler.
 fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
-    if dst.len() >= 256 {
+    let n = dst.len();
+    assert_eq!(n, src.len(), "copy_short: lengths differ");
+    if n >= 64 {
         dst.copy_from_slice(src);
-        return;
-    }
-    let mut d = dst.chunks_exact_mut(8);
-    let mut s = src.chunks_exact(8);
-    for (a, b) in (&mut d).zip(&mut s) {
-        let a: &mut [T; 8] = a.try_into().expect("a block of 8");
-        *a = *<&[T; 8]>::try_from(b).expect("a block of 8");
-    }
-    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
-        *a = b;
+    } else if n >= 16 {
+        let block = |dst: &mut [T], at: usize| {
+            let from: [T; 16] = src[at..at + 16].try_into().expect("a block of 16");
+            dst[at..at + 16].copy_from_slice(&from);
+        };
+        block(dst, 0);
+        if n > 32 {
+            block(dst, 16);
+        }
+        if n > 48 {
+            block(dst, 32);
+        }
+        block(dst, n - 16);
+    } else if n >= 4 {
+        let block = |dst: &mut [T], at: usize| {
+            let from: [T; 4] = src[at..at + 4].try_into().expect("a block of 4");
+            dst[at..at + 4].copy_from_slice(&from);
+        };
+        block(dst, 0);
+        if n > 8 {
+            block(dst, 4);
+        }
+        if n > 12 {
+            block(dst, 8);
+        }
+        block(dst, n - 4);
+    } else {
+        // Three cases, not a loop (which also became a call).
+        for i in 0..3 {
+            if i < n {
+                dst[i] = src[i];
+            }
+        }
     }
 }
 
-/// Zeroes a short slice without a `memset` call.
+/// Zeroes a short slice without a `memset` call, as `copy_short` copies.
 fn zero<T: LinalgScalar>(dst: &mut [T]) {
-    if dst.len() >= 256 {
+    let n = dst.len();
+    if n >= 64 {
         dst.fill(T::zero());
-        return;
-    }
-    let mut d = dst.chunks_exact_mut(8);
-    for a in &mut d {
-        let a: &mut [T; 8] = a.try_into().expect("a block of 8");
-        *a = [T::zero(); 8];
-    }
-    for a in d.into_remainder() {
-        *a = T::zero();
+    } else if n >= 16 {
+        let block = |dst: &mut [T], at: usize| dst[at..at + 16].copy_from_slice(&[T::zero(); 16]);
+        block(dst, 0);
+        if n > 32 {
+            block(dst, 16);
+        }
+        if n > 48 {
+            block(dst, 32);
+        }
+        block(dst, n - 16);
+    } else if n >= 4 {
+        let block = |dst: &mut [T], at: usize| dst[at..at + 4].copy_from_slice(&[T::zero(); 4]);
+        block(dst, 0);
+        if n > 8 {
+            block(dst, 4);
+        }
+        if n > 12 {
+            block(dst, 8);
+        }
+        block(dst, n - 4);
+    } else {
+        for i in 0..3 {
+            if i < n {
+                dst[i] = T::zero();
+            }
+        }
     }
 }
 
@@ -513,6 +584,18 @@ impl Geometry<'_> {
         // The result lines (rows of the last axis) the range touches.
         let lines = positions.start / y_last..positions.end.div_ceil(y_last);
         let kernel_last = self.kernel[last];
+        let whole_lines = positions.start % y_last == 0 && positions.end % y_last == 0;
+        // Per combination of leading taps, its result lines in groups (`LineGroup`).
+        let groups: Vec<Vec<LineGroup>> = if whole_lines {
+            (0..taps / kernel_last)
+                .map(|lead| {
+                    let bases = &self.line_bases[lead * self.lines..][..self.lines];
+                    LineGroup::all(&bases[lines.clone()], y_last)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         for r in rows.clone() {
             let (feature, tap) = (r / taps, r % taps);
             let plane = &image[feature * self.plane..(feature + 1) * self.plane];
@@ -520,9 +603,8 @@ impl Geometry<'_> {
             let bases = &self.line_bases[lead * self.lines..][..self.lines];
             let (run, plan) = (self.last_runs[tap_last], self.line_plans[tap_last]);
             let row = &mut columns[(r - rows.start) * row_stride + offset..][..width];
-            let whole_lines = positions.start % y_last == 0 && positions.end % y_last == 0;
             if let Some(plan) = plan.filter(|p| whole_lines && p.source_step == 1) {
-                plan.fill_lines(plane, &bases[lines.clone()], y_last, row);
+                plan.fill_lines(plane, &groups[lead], y_last, row);
                 continue;
             }
             for p in lines.clone() {
