@@ -492,11 +492,15 @@ fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
         }
         block(dst, n - 4);
     } else {
-        // Three cases, not a loop (which also became a call).
-        for i in 0..3 {
-            if i < n {
-                dst[i] = src[i];
-            }
+        // Up to three moves, not a loop (which also became a call).
+        if n > 0 {
+            dst[0] = src[0];
+        }
+        if n > 1 {
+            dst[1] = src[1];
+        }
+        if n > 2 {
+            dst[2] = src[2];
         }
     }
 }
@@ -527,10 +531,14 @@ fn zero<T: LinalgScalar>(dst: &mut [T]) {
         }
         block(dst, n - 4);
     } else {
-        for i in 0..3 {
-            if i < n {
-                dst[i] = T::zero();
-            }
+        if n > 0 {
+            dst[0] = T::zero();
+        }
+        if n > 1 {
+            dst[1] = T::zero();
+        }
+        if n > 2 {
+            dst[2] = T::zero();
         }
     }
 }
