@@ -456,8 +456,8 @@ impl LinePlan {
 }
 
 /// `dst.copy_from_slice(src)` for the short runs of a gather (a result line is often 13 to 55
-/// elements): by at most four blocks of 16 or two of 4 (the last one overlapping the one
-/// before), which compile to vector moves, instead of a `memmove` call per run, whose
+/// elements): by at most four blocks of 16 (or of 4, below 16; the last block overlapping the
+/// one before), which compile to vector moves, instead of a `memmove` call per run, whose
 /// overhead dominated the gather. Straight-line code, not a loop: a loop of blocks was made
 /// back into a `memmove` call by the compiler.
 fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {

@@ -191,7 +191,9 @@ unsafe fn rows<T: Element, const FMA: bool, const M: usize, const W: usize>(p: M
                         tail.as_ptr()
                     };
                     let rsb = if valid == W { rsb } else { W as isize };
-                    for (i, row) in tail_c.iter_mut().enumerate() {
+                    // (The first block's tile starts from zeros: `c` is not read, nor yet
+                    // written.)
+                    for (i, row) in tail_c.iter_mut().enumerate().filter(|_| l0 > 0) {
                         for (w, v) in row[..valid].iter_mut().enumerate() {
                             *v = *p.c.offset(at(i, j0 + j + w));
                         }
