@@ -456,91 +456,54 @@ impl LinePlan {
 }
 
 /// `dst.copy_from_slice(src)` for the short runs of a gather (a result line is often 13 to 55
-/// elements): by at most four blocks of 16 (or of 4, below 16; the last block overlapping the
-/// one before), which compile to vector moves, instead of a `memmove` call per run, whose
-/// overhead dominated the gather. Straight-line code, not a loop: a loop of blocks was made
-/// back into a `memmove` call by the compiler.
+/// elements): by blocks of 16 (4, 1 below that; `cover`), which compile to vector moves,
+/// instead of a `memmove` call per run, whose overhead dominated the gather.
 fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    fn block<T: Copy, const B: usize>(dst: &mut [T], src: &[T], at: usize) {
+        let from: [T; B] = src[at..at + B].try_into().expect("a block");
+        dst[at..at + B].copy_from_slice(&from);
+    }
     let n = dst.len();
     assert_eq!(n, src.len(), "copy_short: lengths differ");
-    if n >= 64 {
-        dst.copy_from_slice(src);
-    } else if n >= 16 {
-        let block = |dst: &mut [T], at: usize| {
-            let from: [T; 16] = src[at..at + 16].try_into().expect("a block of 16");
-            dst[at..at + 16].copy_from_slice(&from);
-        };
-        block(dst, 0);
-        if n > 32 {
-            block(dst, 16);
-        }
-        if n > 48 {
-            block(dst, 32);
-        }
-        block(dst, n - 16);
-    } else if n >= 4 {
-        let block = |dst: &mut [T], at: usize| {
-            let from: [T; 4] = src[at..at + 4].try_into().expect("a block of 4");
-            dst[at..at + 4].copy_from_slice(&from);
-        };
-        block(dst, 0);
-        if n > 8 {
-            block(dst, 4);
-        }
-        if n > 12 {
-            block(dst, 8);
-        }
-        block(dst, n - 4);
-    } else {
-        // Up to three moves, not a loop (which also became a call).
-        if n > 0 {
-            dst[0] = src[0];
-        }
-        if n > 1 {
-            dst[1] = src[1];
-        }
-        if n > 2 {
-            dst[2] = src[2];
-        }
+    match n {
+        64.. => dst.copy_from_slice(src),
+        16.. => cover::<16>(n, |at| block::<T, 16>(dst, src, at)),
+        4.. => cover::<4>(n, |at| block::<T, 4>(dst, src, at)),
+        _ => cover::<1>(n, |at| block::<T, 1>(dst, src, at)),
     }
 }
 
-/// Zeroes a short slice without a `memset` call, as `copy_short` copies.
+/// Zeroes a short slice without a `memset` call, by blocks as `copy_short` copies.
 fn zero<T: LinalgScalar>(dst: &mut [T]) {
-    let n = dst.len();
-    if n >= 64 {
-        dst.fill(T::zero());
-    } else if n >= 16 {
-        let block = |dst: &mut [T], at: usize| dst[at..at + 16].copy_from_slice(&[T::zero(); 16]);
-        block(dst, 0);
-        if n > 32 {
-            block(dst, 16);
-        }
-        if n > 48 {
-            block(dst, 32);
-        }
-        block(dst, n - 16);
-    } else if n >= 4 {
-        let block = |dst: &mut [T], at: usize| dst[at..at + 4].copy_from_slice(&[T::zero(); 4]);
-        block(dst, 0);
-        if n > 8 {
-            block(dst, 4);
-        }
-        if n > 12 {
-            block(dst, 8);
-        }
-        block(dst, n - 4);
-    } else {
-        if n > 0 {
-            dst[0] = T::zero();
-        }
-        if n > 1 {
-            dst[1] = T::zero();
-        }
-        if n > 2 {
-            dst[2] = T::zero();
-        }
+    fn block<T: LinalgScalar, const B: usize>(dst: &mut [T], at: usize) {
+        dst[at..at + B].copy_from_slice(&[T::zero(); B]);
     }
+    let n = dst.len();
+    match n {
+        64.. => dst.fill(T::zero()),
+        16.. => cover::<16>(n, |at| block::<T, 16>(dst, at)),
+        4.. => cover::<4>(n, |at| block::<T, 4>(dst, at)),
+        _ => cover::<1>(n, |at| block::<T, 1>(dst, at)),
+    }
+}
+
+/// Calls `block(at)` for blocks of `B` that cover `0..n`, for `n <= 4B`: at most four, the
+/// last one overlapping the one before (none for `n == 0`). Straight-line code, not a loop:
+/// a loop of blocks was made back into a `memmove` or `memset` call by the compiler, even
+/// for one element.
+#[inline(always)]
+fn cover<const B: usize>(n: usize, mut block: impl FnMut(usize)) {
+    if n < B {
+        return;
+    }
+    block(0);
+    if n > 2 * B {
+        block(B);
+    }
+    if n > 3 * B {
+        block(2 * B);
+    }
+    block(n - B);
 }
 
 impl Geometry<'_> {
