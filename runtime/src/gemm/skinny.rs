@@ -283,7 +283,7 @@ unsafe fn tile<T: Element, const FMA: bool, const M: usize, const W: usize>(
 /// The next block's lines, asked for into L2 a few at each step of the current block.
 #[derive(Default)]
 struct Ahead {
-    /// The next block's first row, and the elements from one row to the next.
+    /// The next block's first row, and the bytes from one row to the next.
     first: *const u8,
     row_bytes: isize,
     /// Lines per row and rows; the next line to ask for (row and line in it).
